@@ -1,0 +1,383 @@
+"""The pricing engine: a period's invoice lines from parsed plans and quantities (shared/PLANS.md).
+
+Pure arithmetic on :mod:`decimal` values; no database and no Django. The specs come from
+:mod:`metering.pricing.documents`, parsed once; pricing a charge is then a few Decimal operations.
+
+The rules, to the cent:
+
+- A charge's amount is computed exactly, then rounded half-up to the currency's minor unit; the
+  total is the sum of the rounded lines.
+- Lines, per segment (one plan over one part of the period) in order: ``base_fee`` (when the plan has
+  one), one ``usage`` line per charge (even at quantity 0); then one ``minimum_commitment`` true-up
+  line for the whole period when it applies.
+- The base fee is prorated: ``base_fee × active seconds / period seconds`` (to the microsecond).
+  Usage is never prorated: each segment's quantities are priced under that segment's plan.
+- The minimum commitment is prorated like the base fee, per segment, with each segment's own plan's
+  commitment (none counts as 0); the sum, rounded, is the period's commitment. When the sum of all
+  other rounded lines is below it, one true-up line brings the total up to it. It is attributed to
+  the last segment's plan.
+- Nothing is billed before ``trial_end``: the part of a segment before it has no base fee and no
+  commitment, and a segment wholly inside the trial prices its usage at 0 (not even a first tier's
+  flat amount). The quantities given for a segment that ends after the trial are priced as they are:
+  the caller passes quantities that already exclude usage recorded during the trial.
+- Metric divisors are applied by the usage side; the engine receives the final quantity.
+"""
+
+from __future__ import annotations
+
+import calendar
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal, localcontext
+
+from .currency import ARITHMETIC_CONTEXT, format_amount, quantum
+from .documents import ChargeSpec, PlanSpec
+from .rules import get_rule
+
+ZERO = Decimal(0)
+
+
+# --- one charge ---------------------------------------------------------------------------------------
+
+
+def _exact_amount(charge: ChargeSpec, quantity: Decimal, currency: str) -> Decimal:
+    """The charge's amount before rounding. Runs inside ARITHMETIC_CONTEXT."""
+    if quantity < 0:
+        raise ValueError(f"quantity of {charge.metric!r} is negative ({quantity})")
+    model = charge.model
+    if model == "graduated":
+        for up_to, lower, unit_amount, flat_amount, below in charge.tier_table:
+            if up_to is None or quantity <= up_to:
+                return below + (quantity - lower) * unit_amount + flat_amount
+        raise ValueError(f"quantity {quantity} of {charge.metric!r} is past the last tier")
+    if model == "volume":
+        for up_to, _lower, unit_amount, flat_amount, _below in charge.tier_table:
+            if up_to is None or quantity <= up_to:
+                return quantity * unit_amount + flat_amount
+        raise ValueError(f"quantity {quantity} of {charge.metric!r} is past the last tier")
+    if model == "per_unit":
+        transform = charge.transform
+        if transform is not None:
+            whole, rest = divmod(quantity, transform.divide_by)
+            quantity = whole + 1 if rest and transform.round == "up" else whole
+        return quantity * charge.unit_amount
+    if model == "package":
+        paid = quantity - charge.free_units
+        if paid <= 0:
+            return ZERO
+        packages, rest = divmod(paid, charge.package_size)
+        if rest:
+            packages += 1
+        return packages * charge.package_amount
+    if model == "custom":
+        amount = get_rule(charge.rule)(quantity, charge.params, currency)
+        if isinstance(amount, int) and not isinstance(amount, bool):
+            amount = Decimal(amount)
+        if not isinstance(amount, Decimal) or not amount.is_finite() or amount < 0:
+            raise ValueError(f"custom rule {charge.rule!r} returned {amount!r}, not a non-negative Decimal")
+        return amount
+    raise ValueError(f"unknown charge model {model!r}")
+
+
+def price_charge(charge: ChargeSpec, quantity: Decimal, currency: str) -> Decimal:
+    """One usage line's amount: the charge priced at ``quantity``, rounded half-up to the currency."""
+    step = quantum(currency)
+    with localcontext(ARITHMETIC_CONTEXT):
+        return _exact_amount(charge, quantity, currency).quantize(step, rounding=ROUND_HALF_UP)
+
+
+def unit_amount_shown(charge: ChargeSpec) -> Decimal | None:
+    """The unit price worth printing on a line: per_unit only (tiers and packages have none)."""
+    return charge.unit_amount if charge.model == "per_unit" else None
+
+
+# --- a period -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceLine:
+    type: str  # "base_fee" | "usage" | "minimum_commitment"
+    description: str
+    amount: Decimal  # rounded to the currency
+    metric: str | None = None
+    model: str | None = None
+    quantity: Decimal | None = None
+    unit_amount: Decimal | None = None  # per_unit's price; None for tiered, package and custom
+    plan: str = ""
+    period_start: datetime | None = None  # the part of the period the line covers
+    period_end: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PricedPeriod:
+    plans: tuple[str, ...]  # plan codes in segment order, each once
+    currency: str
+    period_start: datetime
+    period_end: datetime
+    lines: tuple[InvoiceLine, ...]
+    total: Decimal
+
+    @property
+    def plan(self) -> str:
+        """The plan in force at the end of the period."""
+        return self.plans[-1]
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """One plan over one part of the period, with the quantities used in that part."""
+
+    plan: PlanSpec
+    start: datetime
+    end: datetime
+    quantities: Mapping[str, Decimal] = field(default_factory=dict, hash=False)
+
+
+def _require_aware(name: str, value: datetime) -> None:
+    if not isinstance(value, datetime) or value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{name} must be a timezone-aware datetime, got {value!r}")
+
+
+def _micros(delta: timedelta) -> int:
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def price_period(
+    segments: Sequence[Segment],
+    *,
+    period_start: datetime,
+    period_end: datetime,
+    trial_end: datetime | None = None,
+) -> PricedPeriod:
+    """Price a billing period made of one or more segments (a plan change splits the period).
+
+    Segments must be in time order and must not overlap; each is clipped to the period. All plans
+    must share one currency.
+    """
+    _require_aware("period_start", period_start)
+    _require_aware("period_end", period_end)
+    if period_end <= period_start:
+        raise ValueError(f"the period ends ({period_end}) before it starts ({period_start})")
+    if not segments:
+        raise ValueError("a period needs at least one segment")
+    if trial_end is not None:
+        _require_aware("trial_end", trial_end)
+    currency = segments[0].plan.currency
+    step = quantum(currency)
+    zero_amount = ZERO.quantize(step)
+    period_us = _micros(period_end - period_start)
+
+    lines: list[InvoiceLine] = []
+    plans: list[str] = []
+    commitment = ZERO
+    commitment_plan = None
+    previous_end = None
+    first_start = None
+    with localcontext(ARITHMETIC_CONTEXT):
+        for segment in segments:
+            plan = segment.plan
+            if plan.currency != currency:
+                raise ValueError(
+                    f"plan {plan.code!r} is priced in {plan.currency}, the period in {currency}: "
+                    "a plan change must keep the currency"
+                )
+            _require_aware("segment start", segment.start)
+            _require_aware("segment end", segment.end)
+            start = segment.start if segment.start > period_start else period_start
+            end = segment.end if segment.end < period_end else period_end
+            if end <= start:
+                raise ValueError(f"the segment of plan {plan.code!r} ({segment.start} to {segment.end}) is outside the period")
+            if previous_end is not None and start < previous_end:
+                raise ValueError("segments must be in time order and must not overlap")
+            previous_end = end
+            if plan.code not in plans:
+                plans.append(plan.code)
+
+            billable_start = start
+            if trial_end is not None and trial_end > start:
+                billable_start = trial_end if trial_end < end else end
+            if first_start is None:
+                first_start = billable_start
+            active_us = _micros(end - billable_start)
+
+            if plan.base_fee:
+                if active_us == period_us:
+                    fee = plan.base_fee
+                else:
+                    fee = plan.base_fee * active_us / period_us
+                lines.append(InvoiceLine(
+                    "base_fee", f"{plan.name} base fee", fee.quantize(step, rounding=ROUND_HALF_UP),
+                    None, None, None, None, plan.code, billable_start, end,
+                ))
+
+            quantities = segment.quantities
+            for charge in plan.charges:
+                quantity = quantities.get(charge.metric, ZERO)
+                if active_us:
+                    amount = _exact_amount(charge, quantity, currency).quantize(step, rounding=ROUND_HALF_UP)
+                else:
+                    amount = zero_amount
+                lines.append(InvoiceLine(
+                    "usage", f"{charge.metric} usage", amount, charge.metric, charge.model, quantity,
+                    charge.unit_amount if charge.model == "per_unit" else None, plan.code, start, end,
+                ))
+
+            if plan.minimum_commitment is not None:
+                commitment_plan = plan.code
+                if plan.minimum_commitment and active_us:
+                    commitment += plan.minimum_commitment * active_us / period_us
+
+        subtotal = sum([line.amount for line in lines], zero_amount)
+        total = subtotal
+        if commitment_plan is not None:
+            committed = commitment.quantize(step, rounding=ROUND_HALF_UP)
+            if subtotal < committed:
+                lines.append(InvoiceLine(
+                    "minimum_commitment", "Minimum commitment true-up", committed - subtotal,
+                    None, None, None, None, commitment_plan, first_start, previous_end,
+                ))
+                total = committed
+
+    return PricedPeriod(tuple(plans), currency, period_start, period_end, tuple(lines), total)
+
+
+def price_plan(
+    plan: PlanSpec,
+    quantities: Mapping[str, Decimal],
+    *,
+    period_start: datetime,
+    period_end: datetime,
+    active_start: datetime | None = None,
+    active_end: datetime | None = None,
+    trial_end: datetime | None = None,
+) -> PricedPeriod:
+    """One plan over a period; ``active_start``/``active_end`` prorate a subscription that starts or
+    ends inside it."""
+    start = period_start if active_start is None or active_start < period_start else active_start
+    end = period_end if active_end is None or active_end > period_end else active_end
+    if end <= start:
+        raise ValueError("the subscription is not active during the period")
+    return price_period(
+        (Segment(plan, start, end, quantities),),
+        period_start=period_start, period_end=period_end, trial_end=trial_end,
+    )
+
+
+# --- periods ------------------------------------------------------------------------------------------
+
+
+def _utc(name: str, value: datetime) -> datetime:
+    _require_aware(name, value)
+    return value.astimezone(UTC)
+
+
+def add_months(moment: datetime, months: int, *, day: int | None = None) -> datetime:
+    """``moment`` moved by whole months, the day clipped to the month's length (Jan 31 + 1 = Feb 28/29)."""
+    years, month_index = divmod(moment.month - 1 + months, 12)
+    year = moment.year + years
+    month = month_index + 1
+    wanted = moment.day if day is None else day
+    return moment.replace(year=year, month=month, day=min(wanted, calendar.monthrange(year, month)[1]))
+
+
+def _interval_months(interval: str) -> int:
+    if interval == "month":
+        return 1
+    if interval == "year":
+        return 12
+    raise ValueError(f"interval must be 'month' or 'year', got {interval!r}")
+
+
+def calendar_period(at: datetime, interval: str = "month") -> tuple[datetime, datetime]:
+    """The calendar month (or year) containing ``at``, in UTC: [start, end)."""
+    at = _utc("at", at)
+    months = _interval_months(interval)
+    if months == 1:
+        start = datetime(at.year, at.month, 1, tzinfo=UTC)
+    else:
+        start = datetime(at.year, 1, 1, tzinfo=UTC)
+    return start, add_months(start, months)
+
+
+def anniversary_period(anchor: datetime, at: datetime, interval: str = "month") -> tuple[datetime, datetime]:
+    """The period containing ``at`` when periods start at ``anchor`` and recur every interval, in UTC.
+
+    Each start is computed from the anchor (never from the previous start), so an anchor on the
+    31st gives Feb 28 (or 29) then Mar 31, not Mar 28.
+    """
+    anchor = _utc("anchor", anchor)
+    at = _utc("at", at)
+    step = _interval_months(interval)
+    months = (at.year - anchor.year) * 12 + (at.month - anchor.month)
+    k = (months // step) * step
+    start = add_months(anchor, k)
+    if start > at:
+        k -= step
+        start = add_months(anchor, k)
+    end = add_months(anchor, k + step)
+    if end <= at:
+        k += step
+        start, end = end, add_months(anchor, k + step)
+    return start, end
+
+
+def period_bounds(at: datetime, interval: str = "month", *, anchor: datetime | None = None) -> tuple[datetime, datetime]:
+    """The billing period containing ``at``: anniversary periods when an anchor is given, else calendar."""
+    if anchor is None:
+        return calendar_period(at, interval)
+    return anniversary_period(anchor, at, interval)
+
+
+def trial_end_for(plan: PlanSpec, subscription_start: datetime) -> datetime | None:
+    """When the plan's trial ends for a subscription starting then (None: the plan has no trial)."""
+    if not plan.trial_days:
+        return None
+    return _utc("subscription_start", subscription_start) + timedelta(days=plan.trial_days)
+
+
+# --- the preview's JSON -------------------------------------------------------------------------------
+
+
+def isoformat_z(moment: datetime) -> str:
+    """ISO 8601 in UTC with a trailing Z (``2026-11-01T00:00:00Z``)."""
+    return _utc("moment", moment).isoformat().replace("+00:00", "Z")
+
+
+def format_quantity(quantity: Decimal) -> str:
+    """A quantity as PLANS.md prints it: plain digits, never an exponent ("12000", "1.5")."""
+    quantity = Decimal(quantity)
+    return format(quantity if quantity else abs(quantity), "f")
+
+
+def preview_document(priced: PricedPeriod) -> dict:
+    """The JSON object of PLANS.md's "The price preview's output".
+
+    With several plans (a plan change) each line also names its ``plan`` and the object lists
+    ``plans``; ``plan`` is then the plan in force at the end of the period.
+    """
+    currency = priced.currency
+    several = len(priced.plans) > 1
+    lines = []
+    for line in priced.lines:
+        if line.type == "usage":
+            item = {
+                "type": "usage", "metric": line.metric, "model": line.model,
+                "quantity": format_quantity(line.quantity), "amount": format_amount(line.amount, currency),
+            }
+        else:
+            item = {"type": line.type, "description": line.description, "amount": format_amount(line.amount, currency)}
+        if several:
+            item["plan"] = line.plan
+        lines.append(item)
+    doc = {
+        "plan": priced.plan,
+        "currency": currency,
+        "period_start": isoformat_z(priced.period_start),
+        "period_end": isoformat_z(priced.period_end),
+        "lines": lines,
+        "total": format_amount(priced.total, currency),
+    }
+    if several:
+        doc["plans"] = list(priced.plans)
+    return doc
