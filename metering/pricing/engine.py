@@ -135,7 +135,11 @@ class Segment:
 
 
 def _require_aware(name: str, value: datetime) -> None:
-    if not isinstance(value, datetime) or value.tzinfo is None or value.utcoffset() is None:
+    try:
+        aware = value.utcoffset() is not None and isinstance(value, datetime)
+    except (AttributeError, TypeError):
+        aware = False
+    if not aware:
         raise ValueError(f"{name} must be a timezone-aware datetime, got {value!r}")
 
 

@@ -1,0 +1,136 @@
+"""`manage.py price_preview`: price one period of a plan file's plan for given usage (PLANS.md).
+
+Reads only the plan file, so it works on an empty database. Prints the preview JSON object on
+standard output; any problem ends with a non-zero exit and one line on standard error.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+
+from metering.pricing import (
+    DocumentError,
+    PlanSpec,
+    add_months,
+    calendar_period,
+    loads_document,
+    parse_plan_file,
+    preview_document,
+    price_plan,
+)
+
+
+def parse_instant(text: str, option: str) -> datetime:
+    """An ISO 8601 date or date-time; without an offset it is taken as UTC."""
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise CommandError(f"{option} {text!r} is not an ISO 8601 date or date-time (e.g. 2026-11-01T00:00:00Z)") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def parse_usage(items: list[str], plan: PlanSpec) -> dict[str, Decimal]:
+    quantities: dict[str, Decimal] = {}
+    used = plan.metric_codes
+    for item in items:
+        code, sep, text = item.partition("=")
+        code = code.strip()
+        if not sep or not code:
+            raise CommandError(f"--usage {item!r}: expected CODE=QTY, e.g. api_calls=12000")
+        try:
+            quantity = Decimal(text.strip())
+        except InvalidOperation:
+            raise CommandError(f"--usage {item!r}: the quantity {text!r} is not a decimal number") from None
+        if not quantity.is_finite() or quantity < 0:
+            raise CommandError(f"--usage {item!r}: the quantity must be a finite decimal, 0 or more")
+        if code not in used:
+            known = ", ".join(used) or "none"
+            raise CommandError(f"--usage {item!r}: no charge of plan {plan.code!r} uses metric {code!r} (its metrics: {known})")
+        if code in quantities:
+            raise CommandError(f"--usage {item!r}: metric {code!r} is given twice")
+        quantities[code] = abs(quantity)
+    return quantities
+
+
+def choose_plan(plans: list[PlanSpec], code: str | None, path: str) -> PlanSpec:
+    if not plans:
+        raise CommandError(f"plan file {path!r} holds no plan")
+    if code is not None:
+        for plan in plans:
+            if plan.code == code:
+                return plan
+        raise CommandError(f"plan file {path!r} has no plan {code!r} (its plans: {', '.join(p.code for p in plans)})")
+    if len(plans) > 1:
+        raise CommandError(
+            f"plan file {path!r} holds {len(plans)} plans ({', '.join(p.code for p in plans)}): choose one with --plan"
+        )
+    return plans[0]
+
+
+class Command(BaseCommand):
+    help = (
+        "Price one billing period of a plan for the given usage and print the invoice lines as JSON "
+        "(no trial applied). Reads only the plan file."
+    )
+    requires_system_checks: list[str] = []  # pure computation: runs even where the project checks fail
+
+    def add_arguments(self, parser):
+        parser.add_argument("--plan-file", required=True, metavar="FILE",
+                            help="a plan document, or an import file {\"metrics\": [...], \"plans\": [...]}")
+        parser.add_argument("--plan", metavar="CODE", help="the plan to price when the file holds several")
+        parser.add_argument("--usage", action="extend", nargs="+", default=[], metavar="CODE=QTY",
+                            help="a metric's quantity for the period (repeatable); a metric not given has 0")
+        parser.add_argument("--period-start", metavar="ISO",
+                            help="start of the period (default: the current calendar month, or year for yearly plans)")
+        parser.add_argument("--period-end", metavar="ISO",
+                            help="end of the period (default: one plan interval after --period-start)")
+        parser.add_argument("--subscription-start", metavar="ISO",
+                            help="prorate the base fee and the commitment as for a subscription starting then")
+
+    def handle(self, *args, **options):
+        path = options["plan_file"]
+        try:
+            text = Path(path).read_bytes()
+        except OSError as exc:
+            raise CommandError(f"cannot read plan file {path!r}: {exc.strerror or exc}") from None
+        try:
+            _metrics, plans = parse_plan_file(loads_document(text))
+        except DocumentError as exc:
+            raise CommandError(f"plan file {path!r} does not validate: {exc}") from None
+        plan = choose_plan(plans, options["plan"], path)
+        quantities = parse_usage(options["usage"], plan)
+
+        start_text, end_text = options["period_start"], options["period_end"]
+        if start_text is None and end_text is None:
+            period_start, period_end = calendar_period(datetime.now(UTC), plan.interval)
+        elif start_text is None:
+            raise CommandError("--period-end needs --period-start")
+        else:
+            period_start = parse_instant(start_text, "--period-start")
+            if end_text is None:
+                period_end = add_months(period_start, 12 if plan.interval == "year" else 1)
+            else:
+                period_end = parse_instant(end_text, "--period-end")
+            if period_end <= period_start:
+                raise CommandError(f"--period-end ({end_text}) must be after --period-start ({start_text})")
+
+        active_start = None
+        if options["subscription_start"] is not None:
+            active_start = parse_instant(options["subscription_start"], "--subscription-start")
+            if active_start >= period_end:
+                raise CommandError(
+                    f"--subscription-start ({options['subscription_start']}) is not before the period's end"
+                )
+        try:
+            priced = price_plan(plan, quantities, period_start=period_start, period_end=period_end,
+                                active_start=active_start)
+        except (ValueError, ArithmeticError) as exc:  # e.g. a custom rule refusing its input
+            raise CommandError(f"cannot price plan {plan.code!r}: {exc}") from None
+        self.stdout.write(json.dumps(preview_document(priced), indent=2))
