@@ -1,0 +1,43 @@
+# The portal's two commands: `make demo` runs it on the embedded default, `make test` runs every test.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: demo test install lint migrate serve bench clean
+
+$(VENV)/.installed: requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+install: $(VENV)/.installed
+
+migrate: install
+	$(PY) manage.py migrate --noinput
+
+# Set up and run the portal on the embedded default (SQLite, filesystem broker, local lake, local identity).
+demo: migrate
+	$(PY) manage.py load_demo
+	@echo "Serving http://$(HOST):$(PORT)/  (admin: http://$(HOST):$(PORT)/admin/)  Ctrl-C stops everything."
+	@trap 'kill 0' EXIT INT TERM; \
+	  $(PY) -m celery -A portal worker --beat --pool=solo --loglevel=WARNING & \
+	  $(PY) manage.py runserver $(HOST):$(PORT)
+
+serve: migrate
+	$(PY) manage.py runserver $(HOST):$(PORT)
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+# Set up and run the whole test suite. Tests that need PostgreSQL or Redis are skipped, and listed, without them.
+test: lint
+	$(PY) -m pytest
+
+bench: install
+	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf var artifacts .pytest_cache

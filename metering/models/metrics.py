@@ -1,0 +1,59 @@
+"""Metrics: what is counted in the access-log table, as PLANS.md's metrics document defines it."""
+
+from decimal import Decimal
+
+from django.db import models
+from django.db.models import Q
+
+
+class Aggregation(models.TextChoices):
+    COUNT = "count", "count"
+    SUM = "sum", "sum"
+    MAX = "max", "max"
+    UNIQUE_COUNT = "unique_count", "unique count"
+
+
+class Metric(models.Model):
+    code = models.SlugField(max_length=64, unique=True, help_text="Stable identifier used by plan charges.")
+    name = models.CharField(max_length=200)
+    aggregation = models.CharField(max_length=20, choices=Aggregation.choices)
+    field = models.CharField(max_length=64, blank=True, help_text="Column of the access-log table; empty for count.")
+    filters = models.JSONField(default=dict, blank=True)
+    divisor = models.DecimalField(max_digits=24, decimal_places=6, default=Decimal("1"))
+    unit = models.CharField(max_length=40, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["code"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(aggregation__in=Aggregation.values), name="metric_aggregation_known"
+            ),
+            models.CheckConstraint(condition=Q(divisor__gt=0), name="metric_divisor_positive"),
+            models.CheckConstraint(
+                condition=(Q(aggregation=Aggregation.COUNT) & Q(field="")) | (~Q(aggregation=Aggregation.COUNT) & ~Q(field="")),
+                name="metric_field_iff_not_count",
+            ),
+        ]
+
+    def __str__(self):
+        return self.code
+
+    def to_document(self) -> dict:
+        """The metric in PLANS.md's metrics-document form (canonical, so export re-imports unchanged)."""
+        from metering.pricing.documents import metric_to_document, parse_metric
+
+        return metric_to_document(parse_metric(self.raw_document()))
+
+    def raw_document(self) -> dict:
+        doc = {"code": self.code, "name": self.name, "aggregation": self.aggregation}
+        if self.field:
+            doc["field"] = self.field
+        if self.filters:
+            doc["filters"] = self.filters
+        if self.divisor != 1:
+            doc["divisor"] = format(self.divisor.normalize(), "f")
+        if self.unit:
+            doc["unit"] = self.unit
+        return doc

@@ -1,0 +1,22 @@
+"""The periodic tasks celery beat runs, kept in django-celery-beat's tables (visible and editable in the admin).
+
+They are created once after migrate; an edit made in the admin is kept (a later migrate does not reset it).
+"""
+
+import json
+
+# name -> (task, crontab fields). Apps append their schedules here.
+DEFAULT_SCHEDULES: dict[str, tuple[str, dict]] = {
+    "End finished trials": ("tenants.tasks.end_trials", {"minute": "*/15"}),
+}
+
+
+def ensure_schedules(**kwargs) -> None:
+    from django_celery_beat.models import CrontabSchedule, PeriodicTask
+
+    for name, (task, cron) in DEFAULT_SCHEDULES.items():
+        if PeriodicTask.objects.filter(name=name).exists():
+            continue
+        fields = {"minute": "*", "hour": "*", "day_of_week": "*", "day_of_month": "*", "month_of_year": "*", **cron}
+        schedule, _ = CrontabSchedule.objects.get_or_create(timezone="UTC", **fields)
+        PeriodicTask.objects.create(name=name, task=task, crontab=schedule, kwargs=json.dumps({}))

@@ -1,0 +1,207 @@
+"""Settings, read from the environment (django-environ); every variable is listed in README.md.
+
+With nothing set, the portal runs on the embedded default: SQLite under var/, a filesystem
+Celery broker, the local Iceberg lake and local identity. Production mode (PORTAL_ENV=production)
+refuses to start without a secret key and allowed hosts.
+"""
+
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+if (BASE_DIR / ".env").is_file():
+    env.read_env(str(BASE_DIR / ".env"))
+
+VAR_DIR = Path(env.str("PORTAL_VAR_DIR", default=str(BASE_DIR / "var")))
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+PORTAL_ENV = env.str("PORTAL_ENV", default="development")
+if PORTAL_ENV not in ("development", "production"):
+    raise ImproperlyConfigured(f"PORTAL_ENV must be 'development' or 'production', not {PORTAL_ENV!r}")
+PRODUCTION = PORTAL_ENV == "production"
+
+DEBUG = env.bool("DJANGO_DEBUG", default=not PRODUCTION)
+if PRODUCTION:
+    # No default may stand in for a secret in production.
+    SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
+    ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=[])
+    if not SECRET_KEY:
+        raise ImproperlyConfigured("PORTAL_ENV=production needs DJANGO_SECRET_KEY")
+    if not ALLOWED_HOSTS:
+        raise ImproperlyConfigured("PORTAL_ENV=production needs DJANGO_ALLOWED_HOSTS")
+else:
+    SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="insecure-embedded-default-key-do-not-use-in-production")
+    ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
+CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "django_celery_beat",
+    "portal",
+    "tenants",
+    "metering",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "portal.urls"
+WSGI_APPLICATION = "portal.wsgi.application"
+ASGI_APPLICATION = "portal.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "portal" / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "portal.context_processors.provider",
+            ],
+        },
+    },
+]
+
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'portal.sqlite3'}")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Writers wait for each other instead of failing at once (the sink, the sync and a worker share the file).
+    DATABASES["default"].setdefault("OPTIONS", {}).update({"timeout": 30, "transaction_mode": "IMMEDIATE"})
+DATABASES["default"]["TEST"] = {"NAME": env.str("DATABASE_TEST_NAME", default=None)}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 8}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = env.str("DJANGO_STATIC_ROOT", default=str(VAR_DIR / "static"))
+STATICFILES_DIRS = [BASE_DIR / "portal" / "static"]
+
+LOGIN_URL = "/account/login/"
+
+# Email: the console locally; EMAIL_URL (smtp://user:pass@host:587) in production.
+EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
+vars().update(EMAIL_CONFIG)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="billing@localhost")
+
+# The provider: shown on invoices and pages.
+PROVIDER_NAME = env.str("PROVIDER_NAME", default="Example SaaS Inc.")
+
+# Celery: a broker that needs no server by default (files under var/celery), Redis via the URL.
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    _celery_dir = VAR_DIR / "celery"
+    for _sub in ("queue", "processed"):
+        (_celery_dir / _sub).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_celery_dir / "queue"),
+        "data_folder_out": str(_celery_dir / "queue"),
+        "data_folder_processed": str(_celery_dir / "processed"),
+    }
+CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default=f"db+sqlite:///{VAR_DIR / 'celery-results.sqlite3'}")
+CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=60 * 60)
+CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=55 * 60)
+CELERY_TASK_ACKS_LATE = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_TIMEZONE = "UTC"
+
+# The usage lake: "local" (pyiceberg SQL catalog + files under var/lake, read by DuckDB) or "athena".
+LAKE_BACKEND = env.str("LAKE_BACKEND", default="local")
+LAKE_WAREHOUSE_DIR = env.str("LAKE_WAREHOUSE_DIR", default=str(VAR_DIR / "lake"))
+LAKE_DATABASE = env.str("LAKE_DATABASE", default="restapi_access_log_iceberg_db")
+LAKE_TABLE = env.str("LAKE_TABLE", default="restapi_access_log_iceberg")
+LAKE_SINK_MAX_RECORDS = env.int("LAKE_SINK_MAX_RECORDS", default=500)
+LAKE_SINK_MAX_SECONDS = env.float("LAKE_SINK_MAX_SECONDS", default=60.0)
+AWS_REGION = env.str("AWS_REGION", default=env.str("AWS_DEFAULT_REGION", default="us-east-1"))
+ATHENA_WORKGROUP = env.str("ATHENA_WORKGROUP", default="primary")
+ATHENA_OUTPUT_LOCATION = env.str("ATHENA_OUTPUT_LOCATION", default="")
+ATHENA_QUERY_TIMEOUT = env.int("ATHENA_QUERY_TIMEOUT", default=300)
+USAGE_SYNC_LOOKBACK_HOURS = env.int("USAGE_SYNC_LOOKBACK_HOURS", default=3)
+
+# Identity: "local" (portal users, portal-signed JWTs) or "cognito".
+IDENTITY_BACKEND = env.str("IDENTITY_BACKEND", default="local")
+COGNITO_USER_POOL_ID = env.str("COGNITO_USER_POOL_ID", default="")
+COGNITO_CLIENT_ID = env.str("COGNITO_CLIENT_ID", default="")
+COGNITO_REGION = env.str("COGNITO_REGION", default=AWS_REGION)
+IDENTITY_TOKEN_LIFETIME_SECONDS = env.int("IDENTITY_TOKEN_LIFETIME_SECONDS", default=3600)
+IDENTITY_USER_RETENTION_DAYS = env.int("IDENTITY_USER_RETENTION_DAYS", default=30)
+IDENTITY_LOCAL_ISSUER = env.str("IDENTITY_LOCAL_ISSUER", default="http://127.0.0.1:8000/local-identity")
+IDENTITY_LOCAL_CLIENT_ID = env.str("IDENTITY_LOCAL_CLIENT_ID", default="portal-local")
+AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend", "tenants.identity.auth_backends.TenantUserBackend"]
+SIGNUP_RATE_LIMIT = env.str("SIGNUP_RATE_LIMIT", default="5/hour")
+SIGNUP_CODE_TTL_MINUTES = env.int("SIGNUP_CODE_TTL_MINUTES", default=30)
+METERED_API_BASE_URL = env.str("METERED_API_BASE_URL", default="http://127.0.0.1:8000/demo-api")
+# The signup rate limit counters: process memory by default, Redis (redis://host:6379/2) in production.
+CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
+
+# Billing.
+BILLING_GRACE_PERIOD_MINUTES = env.int("BILLING_GRACE_PERIOD_MINUTES", default=60)
+INVOICE_NUMBER_PREFIX = env.str("INVOICE_NUMBER_PREFIX", default="INV")
+PRICING_CUSTOM_RULES = {
+    "capped_per_unit": "metering.pricing.rules.capped_per_unit",
+    **env.dict("PRICING_CUSTOM_RULES", default={}),
+}
+
+# The REST API.
+REST_FRAMEWORK = {
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 50,
+    "COERCE_DECIMAL_TO_STRING": True,
+    "DATETIME_FORMAT": "iso-8601",
+    "EXCEPTION_HANDLER": "portal.errors.api_exception_handler",
+}
+API_THROTTLE_RATE = env.str("API_THROTTLE_RATE", default="1000/minute")
+API_MAX_RANGE_DAYS = env.int("API_MAX_RANGE_DAYS", default=400)
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Metering portal API",
+    "DESCRIPTION": "Usage, invoices and projected bills for the provider and its tenants.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+if PRODUCTION:
+    SESSION_COOKIE_SECURE = env.bool("DJANGO_SECURE_COOKIES", default=True)
+    CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+}

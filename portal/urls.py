@@ -1,0 +1,19 @@
+"""The portal's URLs: the admin, the account pages, the home page; apps add theirs below."""
+
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import path
+
+from portal import views
+
+admin.site.site_header = "Metering portal"
+admin.site.site_title = "Metering portal"
+admin.site.index_title = "Provider administration"
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("healthz", views.healthz, name="healthz"),
+    path("account/login/", auth_views.LoginView.as_view(), name="login"),
+    path("account/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("admin/", admin.site.urls),
+]

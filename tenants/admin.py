@@ -1,0 +1,277 @@
+"""Admin for tenants, plans and subscriptions: lifecycle actions call the same services as everything else."""
+
+import json
+from datetime import timedelta
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import Count, Q
+from django.utils import timezone
+
+from portal.errors import ApplicationError
+from tenants.models import (
+    Charge,
+    Plan,
+    PlanVersion,
+    Subscription,
+    SubscriptionChange,
+    SubscriptionStatus,
+    Tenant,
+)
+from tenants.services import lifecycle
+from tenants.services.plans import plan_save
+from tenants.services.subscriptions import subscription_end, subscription_move_to_latest
+
+
+def _run_for_each(modeladmin, request, queryset, service, verb):
+    done, failed = 0, []
+    for obj in queryset:
+        try:
+            service(obj)
+            done += 1
+        except ApplicationError as exc:
+            failed.append(exc.message)
+    if done:
+        modeladmin.message_user(request, f"{verb}: {done}.", messages.SUCCESS)
+    for message in failed:
+        modeladmin.message_user(request, message, messages.ERROR)
+
+
+class SubscriptionInline(admin.TabularInline):
+    model = Subscription
+    extra = 0
+    fields = ("plan_version", "status", "billing_cycle", "started_at", "trial_ends_at", "ends_at")
+    readonly_fields = fields
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Tenant)
+class TenantAdmin(admin.ModelAdmin):
+    list_display = ("slug", "name", "status", "contact_email", "current_plan", "created_at")
+    list_filter = ("status", "created_at")
+    search_fields = ("slug", "name", "contact_email")
+    readonly_fields = ("status", "status_changed_at", "created_at", "updated_at")
+    inlines = [SubscriptionInline]
+    actions = ["suspend", "reactivate", "cancel"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("subscriptions__plan_version__plan")
+
+    @admin.display(description="current plan")
+    def current_plan(self, tenant):
+        for sub in tenant.subscriptions.all():
+            if sub.status == SubscriptionStatus.ACTIVE:
+                return str(sub.plan_version)
+        return "—"
+
+    @admin.action(description="Suspend the selected tenants")
+    def suspend(self, request, queryset):
+        _run_for_each(self, request, queryset, lambda t: lifecycle.tenant_suspend(tenant=t), "Suspended")
+
+    @admin.action(description="Reactivate the selected tenants")
+    def reactivate(self, request, queryset):
+        _run_for_each(self, request, queryset, lambda t: lifecycle.tenant_reactivate(tenant=t), "Reactivated")
+
+    @admin.action(description="Cancel the selected tenants (ends their subscriptions now)")
+    def cancel(self, request, queryset):
+        _run_for_each(self, request, queryset, lambda t: lifecycle.tenant_cancel(tenant=t), "Cancelled")
+
+
+class PlanForm(forms.ModelForm):
+    """The plan is edited as its PLANS.md document; saving validates it and versions it when it has subscribers."""
+
+    document = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 24, "cols": 100, "style": "font-family: monospace"}),
+        help_text="The plan document of PLANS.md (JSON). Editing a plan that has subscribers makes a new version.",
+    )
+
+    class Meta:
+        model = Plan
+        fields = ("is_public",)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        current = self.instance.current_version if self.instance.pk else None
+        if current is not None:
+            self.initial["document"] = json.dumps(current.document, indent=2)
+
+    def clean_document(self):
+        raw = self.cleaned_data["document"]
+        try:
+            document = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise forms.ValidationError(f"Not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno}).") from exc
+        if not isinstance(document, dict):
+            raise forms.ValidationError("A plan document is a JSON object.")
+        if self.instance.pk and document.get("code") != self.instance.code:
+            raise forms.ValidationError(f"The code of a saved plan cannot change (it is {self.instance.code!r}).")
+        return document
+
+    def clean(self):
+        cleaned = super().clean()
+        document = cleaned.get("document")
+        if document is not None:
+            from metering.models import Metric
+            from metering.pricing.documents import DocumentError, parse_plan
+
+            try:
+                parse_plan(document, metric_codes=Metric.objects.values_list("code", flat=True))
+            except DocumentError as exc:
+                raise forms.ValidationError([forms.ValidationError(e) for e in exc.errors]) from exc
+        return cleaned
+
+    def save(self, commit=True):
+        version, self.outcome = plan_save(document=self.cleaned_data["document"], is_public=self.cleaned_data["is_public"])
+        self.instance = version.plan
+        return self.instance
+
+    def save_m2m(self):
+        pass
+
+
+class PlanVersionInline(admin.TabularInline):
+    model = PlanVersion
+    extra = 0
+    fields = ("version", "name", "currency", "interval", "base_fee", "trial_days", "minimum_commitment", "subscribers", "created_at")
+    readonly_fields = fields
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="active subscribers")
+    def subscribers(self, version):
+        return version.subscriptions.filter(status=SubscriptionStatus.ACTIVE).count()
+
+
+@admin.register(Plan)
+class PlanAdmin(admin.ModelAdmin):
+    form = PlanForm
+    list_display = ("code", "name", "is_public", "latest_version", "active_subscribers", "updated_at")
+    list_filter = ("is_public",)
+    search_fields = ("code", "name")
+    inlines = [PlanVersionInline]
+    actions = ["move_subscribers_to_latest"]
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                _latest=Count("versions", distinct=True),
+                _active=Count(
+                    "versions__subscriptions",
+                    filter=Q(versions__subscriptions__status=SubscriptionStatus.ACTIVE),
+                    distinct=True,
+                ),
+            )
+        )
+
+    def get_fields(self, request, obj=None):
+        return ("document", "is_public")
+
+    def get_inlines(self, request, obj):
+        return self.inlines if obj is not None else []
+
+    @admin.display(description="versions", ordering="_latest")
+    def latest_version(self, plan):
+        return plan._latest
+
+    @admin.display(description="active subscribers", ordering="_active")
+    def active_subscribers(self, plan):
+        return plan._active
+
+    def save_model(self, request, obj, form, change):
+        messages.info(request, f"Plan {form.instance.code}: {form.outcome}.")
+
+    @admin.action(description="Move active subscribers to the latest version, from now")
+    def move_subscribers_to_latest(self, request, queryset):
+        now = timezone.now()
+        _run_for_each(self, request, queryset, lambda p: subscription_move_to_latest(plan=p, at=now), "Plans processed")
+
+
+class ChargeInline(admin.TabularInline):
+    model = Charge
+    extra = 0
+    fields = ("position", "metric", "model", "spec")
+    readonly_fields = fields
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(PlanVersion)
+class PlanVersionAdmin(admin.ModelAdmin):
+    list_display = ("__str__", "name", "currency", "interval", "base_fee", "trial_days", "created_at")
+    list_filter = ("currency", "interval", "plan")
+    search_fields = ("plan__code", "name")
+    inlines = [ChargeInline]
+
+    def has_add_permission(self, request):
+        return False  # versions are made by editing the plan
+
+    def has_change_permission(self, request, obj=None):
+        return False  # a version that may have subscribers is never edited in place from here
+
+
+class SubscriptionChangeInline(admin.TabularInline):
+    model = SubscriptionChange
+    extra = 0
+    fields = ("from_version", "to_version", "changed_at")
+    readonly_fields = fields
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+class SubscriptionForm(forms.ModelForm):
+    class Meta:
+        model = Subscription
+        fields = ("tenant", "plan_version", "billing_cycle", "started_at", "trial_ends_at", "ends_at")
+
+    def clean(self):
+        cleaned = super().clean()
+        tenant = cleaned.get("tenant")
+        if self.instance.pk is None and tenant is not None:
+            # The database refuses it too (subscription_one_active_per_tenant); this says it on the form.
+            if Subscription.objects.filter(tenant=tenant, status=SubscriptionStatus.ACTIVE).exists():
+                raise forms.ValidationError(f"Tenant {tenant.slug} already has an active subscription: end it first.")
+        return cleaned
+
+
+@admin.register(Subscription)
+class SubscriptionAdmin(admin.ModelAdmin):
+    form = SubscriptionForm
+    list_display = ("tenant", "plan_version", "status", "billing_cycle", "started_at", "trial_ends_at", "ends_at")
+    list_filter = ("status", "billing_cycle", "plan_version__plan")
+    search_fields = ("tenant__slug", "tenant__name", "plan_version__plan__code")
+    list_select_related = ("tenant", "plan_version__plan")
+    readonly_fields = ("status", "created_at", "updated_at")
+    inlines = [SubscriptionChangeInline]
+    actions = ["end_now"]
+
+    def get_inlines(self, request, obj):
+        return self.inlines if obj is not None else []
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is not None:
+            # Plan changes go through the "change plan" path so they are recorded with their time.
+            return (*self.readonly_fields, "tenant", "plan_version", "started_at")
+        return self.readonly_fields
+
+    def save_model(self, request, obj, form, change):
+        if not change and obj.trial_ends_at is None and obj.plan_version.trial_days:
+            obj.trial_ends_at = obj.started_at + timedelta(days=obj.plan_version.trial_days)
+        super().save_model(request, obj, form, change)
+
+    @admin.action(description="End the selected subscriptions now")
+    def end_now(self, request, queryset):
+        now = timezone.now()
+        _run_for_each(self, request, queryset, lambda s: subscription_end(subscription=s, at=now), "Ended")

@@ -1,0 +1,38 @@
+"""Import metrics and plans from a PLANS.md JSON file; importing the same file twice changes nothing."""
+
+import json
+
+from django.core.management.base import BaseCommand, CommandError
+
+from portal.errors import ApplicationError
+from tenants.services.plans import plans_import
+
+
+class Command(BaseCommand):
+    help = "Import a plans file: one plan document, or {\"metrics\": [...], \"plans\": [...]}."
+
+    def add_arguments(self, parser):
+        parser.add_argument("file", help="Path to the JSON file ('-' reads standard input).")
+
+    def handle(self, *args, file, **options):
+        try:
+            if file == "-":
+                import sys
+
+                document = json.load(sys.stdin)
+            else:
+                with open(file, encoding="utf-8") as fh:
+                    document = json.load(fh)
+        except OSError as exc:
+            raise CommandError(f"Cannot read {file}: {exc.strerror}") from exc
+        except json.JSONDecodeError as exc:
+            raise CommandError(f"{file} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from exc
+        try:
+            report = plans_import(document=document)
+        except ApplicationError as exc:
+            for error in exc.extra.get("errors", [exc.message]):
+                self.stderr.write(error)
+            raise CommandError(f"{file} was not imported: {len(exc.extra.get('errors', [1]))} error(s)") from exc
+        for line in report.lines():
+            self.stdout.write(line)
+        self.stdout.write("nothing changed" if not report.changed else "imported")

@@ -1,0 +1,28 @@
+"""Tenant-side models, a module per concern; import them all here so Django finds them."""
+
+from tenants.models.commercial import (
+    BillingCycle,
+    Charge,
+    Plan,
+    PlanVersion,
+    Subscription,
+    SubscriptionChange,
+    SubscriptionStatus,
+    Tenant,
+    TenantStatus,
+)
+from tenants.models.identity import TenantRole, TenantUser
+
+__all__ = [
+    "BillingCycle",
+    "Charge",
+    "Plan",
+    "PlanVersion",
+    "Subscription",
+    "SubscriptionChange",
+    "SubscriptionStatus",
+    "Tenant",
+    "TenantStatus",
+    "TenantRole",
+    "TenantUser",
+]

@@ -1,0 +1,196 @@
+"""The commercial side: tenants, versioned plans with their charges, and subscriptions."""
+
+from django.core.validators import RegexValidator
+from django.db import models
+from django.db.models import F, Q
+
+
+class TenantStatus(models.TextChoices):
+    TRIALING = "trialing", "Trialing"
+    ACTIVE = "active", "Active"
+    SUSPENDED = "suspended", "Suspended"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+slug_validator = RegexValidator(
+    r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$",
+    "Use 1 to 63 lowercase letters, digits and inner hyphens (the slug names the tenant's Cognito group).",
+)
+
+
+class Tenant(models.Model):
+    slug = models.SlugField(max_length=63, unique=True, validators=[slug_validator])
+    name = models.CharField(max_length=200)
+    contact_email = models.EmailField(help_text="Billing contact: finalized invoices are sent here.")
+    status = models.CharField(max_length=20, choices=TenantStatus.choices, default=TenantStatus.ACTIVE)
+    status_changed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["slug"]
+        constraints = [
+            models.CheckConstraint(condition=Q(status__in=TenantStatus.values), name="tenant_status_known"),
+        ]
+
+    def __str__(self):
+        return self.slug
+
+
+class PlanInterval(models.TextChoices):
+    MONTH = "month", "Monthly"
+    YEAR = "year", "Yearly"
+
+
+class Plan(models.Model):
+    """A plan's stable identity; its prices live in versions, so subscribers keep what they signed up for."""
+
+    code = models.SlugField(max_length=64, unique=True)
+    name = models.CharField(max_length=200)
+    is_public = models.BooleanField(default=True, help_text="Offered on the self-service signup page.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["code"]
+
+    def __str__(self):
+        return self.code
+
+    @property
+    def current_version(self) -> "PlanVersion | None":
+        return self.versions.order_by("-version").first()
+
+
+class PlanVersion(models.Model):
+    plan = models.ForeignKey(Plan, on_delete=models.CASCADE, related_name="versions")
+    version = models.PositiveIntegerField()
+    # The canonical plan document (PLANS.md) is the source of truth; the typed columns below are
+    # derived from it so the database can check them and queries can filter on them.
+    document = models.JSONField()
+    name = models.CharField(max_length=200)
+    currency = models.CharField(max_length=3)
+    interval = models.CharField(max_length=10, choices=PlanInterval.choices, default=PlanInterval.MONTH)
+    base_fee = models.DecimalField(max_digits=18, decimal_places=6, default=0)
+    trial_days = models.PositiveIntegerField(default=0)
+    minimum_commitment = models.DecimalField(max_digits=18, decimal_places=6, null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["plan__code", "-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["plan", "version"], name="plan_version_unique"),
+            models.CheckConstraint(condition=Q(version__gte=1), name="plan_version_positive"),
+            models.CheckConstraint(condition=Q(base_fee__gte=0), name="plan_version_base_fee_non_negative"),
+            models.CheckConstraint(
+                condition=Q(minimum_commitment__isnull=True) | Q(minimum_commitment__gte=0),
+                name="plan_version_commitment_non_negative",
+            ),
+            models.CheckConstraint(condition=Q(interval__in=PlanInterval.values), name="plan_version_interval_known"),
+        ]
+
+    def __str__(self):
+        return f"{self.plan.code} v{self.version}"
+
+    def to_spec(self):
+        """The pricing engine's view of this version."""
+        from metering.pricing.documents import parse_plan
+
+        return parse_plan(self.document)
+
+
+class ChargeModel(models.TextChoices):
+    PER_UNIT = "per_unit", "per unit"
+    PACKAGE = "package", "package"
+    GRADUATED = "graduated", "graduated"
+    VOLUME = "volume", "volume"
+    CUSTOM = "custom", "custom"
+
+
+class Charge(models.Model):
+    """One usage charge of a plan version; rows mirror the document so a metric in use cannot be deleted."""
+
+    plan_version = models.ForeignKey(PlanVersion, on_delete=models.CASCADE, related_name="charges")
+    position = models.PositiveIntegerField()
+    metric = models.ForeignKey("metering.Metric", on_delete=models.PROTECT, related_name="charges")
+    model = models.CharField(max_length=20, choices=ChargeModel.choices)
+    spec = models.JSONField(default=dict, help_text="The charge's document, as in PLANS.md.")
+
+    class Meta:
+        ordering = ["plan_version", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["plan_version", "metric"], name="charge_one_per_metric"),
+            models.UniqueConstraint(fields=["plan_version", "position"], name="charge_position_unique"),
+            models.CheckConstraint(condition=Q(model__in=ChargeModel.values), name="charge_model_known"),
+        ]
+
+    def __str__(self):
+        return f"{self.plan_version} · {self.metric.code} ({self.model})"
+
+
+class BillingCycle(models.TextChoices):
+    CALENDAR = "calendar", "Calendar month"
+    ANNIVERSARY = "anniversary", "Anniversary"
+
+
+class SubscriptionStatus(models.TextChoices):
+    ACTIVE = "active", "Active"
+    ENDED = "ended", "Ended"
+
+
+class Subscription(models.Model):
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="subscriptions")
+    plan_version = models.ForeignKey(PlanVersion, on_delete=models.PROTECT, related_name="subscriptions")
+    status = models.CharField(max_length=10, choices=SubscriptionStatus.choices, default=SubscriptionStatus.ACTIVE)
+    billing_cycle = models.CharField(max_length=12, choices=BillingCycle.choices, default=BillingCycle.CALENDAR)
+    started_at = models.DateTimeField()
+    trial_ends_at = models.DateTimeField(null=True, blank=True)
+    ends_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant"],
+                condition=Q(status="active"),
+                name="subscription_one_active_per_tenant",
+                violation_error_message="This tenant already has an active subscription.",
+            ),
+            models.CheckConstraint(condition=Q(status__in=SubscriptionStatus.values), name="subscription_status_known"),
+            models.CheckConstraint(
+                condition=Q(billing_cycle__in=BillingCycle.values), name="subscription_billing_cycle_known"
+            ),
+            models.CheckConstraint(
+                condition=Q(ends_at__isnull=True) | Q(ends_at__gt=F("started_at")),
+                name="subscription_ends_after_start",
+                violation_error_message="The end must be after the start.",
+            ),
+            models.CheckConstraint(
+                condition=Q(trial_ends_at__isnull=True) | Q(trial_ends_at__gte=F("started_at")),
+                name="subscription_trial_after_start",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.tenant.slug} on {self.plan_version}"
+
+
+class SubscriptionChange(models.Model):
+    """A plan change, with its time: billing prices each part of a period under its own plan version."""
+
+    subscription = models.ForeignKey(Subscription, on_delete=models.CASCADE, related_name="changes")
+    from_version = models.ForeignKey(PlanVersion, on_delete=models.PROTECT, related_name="+")
+    to_version = models.ForeignKey(PlanVersion, on_delete=models.PROTECT, related_name="+")
+    changed_at = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["subscription", "changed_at"]
+        constraints = [
+            models.CheckConstraint(condition=~Q(from_version=F("to_version")), name="subscription_change_changes"),
+        ]
+
+    def __str__(self):
+        return f"{self.subscription}: {self.from_version} -> {self.to_version} at {self.changed_at:%Y-%m-%d %H:%M}"

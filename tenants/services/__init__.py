@@ -1,0 +1,1 @@
+"""Writes on tenants, plans and subscriptions: the one place each rule is enforced."""

@@ -1,0 +1,65 @@
+"""The demo data: three tenants on the demo plans and an admin login, created once."""
+
+import secrets
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+
+from tenants.models import BillingCycle, Plan, Subscription, SubscriptionStatus, Tenant, TenantStatus
+from tenants.services.lifecycle import tenant_create
+from tenants.services.subscriptions import subscription_create
+
+DEMO_TENANTS = [
+    # slug, name, plan, billing cycle
+    ("acme", "Acme Corp", "pro", BillingCycle.CALENDAR),
+    ("globex", "Globex", "starter", BillingCycle.CALENDAR),
+    ("initech", "Initech", "enterprise", BillingCycle.ANNIVERSARY),
+]
+
+
+@dataclass
+class DemoResult:
+    lines: list[str] = field(default_factory=list)
+
+
+def _demo_start() -> datetime:
+    """The demo subscriptions start at the beginning of last month, so last month can be billed."""
+    now = datetime.now(UTC)
+    year, month = (now.year, now.month - 1) if now.month > 1 else (now.year - 1, 12)
+    return datetime(year, month, 1, tzinfo=UTC)
+
+
+def demo_load(*, admin_username: str = "admin", admin_password: str | None = None) -> DemoResult:
+    result = DemoResult()
+    start = _demo_start()
+    for slug, name, plan_code, cycle in DEMO_TENANTS:
+        tenant = Tenant.objects.filter(slug=slug).first()
+        if tenant is None:
+            tenant = tenant_create(slug=slug, name=name, contact_email=f"billing@{slug}.example", status=TenantStatus.ACTIVE)
+            result.lines.append(f"tenant {slug}: created")
+        if not Subscription.objects.filter(tenant=tenant, status=SubscriptionStatus.ACTIVE).exists():
+            version = Plan.objects.get(code=plan_code).current_version
+            # No trial for the demo: its point is to show a billed month on the first start.
+            subscription_create(tenant=tenant, plan_version=version, started_at=start, billing_cycle=cycle, with_trial=False)
+            result.lines.append(f"tenant {slug}: subscribed to {plan_code}")
+
+    User = get_user_model()
+    password_file = settings.VAR_DIR / "admin-password.txt"
+    admin = User.objects.filter(username=admin_username).first()
+    if admin is None:
+        password = admin_password or secrets.token_urlsafe(12)
+        User.objects.create_superuser(admin_username, f"{admin_username}@localhost", password)
+        password_file.write_text(password + "\n")
+        result.lines.append(f"admin login created: {admin_username} / {password}")
+    elif admin_password:
+        admin.set_password(admin_password)
+        admin.save(update_fields=["password"])
+        password_file.write_text(admin_password + "\n")
+        result.lines.append(f"admin login: {admin_username} / {admin_password}")
+    elif password_file.exists():
+        result.lines.append(f"admin login: {admin_username} / {password_file.read_text().strip()}")
+    else:
+        result.lines.append(f"admin login: {admin_username} (password set earlier; change it with manage.py changepassword)")
+    return result

@@ -1,0 +1,83 @@
+"""The tenant status lifecycle: the allowed transitions, enforced here and nowhere else."""
+
+from datetime import timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from portal.errors import ApplicationError
+from tenants.models import Subscription, SubscriptionStatus, Tenant, TenantStatus
+from tenants.signals import tenant_status_changed
+
+ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
+    TenantStatus.TRIALING: frozenset({TenantStatus.ACTIVE, TenantStatus.SUSPENDED, TenantStatus.CANCELLED}),
+    TenantStatus.ACTIVE: frozenset({TenantStatus.SUSPENDED, TenantStatus.CANCELLED}),
+    TenantStatus.SUSPENDED: frozenset({TenantStatus.ACTIVE, TenantStatus.CANCELLED}),
+    TenantStatus.CANCELLED: frozenset(),
+}
+
+
+def tenant_create(*, slug: str, name: str, contact_email: str, status: str = TenantStatus.ACTIVE) -> Tenant:
+    if status not in (TenantStatus.TRIALING, TenantStatus.ACTIVE):
+        raise ApplicationError(f"A new tenant starts trialing or active, not {status}.")
+    tenant = Tenant(slug=slug, name=name, contact_email=contact_email, status=status, status_changed_at=timezone.now())
+    tenant.full_clean()
+    tenant.save()
+    return tenant
+
+
+def tenant_transition(*, tenant: Tenant, to_status: str, at=None) -> Tenant:
+    """Move a tenant to another status, or raise ApplicationError naming the illegal move."""
+    if to_status not in TenantStatus.values:
+        raise ApplicationError(f"Unknown tenant status {to_status!r}.")
+    at = at or timezone.now()
+    with transaction.atomic():
+        locked = Tenant.objects.select_for_update().get(pk=tenant.pk)
+        from_status = locked.status
+        if to_status == from_status:
+            return locked  # asking twice for the same state is not an error: the first call did the work
+        if to_status not in ALLOWED_TRANSITIONS[from_status]:
+            raise ApplicationError(
+                f"Tenant {locked.slug} cannot go from {TenantStatus(from_status).label.lower()} "
+                f"to {TenantStatus(to_status).label.lower()}."
+            )
+        locked.status = to_status
+        locked.status_changed_at = at
+        locked.save(update_fields=["status", "status_changed_at", "updated_at"])
+        if to_status == TenantStatus.CANCELLED:
+            # A cancelled tenant is billed up to now and no further.
+            for sub in Subscription.objects.select_for_update().filter(tenant=locked, status=SubscriptionStatus.ACTIVE):
+                sub.status = SubscriptionStatus.ENDED
+                if sub.ends_at is None or sub.ends_at > at:
+                    sub.ends_at = max(at, sub.started_at + timedelta(seconds=1))
+                sub.save(update_fields=["status", "ends_at", "updated_at"])
+        transaction.on_commit(
+            lambda: tenant_status_changed.send(
+                sender=Tenant, tenant=locked, from_status=from_status, to_status=to_status
+            )
+        )
+    tenant.status, tenant.status_changed_at = locked.status, locked.status_changed_at
+    return locked
+
+
+def tenant_suspend(*, tenant: Tenant) -> Tenant:
+    return tenant_transition(tenant=tenant, to_status=TenantStatus.SUSPENDED)
+
+
+def tenant_reactivate(*, tenant: Tenant) -> Tenant:
+    return tenant_transition(tenant=tenant, to_status=TenantStatus.ACTIVE)
+
+
+def tenant_cancel(*, tenant: Tenant) -> Tenant:
+    return tenant_transition(tenant=tenant, to_status=TenantStatus.CANCELLED)
+
+
+def tenants_end_trials(*, now=None) -> list[Tenant]:
+    """Trialing tenants whose subscription's trial has ended become active (a second run finds none)."""
+    now = now or timezone.now()
+    due = Tenant.objects.filter(
+        status=TenantStatus.TRIALING,
+        subscriptions__status=SubscriptionStatus.ACTIVE,
+        subscriptions__trial_ends_at__lte=now,
+    ).distinct()
+    return [tenant_transition(tenant=tenant, to_status=TenantStatus.ACTIVE, at=now) for tenant in due]

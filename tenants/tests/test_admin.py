@@ -1,0 +1,107 @@
+"""The admin pages render for staff, lifecycle actions work, and bad input shows on the form."""
+
+import json
+
+import pytest
+from django.urls import reverse
+
+from tenants.models import Plan, TenantStatus
+from tenants.tests.factories import SAMPLE_FILE, TenantFactory, import_sample_plans
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def staff_client(client, django_user_model):
+    user = django_user_model.objects.create_superuser("staff", "staff@example.com", "pw-for-tests-1")
+    client.force_login(user)
+    return client
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["tenants_tenant", "tenants_plan", "tenants_planversion", "tenants_subscription", "metering_metric"],
+)
+def test_changelists_and_add_pages_render(staff_client, name):
+    import_sample_plans()
+    TenantFactory()
+    assert staff_client.get(reverse(f"admin:{name}_changelist")).status_code == 200
+    assert staff_client.get(reverse(f"admin:{name}_changelist"), {"q": "pro"}).status_code == 200
+    add = staff_client.get(reverse(f"admin:{name}_add"))
+    assert add.status_code in (200, 403)
+
+
+def test_change_pages_render(staff_client):
+    versions = import_sample_plans()
+    tenant = TenantFactory()
+    plan = Plan.objects.get(code="pro")
+    assert staff_client.get(reverse("admin:tenants_tenant_change", args=[tenant.pk])).status_code == 200
+    page = staff_client.get(reverse("admin:tenants_plan_change", args=[plan.pk]))
+    assert page.status_code == 200 and "graduated" in page.content.decode()
+    assert staff_client.get(reverse("admin:tenants_planversion_change", args=[versions["pro"].pk])).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "action,start,end",
+    [("suspend", TenantStatus.ACTIVE, TenantStatus.SUSPENDED),
+     ("reactivate", TenantStatus.SUSPENDED, TenantStatus.ACTIVE),
+     ("cancel", TenantStatus.ACTIVE, TenantStatus.CANCELLED)],
+)
+def test_lifecycle_actions(staff_client, action, start, end):
+    tenant = TenantFactory(status=start)
+    response = staff_client.post(
+        reverse("admin:tenants_tenant_changelist"), {"action": action, "_selected_action": [tenant.pk]}, follow=True
+    )
+    assert response.status_code == 200
+    tenant.refresh_from_db()
+    assert tenant.status == end
+
+
+def test_illegal_action_shows_a_message_not_an_error(staff_client):
+    tenant = TenantFactory(status=TenantStatus.CANCELLED)
+    response = staff_client.post(
+        reverse("admin:tenants_tenant_changelist"), {"action": "reactivate", "_selected_action": [tenant.pk]}, follow=True
+    )
+    assert response.status_code == 200
+    assert "cannot go from cancelled to active" in response.content.decode()
+    tenant.refresh_from_db()
+    assert tenant.status == TenantStatus.CANCELLED
+
+
+def test_plan_form_shows_validation_errors(staff_client):
+    import_sample_plans()
+    bad = dict(SAMPLE_FILE["plans"][1], code="newplan", currency="NOPE")
+    response = staff_client.post(reverse("admin:tenants_plan_add"), {"document": json.dumps(bad), "is_public": "on"})
+    assert response.status_code == 200
+    assert "currency" in response.content.decode()
+    assert not Plan.objects.filter(code="newplan").exists()
+    response = staff_client.post(reverse("admin:tenants_plan_add"), {"document": "{oops", "is_public": "on"})
+    assert response.status_code == 200 and "Not valid JSON" in response.content.decode()
+
+
+def test_plan_form_creates_a_plan(staff_client):
+    import_sample_plans()
+    doc = dict(SAMPLE_FILE["plans"][1], code="basic", name="Basic")
+    response = staff_client.post(reverse("admin:tenants_plan_add"), {"document": json.dumps(doc), "is_public": "on"})
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert Plan.objects.get(code="basic").current_version.document["name"] == "Basic"
+
+
+def test_tenant_form_reports_a_duplicate_slug(staff_client):
+    TenantFactory(slug="acme")
+    response = staff_client.post(
+        reverse("admin:tenants_tenant_add"), {"slug": "acme", "name": "Acme 2", "contact_email": "a@b.example"}
+    )
+    assert response.status_code == 200 and "already exists" in response.content.decode()
+
+
+def test_second_active_subscription_in_the_admin_is_a_form_error(staff_client):
+    versions = import_sample_plans()
+    tenant = TenantFactory()
+    data = {"tenant": tenant.pk, "plan_version": versions["pro"].pk, "billing_cycle": "calendar",
+            "started_at_0": "2026-10-01", "started_at_1": "00:00:00"}
+    assert staff_client.post(reverse("admin:tenants_subscription_add"), data).status_code == 302
+    data["plan_version"] = versions["starter"].pk
+    response = staff_client.post(reverse("admin:tenants_subscription_add"), data)
+    assert response.status_code == 200
+    assert "already has an active subscription" in response.content.decode()
