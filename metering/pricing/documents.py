@@ -424,7 +424,7 @@ def _parse_plan(doc: Any, position: int | None, metric_codes: frozenset[str] | N
     rules = None
     for index, charge_doc in enumerate(charges_doc, start=1):
         metric = charge_doc.get("metric") if isinstance(charge_doc, Mapping) else None
-        if isinstance(metric, str) and metric.strip():
+        if isinstance(metric, str) and _CODE_RE.fullmatch(metric.strip()):
             charge_report = _Report(f"{label}, charge {index} ({metric.strip()})", errors)
         else:
             charge_report = _Report(f"{label}, charge {index}", errors)

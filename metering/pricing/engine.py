@@ -186,10 +186,13 @@ def price_period(
                     f"plan {plan.code!r} is priced in {plan.currency}, the period in {currency}: "
                     "a plan change must keep the currency"
                 )
-            _require_aware("segment start", segment.start)
-            _require_aware("segment end", segment.end)
-            start = segment.start if segment.start > period_start else period_start
-            end = segment.end if segment.end < period_end else period_end
+            try:  # comparing a naive datetime with the (checked) aware bounds raises TypeError
+                start = segment.start if segment.start > period_start else period_start
+                end = segment.end if segment.end < period_end else period_end
+            except TypeError:
+                raise ValueError(
+                    f"segment start and end must be timezone-aware datetimes, got {segment.start!r}, {segment.end!r}"
+                ) from None
             if end <= start:
                 raise ValueError(f"the segment of plan {plan.code!r} ({segment.start} to {segment.end}) is outside the period")
             if previous_end is not None and start < previous_end:
