@@ -1,0 +1,96 @@
+"""The lake interface: where the access-log table lives and how usage queries run against it.
+
+Two backends implement it, chosen by ``settings.LAKE_BACKEND``: ``local`` (pyiceberg SQL catalog +
+files under var/, queried by DuckDB) and ``athena`` (Glue catalog + S3, queried by Athena).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from metering.lake import queries
+from portal.errors import ApplicationError
+
+
+class LakeError(ApplicationError):
+    """A lake query that failed (the caller may retry: nothing was written)."""
+
+
+class LakeTimeout(LakeError):
+    """A lake query that did not finish within the configured time."""
+
+
+@dataclass(frozen=True, slots=True)
+class HourlyRow:
+    """One group of the hourly query: ``tenant_id`` (None when the log had none), ``user`` (only when
+    tenant_id is None), the hour (UTC, aware) and one aggregate per metric, in the metrics' order."""
+
+    tenant_id: str | None
+    user: str | None
+    hour: datetime
+    values: tuple[Decimal | None, ...]
+
+
+class Lake(ABC):
+    """The access-log table and the usage queries over it."""
+
+    dialect: str = ""
+
+    @abstractmethod
+    def execute(self, query) -> list[tuple]:
+        """Run one sqlglot query (rendered in this backend's dialect) and return its rows."""
+
+    def hourly_usage(self, *, metrics: Sequence, start: datetime, end: datetime) -> list[HourlyRow]:
+        """The metrics per tenant and hour over [start, end), duplicates of a request_id counted once."""
+        if not metrics:
+            return []
+        query = queries.hourly_usage_query(metrics, start=start, end=end, **self.table_ref())
+        return [HourlyRow(tenant_id=row[0], user=row[1], hour=_aware(row[2]), values=tuple(_dec(v) for v in row[3:]))
+                for row in self.execute(query)]
+
+    def period_usage(self, *, metrics: Sequence, start: datetime, end: datetime, tenant_id: str,
+                     usernames: Iterable[str] = ()) -> dict[str, Decimal]:
+        """The metrics over the whole of [start, end) for one tenant (by tenant_id, or by user where
+        the log has no tenant_id): {metric code: raw aggregate}, 0 where nothing matched."""
+        if not metrics:
+            return {}
+        specs = [queries.MetricQuery.of(m) for m in metrics]
+        query = queries.period_usage_query(specs, start=start, end=end, tenant_id=tenant_id, usernames=usernames,
+                                           **self.table_ref())
+        rows = self.execute(query)
+        values = rows[0] if rows else (None,) * len(specs)
+        return {spec.code: _dec(value) or Decimal(0) for spec, value in zip(specs, values, strict=True)}
+
+    def count_requests(self, *, start: datetime, end: datetime, distinct: bool = True) -> int:
+        query = queries.count_query(start=start, end=end, distinct=distinct, **self.table_ref())
+        return int(self.execute(query)[0][0])
+
+    @abstractmethod
+    def table_ref(self) -> dict:
+        """``{"table": ..., "database": ...}`` as the queries name the table."""
+
+    def append(self, records: Sequence[dict]) -> int:
+        """Append transformed records (transform.transform_record's output); local lake only."""
+        raise NotImplementedError(f"{type(self).__name__} is written by Firehose, not by the portal")
+
+
+def _dec(value) -> Decimal | None:
+    if value is None:
+        return None
+    if isinstance(value, Decimal):
+        return value
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    return Decimal(value)
+
+
+def _aware(value) -> datetime:
+    from datetime import UTC
+
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

@@ -1,0 +1,217 @@
+"""The usage queries, built once as sqlglot expression trees and rendered for Athena or DuckDB.
+
+Nothing here formats SQL from strings: a metric's field is checked against the table's columns and
+its filter values become literals in the tree, so no metric definition (and no tenant or admin
+input) can change a query's shape. Every query first keeps one row per ``request_id``: Firehose
+delivers at least once, and a request counts once whatever the aggregation (PLANS.md).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlglot import exp
+
+# The access-log table (shared/DESIGN.md "The Iceberg table"), with status as int.
+COLUMNS: dict[str, str] = {
+    "request_id": "string",
+    "ip": "string",
+    "user": "string",
+    "request_time": "timestamp",
+    "http_method": "string",
+    "resource_path": "string",
+    "status": "int",
+    "protocol": "string",
+    "response_length": "int",
+    "tenant_id": "string",
+}
+NUMERIC_COLUMNS = frozenset(name for name, kind in COLUMNS.items() if kind == "int")
+AGGREGATIONS = ("count", "sum", "max", "unique_count")
+DIALECTS = ("athena", "duckdb")
+
+_STATUS_RE = re.compile(r"([1-5])(xx|[0-9]{2})")
+_DEDUPED = "deduped"
+_ROW_NUMBER = "_rn"
+
+
+class QueryError(ValueError):
+    """A metric that cannot be turned into a query (unknown field, aggregation or filter)."""
+
+
+@dataclass(frozen=True)
+class MetricQuery:
+    """What a query needs of a metric: its code, aggregation, field and filters (PLANS.md)."""
+
+    code: str
+    aggregation: str
+    field: str | None = None
+    filters: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    @classmethod
+    def of(cls, metric) -> MetricQuery:
+        """From a Metric model, a pricing MetricSpec or anything with those attributes."""
+        if isinstance(metric, MetricQuery):
+            return metric
+        filters = tuple(sorted((key, tuple(values)) for key, values in (metric.filters or {}).items()))
+        return cls(code=metric.code, aggregation=metric.aggregation, field=metric.field or None, filters=filters)
+
+
+def _ts(value: datetime) -> exp.Expression:
+    """A timestamp literal in UTC (the table's request_time is UTC without a zone)."""
+    if value.tzinfo is None:
+        raise QueryError("query bounds must be timezone-aware datetimes")
+    text = value.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+    return exp.cast(exp.Literal.string(text), exp.DataType.build("timestamp"))
+
+
+def _col(name: str) -> exp.Column:
+    if name not in COLUMNS:
+        raise QueryError(f"{name!r} is not a column of the access-log table")
+    return exp.column(name)
+
+
+def _filter_condition(metric: MetricQuery) -> exp.Expression | None:
+    """The metric's filters as one condition: filters ANDed, the values of one filter ORed."""
+    parts: list[exp.Expression] = []
+    for key, values in metric.filters:
+        if not values:
+            continue
+        if key == "status":
+            alternatives = []
+            for value in values:
+                match = _STATUS_RE.fullmatch(str(value))
+                if not match:
+                    raise QueryError(f"metric {metric.code}: status filter {value!r} is not a class or code")
+                if match.group(2) == "xx":
+                    low = int(match.group(1)) * 100
+                    alternatives.append(exp.Between(this=_col("status"), low=exp.Literal.number(low),
+                                                    high=exp.Literal.number(low + 99)))
+                else:
+                    alternatives.append(_col("status").eq(exp.Literal.number(int(value))))
+            parts.append(exp.or_(*alternatives) if len(alternatives) > 1 else alternatives[0])
+        elif key == "http_method":
+            parts.append(_col("http_method").isin(*[exp.Literal.string(str(v).upper()) for v in values]))
+        elif key == "resource_path_prefix":
+            # substr(...) = literal: a prefix is compared as text, so no LIKE wildcard in it matters.
+            alternatives = [
+                exp.Substring(this=_col("resource_path"), start=exp.Literal.number(1),
+                              length=exp.Literal.number(len(str(v)))).eq(exp.Literal.string(str(v)))
+                for v in values
+            ]
+            parts.append(exp.or_(*alternatives) if len(alternatives) > 1 else alternatives[0])
+        else:
+            raise QueryError(f"metric {metric.code}: unknown filter {key!r}")
+    if not parts:
+        return None
+    return exp.and_(*[exp.paren(p) for p in parts]) if len(parts) > 1 else parts[0]
+
+
+def aggregate_expression(metric: MetricQuery) -> exp.Expression:
+    """The metric's aggregate over the deduplicated rows, its filters applied inside it (CASE WHEN)."""
+    metric = MetricQuery.of(metric)
+    if metric.aggregation not in AGGREGATIONS:
+        raise QueryError(f"metric {metric.code}: unknown aggregation {metric.aggregation!r}")
+    condition = _filter_condition(metric)
+    if metric.aggregation == "count":
+        value: exp.Expression = exp.Literal.number(1)
+    else:
+        if not metric.field:
+            raise QueryError(f"metric {metric.code}: aggregation {metric.aggregation} needs a field")
+        value = _col(metric.field)
+        if metric.aggregation in ("sum", "max") and metric.field not in NUMERIC_COLUMNS:
+            raise QueryError(f"metric {metric.code}: {metric.aggregation} needs a numeric column, not {metric.field}")
+    if condition is not None:
+        value = exp.Case(ifs=[exp.If(this=condition, true=value)])
+    if metric.aggregation == "count":
+        return exp.Count(this=value)
+    if metric.aggregation == "sum":
+        # bigint: a month of response lengths overflows int.
+        return exp.Sum(this=exp.cast(value, exp.DataType.build("bigint")))
+    if metric.aggregation == "max":
+        return exp.Max(this=value)
+    return exp.Count(this=exp.Distinct(expressions=[value]))
+
+
+def _deduplicated(source: exp.Expression, where: exp.Expression) -> exp.Subquery:
+    """One row per request_id among the rows matching ``where`` (the earliest, ties broken by content)."""
+    order = exp.Order(expressions=[exp.Ordered(this=exp.column("request_time")),
+                                   exp.Ordered(this=exp.column("ip")),
+                                   exp.Ordered(this=exp.column("status"))])
+    numbered = (
+        exp.select(*[exp.column(c) for c in COLUMNS])
+        .select(exp.alias_(exp.Window(this=exp.RowNumber(), partition_by=[exp.column("request_id")], order=order),
+                           _ROW_NUMBER))
+        .from_(source.copy())
+        .where(where)
+    )
+    inner = exp.select(*[exp.column(c) for c in COLUMNS]).from_(numbered.subquery("numbered")).where(
+        exp.column(_ROW_NUMBER).eq(exp.Literal.number(1))
+    )
+    return inner.subquery(_DEDUPED)
+
+
+def _window(start: datetime, end: datetime) -> exp.Expression:
+    if end <= start:
+        raise QueryError("the query's end must be after its start")
+    column = exp.column("request_time")
+    return exp.and_(column >= _ts(start), column < _ts(end))
+
+
+def _source(table: str, database: str | None) -> exp.Table:
+    return exp.table_(table, db=database) if database else exp.table_(table)
+
+
+def hourly_usage_query(metrics: Sequence, *, start: datetime, end: datetime, table: str,
+                       database: str | None = None) -> exp.Select:
+    """Per hour and tenant, one column per metric: ``tenant_id, user, hour, <metric>...``.
+
+    ``user`` is only kept where ``tenant_id`` is missing (older logs): those rows are attributed to
+    a tenant through the tenant user that owns them. Grouping every row by user too would multiply
+    the groups by the users per tenant for nothing.
+    """
+    queries = [MetricQuery.of(m) for m in metrics]
+    user_if_no_tenant = exp.Case(ifs=[exp.If(this=exp.column("tenant_id").is_(exp.null()),
+                                             true=exp.column("user"))])
+    hour = exp.TimestampTrunc(this=exp.column("request_time"), unit=exp.var("HOUR"))
+    select = exp.select(
+        exp.column("tenant_id"),
+        exp.alias_(user_if_no_tenant, "user"),
+        exp.alias_(hour, "hour"),
+        *[exp.alias_(aggregate_expression(q), f"m{i}") for i, q in enumerate(queries)],
+    ).from_(_deduplicated(_source(table, database), _window(start, end)))
+    return select.group_by(exp.Literal.number(1), exp.Literal.number(2), exp.Literal.number(3))
+
+
+def period_usage_query(metrics: Sequence, *, start: datetime, end: datetime, tenant_id: str,
+                       usernames: Iterable[str] = (), table: str, database: str | None = None) -> exp.Select:
+    """The metrics over a whole period for one tenant: its rows by tenant_id, plus the rows without a
+    tenant_id whose user is one of ``usernames``. One row, one column per metric (``m0``, ``m1``...)."""
+    queries = [MetricQuery.of(m) for m in metrics]
+    owned = exp.column("tenant_id").eq(exp.Literal.string(tenant_id))
+    names = sorted(set(usernames))
+    if names:
+        by_user = exp.and_(exp.column("tenant_id").is_(exp.null()),
+                           exp.column("user").isin(*[exp.Literal.string(n) for n in names]))
+        owned = exp.or_(owned, by_user)
+    where = exp.and_(_window(start, end), exp.paren(owned))
+    return exp.select(
+        *[exp.alias_(aggregate_expression(q), f"m{i}") for i, q in enumerate(queries)]
+    ).from_(_deduplicated(_source(table, database), where))
+
+
+def count_query(*, start: datetime, end: datetime, table: str, database: str | None = None,
+                distinct: bool = True) -> exp.Select:
+    """Requests in the window (distinct request ids, or raw rows): for checks and tests."""
+    value = exp.Count(this=exp.Distinct(expressions=[exp.column("request_id")])) if distinct else exp.Count(
+        this=exp.Star())
+    return exp.select(value).from_(_source(table, database)).where(_window(start, end))
+
+
+def render(query: exp.Expression, dialect: str) -> str:
+    """The query's SQL in ``athena`` or ``duckdb``, every identifier quoted (``user`` is a keyword)."""
+    if dialect not in DIALECTS:
+        raise QueryError(f"unknown dialect {dialect!r}")
+    return query.sql(dialect=dialect, identify=True)
