@@ -8,6 +8,7 @@ from django.contrib import admin, messages
 from django.db.models import Count, Q
 from django.utils import timezone
 
+from metering.pricing.documents import DocumentError, loads_document, parse_plan
 from portal.errors import ApplicationError
 from tenants.models import (
     Charge,
@@ -102,9 +103,9 @@ class PlanForm(forms.ModelForm):
     def clean_document(self):
         raw = self.cleaned_data["document"]
         try:
-            document = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise forms.ValidationError(f"Not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno}).") from exc
+            document = loads_document(raw)
+        except DocumentError as exc:
+            raise forms.ValidationError(f"Not valid JSON: {exc}") from exc
         if not isinstance(document, dict):
             raise forms.ValidationError("A plan document is a JSON object.")
         if self.instance.pk and document.get("code") != self.instance.code:
@@ -116,7 +117,6 @@ class PlanForm(forms.ModelForm):
         document = cleaned.get("document")
         if document is not None:
             from metering.models import Metric
-            from metering.pricing.documents import DocumentError, parse_plan
 
             try:
                 parse_plan(document, metric_codes=Metric.objects.values_list("code", flat=True))

@@ -105,3 +105,15 @@ def test_editing_a_plan_with_subscribers_makes_a_new_version():
     sub.refresh_from_db()
     assert sub.plan_version == old, "existing subscriptions keep their version until moved"
     assert str(old.to_spec().base_fee) in ("49.00", "49")
+
+
+def test_json_numbers_are_read_as_exact_decimals(tmp_path):
+    text = json.dumps(SAMPLE_FILE).replace('"unit_amount": "0.09"', '"unit_amount": 0.09')
+    assert '"unit_amount": 0.09' in text
+    path = tmp_path / "numbers.json"
+    path.write_text(text)
+    call_command("import_plans", str(path))
+    spec = Plan.objects.get(code="pro").current_version.to_spec()
+    from decimal import Decimal
+
+    assert spec.charge_for("data_out_mb").unit_amount == Decimal("0.09")

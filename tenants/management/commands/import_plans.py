@@ -1,9 +1,10 @@
 """Import metrics and plans from a PLANS.md JSON file; importing the same file twice changes nothing."""
 
-import json
+import sys
 
 from django.core.management.base import BaseCommand, CommandError
 
+from metering.pricing.documents import DocumentError, loads_document
 from portal.errors import ApplicationError
 from tenants.services.plans import plans_import
 
@@ -17,16 +18,16 @@ class Command(BaseCommand):
     def handle(self, *args, file, **options):
         try:
             if file == "-":
-                import sys
-
-                document = json.load(sys.stdin)
+                raw = sys.stdin.buffer.read()
             else:
-                with open(file, encoding="utf-8") as fh:
-                    document = json.load(fh)
+                with open(file, "rb") as fh:
+                    raw = fh.read()
+            # Numbers are read as exact Decimals, never floats.
+            document = loads_document(raw)
         except OSError as exc:
             raise CommandError(f"Cannot read {file}: {exc.strerror}") from exc
-        except json.JSONDecodeError as exc:
-            raise CommandError(f"{file} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from exc
+        except DocumentError as exc:
+            raise CommandError(f"{file} is not valid JSON: {exc}") from exc
         try:
             report = plans_import(document=document)
         except ApplicationError as exc:
