@@ -8,6 +8,7 @@ import json
 # name -> (task, crontab fields). Apps append their schedules here.
 DEFAULT_SCHEDULES: dict[str, tuple[str, dict]] = {
     "End finished trials": ("tenants.tasks.end_trials", {"minute": "*/15"}),
+    "Purge cancelled tenants' users": ("tenants.tasks.purge_cancelled_users", {"minute": "30", "hour": "3"}),
 }
 
 

@@ -9,3 +9,12 @@ from tenants.services.lifecycle import tenants_end_trials
 def end_trials() -> int:
     """Activate trialing tenants whose trial is over; returns how many changed."""
     return len(tenants_end_trials())
+
+
+@shared_task
+def purge_cancelled_users() -> dict:
+    """Delete the identity users of tenants cancelled longer than the retention, and disable any user
+    still enabled in a suspended or cancelled tenant."""
+    from tenants.services.identity import tenant_users_purge_cancelled, tenant_users_reconcile
+
+    return {"disabled": tenant_users_reconcile(), "deleted": tenant_users_purge_cancelled()}

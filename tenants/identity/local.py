@@ -24,7 +24,13 @@ from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
-from tenants.identity.base import IdentityBackend, IdentityError, IdentityUser, InvalidCredentials, VerifierConfig
+from tenants.identity.base import (
+    IdentityBackend,
+    IdentityError,
+    IdentityUser,
+    InvalidCredentials,
+    VerifierConfig,
+)
 from tenants.identity.passwords import CognitoPasswordPolicyValidator
 
 _key_lock = threading.Lock()

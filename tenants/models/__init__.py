@@ -12,6 +12,8 @@ from tenants.models.commercial import (
     TenantStatus,
 )
 from tenants.models.identity import TenantRole, TenantUser
+from tenants.models.local_identity import LocalIdentity
+from tenants.models.signup import SignupRequest, SignupStatus
 
 __all__ = [
     "BillingCycle",
@@ -25,4 +27,7 @@ __all__ = [
     "TenantStatus",
     "TenantRole",
     "TenantUser",
+    "LocalIdentity",
+    "SignupRequest",
+    "SignupStatus",
 ]

@@ -26,6 +26,9 @@ class TenantUser(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     disabled_at = models.DateTimeField(null=True, blank=True)
+    disabled_with_tenant = models.BooleanField(default=False, help_text="Disabled by the tenant's suspension: reactivation enables it again.")
+    password_change_required = models.BooleanField(default=False, help_text="Signed in with a temporary password: must choose one.")
+    identity_deleted_at = models.DateTimeField(null=True, blank=True, help_text="When the identity user was deleted (cancelled tenant, after retention).")
 
     class Meta:
         ordering = ["tenant", "email"]
