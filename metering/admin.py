@@ -38,3 +38,68 @@ class MetricAdmin(admin.ModelAdmin):
     @admin.display(description="charges using it")
     def plans_using(self, metric):
         return metric.charges.count()
+
+
+# --- usage, unattributed usage and usage sync runs (issue 4) ------------------------------------------
+
+from metering.models import HourlyUsage, SyncCursor, SyncRun, UnattributedUsage  # noqa: E402
+
+
+class _ReadOnlyAdmin(admin.ModelAdmin):
+    """Written by the usage sync only: shown, never edited by hand."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(HourlyUsage)
+class HourlyUsageAdmin(_ReadOnlyAdmin):
+    list_display = ("hour", "tenant", "metric", "value", "updated_at")
+    list_filter = ("metric", "tenant")
+    search_fields = ("tenant__slug",)
+    date_hierarchy = "hour"
+    list_select_related = ("tenant", "metric")
+
+
+@admin.register(UnattributedUsage)
+class UnattributedUsageAdmin(_ReadOnlyAdmin):
+    list_display = ("hour", "tenant_key", "user_key", "metric", "value", "updated_at")
+    list_filter = ("metric",)
+    search_fields = ("tenant_key", "user_key")
+    date_hierarchy = "hour"
+
+
+@admin.register(SyncRun)
+class SyncRunAdmin(_ReadOnlyAdmin):
+    list_display = ("started_at", "backend", "window_start", "window_end", "outcome", "rows_read", "rows_written",
+                    "unattributed_rows", "attempts", "duration_seconds", "triggered_by")
+    list_filter = ("outcome", "backend", "triggered_by")
+    readonly_fields = [f.name for f in SyncRun._meta.fields]
+    actions = ["sync_now"]
+
+    def has_change_permission(self, request, obj=None):
+        # Viewable (read-only fields) so the error text can be read; nothing can be saved.
+        return request.method in ("GET", "HEAD") and super(_ReadOnlyAdmin, self).has_change_permission(request, obj)
+
+    @admin.action(description="Sync usage now (from the cursor)")
+    def sync_now(self, request, queryset):
+        from metering.lake import LakeError
+        from metering.services.sync import usage_sync
+
+        try:
+            run = usage_sync(triggered_by="admin")
+        except LakeError as exc:
+            self.message_user(request, f"Usage sync failed: {exc}", level="error")
+            return
+        self.message_user(request, f"Usage sync done: {run.rows_written} hourly rows ({run.duration_seconds:.1f} s).")
+
+
+@admin.register(SyncCursor)
+class SyncCursorAdmin(_ReadOnlyAdmin):
+    list_display = ("name", "synced_until", "updated_at")

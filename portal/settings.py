@@ -151,6 +151,11 @@ ATHENA_WORKGROUP = env.str("ATHENA_WORKGROUP", default="primary")
 ATHENA_OUTPUT_LOCATION = env.str("ATHENA_OUTPUT_LOCATION", default="")
 ATHENA_QUERY_TIMEOUT = env.int("ATHENA_QUERY_TIMEOUT", default=300)
 USAGE_SYNC_LOOKBACK_HOURS = env.int("USAGE_SYNC_LOOKBACK_HOURS", default=3)
+USAGE_SYNC_ATTEMPTS = env.int("USAGE_SYNC_ATTEMPTS", default=3)
+USAGE_SYNC_RETRY_DELAY = env.float("USAGE_SYNC_RETRY_DELAY", default=2.0)
+METERED_API_AUTHENTICATION = env.list(
+    "METERED_API_AUTHENTICATION", default=["tenants.identity.authentication.TokenAuthentication"]
+)
 
 # Identity: "local" (portal users, portal-signed JWTs) or "cognito".
 IDENTITY_BACKEND = env.str("IDENTITY_BACKEND", default="local")

@@ -1,0 +1,102 @@
+"""Usage in the portal database: hourly rows per tenant and metric, unattributed usage, and the sync's state.
+
+Values are the metric's raw aggregate (events, bytes, distinct values...) BEFORE its divisor: the
+divisor is applied once, by metering.selectors.period_quantities, so that changing a metric's
+divisor does not need a resync. For unique_count and max metrics an hourly row is informative only:
+a period's quantity is queried from the lake over the whole period (PLANS.md).
+"""
+
+from django.db import models
+from django.db.models import F, Q
+
+
+class HourlyUsage(models.Model):
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.PROTECT, related_name="hourly_usage")
+    metric = models.ForeignKey("metering.Metric", on_delete=models.CASCADE, related_name="hourly_usage")
+    hour = models.DateTimeField(help_text="Start of the hour (UTC).")
+    value = models.DecimalField(max_digits=30, decimal_places=6, help_text="Raw aggregate, before the divisor.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-hour", "tenant", "metric"]
+        verbose_name_plural = "hourly usage"
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "metric", "hour"], name="hourly_usage_one_per_hour"),
+            models.CheckConstraint(condition=Q(value__gte=0), name="hourly_usage_value_non_negative"),
+        ]
+        indexes = [models.Index(fields=["tenant", "hour"], name="hourly_usage_tenant_hour")]
+
+    def __str__(self):
+        return f"{self.tenant_id} {self.metric_id} {self.hour:%Y-%m-%d %H:00} = {self.value}"
+
+
+class UnattributedUsage(models.Model):
+    """Usage whose tenant is unknown: no tenant_id naming a tenant and no tenant user owning ``user``.
+
+    Kept (never dropped) so that the provider sees it in the admin and can fix the attribution (e.g.
+    by adding the tenant user) and resync. ``tenant_id`` and ``user`` are what the log had ('' when
+    it had nothing)."""
+
+    tenant_key = models.CharField(max_length=128, blank=True, help_text="The log's tenant_id ('' if none).")
+    user_key = models.CharField(max_length=128, blank=True, help_text="The log's user ('' if none).")
+    metric = models.ForeignKey("metering.Metric", on_delete=models.CASCADE, related_name="unattributed_usage")
+    hour = models.DateTimeField()
+    value = models.DecimalField(max_digits=30, decimal_places=6)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-hour", "tenant_key", "user_key", "metric"]
+        verbose_name_plural = "unattributed usage"
+        constraints = [
+            models.UniqueConstraint(fields=["tenant_key", "user_key", "metric", "hour"],
+                                    name="unattributed_usage_one_per_hour"),
+            models.CheckConstraint(condition=Q(value__gte=0), name="unattributed_usage_value_non_negative"),
+        ]
+
+    def __str__(self):
+        return f"{self.tenant_key or '-'}/{self.user_key or '-'} {self.metric_id} {self.hour:%Y-%m-%d %H:00}"
+
+
+class SyncCursor(models.Model):
+    """How far the usage sync got, per lake backend: the end of the last window synced."""
+
+    name = models.CharField(max_length=40, unique=True)
+    synced_until = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self):
+        return f"{self.name}: {self.synced_until}"
+
+
+class SyncOutcome(models.TextChoices):
+    RUNNING = "running", "running"
+    SUCCEEDED = "succeeded", "succeeded"
+    FAILED = "failed", "failed"
+
+
+class SyncRun(models.Model):
+    """One run of the usage sync: its window, what it read and wrote, how long it took, how it ended."""
+
+    backend = models.CharField(max_length=20)
+    window_start = models.DateTimeField()
+    window_end = models.DateTimeField()
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    duration_seconds = models.FloatField(null=True, blank=True)
+    rows_read = models.PositiveIntegerField(default=0, help_text="Groups returned by the lake query.")
+    rows_written = models.PositiveIntegerField(default=0, help_text="Hourly rows inserted or updated.")
+    unattributed_rows = models.PositiveIntegerField(default=0)
+    attempts = models.PositiveSmallIntegerField(default=1)
+    outcome = models.CharField(max_length=10, choices=SyncOutcome.choices, default=SyncOutcome.RUNNING)
+    error = models.TextField(blank=True)
+    triggered_by = models.CharField(max_length=40, blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+        constraints = [
+            models.CheckConstraint(condition=Q(window_end__gt=F("window_start")), name="sync_run_window_ordered"),
+            models.CheckConstraint(condition=Q(outcome__in=SyncOutcome.values), name="sync_run_outcome_known"),
+        ]
+
+    def __str__(self):
+        return f"sync {self.window_start:%Y-%m-%d %H:%M} – {self.window_end:%Y-%m-%d %H:%M} ({self.outcome})"

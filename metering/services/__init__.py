@@ -1,0 +1,1 @@
+"""Writes on usage: the usage sync (and, as they land, billing)."""
