@@ -351,6 +351,13 @@ def test_transform_lambda_packages_exactly_the_metering_module(synth):
     assert (asset_dir / "transform.py").read_bytes() == TRANSFORM_SOURCE.read_bytes()
 
 
+def test_demo_api_lambda_packages_only_its_handler(synth):
+    fn = only(synth.template_json(outputs.API_STACK), "AWS::Lambda::Function")
+    assert fn["Properties"]["Handler"] == "index.handler"
+    asset_dir = synth.outdir / f"asset.{fn['Properties']['Code']['S3Key'].removesuffix('.zip')}"
+    assert sorted(p.name for p in asset_dir.iterdir()) == ["index.py"]
+
+
 # --- stack 5: the Firehose role -------------------------------------------------------------------------
 
 
@@ -630,6 +637,11 @@ def test_api_outputs(synth):
 
 
 # --- the entry point ------------------------------------------------------------------------------------
+
+
+def test_cdk_json_runs_app_py():
+    cdk_json = json.loads((INFRA_DIR / "cdk.json").read_text())
+    assert cdk_json["app"] == "python3 app.py"
 
 
 def test_app_py_synthesizes_from_the_infra_directory(tmp_path):
