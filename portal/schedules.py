@@ -9,6 +9,7 @@ import json
 DEFAULT_SCHEDULES: dict[str, tuple[str, dict]] = {
     "End finished trials": ("tenants.tasks.end_trials", {"minute": "*/15"}),
     "Purge cancelled tenants' users": ("tenants.tasks.purge_cancelled_users", {"minute": "30", "hour": "3"}),
+    "Expire unverified signups": ("tenants.tasks.expire_signups", {"minute": "*/10"}),
     "Sync usage from the lake": ("metering.tasks.sync_usage", {"minute": "*/5"}),
 }
 

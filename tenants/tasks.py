@@ -18,3 +18,11 @@ def purge_cancelled_users() -> dict:
     from tenants.services.identity import tenant_users_purge_cancelled, tenant_users_reconcile
 
     return {"disabled": tenant_users_reconcile(), "deleted": tenant_users_purge_cancelled()}
+
+
+@shared_task
+def expire_signups() -> int:
+    """Pending signups past their code's expiry are closed and their encrypted password wiped."""
+    from tenants.services.signup import signup_requests_expire
+
+    return signup_requests_expire()

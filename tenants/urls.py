@@ -2,8 +2,16 @@
 
 from django.urls import path
 
+from tenants import views_signup, views_tenant
 from tenants.identity import views as identity_views
 
 urlpatterns = [
     path(".well-known/jwks.json", identity_views.jwks, name="identity-jwks"),
+    path("signup/", views_signup.signup, name="signup"),
+    path("signup/verify/", views_signup.signup_verify, name="signup-verify"),
+    path("tenant/", views_tenant.tenant_home, name="tenant-home"),
+    path("tenant/users/", views_tenant.tenant_users, name="tenant-users"),
+    path("tenant/users/<int:pk>/<slug:action>/", views_tenant.tenant_user_action, name="tenant-user-action"),
+    path("tenant/token/", views_tenant.tenant_token, name="tenant-token"),
+    path("tenant/password/", views_tenant.tenant_password, name="tenant-password"),
 ]

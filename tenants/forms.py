@@ -1,0 +1,82 @@
+"""Forms of the signup pages and the tenant area: input validation only, the work is in services."""
+
+from django import forms
+from django.contrib.auth.password_validation import get_default_password_validators, validate_password
+from django.utils.text import slugify
+
+from tenants.identity.passwords import CognitoPasswordPolicyValidator
+from tenants.models import PlanVersion
+from tenants.models.commercial import slug_validator
+
+
+def _check_password(password: str) -> None:
+    # Django's own checks (common, numeric, ...) and the pool's policy, so the pool never refuses it later.
+    validate_password(password, password_validators=[*get_default_password_validators(), CognitoPasswordPolicyValidator()])
+
+
+class PlanChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, version):
+        trial = f", {version.trial_days}-day trial" if version.trial_days else ""
+        return f"{version.name} ({version.currency} {version.base_fee:.2f} / {version.interval}{trial})"
+
+
+class SignupForm(forms.Form):
+    company = forms.CharField(max_length=200, label="Company name")
+    slug = forms.CharField(
+        max_length=63, required=False, label="Company id",
+        help_text="Lowercase letters, digits and hyphens; it names your tenant in usage data. "
+                  "Leave empty to derive it from the company name.",
+    )
+    email = forms.EmailField()
+    password = forms.CharField(widget=forms.PasswordInput, strip=False,
+                               help_text=CognitoPasswordPolicyValidator().get_help_text())
+    plan = PlanChoiceField(queryset=PlanVersion.objects.none(), empty_label=None)
+
+    def __init__(self, *args, plan_versions=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["plan"].queryset = PlanVersion.objects.filter(pk__in=[v.pk for v in plan_versions]).select_related("plan")
+
+    def clean_slug(self):
+        slug = self.cleaned_data.get("slug", "").strip().lower()
+        if not slug:
+            slug = slugify(self.data.get("company", ""))[:63].strip("-")
+        slug_validator(slug)
+        return slug
+
+    def clean_password(self):
+        password = self.cleaned_data["password"]
+        _check_password(password)
+        return password
+
+
+class VerifyForm(forms.Form):
+    code = forms.CharField(max_length=6, min_length=6, label="Verification code",
+                           widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric"}))
+
+
+class InviteForm(forms.Form):
+    email = forms.EmailField()
+
+
+class TokenForm(forms.Form):
+    """Cognito issues tokens only against the user's password, which the portal does not keep."""
+
+    password = forms.CharField(widget=forms.PasswordInput, strip=False)
+
+
+class ChangePasswordForm(forms.Form):
+    current_password = forms.CharField(widget=forms.PasswordInput, strip=False)
+    new_password = forms.CharField(widget=forms.PasswordInput, strip=False,
+                                   help_text=CognitoPasswordPolicyValidator().get_help_text())
+    confirm_password = forms.CharField(widget=forms.PasswordInput, strip=False)
+
+    def clean_new_password(self):
+        password = self.cleaned_data["new_password"]
+        _check_password(password)
+        return password
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("new_password") and cleaned.get("new_password") != cleaned.get("confirm_password"):
+            self.add_error("confirm_password", "The two passwords differ.")
+        return cleaned

@@ -1,0 +1,273 @@
+"""Self-service signup: a request, its email verification, then provisioning of tenant, subscription and owner.
+
+The password is needed once more after verification (Cognito sets it; the portal cannot derive it from a
+hash), so it is kept Fernet-encrypted with a key derived from SECRET_KEY for the verification window and
+wiped as soon as the owner exists or the request expires. The 6-digit code is stored as a salted HMAC.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import re
+import secrets
+from datetime import timedelta
+
+from cryptography.fernet import Fernet, InvalidToken
+from django.conf import settings
+from django.core.cache import cache
+from django.core.exceptions import ValidationError
+from django.core.mail import send_mail
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.crypto import constant_time_compare, salted_hmac
+
+from portal.errors import ApplicationError
+from tenants.identity import IdentityError
+from tenants.models import (
+    PlanVersion,
+    SignupRequest,
+    SignupStatus,
+    Tenant,
+    TenantRole,
+    TenantStatus,
+    TenantUser,
+)
+from tenants.models.signup import OPEN_STATUSES
+from tenants.services.identity import tenant_user_create
+from tenants.services.lifecycle import tenant_create
+from tenants.services.subscriptions import subscription_create
+
+logger = logging.getLogger(__name__)
+
+MAX_VERIFY_ATTEMPTS = 5
+_PERIODS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600, "d": 86400, "day": 86400}
+
+
+# --- secrets kept for the verification window -------------------------------------------------------
+
+def _fernet() -> Fernet:
+    key = salted_hmac("tenants.signup.password", "fernet-key", algorithm="sha256").digest()
+    return Fernet(base64.urlsafe_b64encode(key))
+
+
+def _encrypt_password(password: str) -> str:
+    return _fernet().encrypt(password.encode()).decode()
+
+
+def _decrypt_password(token: str) -> str:
+    try:
+        return _fernet().decrypt(token.encode()).decode()
+    except InvalidToken as exc:  # SECRET_KEY changed, or the value was wiped
+        raise ApplicationError("The signup's password is no longer available: sign up again.") from exc
+
+
+def _hash_code(code: str, salt: str) -> str:
+    return salted_hmac("tenants.signup.code", f"{salt}:{code}", algorithm="sha256").hexdigest()
+
+
+def _new_code(signup: SignupRequest) -> str:
+    code = f"{secrets.randbelow(10**6):06d}"
+    salt = secrets.token_hex(8)
+    signup.code_hash = f"{salt}${_hash_code(code, salt)}"
+    signup.code_expires_at = timezone.now() + timedelta(minutes=settings.SIGNUP_CODE_TTL_MINUTES)
+    signup.verify_attempts = 0
+    return code
+
+
+def _code_matches(signup: SignupRequest, code: str) -> bool:
+    salt, _, digest = signup.code_hash.partition("$")
+    return bool(digest) and constant_time_compare(digest, _hash_code(code.strip(), salt))
+
+
+# --- rate limit ----------------------------------------------------------------------------------------
+
+def parse_rate(rate: str) -> tuple[int, int]:
+    """'5/hour' -> (5, 3600)."""
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d*)\s*([a-z]+)\s*", rate.lower())
+    if not match or match.group(3) not in _PERIODS:
+        raise ValueError(f"A rate looks like '5/hour', not {rate!r}.")
+    return int(match.group(1)), int(match.group(2) or 1) * _PERIODS[match.group(3)]
+
+
+def signup_rate_limited(*, ip: str) -> bool:
+    """Count one signup attempt from `ip`; True when it is over SIGNUP_RATE_LIMIT (shared cache in production)."""
+    limit, window = parse_rate(settings.SIGNUP_RATE_LIMIT)
+    key = f"signup-rate:{ip}"
+    cache.add(key, 0, timeout=window)  # the window starts with the first attempt
+    try:
+        count = cache.incr(key)
+    except ValueError:  # expired between add and incr
+        cache.set(key, 1, timeout=window)
+        count = 1
+    return count > limit
+
+
+# --- the flow --------------------------------------------------------------------------------------------
+
+def public_plan_versions():
+    """The plans offered at signup: public plans, each at its newest version."""
+    versions = []
+    from tenants.models import Plan
+
+    for plan in Plan.objects.filter(is_public=True).order_by("code"):
+        current = plan.current_version
+        if current is not None:
+            versions.append(current)
+    return versions
+
+
+def _send_code(signup_id: int, code: str) -> None:
+    signup = SignupRequest.objects.get(pk=signup_id)
+    send_mail(
+        subject=f"{settings.PROVIDER_NAME}: your verification code",
+        message=(
+            f"Your verification code for {signup.company} is:\n\n    {code}\n\n"
+            f"It expires in {settings.SIGNUP_CODE_TTL_MINUTES} minutes. If you did not sign up, ignore this email.\n"
+        ),
+        from_email=settings.DEFAULT_FROM_EMAIL,
+        recipient_list=[signup.email],
+    )
+
+
+def signup_request_create(
+    *, company: str, slug: str, email: str, plan_version: PlanVersion, password: str, ip: str | None = None
+) -> SignupRequest:
+    """Start (or restart) a signup and email its code. A second submit for the same email updates the open
+    request rather than making another, so a double submit ends in one tenant."""
+    email = email.strip().lower()
+    if TenantUser.objects.filter(email__iexact=email).exists():
+        raise ApplicationError("An account with this email already exists: sign in instead.", {"field": "email"})
+    if Tenant.objects.filter(slug=slug).exists():
+        raise ApplicationError(f"The company id {slug!r} is taken: choose another.", {"field": "slug"})
+    now = timezone.now()
+    if SignupRequest.objects.filter(slug=slug, status=SignupStatus.PENDING, code_expires_at__gt=now).exclude(
+        email=email
+    ).exists() or SignupRequest.objects.filter(slug=slug, status__in=(SignupStatus.VERIFIED, SignupStatus.FAILED)).exclude(
+        email=email
+    ).exists():
+        raise ApplicationError(f"The company id {slug!r} is taken: choose another.", {"field": "slug"})
+    if not plan_version.plan.is_public:
+        raise ApplicationError("This plan is not offered.", {"field": "plan"})
+    with transaction.atomic():
+        signup = SignupRequest.objects.select_for_update().filter(email=email, status__in=OPEN_STATUSES).first()
+        if signup is not None and signup.status == SignupStatus.VERIFIED:
+            raise ApplicationError("This signup is being set up already: wait a moment, then sign in.")
+        if signup is None:
+            signup = SignupRequest(email=email)
+        signup.company, signup.slug, signup.plan_version, signup.ip = company.strip(), slug, plan_version, ip
+        signup.password_encrypted = _encrypt_password(password)
+        signup.status, signup.error = SignupStatus.PENDING, ""
+        code = _new_code(signup)
+        try:
+            with transaction.atomic():
+                signup.save()
+        except IntegrityError as exc:
+            # A concurrent submit for the same email won the race: its request stands.
+            raise ApplicationError("A signup for this email is already pending: check your email for the code.") from exc
+        transaction.on_commit(lambda: _send_code(signup.pk, code))
+    return signup
+
+
+def signup_resend_code(*, request_id: int) -> SignupRequest:
+    with transaction.atomic():
+        signup = SignupRequest.objects.select_for_update().get(pk=request_id)
+        if signup.status != SignupStatus.PENDING:
+            raise ApplicationError("This signup is not waiting for a code.")
+        code = _new_code(signup)
+        signup.save(update_fields=["code_hash", "code_expires_at", "verify_attempts", "updated_at"])
+        transaction.on_commit(lambda: _send_code(signup.pk, code))
+    return signup
+
+
+def signup_verify(*, request_id: int, code: str) -> SignupRequest:
+    """Check the code, then provision. Verifying an already provisioned request again (a double submit)
+    changes nothing and returns it; a wrong code counts against MAX_VERIFY_ATTEMPTS."""
+    with transaction.atomic():
+        signup = SignupRequest.objects.select_for_update().get(pk=request_id)
+        if signup.status == SignupStatus.PENDING:
+            if signup.verify_attempts >= MAX_VERIFY_ATTEMPTS:
+                raise ApplicationError("Too many wrong codes: ask for a new code.")
+            if signup.code_expires_at is None or signup.code_expires_at < timezone.now():
+                raise ApplicationError("The code has expired: ask for a new code.")
+            if not _code_matches(signup, code):
+                signup.verify_attempts += 1
+                signup.save(update_fields=["verify_attempts", "updated_at"])
+                return_error = ApplicationError("That code is not right.")
+            else:
+                signup.status = SignupStatus.VERIFIED
+                signup.verified_at = timezone.now()
+                signup.save(update_fields=["status", "verified_at", "updated_at"])
+                return_error = None
+        elif signup.status in (SignupStatus.PROVISIONED, SignupStatus.VERIFIED, SignupStatus.FAILED):
+            return_error = None if _code_matches(signup, code) else ApplicationError("That code is not right.")
+        else:
+            return_error = ApplicationError("This signup has expired: sign up again.")
+    if return_error is not None:
+        raise return_error  # raised after the atomic block so the attempt count is kept
+    if signup.status == SignupStatus.PROVISIONED:
+        return signup
+    return signup_provision(request_id=signup.pk)
+
+
+def signup_provision(*, request_id: int) -> SignupRequest:
+    """Create the tenant, its subscription and its owner (through the identity backend), all or nothing.
+
+    The request row is locked, so concurrent calls provision once; a provisioned request is returned as
+    is. On failure the database work is rolled back, an identity user already made is deleted again, and
+    the request is marked failed with the reason (the admin's "retry provisioning" calls this again).
+    """
+    with transaction.atomic():
+        signup = SignupRequest.objects.select_for_update().select_related("plan_version__plan").get(pk=request_id)
+        if signup.status == SignupStatus.PROVISIONED:
+            return signup
+        if signup.status not in (SignupStatus.VERIFIED, SignupStatus.FAILED):
+            raise ApplicationError(f"A {signup.get_status_display().lower()} signup cannot be provisioned.")
+        signup.provision_attempts += 1
+        try:
+            with transaction.atomic():
+                plan_version = signup.plan_version.plan.current_version or signup.plan_version
+                tenant = tenant_create(
+                    slug=signup.slug,
+                    name=signup.company,
+                    contact_email=signup.email,
+                    status=TenantStatus.TRIALING if plan_version.trial_days else TenantStatus.ACTIVE,
+                )
+                subscription_create(tenant=tenant, plan_version=plan_version)
+                owner, _ = tenant_user_create(
+                    tenant=tenant, email=signup.email, role=TenantRole.OWNER,
+                    password=_decrypt_password(signup.password_encrypted),
+                )
+        except Exception as exc:
+            signup.status = SignupStatus.FAILED
+            signup.error = _describe(exc)
+            signup.save(update_fields=["status", "error", "provision_attempts", "updated_at"])
+            logger.warning("signup %s (%s) failed to provision: %s", signup.pk, signup.slug, signup.error)
+            return signup
+        signup.status = SignupStatus.PROVISIONED
+        signup.error = ""
+        signup.tenant, signup.owner = tenant, owner
+        signup.password_encrypted = ""  # not needed any more
+        signup.provisioned_at = timezone.now()
+        signup.save()
+    return signup
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, IdentityError):
+        return f"Identity provider: {exc.message}"
+    if isinstance(exc, ApplicationError):
+        return exc.message
+    if isinstance(exc, ValidationError):
+        return "; ".join(exc.messages)
+    logger.exception("unexpected provisioning failure")
+    return f"Unexpected error: {type(exc).__name__}: {exc}"
+
+
+def signup_requests_expire(*, now=None) -> int:
+    """Pending requests past their code's expiry become expired and lose their encrypted password."""
+    now = now or timezone.now()
+    return SignupRequest.objects.filter(status=SignupStatus.PENDING, code_expires_at__lt=now).update(
+        status=SignupStatus.EXPIRED, password_encrypted="", updated_at=now
+    )
+

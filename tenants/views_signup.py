@@ -1,0 +1,78 @@
+"""Self-service signup pages: the form, the email verification step, then sign-in to the tenant area."""
+
+from django.contrib import messages
+from django.contrib.auth import login
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods
+
+from portal.errors import ApplicationError
+from tenants.forms import SignupForm, VerifyForm
+from tenants.models import SignupRequest, SignupStatus
+from tenants.services import signup as signup_services
+
+SESSION_KEY = "signup_request_id"
+TENANT_BACKEND = "tenants.identity.auth_backends.TenantUserBackend"
+
+
+def client_ip(request) -> str:
+    # REMOTE_ADDR, not X-Forwarded-For: a client can write any X-Forwarded-For and dodge the limit. Behind a
+    # proxy, have the proxy set REMOTE_ADDR (e.g. gunicorn's --forwarded-allow-ips with a trusted proxy).
+    return request.META.get("REMOTE_ADDR") or "unknown"
+
+
+@require_http_methods(["GET", "POST"])
+def signup(request):
+    versions = signup_services.public_plan_versions()
+    if request.method == "POST":
+        form = SignupForm(request.POST, plan_versions=versions)
+        if signup_services.signup_rate_limited(ip=client_ip(request)):
+            form.is_valid()
+            form.add_error(None, "Too many signups from your network. Try again later.")
+            return render(request, "tenants/signup.html", {"form": form}, status=429)
+        if form.is_valid():
+            data = form.cleaned_data
+            try:
+                signup_request = signup_services.signup_request_create(
+                    company=data["company"], slug=data["slug"], email=data["email"], plan_version=data["plan"],
+                    password=data["password"], ip=client_ip(request),
+                )
+            except ApplicationError as exc:
+                field = exc.extra.get("field")
+                form.add_error(field if field in form.fields else None, exc.message)
+            else:
+                request.session[SESSION_KEY] = signup_request.pk
+                return redirect("signup-verify")
+    else:
+        form = SignupForm(plan_versions=versions, initial={"plan": versions[0].pk if versions else None})
+    return render(request, "tenants/signup.html", {"form": form})
+
+
+@require_http_methods(["GET", "POST"])
+def signup_verify(request):
+    signup_request = SignupRequest.objects.filter(pk=request.session.get(SESSION_KEY)).first()
+    if signup_request is None:
+        return redirect("signup")
+    if signup_request.status == SignupStatus.PROVISIONED and request.user.is_authenticated and (
+        signup_request.owner and signup_request.owner.user_id == request.user.pk
+    ):
+        return redirect("tenant-home")
+    form = VerifyForm(request.POST or None)
+    if request.method == "POST" and request.POST.get("action") == "resend":
+        form = VerifyForm()
+        try:
+            signup_services.signup_resend_code(request_id=signup_request.pk)
+        except ApplicationError as exc:
+            messages.error(request, exc.message)
+        else:
+            messages.info(request, "A new code is on its way.")
+    elif request.method == "POST" and form.is_valid():
+        try:
+            signup_request = signup_services.signup_verify(request_id=signup_request.pk, code=form.cleaned_data["code"])
+        except ApplicationError as exc:
+            form.add_error("code", exc.message)
+        else:
+            if signup_request.status == SignupStatus.PROVISIONED:
+                login(request, signup_request.owner.user, backend=TENANT_BACKEND)
+                return redirect("tenant-home")
+            return render(request, "tenants/signup_failed.html", {"signup_request": signup_request}, status=503)
+    return render(request, "tenants/signup_verify.html", {"form": form, "signup_request": signup_request})

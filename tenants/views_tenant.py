@@ -1,0 +1,150 @@
+"""The tenant area: a signed-in tenant user's plan, users (the owner manages them) and API token.
+
+Every view goes through `tenant_view`, which resolves the caller's TenantUser and scopes everything to its
+tenant, so no view can reach another tenant's users.
+"""
+
+from functools import wraps
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import update_session_auth_hash
+from django.contrib.auth.decorators import login_required
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_http_methods, require_POST
+
+from portal.errors import ApplicationError
+from tenants.forms import ChangePasswordForm, InviteForm, TokenForm
+from tenants.identity import InvalidCredentials, get_identity_backend
+from tenants.models import SubscriptionStatus, TenantRole, TenantStatus, TenantUser
+from tenants.services import identity as svc
+
+USABLE = (TenantStatus.TRIALING, TenantStatus.ACTIVE)
+
+
+def tenant_view(view=None, *, password_page=False):
+    """Require a signed-in, enabled user of a usable tenant; until a temporary password is replaced, only
+    the password page (password_page=True) is served."""
+    if view is None:
+        return lambda v: tenant_view(v, password_page=password_page)
+
+    @login_required
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        tenant_user = TenantUser.objects.select_related("tenant").filter(user=request.user).first()
+        if tenant_user is None:
+            return render(request, "tenants/area_denied.html", {"reason": "This sign-in belongs to no tenant."}, status=403)
+        if not tenant_user.is_active or tenant_user.tenant.status not in USABLE:
+            return render(request, "tenants/area_denied.html",
+                          {"reason": "This account is suspended. Contact us to restore it."}, status=403)
+        if tenant_user.password_change_required and not password_page:
+            messages.info(request, "Choose your own password to continue.")
+            return redirect("tenant-password")
+        request.tenant_user = tenant_user
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+def _curl(token: str) -> str:
+    return f'curl "{settings.METERED_API_BASE_URL.rstrip("/")}/random/strings?len=7" -H "Authorization: {token}"'
+
+
+@tenant_view
+def tenant_home(request):
+    tenant = request.tenant_user.tenant
+    subscription = (
+        tenant.subscriptions.filter(status=SubscriptionStatus.ACTIVE).select_related("plan_version__plan").first()
+    )
+    return render(request, "tenants/area_home.html", {"tenant": tenant, "subscription": subscription,
+                                                       "tenant_user": request.tenant_user})
+
+
+@tenant_view
+@require_http_methods(["GET", "POST"])
+def tenant_users(request):
+    me = request.tenant_user
+    form = InviteForm(request.POST or None)
+    if request.method == "POST":
+        if me.role != TenantRole.OWNER:
+            return render(request, "tenants/area_denied.html", {"reason": "Only the owner invites users."}, status=403)
+        if form.is_valid():
+            try:
+                invited = svc.tenant_user_invite(tenant=me.tenant, email=form.cleaned_data["email"], invited_by=me)
+            except ApplicationError as exc:
+                form.add_error("email", exc.message)
+            else:
+                messages.success(request, f"{invited.email} is invited: a temporary password is on its way.")
+                return redirect("tenant-users")
+    users = TenantUser.objects.filter(tenant=me.tenant, identity_deleted_at__isnull=True).order_by("email")
+    return render(request, "tenants/area_users.html", {"users": users, "form": form, "me": me})
+
+
+@tenant_view
+@require_POST
+def tenant_user_action(request, pk: int, action: str):
+    me = request.tenant_user
+    if me.role != TenantRole.OWNER:
+        return render(request, "tenants/area_denied.html", {"reason": "Only the owner manages users."}, status=403)
+    # Scoped to the caller's tenant: another tenant's user id is a 404.
+    target = get_object_or_404(TenantUser.objects.select_related("user", "tenant"), pk=pk, tenant=me.tenant)
+    if target.pk == me.pk:
+        messages.error(request, "You cannot change your own account here.")
+        return redirect("tenant-users")
+    services = {"disable": svc.tenant_user_disable, "enable": svc.tenant_user_enable, "remove": svc.tenant_user_remove}
+    if action not in services:
+        return redirect("tenant-users")
+    try:
+        services[action](tenant_user=target)
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"{target.email}: {action}d.")
+    return redirect("tenant-users")
+
+
+@tenant_view
+@never_cache
+@require_http_methods(["GET", "POST"])
+def tenant_token(request):
+    needs_password = get_identity_backend().name != "local"
+    form = TokenForm(request.POST or None) if needs_password else None
+    token = None
+    if request.method == "POST" and (form is None or form.is_valid()):
+        try:
+            token = svc.tenant_user_issue_token(
+                tenant_user=request.tenant_user, password=form.cleaned_data["password"] if form else None
+            )
+        except InvalidCredentials:
+            form.add_error("password", "That password is not right.")
+        except ApplicationError as exc:
+            messages.error(request, exc.message)
+    return render(request, "tenants/area_token.html", {
+        "form": form, "token": token, "curl": _curl(token) if token else "",
+        "lifetime_minutes": settings.IDENTITY_TOKEN_LIFETIME_SECONDS // 60,
+    })
+
+
+@tenant_view(password_page=True)
+@never_cache
+@require_http_methods(["GET", "POST"])
+def tenant_password(request):
+    form = ChangePasswordForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        me = request.tenant_user
+        try:
+            get_identity_backend().authenticate(username=me.username, password=form.cleaned_data["current_password"])
+        except InvalidCredentials:
+            form.add_error("current_password", "That password is not right.")
+        else:
+            try:
+                svc.tenant_user_set_password(tenant_user=me, password=form.cleaned_data["new_password"])
+            except ApplicationError as exc:
+                form.add_error("new_password", exc.message)
+            else:
+                request.user.refresh_from_db()
+                update_session_auth_hash(request, request.user)  # stay signed in after the change
+                messages.success(request, "Your password is changed.")
+                return redirect("tenant-home")
+    return render(request, "tenants/area_password.html", {"form": form})
