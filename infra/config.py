@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -99,7 +99,6 @@ class PipelineConfig:
     athena_output_prefix: str = "athena-results/"
     athena_results_expiration_days: int = 30
     cognito_self_sign_up: bool = False
-    extra: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     # --- derived names -------------------------------------------------------------------------------
     @property
@@ -181,5 +180,4 @@ class PipelineConfig:
                 athena.get("results_expiration_days", cls.athena_results_expiration_days), 1, 3650,
                 "athena_configuration.results_expiration_days"),
             cognito_self_sign_up=bool(cognito.get("self_sign_up_enabled", cls.cognito_self_sign_up)),
-            extra=dict(context),
         )

@@ -24,7 +24,7 @@ METERED_PATH = ("random", "strings")
 # set), and then the line is invalid JSON (`"response_length": -`). We keep it that way on purpose: the
 # transform marks such a line ProcessingFailed, Firehose keeps it under the error prefix in S3
 # (s3_backup_mode FailedDataOnly), and no string-typed number ever reaches the int column. Quoting it
-# instead would make every line a string-typed number that the transform would have to coerce.
+# instead would make every length a string, which metering/transform.py rejects for an int column.
 ACCESS_LOG_FIELDS: tuple[tuple[str, str, bool], ...] = (
     ("request_id", "$context.requestId", True),
     ("ip", "$context.identity.sourceIp", True),

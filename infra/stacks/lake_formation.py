@@ -2,7 +2,7 @@
 
 The seed made the CDK execution role a data-lake administrator with `CfnDataLakeSettings`, because it
 granted on a table someone else had created in the Athena console. That resource *replaces* the account's
-whole administrator list (and empties it again on `cdk destroy`), which is a surprising thing for an app to
+whole administrator list, and CloudFormation owns the list from then on: a surprising thing for an app to
 do to an account. Here CloudFormation creates the database and the table itself (stack 2), and in Lake
 Formation a creator holds implicit, grantable permissions on what it created, so no administrator change is
 needed. Where an account has taken CREATE_DATABASE away from IAMAllowedPrincipals, an administrator adds

@@ -563,6 +563,7 @@ def test_access_log_line_passes_the_transform(synth):
         pytest.skip(f"{TRANSFORM_SOURCE} does not exist yet")
     from metering import transform
 
+    assert list(transform.COLUMNS) == [name for name, _, _ in ICEBERG_COLUMNS]
     line = render(access_log_format(), SAMPLE_VALUES)
     ok, row, error = transform.transform_record(line)
     assert ok, error
