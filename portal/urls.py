@@ -16,5 +16,7 @@ urlpatterns = [
     path("account/login/", auth_views.LoginView.as_view(), name="login"),
     path("account/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
+    path("invoices/", include("metering.invoice_urls")),
     path("", include("tenants.urls")),
+    path("", include("metering.urls")),
 ]

@@ -1,0 +1,136 @@
+"""The local buffered sink: Firehose's part in the embedded default.
+
+Access-log lines go through the same transform as in AWS (metering.transform) and are appended to
+the local Iceberg table in batches, when the buffer holds LAKE_SINK_MAX_RECORDS records or its
+oldest record is LAKE_SINK_MAX_SECONDS old, whichever comes first (Firehose's buffering hints).
+Lines the transform refuses are written to an error file under the warehouse (Firehose's error
+output prefix), never to the table.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from django.conf import settings
+
+from metering.transform import transform_record
+
+logger = logging.getLogger(__name__)
+
+
+class BufferedSink:
+    def __init__(self, *, lake=None, max_records: int, max_seconds: float, error_dir: Path | None = None):
+        self._lake = lake
+        self.max_records = max(1, max_records)
+        self.max_seconds = max_seconds
+        self.error_dir = error_dir
+        self._buffer: list[dict] = []
+        self._oldest: float | None = None
+        self._lock = threading.Lock()
+        self._timer: threading.Timer | None = None
+        self.failed = 0
+
+    @property
+    def lake(self):
+        if self._lake is None:
+            from metering.lake import get_lake
+
+            self._lake = get_lake()
+        return self._lake
+
+    def put(self, raw: bytes | str) -> bool:
+        """Transform one access-log line and buffer it; returns whether the transform accepted it."""
+        ok, record, error = transform_record(raw)
+        if not ok:
+            self.failed += 1
+            self._write_error(raw, error)
+            return False
+        flush_now = False
+        with self._lock:
+            self._buffer.append(record)
+            if self._oldest is None:
+                self._oldest = time.monotonic()
+                self._arm_timer()
+            flush_now = len(self._buffer) >= self.max_records or (
+                time.monotonic() - self._oldest >= self.max_seconds)
+        if flush_now:
+            self.flush()
+        return True
+
+    def pending(self) -> int:
+        return len(self._buffer)
+
+    def flush(self) -> int:
+        """Append the buffered records to the lake now; returns how many were written."""
+        with self._lock:
+            batch, self._buffer, self._oldest = self._buffer, [], None
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+        if not batch:
+            return 0
+        try:
+            return self.lake.append(batch)
+        except Exception:
+            # Keep the records for the next flush rather than losing them (Firehose retries too).
+            logger.exception("local sink: appending %s records failed; kept for the next flush", len(batch))
+            with self._lock:
+                self._buffer[:0] = batch
+                self._oldest = self._oldest or time.monotonic()
+            return 0
+
+    def _arm_timer(self) -> None:
+        if self.max_seconds <= 0:
+            return
+        self._timer = threading.Timer(self.max_seconds, self._flush_quietly)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _flush_quietly(self) -> None:
+        try:
+            self.flush()
+        except Exception:  # pragma: no cover - logged, the next put or flush retries
+            logger.exception("local sink: timed flush failed")
+
+    def _write_error(self, raw, error: str | None) -> None:
+        if self.error_dir is None:
+            return
+        now = datetime.now(UTC)
+        folder = self.error_dir / f"year={now:%Y}" / f"month={now:%m}" / f"day={now:%d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes | bytearray) else raw
+        with (folder / f"processing-failed-{now:%H}.jsonl").open("a") as fh:
+            fh.write(json.dumps({"error": error, "raw": text}) + "\n")
+
+
+_sink: BufferedSink | None = None
+_sink_lock = threading.Lock()
+
+
+def get_sink() -> BufferedSink:
+    """The process's sink (one buffer per web process, as each API Gateway stage has one stream)."""
+    global _sink
+    with _sink_lock:
+        if _sink is None:
+            _sink = BufferedSink(
+                max_records=settings.LAKE_SINK_MAX_RECORDS,
+                max_seconds=settings.LAKE_SINK_MAX_SECONDS,
+                error_dir=Path(settings.LAKE_WAREHOUSE_DIR) / "errors",
+            )
+            atexit.register(_sink.flush)
+        return _sink
+
+
+def reset_sink() -> None:
+    """Flush and forget the process's sink (tests, or after the lake settings changed)."""
+    global _sink
+    with _sink_lock:
+        sink, _sink = _sink, None
+    if sink is not None:
+        sink.flush()
