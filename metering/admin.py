@@ -3,6 +3,7 @@
 from django import forms
 from django.contrib import admin
 
+from metering import admin_billing  # noqa: F401  (registers the invoice and billing-run admins)
 from metering.models import Metric
 
 

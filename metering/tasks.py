@@ -21,3 +21,17 @@ def sync_usage(start: str | None = None, end: str | None = None) -> dict:
     )
     return {"sync_run": run.pk, "outcome": run.outcome, "rows_written": run.rows_written,
             "window": [run.window_start.isoformat(), run.window_end.isoformat()]}
+
+
+@shared_task(acks_late=True)
+def run_billing(as_of: str | None = None, period: str | None = None) -> dict:
+    """Bill closed periods and finalize due drafts; a rerun (or a second worker) adds nothing."""
+    from datetime import datetime
+
+    from metering.services.billing import billing_run
+
+    result = billing_run(
+        as_of=datetime.fromisoformat(as_of) if as_of else None, period=period, triggered_by="celery"
+    )
+    return {"billing_run": result.run.pk, "created": len(result.created), "finalized": len(result.finalized),
+            "status": result.run.status}

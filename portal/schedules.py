@@ -11,6 +11,8 @@ DEFAULT_SCHEDULES: dict[str, tuple[str, dict]] = {
     "Purge cancelled tenants' users": ("tenants.tasks.purge_cancelled_users", {"minute": "30", "hour": "3"}),
     "Expire unverified signups": ("tenants.tasks.expire_signups", {"minute": "*/10"}),
     "Sync usage from the lake": ("metering.tasks.sync_usage", {"minute": "*/5"}),
+    # Hourly: closed periods are billed soon after they close, drafts finalized once their grace period is over.
+    "Run billing": ("metering.tasks.run_billing", {"minute": "7"}),
 }
 
 

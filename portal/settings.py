@@ -115,6 +115,7 @@ DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="billing@localhost")
 
 # The provider: shown on invoices and pages.
 PROVIDER_NAME = env.str("PROVIDER_NAME", default="Example SaaS Inc.")
+PORTAL_BASE_URL = env.str("PORTAL_BASE_URL", default="http://127.0.0.1:8000")
 
 # Celery: a broker that needs no server by default (files under var/celery), Redis via the URL.
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")

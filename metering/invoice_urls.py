@@ -1,0 +1,9 @@
+"""URLs of invoice documents."""
+
+from django.urls import path
+
+from metering import views
+
+urlpatterns = [
+    path("<uuid:public_id>/", views.invoice_document, name="invoice-document"),
+]

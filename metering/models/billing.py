@@ -1,0 +1,184 @@
+"""Invoices and billing runs: one invoice per subscription and period, numbered when finalized, never edited after."""
+
+import uuid
+
+from django.db import models
+from django.db.models import F, Q
+
+
+class InvoiceStatus(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    FINALIZED = "finalized", "Finalized"
+    PAID = "paid", "Paid"
+    VOID = "void", "Void"
+
+
+class FinalizedInvoiceError(Exception):
+    """Raised when code tries to change a finalized invoice: correct it by voiding and reissuing."""
+
+
+class Invoice(models.Model):
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.PROTECT, related_name="invoices")
+    subscription = models.ForeignKey("tenants.Subscription", on_delete=models.PROTECT, related_name="invoices")
+    period_start = models.DateTimeField()
+    period_end = models.DateTimeField()
+    currency = models.CharField(max_length=3)
+    status = models.CharField(max_length=10, choices=InvoiceStatus.choices, default=InvoiceStatus.DRAFT)
+    number = models.CharField(max_length=40, null=True, blank=True, unique=True, help_text="Given at finalization.")
+    total = models.DecimalField(max_digits=18, decimal_places=4, default=0)
+    replaces = models.OneToOneField(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="replaced_by",
+        help_text="The voided invoice this one corrects.",
+    )
+    finalize_after = models.DateTimeField(help_text="End of the grace period: late records still count until then.")
+    finalized_at = models.DateTimeField(null=True, blank=True)
+    paid_at = models.DateTimeField(null=True, blank=True)
+    voided_at = models.DateTimeField(null=True, blank=True)
+    void_reason = models.TextField(blank=True)
+    billing_run = models.ForeignKey("metering.BillingRun", null=True, blank=True, on_delete=models.SET_NULL,
+                                    related_name="invoices")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-period_start", "tenant__slug"]
+        constraints = [
+            # Exactly one live invoice per subscription and period, whatever runs concurrently.
+            models.UniqueConstraint(
+                fields=["subscription", "period_start"],
+                condition=~Q(status="void"),
+                name="invoice_one_per_subscription_period",
+            ),
+            models.CheckConstraint(condition=Q(period_end__gt=F("period_start")), name="invoice_period_positive"),
+            models.CheckConstraint(condition=Q(status__in=InvoiceStatus.values), name="invoice_status_known"),
+            models.CheckConstraint(condition=Q(total__gte=0), name="invoice_total_non_negative"),
+            models.CheckConstraint(
+                condition=Q(status="draft", number__isnull=True) | (~Q(status="draft") & Q(number__isnull=False)),
+                name="invoice_numbered_iff_not_draft",
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "finalize_after"], name="invoice_status_due")]
+
+    def __str__(self):
+        return self.number or f"draft {self.tenant.slug} {self.period_start:%Y-%m-%d}"
+
+    # What a finalized invoice may never change; only its status moves on (paid, void).
+    FROZEN_FIELDS = ("tenant_id", "subscription_id", "period_start", "period_end", "currency", "number", "total")
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            stored = type(self).objects.filter(pk=self.pk).values("status", *self.FROZEN_FIELDS).first()
+            if stored and stored["status"] != InvoiceStatus.DRAFT:
+                changed = [name for name in self.FROZEN_FIELDS if stored[name] != getattr(self, name)]
+                if changed:
+                    raise FinalizedInvoiceError(
+                        f"invoice {stored['number']} is {stored['status']}: {', '.join(changed)} cannot change "
+                        "(void it and issue a replacement)"
+                    )
+        super().save(*args, **kwargs)
+
+    def get_absolute_url(self):
+        from django.urls import reverse
+
+        return reverse("invoice-document", args=[self.public_id])
+
+    @property
+    def is_editable(self) -> bool:
+        return self.status == InvoiceStatus.DRAFT
+
+
+class LineType(models.TextChoices):
+    BASE_FEE = "base_fee", "Base fee"
+    USAGE = "usage", "Usage"
+    MINIMUM_COMMITMENT = "minimum_commitment", "Minimum commitment true-up"
+    LATE_USAGE = "late_usage", "Late usage from an earlier period"
+
+
+class InvoiceLine(models.Model):
+    invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="lines")
+    position = models.PositiveIntegerField()
+    type = models.CharField(max_length=20, choices=LineType.choices)
+    description = models.CharField(max_length=300)
+    plan_code = models.CharField(max_length=64, blank=True)
+    metric_code = models.CharField(max_length=64, blank=True)
+    model = models.CharField(max_length=20, blank=True)
+    quantity = models.DecimalField(max_digits=30, decimal_places=6, null=True, blank=True)
+    unit_amount = models.DecimalField(max_digits=30, decimal_places=12, null=True, blank=True)
+    amount = models.DecimalField(max_digits=18, decimal_places=4)
+    period_start = models.DateTimeField()
+    period_end = models.DateTimeField()
+    adjusts = models.ForeignKey(
+        Invoice, null=True, blank=True, on_delete=models.PROTECT, related_name="late_lines",
+        help_text="For late usage: the finalized invoice of the period the usage belongs to.",
+    )
+
+    class Meta:
+        ordering = ["invoice", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["invoice", "position"], name="invoice_line_position_unique"),
+            models.CheckConstraint(condition=Q(type__in=LineType.values), name="invoice_line_type_known"),
+            models.CheckConstraint(
+                condition=Q(type="late_usage", adjusts__isnull=False) | (~Q(type="late_usage") & Q(adjusts__isnull=True)),
+                name="invoice_line_late_usage_adjusts",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.invoice} #{self.position} {self.description}"
+
+    def save(self, *args, **kwargs):
+        self._check_editable()
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        self._check_editable()
+        return super().delete(*args, **kwargs)
+
+    def _check_editable(self):
+        if Invoice.objects.filter(pk=self.invoice_id).exclude(status=InvoiceStatus.DRAFT).exists():
+            raise FinalizedInvoiceError(f"invoice {self.invoice} is not a draft: its lines cannot change")
+
+
+class InvoiceSequence(models.Model):
+    """The last invoice number given per prefix and year: numbers are sequential and gapless."""
+
+    prefix = models.CharField(max_length=20)
+    year = models.PositiveIntegerField()
+    last_number = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["prefix", "year"], name="invoice_sequence_unique")]
+
+    def __str__(self):
+        return f"{self.prefix}-{self.year}: {self.last_number}"
+
+
+class BillingRunStatus(models.TextChoices):
+    RUNNING = "running", "Running"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+
+
+class BillingRun(models.Model):
+    """One run of the billing service: what it looked at and how far it got."""
+
+    as_of = models.DateTimeField()
+    period = models.CharField(max_length=7, blank=True, help_text="YYYY-MM when the run was limited to one month.")
+    status = models.CharField(max_length=10, choices=BillingRunStatus.choices, default=BillingRunStatus.RUNNING)
+    triggered_by = models.CharField(max_length=40, blank=True)
+    subscriptions_seen = models.PositiveIntegerField(default=0)
+    invoices_created = models.PositiveIntegerField(default=0)
+    invoices_finalized = models.PositiveIntegerField(default=0)
+    errors = models.TextField(blank=True)
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+        constraints = [
+            models.CheckConstraint(condition=Q(status__in=BillingRunStatus.values), name="billing_run_status_known"),
+        ]
+
+    def __str__(self):
+        return f"billing run {self.pk} as of {self.as_of:%Y-%m-%d %H:%M}"

@@ -1,0 +1,496 @@
+"""Billing: price each subscription's closed periods into invoices, exactly once, and finalize them after a grace period.
+
+The rules (PLANS.md, issue 5):
+- A period is closed when it has ended, or when the subscription ended inside it; it is billed on
+  one invoice (a partial constraint makes a second live invoice for the same period impossible).
+- Each subscription is billed in its own short transaction, holding its row lock
+  (``select_for_update(skip_locked=True)``), so parallel workers claim different subscriptions and a
+  run that dies half way leaves whole invoices behind; a rerun bills only what is missing.
+- A new invoice is a draft until ``BILLING_GRACE_PERIOD_MINUTES`` have passed; finalizing re-prices it
+  with the usage known then (late records count), numbers it and emails the tenant.
+- Usage that arrives for a period after its invoice was finalized is billed on the next invoice of the
+  subscription as a separate "late usage" line that points at the invoice it belongs to.
+- Trials: nothing is billed before the trial ends (usage before it is not counted). A plan change
+  splits the period into segments, each priced under its own plan version. A cancellation ends the
+  subscription: its last period is billed up to the end, prorated. A suspension does not stop the
+  subscription: the base fee keeps running (the metered API refuses the tenant's calls meanwhile),
+  as the provider would expect of a suspension for non-payment.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import IntegrityError, transaction
+from django.db.models import Q, Sum
+from django.template.loader import render_to_string
+from django.utils import timezone
+
+from metering.models import (
+    BillingRun,
+    BillingRunStatus,
+    Invoice,
+    InvoiceLine,
+    InvoiceSequence,
+    InvoiceStatus,
+    LineType,
+    Metric,
+)
+from metering.pricing import (
+    PricedPeriod,
+    Segment,
+    anniversary_period,
+    calendar_period,
+    format_amount,
+    price_charge,
+    price_period,
+)
+from metering.selectors import period_quantities
+from portal.errors import ApplicationError
+from tenants.models import BillingCycle, PlanVersion, Subscription, SubscriptionStatus
+
+logger = logging.getLogger(__name__)
+
+# How far back finalized invoices are checked for late usage.
+LATE_USAGE_HORIZON = timedelta(days=92)
+
+
+# --- periods ---------------------------------------------------------------------------------------
+
+
+def subscription_period(subscription: Subscription, at: datetime, interval: str | None = None) -> tuple[datetime, datetime]:
+    """The billing period of `subscription` that contains `at` (calendar or anniversary cycle)."""
+    interval = interval or subscription.plan_version.interval
+    if subscription.billing_cycle == BillingCycle.ANNIVERSARY:
+        return anniversary_period(subscription.started_at, at, interval)
+    return calendar_period(at, interval)
+
+
+def closed_periods(subscription: Subscription, as_of: datetime) -> list[tuple[datetime, datetime]]:
+    """Every period of the subscription that is over at `as_of` (its end passed, or the subscription ended in it)."""
+    periods = []
+    interval = _version_at(subscription, subscription.started_at).interval
+    start, end = subscription_period(subscription, subscription.started_at, interval)
+    while start < as_of:
+        if subscription.ends_at is not None and start >= subscription.ends_at:
+            break
+        closes_at = min(end, subscription.ends_at) if subscription.ends_at else end
+        if closes_at > as_of:
+            break
+        periods.append((start, end))
+        start, end = subscription_period(subscription, end, interval)
+    return periods
+
+
+def period_from_label(label: str) -> tuple[datetime, datetime]:
+    """'2026-10' -> the bounds of that calendar month (UTC); ApplicationError when malformed."""
+    try:
+        year, month = (int(part) for part in label.split("-"))
+        start = datetime(year, month, 1, tzinfo=UTC)
+    except ValueError:
+        raise ApplicationError(f"--period {label!r} is not a month like 2026-10") from None
+    return calendar_period(start)
+
+
+# --- segments and quantities -----------------------------------------------------------------------
+
+
+def _versions_timeline(subscription: Subscription) -> list[tuple[datetime, PlanVersion]]:
+    """(from, version) pairs in time order: the plan version in force from each instant."""
+    changes = list(subscription.changes.select_related("from_version__plan", "to_version__plan").order_by("changed_at"))
+    first = changes[0].from_version if changes else subscription.plan_version
+    timeline = [(subscription.started_at, first)]
+    timeline.extend((change.changed_at, change.to_version) for change in changes)
+    return timeline
+
+
+def _version_at(subscription: Subscription, at: datetime) -> PlanVersion:
+    version = None
+    for since, candidate in _versions_timeline(subscription):
+        if since <= at or version is None:
+            version = candidate
+    return version
+
+
+@dataclass(frozen=True)
+class _Part:
+    version: PlanVersion
+    start: datetime
+    end: datetime
+
+
+def _parts(subscription: Subscription, start: datetime, end: datetime) -> list[_Part]:
+    """The plan versions in force over [start, end), clipped to the subscription's active span."""
+    active_start = max(start, subscription.started_at)
+    active_end = min(end, subscription.ends_at) if subscription.ends_at else end
+    timeline = _versions_timeline(subscription)
+    parts = []
+    for index, (since, version) in enumerate(timeline):
+        until = timeline[index + 1][0] if index + 1 < len(timeline) else active_end
+        part_start, part_end = max(since, active_start), min(until, active_end)
+        if part_end > part_start:
+            parts.append(_Part(version, part_start, part_end))
+    return parts
+
+
+def _metrics_by_code(codes) -> dict[str, Metric]:
+    return {metric.code: metric for metric in Metric.objects.filter(code__in=set(codes))}
+
+
+def _segments(subscription: Subscription, start: datetime, end: datetime) -> list[Segment]:
+    segments = []
+    trial_end = subscription.trial_ends_at
+    for part in _parts(subscription, start, end):
+        spec = part.version.to_spec()
+        usage_start = max(part.start, trial_end) if trial_end else part.start
+        if usage_start >= part.end:
+            quantities = {}  # the whole part is trial time: no usage is counted
+        else:
+            metrics = list(_metrics_by_code(spec.metric_codes).values())
+            quantities = period_quantities(
+                subscription_or_tenant=subscription.tenant, metrics=metrics, start=usage_start, end=part.end
+            )
+        segments.append(Segment(spec, part.start, part.end, quantities))
+    return segments
+
+
+def price_subscription_period(subscription: Subscription, start: datetime, end: datetime) -> PricedPeriod:
+    """Price one period of a subscription with the usage known now (the billing run and the projection)."""
+    segments = _segments(subscription, start, end)
+    if not segments:
+        raise ApplicationError(f"subscription {subscription.pk} was not active between {start} and {end}")
+    return price_period(segments, period_start=start, period_end=end, trial_end=subscription.trial_ends_at)
+
+
+# --- invoices --------------------------------------------------------------------------------------
+
+
+def _line_rows(priced: PricedPeriod, metric_names: dict[str, str]) -> list[dict]:
+    rows = []
+    for line in priced.lines:
+        description = line.description
+        if line.type == LineType.USAGE and line.metric:
+            description = f"{metric_names.get(line.metric, line.metric)} ({line.model})"
+        rows.append({
+            "type": line.type,
+            "description": description,
+            "plan_code": line.plan,
+            "metric_code": line.metric or "",
+            "model": line.model or "",
+            "quantity": line.quantity,
+            "unit_amount": line.unit_amount,
+            "amount": line.amount,
+            "period_start": line.period_start or priced.period_start,
+            "period_end": line.period_end or priced.period_end,
+            "adjusts": None,
+        })
+    return rows
+
+
+def _billed_quantities(invoice: Invoice) -> dict[str, Decimal]:
+    """What an invoice (with the late lines that adjusted it since) billed per metric."""
+    billed: dict[str, Decimal] = {}
+    for code, total in (
+        InvoiceLine.objects.filter(Q(invoice=invoice, type=LineType.USAGE) | Q(adjusts=invoice))
+        # Only what was sent counts as billed: a draft's late lines are recomputed when it is finalized.
+        .filter(invoice__status__in=[InvoiceStatus.FINALIZED, InvoiceStatus.PAID])
+        .values_list("metric_code")
+        .annotate(total=Sum("quantity"))
+    ):
+        billed[code] = total or Decimal(0)
+    return billed
+
+
+def _late_usage_rows(subscription: Subscription, before: datetime) -> list[dict]:
+    """Lines for usage that reached the portal after the invoice of its period was finalized."""
+    rows = []
+    earlier = Invoice.objects.filter(
+        subscription=subscription,
+        status__in=[InvoiceStatus.FINALIZED, InvoiceStatus.PAID],
+        period_end__lte=before,
+        period_end__gt=before - LATE_USAGE_HORIZON,
+    ).order_by("period_start")
+    for invoice in earlier:
+        segments = _segments(subscription, invoice.period_start, invoice.period_end)
+        if not segments:
+            continue
+        now_quantities: dict[str, Decimal] = {}
+        charges = {}
+        for segment in segments:
+            for charge in segment.plan.charges:
+                charges[charge.metric] = (charge, segment.plan)
+                now_quantities[charge.metric] = now_quantities.get(charge.metric, Decimal(0)) + segment.quantities.get(
+                    charge.metric, Decimal(0)
+                )
+        billed = _billed_quantities(invoice)
+        names = {m.code: m.name for m in _metrics_by_code(charges).values()}
+        for code, quantity in now_quantities.items():
+            delta = quantity - billed.get(code, Decimal(0))
+            if delta <= 0:
+                continue
+            charge, plan = charges[code]
+            # Priced at the margin under the plan of the period's end: what the total would have been, less what was billed.
+            amount = price_charge(charge, quantity, plan.currency) - price_charge(charge, billed.get(code, Decimal(0)), plan.currency)
+            rows.append({
+                "type": LineType.LATE_USAGE,
+                "description": f"Late usage for {invoice.number} ({invoice.period_start:%Y-%m-%d} to "
+                f"{invoice.period_end:%Y-%m-%d}): {names.get(code, code)}",
+                "plan_code": plan.code,
+                "metric_code": code,
+                "model": charge.model,
+                "quantity": delta,
+                "unit_amount": charge.unit_amount if charge.model == "per_unit" else None,
+                "amount": max(amount, Decimal(0)),
+                "period_start": invoice.period_start,
+                "period_end": invoice.period_end,
+                "adjusts": invoice,
+            })
+    return rows
+
+
+def _write_lines(invoice: Invoice, rows: list[dict]) -> None:
+    invoice.lines.all().delete()
+    InvoiceLine.objects.bulk_create(
+        InvoiceLine(invoice=invoice, position=position, **row) for position, row in enumerate(rows, start=1)
+    )
+    invoice.total = sum((row["amount"] for row in rows), Decimal(0))
+
+
+def _price_into(invoice: Invoice) -> None:
+    subscription = invoice.subscription
+    priced = price_subscription_period(subscription, invoice.period_start, invoice.period_end)
+    names = {m.code: m.name for m in _metrics_by_code(line.metric for line in priced.lines if line.metric).values()}
+    rows = _line_rows(priced, names) + _late_usage_rows(subscription, invoice.period_start + timedelta(seconds=1))
+    invoice.currency = priced.currency
+    _write_lines(invoice, rows)
+
+
+def invoice_create(
+    *, subscription: Subscription, period_start: datetime, period_end: datetime, as_of: datetime,
+    billing_run: BillingRun | None = None, replaces: Invoice | None = None,
+) -> Invoice | None:
+    """Write the draft invoice of one period, or return None when a live one exists already."""
+    if Invoice.objects.filter(subscription=subscription, period_start=period_start).exclude(status=InvoiceStatus.VOID).exists():
+        return None
+    invoice = Invoice(
+        tenant_id=subscription.tenant_id, subscription=subscription, period_start=period_start,
+        period_end=period_end, currency=subscription.plan_version.currency, billing_run=billing_run,
+        finalize_after=as_of + timedelta(minutes=settings.BILLING_GRACE_PERIOD_MINUTES), replaces=replaces,
+    )
+    try:
+        with transaction.atomic():
+            invoice.save()
+            _price_into(invoice)
+            invoice.save(update_fields=["total", "currency", "updated_at"])
+    except IntegrityError:
+        # Another worker wrote this period's invoice between our check and our insert.
+        if Invoice.objects.filter(subscription=subscription, period_start=period_start).exclude(
+            status=InvoiceStatus.VOID
+        ).exists():
+            return None
+        raise
+    return invoice
+
+
+def _next_number(at: datetime) -> str:
+    prefix = settings.INVOICE_NUMBER_PREFIX
+    InvoiceSequence.objects.bulk_create([InvoiceSequence(prefix=prefix, year=at.year)], ignore_conflicts=True)
+    sequence = InvoiceSequence.objects.select_for_update().get(prefix=prefix, year=at.year)
+    sequence.last_number += 1
+    sequence.save(update_fields=["last_number"])
+    return f"{prefix}-{at.year}-{sequence.last_number:06d}"
+
+
+def invoice_finalize(*, invoice: Invoice, at: datetime | None = None, reprice: bool = True) -> Invoice:
+    """Re-price a draft with the usage known now, number it and send it to the tenant's billing contact."""
+    at = at or timezone.now()
+    with transaction.atomic():
+        locked = Invoice.objects.select_for_update().select_related("subscription__tenant").get(pk=invoice.pk)
+        if locked.status != InvoiceStatus.DRAFT:
+            return locked  # finalized by someone else: nothing to do
+        if reprice:
+            _price_into(locked)
+        locked.number = _next_number(at)
+        locked.status = InvoiceStatus.FINALIZED
+        locked.finalized_at = at
+        locked.save()
+        transaction.on_commit(lambda: _send_invoice_email(locked.pk))
+    return locked
+
+
+def _send_invoice_email(invoice_pk: int) -> None:
+    invoice = Invoice.objects.select_related("tenant").get(pk=invoice_pk)
+    lines = [(line.description, format_amount(line.amount, invoice.currency)) for line in invoice.lines.all()]
+    context = {"invoice": invoice, "lines": lines, "total": format_amount(invoice.total, invoice.currency),
+               "provider_name": settings.PROVIDER_NAME,
+               "url": settings.PORTAL_BASE_URL.rstrip("/") + invoice.get_absolute_url()}
+    try:
+        send_mail(
+            subject=f"{settings.PROVIDER_NAME} invoice {invoice.number}",
+            message=render_to_string("metering/invoice_email.txt", context),
+            from_email=settings.DEFAULT_FROM_EMAIL,
+            recipient_list=[invoice.tenant.contact_email],
+        )
+    except Exception:  # the invoice stands; a mail server outage must not undo it
+        logger.exception("could not email invoice %s", invoice.number)
+
+
+def invoice_mark_paid(*, invoice: Invoice, at: datetime | None = None) -> Invoice:
+    with transaction.atomic():
+        locked = Invoice.objects.select_for_update().get(pk=invoice.pk)
+        if locked.status == InvoiceStatus.PAID:
+            return locked
+        if locked.status != InvoiceStatus.FINALIZED:
+            raise ApplicationError(f"Only a finalized invoice can be paid ({locked} is {locked.status}).")
+        locked.status = InvoiceStatus.PAID
+        locked.paid_at = at or timezone.now()
+        locked.save()
+    return locked
+
+
+def invoice_void(*, invoice: Invoice, reason: str = "", at: datetime | None = None) -> Invoice:
+    with transaction.atomic():
+        locked = Invoice.objects.select_for_update().get(pk=invoice.pk)
+        if locked.status == InvoiceStatus.VOID:
+            return locked
+        if locked.status != InvoiceStatus.FINALIZED:
+            raise ApplicationError(
+                f"Only a finalized invoice can be voided ({locked} is {locked.status}); a draft is re-priced when finalized."
+            )
+        locked.status = InvoiceStatus.VOID
+        locked.voided_at = at or timezone.now()
+        locked.void_reason = reason
+        locked.save()
+    return locked
+
+
+def invoice_reissue(*, invoice: Invoice, reason: str = "", at: datetime | None = None) -> Invoice:
+    """Void a finalized invoice and issue a draft replacement for the same period, pointing to it."""
+    at = at or timezone.now()
+    with transaction.atomic():
+        voided = invoice_void(invoice=invoice, reason=reason or "reissued", at=at)
+        existing = Invoice.objects.filter(replaces=voided).first()
+        if existing is not None:
+            return existing
+        replacement = invoice_create(
+            subscription=voided.subscription, period_start=voided.period_start, period_end=voided.period_end,
+            as_of=at, replaces=voided,
+        )
+        if replacement is None:
+            raise ApplicationError(f"A live invoice for this period exists already; {voided.number} was voided.")
+    return replacement
+
+
+# --- the run ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class BillingResult:
+    run: BillingRun
+    created: list[Invoice]
+    finalized: list[Invoice]
+
+
+def _sync_before_billing(as_of: datetime) -> None:
+    """A final usage sync over the last hours, so the period's end is in the hourly rows."""
+    from metering.services.sync import usage_sync
+
+    usage_sync(end=as_of, triggered_by="billing")
+
+
+def billing_run(
+    *, as_of: datetime | None = None, period: str | None = None, finalize_now: bool = False,
+    sync: bool = True, triggered_by: str = "",
+) -> BillingResult:
+    """Bill every closed period that has no invoice yet, then finalize the drafts whose grace period is over.
+
+    Safe to run twice, concurrently, or again after a crash: each (subscription, period) gets exactly
+    one live invoice. `period` ('YYYY-MM') limits billing to periods that start in that month.
+    `finalize_now` skips the grace period (the demo, and an operator who knows the data is complete).
+    """
+    as_of = as_of or timezone.now()
+    month = period_from_label(period) if period else None
+    run = BillingRun.objects.create(as_of=as_of, period=period or "", triggered_by=triggered_by)
+    created: list[Invoice] = []
+    finalized: list[Invoice] = []
+    errors: list[str] = []
+    try:
+        if sync:
+            _sync_before_billing(as_of)
+        candidates = (
+            Subscription.objects.filter(started_at__lt=as_of)
+            .filter(Q(status=SubscriptionStatus.ACTIVE) | Q(ends_at__gt=as_of - LATE_USAGE_HORIZON))
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+        for pk in candidates:
+            run.subscriptions_seen += 1
+            try:
+                created.extend(_bill_subscription(pk, as_of=as_of, month=month, run=run))
+            except ApplicationError as exc:
+                errors.append(f"subscription {pk}: {exc.message}")
+        due = Invoice.objects.filter(status=InvoiceStatus.DRAFT)
+        if not finalize_now:
+            due = due.filter(finalize_after__lte=as_of)
+        if month:
+            due = due.filter(period_start__gte=month[0], period_start__lt=month[1])
+        for invoice in due.order_by("pk"):
+            done = invoice_finalize(invoice=invoice, at=as_of)
+            if done.finalized_at and done.status == InvoiceStatus.FINALIZED:
+                finalized.append(done)
+    except Exception as exc:
+        run.status = BillingRunStatus.FAILED
+        run.errors = "\n".join([*errors, f"{type(exc).__name__}: {exc}"])
+        run.finished_at = timezone.now()
+        run.invoices_created, run.invoices_finalized = len(created), len(finalized)
+        run.save()
+        raise
+    run.status = BillingRunStatus.DONE if not errors else BillingRunStatus.FAILED
+    run.errors = "\n".join(errors)
+    run.invoices_created, run.invoices_finalized = len(created), len(finalized)
+    run.finished_at = timezone.now()
+    run.save()
+    return BillingResult(run, created, finalized)
+
+
+def _bill_subscription(pk: int, *, as_of: datetime, month, run: BillingRun) -> list[Invoice]:
+    created = []
+    with transaction.atomic():
+        # skip_locked: a parallel worker holding this subscription is billing it; leave it to that worker.
+        subscription = (
+            Subscription.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("tenant", "plan_version__plan")
+            .filter(pk=pk)
+            .first()
+        )
+        if subscription is None:
+            return created
+        for start, end in closed_periods(subscription, as_of):
+            if month and not (month[0] <= start < month[1]):
+                continue
+            invoice = invoice_create(subscription=subscription, period_start=start, period_end=end, as_of=as_of, billing_run=run)
+            if invoice is not None:
+                created.append(invoice)
+    return created
+
+
+# --- the projection --------------------------------------------------------------------------------
+
+
+def projected_bill(*, tenant, as_of: datetime | None = None) -> PricedPeriod | None:
+    """The tenant's upcoming invoice: the current period priced on its usage so far (None without a subscription)."""
+    as_of = as_of or timezone.now()
+    subscription = (
+        Subscription.objects.filter(tenant=tenant, status=SubscriptionStatus.ACTIVE)
+        .select_related("tenant", "plan_version__plan")
+        .first()
+    )
+    if subscription is None or subscription.started_at > as_of:
+        return None
+    start, end = subscription_period(subscription, as_of)
+    return price_subscription_period(subscription, start, end)
