@@ -17,7 +17,6 @@ urlpatterns = [
     path("account/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("invoices/", include("metering.invoice_urls")),
-    path("invoices/", include("metering.invoice_urls")),
     path("", include("tenants.urls")),
     path("", include("metering.urls")),
 ]
