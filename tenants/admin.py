@@ -275,3 +275,133 @@ class SubscriptionAdmin(admin.ModelAdmin):
     def end_now(self, request, queryset):
         now = timezone.now()
         _run_for_each(self, request, queryset, lambda s: subscription_end(subscription=s, at=now), "Ended")
+
+
+# --- Identity (issue 6): tenant users and signups. Every change goes through the identity services, so the
+# identity store (Cognito or local) and the portal's mirror stay in step.
+
+from django.db import transaction  # noqa: E402
+
+from tenants.models import SignupRequest, SignupStatus, TenantUser  # noqa: E402
+from tenants.services import identity as identity_services  # noqa: E402
+from tenants.services.signup import signup_provision  # noqa: E402
+
+
+class TenantUserAddForm(forms.ModelForm):
+    class Meta:
+        model = TenantUser
+        fields = ("tenant", "email", "role")
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.errors:
+            return cleaned
+        # The user is created here rather than in save_model so that a refusal of the identity provider
+        # (a taken email, Cognito unavailable) shows on the form instead of failing the request.
+        try:
+            with transaction.atomic():
+                tenant_user, temporary = identity_services.tenant_user_create(
+                    tenant=cleaned["tenant"], email=cleaned["email"], role=cleaned["role"]
+                )
+        except ApplicationError as exc:
+            raise forms.ValidationError(exc.message) from exc
+        transaction.on_commit(lambda: identity_services.send_temporary_password(
+            tenant_user=tenant_user, password=temporary, reason=f"An account was made for you at {tenant_user.tenant.name}."
+        ))
+        self.created = tenant_user
+        return cleaned
+
+    def _post_clean(self):
+        pass  # the instance is created by the service in clean(); nothing to validate on an unsaved copy
+
+
+@admin.register(TenantUser)
+class TenantUserAdmin(admin.ModelAdmin):
+    list_display = ("email", "tenant", "role", "is_active", "password_change_required", "username", "disabled_at",
+                    "identity_deleted_at", "created_at")
+    list_filter = ("role", "is_active", "tenant__status", "password_change_required")
+    search_fields = ("email", "username", "tenant__slug", "tenant__name")
+    list_select_related = ("tenant",)
+    readonly_fields = ("tenant", "email", "role", "username", "user", "is_active", "disabled_at", "disabled_with_tenant",
+                       "password_change_required", "identity_deleted_at", "created_at", "updated_at")
+    actions = ["disable", "enable", "reset_password", "remove"]
+
+    def get_form(self, request, obj=None, **kwargs):
+        if obj is None:
+            kwargs["form"] = TenantUserAddForm
+        return super().get_form(request, obj, **kwargs)
+
+    def get_fields(self, request, obj=None):
+        return ("tenant", "email", "role") if obj is None else self.readonly_fields
+
+    def get_readonly_fields(self, request, obj=None):
+        return () if obj is None else self.readonly_fields
+
+    def save_form(self, request, form, change):
+        return form.created if not change else super().save_form(request, form, change)
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            messages.info(request, f"{obj.email} was created; a temporary password was emailed to them.")
+
+    def save_related(self, request, form, formsets, change):
+        pass
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # "remove" deletes the identity user too; a bare row delete would orphan it
+
+    @admin.action(description="Disable the selected users (identity provider and portal)")
+    def disable(self, request, queryset):
+        _run_for_each(self, request, queryset, lambda u: identity_services.tenant_user_disable(tenant_user=u), "Disabled")
+
+    @admin.action(description="Enable the selected users")
+    def enable(self, request, queryset):
+        _run_for_each(self, request, queryset, lambda u: identity_services.tenant_user_enable(tenant_user=u), "Enabled")
+
+    @admin.action(description="Reset the password (a temporary one is emailed)")
+    def reset_password(self, request, queryset):
+        _run_for_each(self, request, queryset,
+                      lambda u: identity_services.tenant_user_reset_password(tenant_user=u), "Passwords reset")
+
+    @admin.action(description="Remove the selected members (deletes them from the identity provider)")
+    def remove(self, request, queryset):
+        _run_for_each(self, request, queryset, lambda u: identity_services.tenant_user_remove(tenant_user=u), "Removed")
+
+
+@admin.register(SignupRequest)
+class SignupRequestAdmin(admin.ModelAdmin):
+    list_display = ("email", "company", "slug", "plan_version", "status", "provision_attempts", "short_error",
+                    "ip", "created_at")
+    list_filter = ("status", "created_at")
+    search_fields = ("email", "company", "slug", "ip")
+    list_select_related = ("plan_version__plan",)
+    readonly_fields = ("company", "slug", "email", "plan_version", "status", "error", "verify_attempts",
+                       "provision_attempts", "ip", "tenant", "owner", "code_expires_at", "verified_at",
+                       "provisioned_at", "created_at", "updated_at")
+    fields = readonly_fields
+    actions = ["retry_provisioning"]
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.display(description="error")
+    def short_error(self, signup):
+        return (signup.error[:80] + "…") if len(signup.error) > 80 else signup.error
+
+    @admin.action(description="Retry provisioning of the selected (verified or failed) signups")
+    def retry_provisioning(self, request, queryset):
+        done, failed = 0, []
+        for signup in queryset:
+            try:
+                result = signup_provision(request_id=signup.pk)
+            except ApplicationError as exc:
+                failed.append(f"{signup.email}: {exc.message}")
+                continue
+            if result.status == SignupStatus.PROVISIONED:
+                done += 1
+            else:
+                failed.append(f"{signup.email}: {result.error}")
+        if done:
+            self.message_user(request, f"Provisioned: {done}.", messages.SUCCESS)
+        for message in failed:
+            self.message_user(request, message, messages.ERROR)
