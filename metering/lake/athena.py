@@ -1,0 +1,100 @@
+"""The Athena lake: the deployed Iceberg table (Glue catalog + S3), queried through pyathena.
+
+The queries are the same sqlglot trees as the local lake's, rendered in the ``athena`` dialect. A
+query that ends FAILED or CANCELLED raises LakeError; one still running after ATHENA_QUERY_TIMEOUT
+seconds is cancelled (StopQueryExecution, best effort) and raises LakeTimeout. Both are what the
+usage sync retries with backoff, leaving the previous rows intact.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from django.conf import settings
+
+from metering.lake import queries
+from metering.lake.base import Lake, LakeError, LakeTimeout
+
+logger = logging.getLogger(__name__)
+
+TERMINAL_STATES = ("SUCCEEDED", "FAILED", "CANCELLED")
+
+
+class _StillRunning(Exception):
+    def __init__(self, query_id: str, state: str):
+        super().__init__(query_id)
+        self.query_id = query_id
+        self.state = state
+
+
+class AthenaLake(Lake):
+    dialect = "athena"
+
+    def __init__(self, *, workgroup: str, database: str, table: str, region: str, output_location: str = "",
+                 timeout: float = 300, poll_interval: float = 1.0, connect_kwargs: dict | None = None):
+        self.workgroup = workgroup
+        self.database = database
+        self.table_name = table
+        self.region = region
+        self.output_location = output_location
+        self.timeout = timeout
+        self.poll_interval = poll_interval
+        self.connect_kwargs = connect_kwargs or {}
+
+    @classmethod
+    def from_settings(cls) -> AthenaLake:
+        return cls(workgroup=settings.ATHENA_WORKGROUP, output_location=settings.ATHENA_OUTPUT_LOCATION,
+                   database=settings.LAKE_DATABASE, table=settings.LAKE_TABLE, region=settings.AWS_REGION,
+                   timeout=settings.ATHENA_QUERY_TIMEOUT)
+
+    def table_ref(self) -> dict:
+        return {"table": self.table_name, "database": self.database}
+
+    def connect(self, on_poll=None):
+        from pyathena import connect
+
+        kwargs = {
+            "work_group": self.workgroup,
+            "region_name": self.region,
+            "schema_name": self.database,
+            "poll_interval": self.poll_interval,
+            "on_poll": on_poll,
+            **self.connect_kwargs,
+        }
+        if self.output_location:
+            # Otherwise the workgroup's own result location (enforced by the deployed workgroup).
+            kwargs["s3_staging_dir"] = self.output_location
+        return connect(**kwargs)
+
+    def execute(self, query) -> list[tuple]:
+        from pyathena.error import Error as AthenaError
+
+        sql = queries.render(query, self.dialect)
+        started = time.monotonic()
+
+        def on_poll(execution) -> None:
+            if execution.state not in TERMINAL_STATES and time.monotonic() - started > self.timeout:
+                raise _StillRunning(execution.query_id, execution.state)
+
+        connection = self.connect(on_poll=on_poll)
+        cursor = connection.cursor()
+        try:
+            cursor.execute(sql)
+            return [tuple(row) for row in cursor.fetchall()]
+        except _StillRunning as running:
+            self._cancel(connection, running.query_id)
+            raise LakeTimeout(
+                f"Athena query {running.query_id} still {running.state} after {self.timeout:g} s; cancelled",
+                {"query_id": running.query_id},
+            ) from None
+        except AthenaError as exc:
+            raise LakeError(f"Athena query failed: {exc}", {"query_id": getattr(cursor, "query_id", None)}) from exc
+        finally:
+            connection.close()
+
+    def _cancel(self, connection, query_id: str) -> None:
+        try:
+            connection.client.stop_query_execution(QueryExecutionId=query_id)
+        except Exception:  # best effort: the timeout is reported either way
+            logger.warning("could not cancel Athena query %s", query_id, exc_info=True)
