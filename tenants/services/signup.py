@@ -162,9 +162,12 @@ def signup_request_create(
         try:
             with transaction.atomic():
                 signup.save()
-        except IntegrityError as exc:
-            # A concurrent submit for the same email won the race: its request stands.
-            raise ApplicationError("A signup for this email is already pending: check your email for the code.") from exc
+        except IntegrityError:
+            # A concurrent submit for the same email won the race: its request (and its code) stands.
+            winner = SignupRequest.objects.filter(email=email, status__in=OPEN_STATUSES).first()
+            if winner is None:
+                raise
+            return winner
         transaction.on_commit(lambda: _send_code(signup.pk, code))
     return signup
 

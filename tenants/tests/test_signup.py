@@ -185,3 +185,51 @@ def test_cognito_refusal_after_the_user_exists_leaves_nothing(client, plans, mai
     client.logout()
     response = client.post("/account/login/?next=/tenant/", {"username": "ann@acme.example", "password": PASSWORD})
     assert response.status_code == 302 and response["Location"] == "/tenant/"
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_double_submits_make_one_request_and_one_tenant(local_identity, mailoutbox):
+    """Two submits and two verifications racing each other (row locks on PostgreSQL)."""
+    import threading
+
+    from django.db import connection
+
+    from tenants.services import signup as signup_services
+    from tenants.services.signup import signup_request_create, signup_verify
+
+    cache.clear()
+    versions = import_sample_plans()
+    barrier = threading.Barrier(2)
+    results, errors = [], []
+
+    def run(func):
+        try:
+            barrier.wait()
+            results.append(func())
+        except Exception as exc:  # collected and asserted below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    def submit():
+        return signup_request_create(company="Acme", slug="acme", email="ann@acme.example",
+                                     plan_version=versions["pro"], password=PASSWORD)
+
+    threads = [threading.Thread(target=run, args=(submit,)) for _ in range(2)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert not errors and SignupRequest.objects.count() == 1
+    signup = SignupRequest.objects.get()
+    # The second submit may have replaced the code (both emails sent): use the one that is current.
+    codes = [re.search(r"\b(\d{6})\b", m.body).group(1) for m in mailoutbox]
+    code = next(c for c in codes if signup_services._code_matches(signup, c))
+
+    results.clear()
+    threads = [threading.Thread(target=run, args=(lambda: signup_verify(request_id=signup.pk, code=code),))
+               for _ in range(2)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert not errors, errors
+    assert {r.status for r in results} == {SignupStatus.PROVISIONED}
+    assert Tenant.objects.count() == 1 and TenantUser.objects.count() == 1
