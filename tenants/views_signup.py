@@ -59,6 +59,11 @@ def signup_verify(request):
     form = VerifyForm(request.POST or None)
     if request.method == "POST" and request.POST.get("action") == "resend":
         form = VerifyForm()
+        # Resends count against the same per-IP limit: each one buys five more guesses at a code.
+        if signup_services.signup_rate_limited(ip=client_ip(request)):
+            messages.error(request, "Too many attempts from your network. Try again later.")
+            return render(request, "tenants/signup_verify.html", {"form": form, "signup_request": signup_request},
+                          status=429)
         try:
             signup_services.signup_resend_code(request_id=signup_request.pk)
         except ApplicationError as exc:

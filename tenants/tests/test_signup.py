@@ -159,6 +159,9 @@ class TestSignup:
         assert response.status_code == 429 and "Too many signups" in response.content.decode()
         other_ip = client.post("/signup/", _form(plans, email="u4@x.example", slug="s4"), REMOTE_ADDR="10.1.2.3")
         assert other_ip.status_code == 302
+        # Asking for new codes (five more guesses each) counts against the same limit.
+        assert client.post("/signup/verify/", {"action": "resend"}, REMOTE_ADDR="10.1.2.3").status_code == 200
+        assert client.post("/signup/verify/", {"action": "resend"}, REMOTE_ADDR="10.1.2.3").status_code == 429
 
 
 @pytest.mark.django_db
