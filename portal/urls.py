@@ -5,6 +5,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from portal import views
+from portal.dashboards import views as dashboard_views
 
 admin.site.site_header = "Metering portal"
 admin.site.site_title = "Metering portal"
@@ -15,8 +16,10 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("account/login/", auth_views.LoginView.as_view(), name="login"),
     path("account/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("admin/dashboard/", admin.site.admin_view(dashboard_views.provider_dashboard), name="admin-dashboard"),
     path("admin/", admin.site.urls),
     path("invoices/", include("metering.invoice_urls")),
+    path("api/", include("metering.api.urls")),
     path("", include("tenants.urls")),
     path("", include("metering.urls")),
 ]

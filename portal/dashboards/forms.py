@@ -1,0 +1,53 @@
+"""The provider dashboard's filters: a date range and a tenant, from the query string."""
+
+from datetime import date, timedelta
+
+from django import forms
+from django.utils import timezone
+
+from tenants.models import Tenant
+
+DEFAULT_DAYS = 30
+MAX_DAYS = 366
+
+
+def default_range(today: date | None = None) -> tuple[date, date]:
+    """The last 30 days, today included."""
+    today = today or timezone.now().date()
+    return today - timedelta(days=DEFAULT_DAYS - 1), today
+
+
+class DashboardFilterForm(forms.Form):
+    start = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}), label="From")
+    end = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}), label="To")
+    tenant = forms.ChoiceField(required=False, label="Tenant")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # One query, whatever the number of tenants.
+        self.fields["tenant"].choices = [("", "All tenants")] + [
+            (slug, f"{slug} · {name}") for slug, name in Tenant.objects.order_by("slug").values_list("slug", "name")
+        ]
+
+    def clean(self):
+        cleaned = super().clean()
+        default_start, default_end = default_range()
+        end = cleaned.get("end") or default_end
+        start = cleaned.get("start") or (end - timedelta(days=DEFAULT_DAYS - 1))
+        if "start" in self.errors or "end" in self.errors:
+            return cleaned
+        if start > end:
+            raise forms.ValidationError("The start date must not be after the end date.")
+        if (end - start).days + 1 > MAX_DAYS:
+            raise forms.ValidationError(f"Choose a range of at most {MAX_DAYS} days.")
+        cleaned["start"], cleaned["end"] = start, end
+        slug = cleaned.get("tenant")
+        cleaned["tenant"] = Tenant.objects.filter(slug=slug).first() if slug else None
+        return cleaned
+
+    def filters(self) -> tuple[date, date, Tenant | None]:
+        """The valid filters, or the defaults (all tenants, the last 30 days) when the input is not valid."""
+        if self.is_bound and self.is_valid():
+            return self.cleaned_data["start"], self.cleaned_data["end"], self.cleaned_data["tenant"]
+        start, end = default_range()
+        return start, end, None

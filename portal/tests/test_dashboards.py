@@ -1,0 +1,197 @@
+"""The provider's dashboard: staff only, the right figures as charts and text, filters, a fixed number of queries."""
+
+import json
+import re
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from django.contrib.staticfiles import finders
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from metering.models import HourlyUsage, Metric
+from portal.dashboards import sample
+from portal.dashboards.forms import default_range
+from tenants.tests.factories import TenantFactory, import_sample_plans
+
+URL = "/admin/dashboard/"
+
+
+@pytest.fixture
+def staff_client(client, django_user_model):
+    user = django_user_model.objects.create_superuser("boss", "boss@example.com", "Corr3ct-Horse-Battery!")
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def plans(db):
+    return import_sample_plans()
+
+
+def seeded(plans, count, *, days=3, prefix="tenant"):
+    metrics = sample.sample_metrics()
+    started = timezone.now() - timedelta(days=90)
+    tenants = sample.seed_tenants(count=count, plan_versions=[plans["pro"], plans["starter"]], started_at=started,
+                                  prefix=prefix)
+    today = timezone.now().date()
+    sample.seed_hourly_usage(tenants=tenants, metrics=metrics, end=today, days=days)
+    months = [(today.replace(day=1) - timedelta(days=31 * i)).replace(day=1) for i in (2, 1, 0)]
+    sample.seed_invoices(tenants=tenants, months=months)
+    sample.seed_pipeline(now=timezone.now(), metric=metrics[0])
+    return tenants, metrics
+
+
+def chart_data(html, chart_id):
+    match = re.search(rf'<script id="{chart_id}-data" type="application/json">(.*?)</script>', html, re.S)
+    assert match, f"no json_script for {chart_id}"
+    return json.loads(match.group(1))
+
+
+def test_the_vendored_chart_library_is_served_from_static_files():
+    path = finders.find("vendor/chartjs/chart.umd.min.js")
+    assert path, "Chart.js is not in the portal's static files"
+    head = open(path, encoding="utf-8").read(200)
+    assert "Chart.js v4." in head and "MIT" in head
+    assert finders.find("vendor/chartjs/LICENSE.md") and finders.find("portal/dashboards.js")
+
+
+def test_only_staff_see_the_dashboard(client, django_user_model, db):
+    response = client.get(URL)
+    assert response.status_code == 302 and "/admin/login/" in response["Location"]
+    user = django_user_model.objects.create_user("someone", "s@example.com", "Corr3ct-Horse-Battery!")
+    client.force_login(user)
+    response = client.get(URL)
+    assert response.status_code == 302 and "/admin/login/" in response["Location"]
+
+
+def test_the_admin_index_links_to_the_dashboard(staff_client):
+    response = staff_client.get("/admin/")
+    assert response.status_code == 200
+    assert 'href="/admin/dashboard/"' in response.content.decode()
+
+
+def test_dashboard_shows_usage_charts_with_the_same_figures_as_text(staff_client, plans):
+    tenants, metrics = seeded(plans, 3)
+    response = staff_client.get(URL)
+    assert response.status_code == 200
+    html = response.content.decode()
+    # No CDN: the library comes from the portal's own static files.
+    assert "/static/vendor/chartjs/chart.umd.min.js" in html
+    assert "cdn" not in html.lower()
+    start, end = default_range()
+    calls = Metric.objects.get(code="api_calls")
+    data = chart_data(html, "usage-api_calls")
+    assert data["kind"] == "bar" and data["stacked"] is True
+    assert data["labels"][0] == start.isoformat() and data["labels"][-1] == end.isoformat()
+    # The stacked series add up to the database's daily totals.
+    today = end.isoformat()
+    index = data["labels"].index(today)
+    drawn = sum(Decimal(s["values"][index]) for s in data["series"])
+    day_start = datetime.combine(end, datetime.min.time(), tzinfo=UTC)
+    expected = sum(HourlyUsage.objects.filter(metric=calls, hour__gte=day_start,
+                                              hour__lt=day_start + timedelta(days=1)).values_list("value", flat=True))
+    assert drawn == expected
+    assert {s["label"] for s in data["series"]} == {t.slug for t in tenants}
+    # The same numbers are in the figures table.
+    assert f"<th scope=\"row\">{today}</th>" in html
+    # Data out is shown in MB (raw bytes divided by the metric's divisor).
+    out = chart_data(html, "usage-data_out_mb")
+    raw = sum(HourlyUsage.objects.filter(metric__code="data_out_mb", tenant=tenants[0], hour__gte=day_start)
+              .values_list("value", flat=True))
+    series = next(s for s in out["series"] if s["label"] == tenants[0].slug)
+    assert Decimal(series["values"][index]) == (raw / Decimal(1_000_000)).quantize(Decimal("0.001"))
+    # A unique_count metric is not stacked (hourly figures do not add up).
+    assert chart_data(html, "usage-active_ips")["stacked"] is False
+
+
+def test_top_tenants_revenue_invoices_unattributed_and_pipeline(staff_client, plans):
+    tenants, _ = seeded(plans, 3)
+    html = staff_client.get(URL).content.decode()
+    # Top tenants: the busiest first (the sample makes later tenants busier).
+    top = html[html.index('id="top-tenants"'):]
+    assert top.index(tenants[2].slug) < top.index(tenants[0].slug)
+    # Revenue: finalized and paid only, by month and plan; drafts are not revenue.
+    revenue = chart_data(html, "revenue")
+    assert {s["label"] for s in revenue["series"]} == {"pro", "starter"}
+    assert revenue["unit"] == "USD" and len(revenue["labels"]) >= 12
+    total = sum(Decimal(v) for s in revenue["series"] for v in s["values"])
+    # 3 tenants x 2 billed months, totals 100 + tenant index.
+    assert total == Decimal("2") * (Decimal("100") + Decimal("101") + Decimal("102"))
+    invoices = chart_data(html, "invoices")
+    counts = dict(zip(invoices["labels"], invoices["series"][0]["values"], strict=True))
+    assert counts["Draft"] == "3"
+    # Unattributed usage and the pipeline's health.
+    assert "5e6f7a8b-orphan" in html
+    assert "LakeError: the lake did not answer" in html
+    assert "dash-state-ok" in html
+    assert "Synced up to" in html
+
+
+def test_the_tenant_filter_narrows_every_chart(staff_client, plans):
+    tenants, _ = seeded(plans, 3)
+    response = staff_client.get(URL, {"tenant": tenants[1].slug})
+    html = response.content.decode()
+    assert response.status_code == 200
+    data = chart_data(html, "usage-api_calls")
+    assert [s["label"] for s in data["series"]] == [tenants[1].slug]
+    revenue = chart_data(html, "revenue")
+    assert sum(Decimal(v) for s in revenue["series"] for v in s["values"]) == Decimal("202")
+
+
+def test_a_date_range_narrows_the_charts(staff_client, plans):
+    seeded(plans, 2)
+    end = timezone.now().date()
+    start = end - timedelta(days=1)
+    data = chart_data(staff_client.get(URL, {"start": start.isoformat(), "end": end.isoformat()}).content.decode(),
+                      "usage-api_calls")
+    assert data["labels"] == [start.isoformat(), end.isoformat()]
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"start": "yesterday"}, "Enter a valid date"),
+    ({"start": "2026-11-20", "end": "2026-11-01"}, "The start date must not be after the end date"),
+    ({"start": "2020-01-01", "end": "2026-11-01"}, "at most 366 days"),
+    ({"tenant": "no-such-tenant"}, "Select a valid choice"),
+    ({"start": "2026-13-45"}, "Enter a valid date"),
+])
+def test_bad_filters_give_a_message_not_an_error(staff_client, plans, params, message):
+    response = staff_client.get(URL, params)
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert message in html
+    assert "shows the last 30 days for all tenants" in html
+    start, end = default_range()
+    assert chart_data(html, "revenue")  # the page still renders, with the defaults
+    assert f'value="{start.isoformat()}"' in html
+
+
+def test_an_empty_portal_renders(staff_client, db):
+    response = staff_client.get(URL)
+    assert response.status_code == 200
+    assert "No metrics are defined yet." in response.content.decode()
+    assert "never run" in response.content.decode()
+
+
+def count_queries(client):
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(URL)
+    assert response.status_code == 200
+    return len(queries), [q["sql"] for q in queries.captured_queries]
+
+
+def test_the_number_of_queries_does_not_grow_with_the_tenants(staff_client, plans):
+    seeded(plans, 3, days=2, prefix="few")
+    few, _ = count_queries(staff_client)
+    seeded(plans, 30, days=2, prefix="many")
+    many, sql = count_queries(staff_client)
+    assert few == many, "\n".join(sql)
+    # And with a tenant selected.
+    with CaptureQueriesContext(connection) as filtered:
+        staff_client.get(URL, {"tenant": "many-0003"})
+    TenantFactory(slug="one-more")
+    with CaptureQueriesContext(connection) as filtered_more:
+        staff_client.get(URL, {"tenant": "many-0003"})
+    assert len(filtered) == len(filtered_more)
