@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_celery_beat",
     "portal",
     "tenants",
@@ -198,6 +199,16 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Usage, invoices and projected bills for the provider and its tenants.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "PREPROCESSING_HOOKS": ["metering.api.schema.only_api_v1"],
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_DIST": "SIDECAR",  # Swagger UI served from the portal's static files, no CDN
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "TenantStatusEnum": "tenants.models.TenantStatus",
+        "InvoiceStatusEnum": "metering.models.InvoiceStatus",
+        "SubscriptionStatusEnum": "tenants.models.SubscriptionStatus",
+    },
 }
 
 if PRODUCTION:

@@ -1,0 +1,1 @@
+"""The REST API under /api/v1/: tenant-scoped reads for tenant tokens, and the admin scope for staff."""

@@ -1,0 +1,139 @@
+"""Query parameters of the usage and invoice endpoints, validated with a message that names what is wrong."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+
+from django.conf import settings
+from django.utils import timezone
+from django.utils.dateparse import parse_date
+from rest_framework import serializers
+
+from metering.models import InvoiceStatus, Metric
+
+GRANULARITIES = ("hour", "day", "month")
+
+
+class UTCDateTimeField(serializers.DateTimeField):
+    """An ISO 8601 time (or a date, meaning its midnight); without an offset it is UTC; always returned in UTC."""
+
+    def __init__(self, **kwargs):
+        super().__init__(default_timezone=UTC, **kwargs)
+
+    def to_internal_value(self, value):
+        if isinstance(value, str) and len(value) == 10 and (day := _parse_date(value)) is not None:
+            return datetime.combine(day, time.min, tzinfo=UTC)
+        try:
+            parsed = super().to_internal_value(value)
+            return parsed.astimezone(UTC)
+        except (OverflowError, ValueError):
+            # A time whose offset moves it out of the representable years (e.g. 0001-01-01T00:00+05:00).
+            raise serializers.ValidationError(f"{value!r} is out of the supported range of times.") from None
+
+
+def _parse_date(value: str) -> date | None:
+    try:
+        return parse_date(value)
+    except ValueError:
+        return None
+
+
+def current_month_start() -> datetime:
+    now = timezone.now().astimezone(UTC)
+    return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+class RangeQuerySerializer(serializers.Serializer):
+    """`start` (inclusive) and `end` (exclusive), at most API_MAX_RANGE_DAYS apart."""
+
+    start = UTCDateTimeField(required=False, help_text="Inclusive, ISO 8601 (UTC unless an offset is given). Default: the start of the current calendar month.")
+    end = UTCDateTimeField(required=False, help_text="Exclusive, ISO 8601 (UTC unless an offset is given). Default: now.")
+
+    def validate(self, attrs):
+        end = attrs.get("end") or timezone.now().astimezone(UTC)
+        start = attrs.get("start") or min(current_month_start(), end)
+        if end <= start:
+            raise serializers.ValidationError({"end": f"end ({end:%Y-%m-%dT%H:%M:%SZ}) must be after start ({start:%Y-%m-%dT%H:%M:%SZ})."})
+        limit = settings.API_MAX_RANGE_DAYS
+        if end - start > timedelta(days=limit):
+            raise serializers.ValidationError(
+                {"end": f"The range from start to end is {(end - start).days} days; the limit is {limit} days (API_MAX_RANGE_DAYS)."}
+            )
+        attrs["start"], attrs["end"] = start, end
+        return attrs
+
+
+class MetricCodesField(serializers.ListField):
+    child = serializers.CharField(max_length=64)
+
+    def to_internal_value(self, data):
+        codes = []
+        for item in super().to_internal_value(data):
+            # `metric=a,b` and `metric=a&metric=b` both work.
+            codes.extend(code.strip() for code in item.split(",") if code.strip())
+        return codes
+
+
+class UsageQuerySerializer(RangeQuerySerializer):
+    granularity = serializers.ChoiceField(
+        choices=GRANULARITIES, default="day", help_text="Bucket size: hour, day or month (UTC)."
+    )
+    metric = MetricCodesField(
+        required=False, help_text="Metric codes (repeat the parameter or separate with commas); default: every metric."
+    )
+
+    def validate_metric(self, codes):
+        known = {m.code: m for m in Metric.objects.filter(code__in=codes)}
+        unknown = [code for code in codes if code not in known]
+        if unknown:
+            raise serializers.ValidationError(f"Unknown metric(s): {', '.join(sorted(set(unknown)))}.")
+        return [known[code] for code in dict.fromkeys(codes)]
+
+    def validate(self, attrs):
+        attrs = super().validate(attrs)
+        if not attrs.get("metric"):
+            attrs["metric"] = list(Metric.objects.all())
+        return attrs
+
+
+class CurrentUsageQuerySerializer(serializers.Serializer):
+    metric = MetricCodesField(required=False, help_text="Metric codes; default: every metric.")
+
+    validate_metric = UsageQuerySerializer.validate_metric
+
+    def validate(self, attrs):
+        if not attrs.get("metric"):
+            attrs["metric"] = list(Metric.objects.all())
+        return attrs
+
+
+class TopTenantsQuerySerializer(RangeQuerySerializer):
+    metric = serializers.SlugField(help_text="The metric to rank tenants by.")
+    limit = serializers.IntegerField(default=10, min_value=1, max_value=1000, help_text="How many tenants.")
+
+    def validate_metric(self, code):
+        metric = Metric.objects.filter(code=code).first()
+        if metric is None:
+            raise serializers.ValidationError(f"Unknown metric {code!r}.")
+        return metric
+
+
+class InvoiceQuerySerializer(serializers.Serializer):
+    status = serializers.ChoiceField(
+        choices=InvoiceStatus.choices, required=False,
+        help_text="Only invoices in this status (tenants never see drafts: they are not final).",
+    )
+    start = UTCDateTimeField(required=False, help_text="Only invoices whose period starts at or after this time.")
+    end = UTCDateTimeField(required=False, help_text="Only invoices whose period starts before this time.")
+
+    def validate(self, attrs):
+        if attrs.get("start") and attrs.get("end") and attrs["end"] <= attrs["start"]:
+            raise serializers.ValidationError({"end": "end must be after start."})
+        return attrs
+
+
+def validated(serializer_class, request, **kwargs) -> dict:
+    """The request's query parameters validated by `serializer_class` (ValidationError -> 400)."""
+    serializer = serializer_class(data=request.query_params, **kwargs)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data

@@ -1,0 +1,176 @@
+"""Response (and admin input) serializers: times in UTC ISO 8601, decimals as strings; no business logic."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from metering.models import Invoice, InvoiceLine, Metric
+from tenants.models import Plan, PlanVersion, Subscription, Tenant, TenantStatus, TenantUser
+
+# Decimals as strings with no fixed number of places (quantities can be fractional to many digits).
+Decimal = lambda **kw: serializers.DecimalField(max_digits=None, decimal_places=None, **kw)  # noqa: E731
+
+
+class UsageBucketSerializer(serializers.Serializer):
+    metric = serializers.CharField(help_text="The metric's code.")
+    unit = serializers.CharField(help_text="The metric's unit ('' for a plain count).")
+    start = serializers.DateTimeField(help_text="Start of the bucket (UTC).")
+    value = Decimal(help_text="The bucket's quantity, after the metric's divisor.")
+
+
+class MetricQuantitySerializer(serializers.Serializer):
+    metric = serializers.CharField()
+    name = serializers.CharField()
+    unit = serializers.CharField()
+    aggregation = serializers.CharField()
+    quantity = Decimal(help_text="The period's quantity so far, after the metric's divisor.")
+
+
+class CurrentUsageSerializer(serializers.Serializer):
+    period_start = serializers.DateTimeField()
+    period_end = serializers.DateTimeField()
+    as_of = serializers.DateTimeField()
+    totals = MetricQuantitySerializer(many=True)
+
+
+class PricedLineSerializer(serializers.Serializer):
+    type = serializers.CharField()
+    description = serializers.CharField()
+    plan = serializers.CharField(allow_blank=True)
+    metric = serializers.CharField(allow_null=True)
+    model = serializers.CharField(allow_null=True)
+    quantity = Decimal(allow_null=True)
+    unit_amount = Decimal(allow_null=True)
+    amount = serializers.CharField(help_text="Decimal string with exactly the currency's minor digits.")
+    period_start = serializers.DateTimeField(allow_null=True)
+    period_end = serializers.DateTimeField(allow_null=True)
+
+
+class ProjectedBillSerializer(serializers.Serializer):
+    as_of = serializers.DateTimeField()
+    plans = serializers.ListField(child=serializers.CharField())
+    currency = serializers.CharField()
+    period_start = serializers.DateTimeField()
+    period_end = serializers.DateTimeField()
+    lines = PricedLineSerializer(many=True)
+    total = serializers.CharField(help_text="Decimal string with exactly the currency's minor digits.")
+
+
+class InvoiceLineSerializer(serializers.ModelSerializer):
+    quantity = Decimal(allow_null=True)
+    unit_amount = Decimal(allow_null=True)
+    amount = Decimal()
+    adjusts = serializers.SlugRelatedField(slug_field="public_id", read_only=True, allow_null=True,
+                                           help_text="For late usage: the invoice the usage belongs to.")
+
+    class Meta:
+        model = InvoiceLine
+        fields = ["position", "type", "description", "plan_code", "metric_code", "model", "quantity", "unit_amount",
+                  "amount", "period_start", "period_end", "adjusts"]
+
+
+class InvoiceSerializer(serializers.ModelSerializer):
+    id = serializers.UUIDField(source="public_id", read_only=True)
+    tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    total = Decimal()
+
+    class Meta:
+        model = Invoice
+        fields = ["id", "number", "tenant", "status", "currency", "total", "period_start", "period_end",
+                  "finalized_at", "paid_at", "voided_at"]
+
+
+class InvoiceDetailSerializer(InvoiceSerializer):
+    lines = InvoiceLineSerializer(many=True, read_only=True)
+
+    class Meta(InvoiceSerializer.Meta):
+        fields = [*InvoiceSerializer.Meta.fields, "lines"]
+
+
+class SubscriptionSerializer(serializers.ModelSerializer):
+    tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    plan = serializers.CharField(source="plan_version.plan.code", read_only=True)
+    plan_version = serializers.IntegerField(source="plan_version.version", read_only=True)
+
+    class Meta:
+        model = Subscription
+        fields = ["id", "tenant", "plan", "plan_version", "status", "billing_cycle", "started_at", "trial_ends_at",
+                  "ends_at"]
+
+
+class PlanVersionSerializer(serializers.ModelSerializer):
+    plan = serializers.CharField(source="plan.code")
+    document = serializers.JSONField(help_text="The plan document (PLANS.md), amounts as decimal strings.")
+
+    class Meta:
+        model = PlanVersion
+        fields = ["plan", "version", "name", "currency", "interval", "document", "created_at"]
+
+
+class TenantPlanSerializer(serializers.Serializer):
+    subscription = SubscriptionSerializer()
+    plan = PlanVersionSerializer()
+
+
+class TenantUserSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = TenantUser
+        fields = ["id", "email", "role", "is_active", "created_at"]
+
+
+class MetricSerializer(serializers.ModelSerializer):
+    divisor = Decimal()
+
+    class Meta:
+        model = Metric
+        fields = ["code", "name", "aggregation", "field", "filters", "divisor", "unit"]
+
+
+class MetricDocumentSerializer(serializers.Serializer):
+    """A metrics-document entry (PLANS.md); validated by the document parser in the service."""
+
+    code = serializers.SlugField(max_length=64)
+    name = serializers.CharField(max_length=200)
+    aggregation = serializers.ChoiceField(choices=["count", "sum", "max", "unique_count"])
+    field = serializers.CharField(required=False, allow_blank=True)
+    filters = serializers.DictField(required=False)
+    divisor = serializers.CharField(required=False, help_text="Decimal string, default 1.")
+    unit = serializers.CharField(required=False, allow_blank=True)
+
+
+class TenantSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Tenant
+        fields = ["slug", "name", "contact_email", "status", "status_changed_at", "created_at"]
+        read_only_fields = ["status_changed_at", "created_at"]
+
+
+class TenantStatusSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=TenantStatus.choices, help_text="The lifecycle's allowed moves only.")
+
+
+class PlanSerializer(serializers.ModelSerializer):
+    current_version = PlanVersionSerializer(read_only=True)
+
+    class Meta:
+        model = Plan
+        fields = ["code", "name", "is_public", "current_version"]
+
+
+class PlanDocumentSerializer(serializers.Serializer):
+    document = serializers.JSONField(help_text="A plan document (PLANS.md).")
+    is_public = serializers.BooleanField(required=False, allow_null=True, default=None)
+
+
+class SubscriptionCreateSerializer(serializers.Serializer):
+    tenant = serializers.SlugRelatedField(slug_field="slug", queryset=Tenant.objects.all())
+    plan = serializers.SlugRelatedField(slug_field="code", queryset=Plan.objects.all())
+    started_at = serializers.DateTimeField(required=False)
+    billing_cycle = serializers.ChoiceField(choices=["calendar", "anniversary"], default="calendar")
+    with_trial = serializers.BooleanField(default=True)
+
+
+class TopTenantSerializer(serializers.Serializer):
+    tenant = serializers.CharField(help_text="The tenant's slug.")
+    name = serializers.CharField()
+    value = Decimal(help_text="The metric's quantity over the range, after its divisor.")

@@ -1,0 +1,45 @@
+"""API URLs: /api/v1/ (tenant scope), /api/v1/admin/ (staff), the OpenAPI schema and its interactive docs."""
+
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from metering.api import admin_views, schema, views  # noqa: F401  (schema registers the token scheme)
+
+# The tenant's data; mounted at /api/v1/ for tenant tokens and at /api/v1/admin/tenants/<tenant>/ for staff.
+tenant_patterns = [
+    path("usage/", views.UsageView.as_view(), name="usage"),
+    path("usage/current/", views.CurrentUsageView.as_view(), name="usage-current"),
+    path("projected-bill/", views.ProjectedBillView.as_view(), name="projected-bill"),
+    path("invoices/", views.InvoiceListView.as_view(), name="invoices"),
+    path("invoices/<uuid:invoice>/", views.InvoiceDetailView.as_view(), name="invoice"),
+    path("invoices/<uuid:invoice>/lines/", views.InvoiceLinesView.as_view(), name="invoice-lines"),
+    path("plan/", views.PlanView.as_view(), name="plan"),
+    path("users/", views.TenantUserListView.as_view(), name="users"),
+    path("users/<int:user>/", views.TenantUserDetailView.as_view(), name="user"),
+]
+
+admin_patterns = [
+    path("tenants/", admin_views.TenantListView.as_view(), name="tenants"),
+    path("tenants/<slug:tenant>/", admin_views.TenantDetailView.as_view(), name="tenant"),
+    path("tenants/<slug:tenant>/status/", admin_views.TenantStatusView.as_view(), name="tenant-status"),
+    path("tenants/<slug:tenant>/", include((tenant_patterns, "tenant-scope"))),
+    path("plans/", admin_views.PlanListView.as_view(), name="plans"),
+    path("plans/<slug:plan>/", admin_views.PlanDetailView.as_view(), name="plan"),
+    path("subscriptions/", admin_views.SubscriptionListView.as_view(), name="subscriptions"),
+    path("subscriptions/<int:subscription>/", admin_views.SubscriptionDetailView.as_view(), name="subscription"),
+    path("metrics/", admin_views.AdminMetricListView.as_view(), name="metrics"),
+    path("metrics/<slug:metric>/", admin_views.AdminMetricDetailView.as_view(), name="metric"),
+    path("usage/top/", admin_views.TopTenantsView.as_view(), name="top-tenants"),
+]
+
+v1_patterns = [
+    *tenant_patterns,
+    path("metrics/", views.MetricListView.as_view(), name="metrics"),
+    path("admin/", include((admin_patterns, "admin"))),
+]
+
+urlpatterns = [
+    path("v1/", include((v1_patterns, "api-v1"))),
+    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+]

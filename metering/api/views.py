@@ -1,0 +1,262 @@
+"""Tenant-scope endpoints (/api/v1/...): usage, current totals, projected bill, invoices, plan, users.
+
+Every view is a TenantScopedView: the same classes serve staff under /api/v1/admin/tenants/<tenant>/...
+"""
+
+from __future__ import annotations
+
+from datetime import UTC
+
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import exceptions
+from rest_framework.generics import ListAPIView, RetrieveAPIView
+from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
+from rest_framework.response import Response
+
+from metering.api import filters, serializers
+from metering.api.base import TenantScopedView
+from metering.api.renderers import CSVRenderer
+from metering.api.selectors import scaled, usage_buckets
+from metering.models import Invoice, InvoiceLine, InvoiceStatus, Metric
+from metering.pricing import calendar_period, format_amount
+from metering.selectors import period_quantities
+from metering.services.billing import projected_bill, subscription_period
+from tenants.models import Subscription, SubscriptionStatus, TenantUser
+
+CSV_RENDERERS = [JSONRenderer, CSVRenderer, BrowsableAPIRenderer]
+ERRORS = {
+    400: OpenApiResponse(description="A query parameter is invalid; the body names it and says why."),
+    401: OpenApiResponse(description="No valid credentials."),
+    403: OpenApiResponse(description="The caller may not use this endpoint (e.g. a tenant token on a staff endpoint)."),
+    404: OpenApiResponse(description="No such object for this tenant (another tenant's objects are never found)."),
+    429: OpenApiResponse(description="Too many requests for this token: retry after the Retry-After header's seconds."),
+}
+
+
+def errors(*codes):
+    return {code: ERRORS[code] for code in codes}
+
+
+def active_subscription(tenant) -> Subscription | None:
+    return (
+        Subscription.objects.filter(tenant=tenant, status=SubscriptionStatus.ACTIVE)
+        .select_related("plan_version__plan")
+        .first()
+    )
+
+
+class UsageView(TenantScopedView):
+    """Usage by metric in hour, day or month buckets (UTC), aggregated from the hourly rows.
+
+    Buckets without usage are left out. For unique_count and max metrics, day and month buckets are
+    sums of the hourly values (informative only): the billable quantity of a period is in
+    `usage/current/`, which asks the lake over the whole period.
+    """
+
+    renderer_classes = CSV_RENDERERS
+    serializer_class = serializers.UsageBucketSerializer
+
+    @extend_schema(
+        parameters=[filters.UsageQuerySerializer],
+        responses={200: serializers.UsageBucketSerializer(many=True), **errors(400, 401, 403, 404, 429)},
+    )
+    def get(self, request, *args, **kwargs):
+        params = filters.validated(filters.UsageQuerySerializer, request)
+        metrics = {metric.pk: metric for metric in params["metric"]}
+        rows = usage_buckets(tenant=self.tenant, metrics=list(metrics.values()), start=params["start"],
+                             end=params["end"], granularity=params["granularity"])
+        page = self.paginate_queryset(rows)
+        data = [
+            {
+                "metric": metrics[row["metric_id"]].code,
+                "unit": metrics[row["metric_id"]].unit,
+                "start": row["bucket"].astimezone(UTC),
+                "value": scaled(row["raw"], metrics[row["metric_id"]]),
+            }
+            for row in page
+        ]
+        return self.get_paginated_response(serializers.UsageBucketSerializer(data, many=True).data)
+
+
+class CurrentUsageView(TenantScopedView):
+    """Totals of the current billing period so far (the calendar month without a subscription).
+
+    count and sum metrics add the hourly rows; unique_count and max metrics are computed over the whole
+    period in the lake, as billing does.
+    """
+
+    serializer_class = serializers.CurrentUsageSerializer
+    pagination_class = None
+
+    @extend_schema(parameters=[filters.CurrentUsageQuerySerializer],
+                   responses={200: serializers.CurrentUsageSerializer, **errors(400, 401, 403, 404, 429)})
+    def get(self, request, *args, **kwargs):
+        params = filters.validated(filters.CurrentUsageQuerySerializer, request)
+        now = timezone.now()
+        subscription = active_subscription(self.tenant)
+        start, end = subscription_period(subscription, now) if subscription else calendar_period(now)
+        quantities = period_quantities(subscription_or_tenant=self.tenant, metrics=params["metric"], start=start, end=end)
+        totals = [
+            {"metric": m.code, "name": m.name, "unit": m.unit, "aggregation": m.aggregation,
+             "quantity": scaled(quantities[m.code], _NO_DIVISOR)}
+            for m in params["metric"]
+        ]
+        data = {"period_start": start, "period_end": end, "as_of": now, "totals": totals}
+        return Response(serializers.CurrentUsageSerializer(data).data)
+
+
+_NO_DIVISOR = Metric(divisor=1)  # period_quantities has applied the divisor already
+
+
+class ProjectedBillView(TenantScopedView):
+    """The upcoming invoice: the current period priced on its usage so far, as billing would price it."""
+
+    serializer_class = serializers.ProjectedBillSerializer
+    pagination_class = None
+
+    @extend_schema(responses={200: serializers.ProjectedBillSerializer, **errors(401, 403, 404, 429)})
+    def get(self, request, *args, **kwargs):
+        now = timezone.now()
+        priced = projected_bill(tenant=self.tenant, as_of=now)
+        if priced is None:
+            raise exceptions.NotFound("This tenant has no active subscription.")
+        lines = [
+            {
+                "type": line.type, "description": line.description, "plan": line.plan, "metric": line.metric,
+                "model": line.model,
+                "quantity": None if line.quantity is None else scaled(line.quantity, _NO_DIVISOR),
+                "unit_amount": line.unit_amount, "amount": format_amount(line.amount, priced.currency),
+                "period_start": line.period_start, "period_end": line.period_end,
+            }
+            for line in priced.lines
+        ]
+        data = {
+            "as_of": now, "plans": list(priced.plans), "currency": priced.currency,
+            "period_start": priced.period_start, "period_end": priced.period_end, "lines": lines,
+            "total": format_amount(priced.total, priced.currency),
+        }
+        return Response(serializers.ProjectedBillSerializer(data).data)
+
+
+class InvoiceQuerysetMixin:
+    """Invoices of the scoped tenant; tenants never see drafts (not final until the grace period ends)."""
+
+    def invoices(self):
+        queryset = self.scope_queryset(Invoice.objects.select_related("tenant"))
+        if not self.is_admin_scope():
+            queryset = queryset.exclude(status=InvoiceStatus.DRAFT)
+        return queryset
+
+
+class InvoiceListView(InvoiceQuerysetMixin, TenantScopedView, ListAPIView):
+    """Invoices, newest period first; filter by status and by period start."""
+
+    renderer_classes = CSV_RENDERERS
+    serializer_class = serializers.InvoiceSerializer
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return Invoice.objects.none()
+        params = filters.validated(filters.InvoiceQuerySerializer, self.request)
+        queryset = self.invoices().order_by("-period_start", "-created_at")
+        if params.get("status"):
+            queryset = queryset.filter(status=params["status"])
+        if params.get("start"):
+            queryset = queryset.filter(period_start__gte=params["start"])
+        if params.get("end"):
+            queryset = queryset.filter(period_start__lt=params["end"])
+        return queryset
+
+    @extend_schema(parameters=[filters.InvoiceQuerySerializer], responses={
+        200: serializers.InvoiceSerializer(many=True), **errors(400, 401, 403, 404, 429)})
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+
+class InvoiceDetailView(InvoiceQuerysetMixin, TenantScopedView, RetrieveAPIView):
+    """One invoice with its lines (`id` is the invoice's public UUID)."""
+
+    serializer_class = serializers.InvoiceDetailSerializer
+    lookup_field = "public_id"
+    lookup_url_kwarg = "invoice"
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return Invoice.objects.none()
+        return self.invoices().prefetch_related("lines__adjusts")
+
+    @extend_schema(responses={200: serializers.InvoiceDetailSerializer, **errors(401, 403, 404, 429)})
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+
+class InvoiceLinesView(InvoiceQuerysetMixin, TenantScopedView, ListAPIView):
+    """The lines of one invoice, in order (JSON or CSV)."""
+
+    renderer_classes = CSV_RENDERERS
+    serializer_class = serializers.InvoiceLineSerializer
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return InvoiceLine.objects.none()
+        invoice = self.invoices().filter(public_id=self.kwargs["invoice"]).first()
+        if invoice is None:
+            raise exceptions.NotFound("No such invoice.")
+        return invoice.lines.select_related("adjusts").order_by("position")
+
+    @extend_schema(responses={200: serializers.InvoiceLineSerializer(many=True), **errors(401, 403, 404, 429)})
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+
+class PlanView(TenantScopedView):
+    """The active subscription and its plan version's document."""
+
+    serializer_class = serializers.TenantPlanSerializer
+    pagination_class = None
+
+    @extend_schema(responses={200: serializers.TenantPlanSerializer, **errors(401, 403, 404, 429)})
+    def get(self, request, *args, **kwargs):
+        subscription = active_subscription(self.tenant)
+        if subscription is None:
+            raise exceptions.NotFound("This tenant has no active subscription.")
+        subscription.tenant = self.tenant
+        data = {"subscription": subscription, "plan": subscription.plan_version}
+        return Response(serializers.TenantPlanSerializer(data).data)
+
+
+class TenantUserListView(TenantScopedView, ListAPIView):
+    """The tenant's users."""
+
+    queryset = TenantUser.objects.order_by("email")
+    serializer_class = serializers.TenantUserSerializer
+
+    @extend_schema(responses={200: serializers.TenantUserSerializer(many=True), **errors(401, 403, 404, 429)})
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+
+class TenantUserDetailView(TenantScopedView, RetrieveAPIView):
+    """One user of the tenant."""
+
+    queryset = TenantUser.objects.all()
+    serializer_class = serializers.TenantUserSerializer
+    lookup_url_kwarg = "user"
+
+    @extend_schema(responses={200: serializers.TenantUserSerializer, **errors(401, 403, 404, 429)})
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+
+class MetricListView(TenantScopedView, ListAPIView):
+    """The provider's metrics (the same catalogue for every tenant): the codes `usage/` accepts."""
+
+    serializer_class = serializers.MetricSerializer
+
+    def get_queryset(self):
+        return Metric.objects.order_by("code")  # not tenant data: nothing to scope
+
+    @extend_schema(responses={200: serializers.MetricSerializer(many=True), **errors(401, 403, 404, 429)})
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
