@@ -19,6 +19,7 @@ urlpatterns = [
     path("admin/dashboard/", admin.site.admin_view(dashboard_views.provider_dashboard), name="admin-dashboard"),
     path("admin/", admin.site.urls),
     path("invoices/", include("metering.invoice_urls")),
+    path("api/", include("metering.api.urls")),
     path("", include("tenants.urls")),
     path("", include("metering.urls")),
 ]
