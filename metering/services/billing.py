@@ -101,11 +101,16 @@ def period_from_label(label: str) -> tuple[datetime, datetime]:
 
 
 def _versions_timeline(subscription: Subscription) -> list[tuple[datetime, PlanVersion]]:
-    """(from, version) pairs in time order: the plan version in force from each instant."""
-    changes = list(subscription.changes.select_related("from_version__plan", "to_version__plan").order_by("changed_at"))
+    """(from, version) pairs in time order: the plan version in force from each instant (memoized on the instance)."""
+    cached = getattr(subscription, "_timeline", None)
+    if cached is not None:
+        return cached
+    # .all() uses prefetch_related("changes__...") when the caller prefetched; sorted here so it works either way.
+    changes = sorted(subscription.changes.all(), key=lambda change: change.changed_at)
     first = changes[0].from_version if changes else subscription.plan_version
     timeline = [(subscription.started_at, first)]
     timeline.extend((change.changed_at, change.to_version) for change in changes)
+    subscription._timeline = timeline
     return timeline
 
 
@@ -138,20 +143,32 @@ def _parts(subscription: Subscription, start: datetime, end: datetime) -> list[_
     return parts
 
 
-def _metrics_by_code(codes) -> dict[str, Metric]:
-    return {metric.code: metric for metric in Metric.objects.filter(code__in=set(codes))}
+class _Catalog:
+    """What a billing run reads once instead of once per subscription: metrics and parsed plan versions."""
+
+    def __init__(self):
+        self.metrics = {metric.code: metric for metric in Metric.objects.all()}
+        self._specs: dict[int, object] = {}
+
+    def spec(self, version: PlanVersion):
+        if version.pk not in self._specs:
+            self._specs[version.pk] = version.to_spec()
+        return self._specs[version.pk]
+
+    def metric_names(self) -> dict[str, str]:
+        return {code: metric.name for code, metric in self.metrics.items()}
 
 
-def _segments(subscription: Subscription, start: datetime, end: datetime) -> list[Segment]:
+def _segments(subscription: Subscription, start: datetime, end: datetime, catalog: _Catalog) -> list[Segment]:
     segments = []
     trial_end = subscription.trial_ends_at
     for part in _parts(subscription, start, end):
-        spec = part.version.to_spec()
+        spec = catalog.spec(part.version)
         usage_start = max(part.start, trial_end) if trial_end else part.start
         if usage_start >= part.end:
             quantities = {}  # the whole part is trial time: no usage is counted
         else:
-            metrics = list(_metrics_by_code(spec.metric_codes).values())
+            metrics = [catalog.metrics[code] for code in spec.metric_codes]
             quantities = period_quantities(
                 subscription_or_tenant=subscription.tenant, metrics=metrics, start=usage_start, end=part.end
             )
@@ -159,9 +176,11 @@ def _segments(subscription: Subscription, start: datetime, end: datetime) -> lis
     return segments
 
 
-def price_subscription_period(subscription: Subscription, start: datetime, end: datetime) -> PricedPeriod:
+def price_subscription_period(
+    subscription: Subscription, start: datetime, end: datetime, catalog: _Catalog | None = None
+) -> PricedPeriod:
     """Price one period of a subscription with the usage known now (the billing run and the projection)."""
-    segments = _segments(subscription, start, end)
+    segments = _segments(subscription, start, end, catalog or _Catalog())
     if not segments:
         raise ApplicationError(f"subscription {subscription.pk} was not active between {start} and {end}")
     return price_period(segments, period_start=start, period_end=end, trial_end=subscription.trial_ends_at)
@@ -206,7 +225,7 @@ def _billed_quantities(invoice: Invoice) -> dict[str, Decimal]:
     return billed
 
 
-def _late_usage_rows(subscription: Subscription, before: datetime) -> list[dict]:
+def _late_usage_rows(subscription: Subscription, before: datetime, catalog: _Catalog) -> list[dict]:
     """Lines for usage that reached the portal after the invoice of its period was finalized."""
     rows = []
     earlier = Invoice.objects.filter(
@@ -216,7 +235,7 @@ def _late_usage_rows(subscription: Subscription, before: datetime) -> list[dict]
         period_end__gt=before - LATE_USAGE_HORIZON,
     ).order_by("period_start")
     for invoice in earlier:
-        segments = _segments(subscription, invoice.period_start, invoice.period_end)
+        segments = _segments(subscription, invoice.period_start, invoice.period_end, catalog)
         if not segments:
             continue
         now_quantities: dict[str, Decimal] = {}
@@ -228,7 +247,7 @@ def _late_usage_rows(subscription: Subscription, before: datetime) -> list[dict]
                     charge.metric, Decimal(0)
                 )
         billed = _billed_quantities(invoice)
-        names = {m.code: m.name for m in _metrics_by_code(charges).values()}
+        names = catalog.metric_names()
         for code, quantity in now_quantities.items():
             delta = quantity - billed.get(code, Decimal(0))
             if delta <= 0:
@@ -253,40 +272,49 @@ def _late_usage_rows(subscription: Subscription, before: datetime) -> list[dict]
     return rows
 
 
-def _write_lines(invoice: Invoice, rows: list[dict]) -> None:
-    invoice.lines.all().delete()
+def _invoice_rows(subscription: Subscription, start: datetime, end: datetime, catalog: _Catalog) -> tuple[str, list[dict]]:
+    """(currency, line rows) of one period: the priced period, then late usage of earlier periods."""
+    priced = price_subscription_period(subscription, start, end, catalog)
+    rows = _line_rows(priced, catalog.metric_names()) + _late_usage_rows(subscription, start + timedelta(seconds=1), catalog)
+    return priced.currency, rows
+
+
+def _write_lines(invoice: Invoice, rows: list[dict], *, replace: bool) -> None:
+    if replace:
+        invoice.lines.all().delete()
     InvoiceLine.objects.bulk_create(
         InvoiceLine(invoice=invoice, position=position, **row) for position, row in enumerate(rows, start=1)
     )
-    invoice.total = sum((row["amount"] for row in rows), Decimal(0))
 
 
-def _price_into(invoice: Invoice) -> None:
-    subscription = invoice.subscription
-    priced = price_subscription_period(subscription, invoice.period_start, invoice.period_end)
-    names = {m.code: m.name for m in _metrics_by_code(line.metric for line in priced.lines if line.metric).values()}
-    rows = _line_rows(priced, names) + _late_usage_rows(subscription, invoice.period_start + timedelta(seconds=1))
-    invoice.currency = priced.currency
-    _write_lines(invoice, rows)
+def _total(rows: list[dict]) -> Decimal:
+    return sum((row["amount"] for row in rows), Decimal(0))
+
+
+def _price_into(invoice: Invoice, catalog: _Catalog) -> None:
+    """Re-price a draft in place (its lines are replaced)."""
+    invoice.currency, rows = _invoice_rows(invoice.subscription, invoice.period_start, invoice.period_end, catalog)
+    invoice.total = _total(rows)
+    _write_lines(invoice, rows, replace=True)
 
 
 def invoice_create(
     *, subscription: Subscription, period_start: datetime, period_end: datetime, as_of: datetime,
-    billing_run: BillingRun | None = None, replaces: Invoice | None = None,
+    billing_run: BillingRun | None = None, replaces: Invoice | None = None, catalog: _Catalog | None = None,
 ) -> Invoice | None:
     """Write the draft invoice of one period, or return None when a live one exists already."""
     if Invoice.objects.filter(subscription=subscription, period_start=period_start).exclude(status=InvoiceStatus.VOID).exists():
         return None
+    currency, rows = _invoice_rows(subscription, period_start, period_end, catalog or _Catalog())
     invoice = Invoice(
         tenant_id=subscription.tenant_id, subscription=subscription, period_start=period_start,
-        period_end=period_end, currency=subscription.plan_version.currency, billing_run=billing_run,
+        period_end=period_end, currency=currency, total=_total(rows), billing_run=billing_run,
         finalize_after=as_of + timedelta(minutes=settings.BILLING_GRACE_PERIOD_MINUTES), replaces=replaces,
     )
     try:
         with transaction.atomic():
             invoice.save()
-            _price_into(invoice)
-            invoice.save(update_fields=["total", "currency", "updated_at"])
+            _write_lines(invoice, rows, replace=False)
     except IntegrityError:
         # Another worker wrote this period's invoice between our check and our insert.
         if Invoice.objects.filter(subscription=subscription, period_start=period_start).exclude(
@@ -299,22 +327,33 @@ def invoice_create(
 
 def _next_number(at: datetime) -> str:
     prefix = settings.INVOICE_NUMBER_PREFIX
-    InvoiceSequence.objects.bulk_create([InvoiceSequence(prefix=prefix, year=at.year)], ignore_conflicts=True)
-    sequence = InvoiceSequence.objects.select_for_update().get(prefix=prefix, year=at.year)
+    sequence = InvoiceSequence.objects.select_for_update().filter(prefix=prefix, year=at.year).first()
+    if sequence is None:  # the year's first invoice: create the counter, tolerating a concurrent creator
+        InvoiceSequence.objects.bulk_create([InvoiceSequence(prefix=prefix, year=at.year)], ignore_conflicts=True)
+        sequence = InvoiceSequence.objects.select_for_update().get(prefix=prefix, year=at.year)
     sequence.last_number += 1
     sequence.save(update_fields=["last_number"])
     return f"{prefix}-{at.year}-{sequence.last_number:06d}"
 
 
-def invoice_finalize(*, invoice: Invoice, at: datetime | None = None, reprice: bool = True) -> Invoice:
-    """Re-price a draft with the usage known now, number it and send it to the tenant's billing contact."""
+def invoice_finalize(
+    *, invoice: Invoice, at: datetime | None = None, reprice: bool = True, catalog: _Catalog | None = None
+) -> Invoice:
+    """Re-price a draft with the usage known now, number it and send it to the tenant's billing contact.
+
+    `reprice=False` is for a draft priced moments ago by the same run (finalize_now), to not price it twice.
+    """
     at = at or timezone.now()
     with transaction.atomic():
-        locked = Invoice.objects.select_for_update().select_related("subscription__tenant").get(pk=invoice.pk)
+        locked = (
+            Invoice.objects.select_for_update(of=("self",))
+            .select_related("subscription__tenant", "subscription__plan_version")
+            .get(pk=invoice.pk)
+        )
         if locked.status != InvoiceStatus.DRAFT:
             return locked  # finalized by someone else: nothing to do
         if reprice:
-            _price_into(locked)
+            _price_into(locked, catalog or _Catalog())
         locked.number = _next_number(at)
         locked.status = InvoiceStatus.FINALIZED
         locked.finalized_at = at
@@ -422,6 +461,7 @@ def billing_run(
     try:
         if sync:
             _sync_before_billing(as_of)
+        catalog = _Catalog()
         candidates = (
             Subscription.objects.filter(started_at__lt=as_of)
             .filter(Q(status=SubscriptionStatus.ACTIVE) | Q(ends_at__gt=as_of - LATE_USAGE_HORIZON))
@@ -431,7 +471,7 @@ def billing_run(
         for pk in candidates:
             run.subscriptions_seen += 1
             try:
-                created.extend(_bill_subscription(pk, as_of=as_of, month=month, run=run))
+                created.extend(_bill_subscription(pk, as_of=as_of, month=month, run=run, catalog=catalog))
             except ApplicationError as exc:
                 errors.append(f"subscription {pk}: {exc.message}")
         due = Invoice.objects.filter(status=InvoiceStatus.DRAFT)
@@ -439,8 +479,9 @@ def billing_run(
             due = due.filter(finalize_after__lte=as_of)
         if month:
             due = due.filter(period_start__gte=month[0], period_start__lt=month[1])
+        just_priced = {invoice.pk for invoice in created}
         for invoice in due.order_by("pk"):
-            done = invoice_finalize(invoice=invoice, at=as_of)
+            done = invoice_finalize(invoice=invoice, at=as_of, reprice=invoice.pk not in just_priced, catalog=catalog)
             if done.finalized_at and done.status == InvoiceStatus.FINALIZED:
                 finalized.append(done)
     except Exception as exc:
@@ -458,13 +499,14 @@ def billing_run(
     return BillingResult(run, created, finalized)
 
 
-def _bill_subscription(pk: int, *, as_of: datetime, month, run: BillingRun) -> list[Invoice]:
+def _bill_subscription(pk: int, *, as_of: datetime, month, run: BillingRun, catalog: _Catalog) -> list[Invoice]:
     created = []
     with transaction.atomic():
         # skip_locked: a parallel worker holding this subscription is billing it; leave it to that worker.
         subscription = (
             Subscription.objects.select_for_update(skip_locked=True, of=("self",))
             .select_related("tenant", "plan_version__plan")
+            .prefetch_related("changes__from_version", "changes__to_version")
             .filter(pk=pk)
             .first()
         )
@@ -473,7 +515,8 @@ def _bill_subscription(pk: int, *, as_of: datetime, month, run: BillingRun) -> l
         for start, end in closed_periods(subscription, as_of):
             if month and not (month[0] <= start < month[1]):
                 continue
-            invoice = invoice_create(subscription=subscription, period_start=start, period_end=end, as_of=as_of, billing_run=run)
+            invoice = invoice_create(subscription=subscription, period_start=start, period_end=end, as_of=as_of,
+                                     billing_run=run, catalog=catalog)
             if invoice is not None:
                 created.append(invoice)
     return created
