@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: demo test install lint migrate serve bench clean
+.PHONY: demo test install lint migrate serve bench clean cdk
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,7 +20,7 @@ migrate: install
 
 # Set up and run the portal on the embedded default (SQLite, filesystem broker, local lake, local identity).
 demo: migrate
-	$(PY) manage.py load_demo
+	$(PY) manage.py load_demo --with-traffic
 	@echo "Serving http://$(HOST):$(PORT)/  (admin: http://$(HOST):$(PORT)/admin/)  Ctrl-C stops everything."
 	@trap 'kill 0' EXIT INT TERM; \
 	  $(PY) -m celery -A portal worker --beat --pool=solo --loglevel=WARNING & \
@@ -35,6 +35,16 @@ lint: install
 # Set up and run the whole test suite. Tests that need PostgreSQL or Redis are skipped, and listed, without them.
 test: lint
 	$(PY) -m pytest
+
+# The pinned AWS CDK CLI (infra/package.json, package-lock.json) into infra/node_modules, where the portal's
+# deployments find it (CDK_CLI). Needs Node.js 18+ and npm; `make test` does not need it.
+CDK_BIN := infra/node_modules/.bin/cdk
+$(CDK_BIN): infra/package.json infra/package-lock.json
+	npm ci --prefix infra --no-audit --no-fund
+	touch $@
+
+cdk: install $(CDK_BIN)
+	$(CDK_BIN) --version
 
 bench: install
 	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

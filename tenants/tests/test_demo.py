@@ -27,3 +27,26 @@ def test_load_demo_twice(capsys, settings, tmp_path):
     assert _counts() == counts
     assert f"admin login: admin / {password}" in second
     assert get_user_model().objects.get(username="admin").check_password(password)
+
+
+def test_demo_traffic_is_generated_synced_and_billed_once(capsys, settings, tmp_path):
+    from metering.lake import get_lake
+    from metering.models import HourlyUsage, Invoice, InvoiceStatus
+    from metering.services.demo import last_month
+
+    settings.VAR_DIR = tmp_path
+    settings.LAKE_WAREHOUSE_DIR = str(tmp_path / "lake")
+    call_command("load_demo", "--with-traffic")
+    out = capsys.readouterr().out
+    assert "demo traffic: 30000 records generated" in out
+    start, end = last_month()
+    invoices = list(Invoice.objects.order_by("tenant__slug"))
+    assert [i.tenant.slug for i in invoices] == ["acme", "globex", "initech"]
+    assert all(i.status == InvoiceStatus.FINALIZED and i.period_start == start for i in invoices)
+    assert all(i.lines.filter(type="usage", quantity__gt=0).exists() for i in invoices), "usage was billed"
+    state = (get_lake().count_requests(start=start, end=end, distinct=False), HourlyUsage.objects.count(),
+             list(Invoice.objects.values_list("number", "total")))
+    call_command("load_demo", "--with-traffic")
+    assert "demo traffic: 0 records generated" in capsys.readouterr().out
+    assert (get_lake().count_requests(start=start, end=end, distinct=False), HourlyUsage.objects.count(),
+            list(Invoice.objects.values_list("number", "total"))) == state

@@ -15,11 +15,24 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--admin-username", default="admin")
         parser.add_argument("--admin-password", default=None, help="Default: generated on first run, then kept.")
+        parser.add_argument(
+            "--with-traffic", action="store_true",
+            help="Also generate last month's traffic for the demo tenants, sync it and bill it (once).",
+        )
 
-    def handle(self, *args, admin_username, admin_password, **options):
+    def handle(self, *args, admin_username, admin_password, with_traffic=False, **options):
         plans_file = Path(__file__).resolve().parents[2] / "fixtures" / "demo_plans.json"
         call_command("import_plans", str(plans_file), stdout=self.stdout, stderr=self.stderr)
         with transaction.atomic():
             result = demo_load(admin_username=admin_username, admin_password=admin_password)
+        if with_traffic:
+            from metering.services.demo import demo_traffic_load
+
+            traffic = demo_traffic_load()
+            self.stdout.write(
+                f"demo traffic: {traffic.generated} records generated, {traffic.hourly_rows} hourly rows synced, "
+                f"{traffic.invoices_created} invoices created, {traffic.invoices_finalized} finalized"
+            )
+        # The login last, so it is the last thing on the screen before the server starts.
         for line in result.lines:
             self.stdout.write(line)
