@@ -7,7 +7,7 @@ same services as the Django admin.
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.generics import ListAPIView, RetrieveAPIView
 from rest_framework.response import Response
@@ -17,10 +17,12 @@ from metering.api.base import APIBase
 from metering.api.selectors import scaled, top_tenants
 from metering.api.views import errors
 from metering.models import Metric
-from tenants.models import Plan, Subscription, Tenant
+from tenants.models import Plan, Subscription, SubscriptionStatus, Tenant, TenantStatus
 from tenants.services.lifecycle import tenant_create, tenant_transition
 from tenants.services.plans import metric_document_save, plan_save
 from tenants.services.subscriptions import subscription_create
+
+STATUS_PARAM = OpenApiParameter("status", str, enum=TenantStatus.values, description="Only tenants in this status.")
 
 
 class TenantListView(APIBase, ListAPIView):
@@ -34,7 +36,7 @@ class TenantListView(APIBase, ListAPIView):
         wanted = self.request.query_params.get("status")
         return queryset.filter(status=wanted) if wanted else queryset
 
-    @extend_schema(responses={200: serializers.TenantSerializer(many=True), **errors(401, 403, 429)})
+    @extend_schema(parameters=[STATUS_PARAM], responses={200: serializers.TenantSerializer(many=True), **errors(401, 403, 429)})
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
 
@@ -49,6 +51,8 @@ class TenantListView(APIBase, ListAPIView):
 
 
 class TenantDetailView(APIBase, RetrieveAPIView):
+    """One tenant, by slug."""
+
     queryset = Tenant.objects.all()
     serializer_class = serializers.TenantSerializer
     lookup_field = "slug"
@@ -100,6 +104,8 @@ class PlanListView(APIBase, ListAPIView):
 
 
 class PlanDetailView(APIBase, RetrieveAPIView):
+    """One plan, by code, with its current version's document."""
+
     queryset = Plan.objects.all()
     serializer_class = serializers.PlanSerializer
     lookup_field = "code"
@@ -124,7 +130,13 @@ class SubscriptionListView(APIBase, ListAPIView):
             queryset = queryset.filter(status=params["status"])
         return queryset
 
-    @extend_schema(responses={200: serializers.SubscriptionSerializer(many=True), **errors(401, 403, 429)})
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("tenant", str, description="Only this tenant's subscriptions (its slug)."),
+            OpenApiParameter("status", str, enum=SubscriptionStatus.values, description="Only subscriptions in this status."),
+        ],
+        responses={200: serializers.SubscriptionSerializer(many=True), **errors(401, 403, 429)},
+    )
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
 
@@ -140,6 +152,8 @@ class SubscriptionListView(APIBase, ListAPIView):
 
 
 class SubscriptionDetailView(APIBase, RetrieveAPIView):
+    """One subscription, by id."""
+
     queryset = Subscription.objects.select_related("tenant", "plan_version__plan")
     serializer_class = serializers.SubscriptionSerializer
     lookup_url_kwarg = "subscription"
@@ -169,6 +183,8 @@ class AdminMetricListView(APIBase, ListAPIView):
 
 
 class AdminMetricDetailView(APIBase, RetrieveAPIView):
+    """One metric, by code."""
+
     queryset = Metric.objects.all()
     serializer_class = serializers.MetricSerializer
     lookup_field = "code"
