@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "portal",
     "tenants",
     "metering",
+    "portal.deployments",
 ]
 
 MIDDLEWARE = [
@@ -172,6 +173,8 @@ AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend", "tenants
 SIGNUP_RATE_LIMIT = env.str("SIGNUP_RATE_LIMIT", default="5/hour")
 SIGNUP_CODE_TTL_MINUTES = env.int("SIGNUP_CODE_TTL_MINUTES", default=30)
 METERED_API_BASE_URL = env.str("METERED_API_BASE_URL", default="http://127.0.0.1:8000/demo-api")
+# The CDK CLI for pipeline deployments: empty means infra/node_modules/.bin/cdk (`make cdk`), else `cdk` on PATH.
+CDK_CLI = env.str("CDK_CLI", default="")
 # The signup rate limit counters: process memory by default, Redis (redis://host:6379/2) in production.
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
 

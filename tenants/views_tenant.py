@@ -14,6 +14,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
+from portal.deployments.config import pipeline_setting
 from portal.errors import ApplicationError
 from tenants.forms import ChangePasswordForm, InviteForm, TokenForm
 from tenants.identity import InvalidCredentials, get_identity_backend
@@ -48,7 +49,8 @@ def tenant_view(view=None, *, password_page=False):
 
 
 def _curl(token: str) -> str:
-    return f'curl "{settings.METERED_API_BASE_URL.rstrip("/")}/random/strings?len=7" -H "Authorization: {token}"'
+    base_url = pipeline_setting("METERED_API_BASE_URL")  # the deployed API's endpoint once there is one
+    return f'curl "{base_url.rstrip("/")}/random/strings?len=7" -H "Authorization: {token}"'
 
 
 @tenant_view

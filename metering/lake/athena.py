@@ -44,8 +44,11 @@ class AthenaLake(Lake):
 
     @classmethod
     def from_settings(cls) -> AthenaLake:
-        return cls(workgroup=settings.ATHENA_WORKGROUP, output_location=settings.ATHENA_OUTPUT_LOCATION,
-                   database=settings.LAKE_DATABASE, table=settings.LAKE_TABLE, region=settings.AWS_REGION,
+        # A deployed pipeline environment (portal.deployments) supplies these unless the environment sets them.
+        from portal.deployments.config import pipeline_setting as setting
+
+        return cls(workgroup=setting("ATHENA_WORKGROUP"), output_location=setting("ATHENA_OUTPUT_LOCATION"),
+                   database=setting("LAKE_DATABASE"), table=setting("LAKE_TABLE"), region=setting("AWS_REGION"),
                    timeout=settings.ATHENA_QUERY_TIMEOUT)
 
     def table_ref(self) -> dict:

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
-from django.conf import settings
 
+from portal.deployments.config import pipeline_setting
 from tenants.identity.base import (
     IdentityBackend,
     IdentityError,
@@ -55,7 +55,9 @@ class CognitoPool:
 
 def configured_pool() -> CognitoPool:
     """The pool from settings; IdentityError when it is not configured."""
-    pool = CognitoPool(settings.COGNITO_USER_POOL_ID, settings.COGNITO_CLIENT_ID, settings.COGNITO_REGION)
+    # A deployed pipeline environment (portal.deployments) supplies these unless the environment sets them.
+    pool = CognitoPool(pipeline_setting("COGNITO_USER_POOL_ID"), pipeline_setting("COGNITO_CLIENT_ID"),
+                       pipeline_setting("COGNITO_REGION"))
     if not pool.user_pool_id or not pool.client_id:
         raise IdentityError(
             "IDENTITY_BACKEND=cognito needs COGNITO_USER_POOL_ID and COGNITO_CLIENT_ID "

@@ -1,0 +1,44 @@
+"""The deployed pipeline as configuration: settings taken from the active environment's stack outputs."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from django.conf import settings
+from django.db import DatabaseError
+
+logger = logging.getLogger(__name__)
+
+# Portal settings whose infra/outputs.py name differs (infra calls the API endpoint METERED_API_URL).
+_OUTPUT_NAMES = {"METERED_API_BASE_URL": "METERED_API_URL"}
+
+_UNSET = object()
+
+
+def active_config() -> dict[str, str]:
+    """{setting: value} from the active environment's last successful deploy; {} when there is none.
+
+    The portal must keep working when the table is not there (before `migrate`) or the database may not be
+    used (some tests); then the environment variables alone configure it.
+    """
+    from portal.deployments.models import PipelineEnvironment
+
+    try:
+        row = PipelineEnvironment.objects.filter(is_active=True).values_list("config", flat=True).first()
+    except (DatabaseError, RuntimeError) as exc:  # RuntimeError: pytest-django's "Database access not allowed"
+        logger.debug("No pipeline configuration (%s); using settings", exc)
+        return {}
+    return dict(row or {})
+
+
+def pipeline_setting(name: str, default=_UNSET):
+    """The value of setting `name`: an explicitly set environment variable wins, then the active pipeline
+    environment's deployed outputs, then settings (whose defaults suit the embedded mode)."""
+    if name not in os.environ:
+        value = active_config().get(_OUTPUT_NAMES.get(name, name))
+        if value not in (None, ""):
+            return value
+    if default is _UNSET:
+        return getattr(settings, name)
+    return getattr(settings, name, default)
