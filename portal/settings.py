@@ -149,6 +149,7 @@ LAKE_DATABASE = env.str("LAKE_DATABASE", default="restapi_access_log_iceberg_db"
 LAKE_TABLE = env.str("LAKE_TABLE", default="restapi_access_log_iceberg")
 LAKE_SINK_MAX_RECORDS = env.int("LAKE_SINK_MAX_RECORDS", default=500)
 LAKE_SINK_MAX_SECONDS = env.float("LAKE_SINK_MAX_SECONDS", default=60.0)
+LAKE_DUCKDB_MEMORY_LIMIT = env.str("LAKE_DUCKDB_MEMORY_LIMIT", default="1GB")
 AWS_REGION = env.str("AWS_REGION", default=env.str("AWS_DEFAULT_REGION", default="us-east-1"))
 ATHENA_WORKGROUP = env.str("ATHENA_WORKGROUP", default="primary")
 ATHENA_OUTPUT_LOCATION = env.str("ATHENA_OUTPUT_LOCATION", default="")

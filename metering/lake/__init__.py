@@ -17,7 +17,7 @@ def get_lake() -> Lake:
         from metering.lake.local import LocalLake
 
         return LocalLake(warehouse=settings.LAKE_WAREHOUSE_DIR, database=settings.LAKE_DATABASE,
-                         table=settings.LAKE_TABLE)
+                         table=settings.LAKE_TABLE, duckdb_memory_limit=settings.LAKE_DUCKDB_MEMORY_LIMIT)
     if backend == "athena":
         from metering.lake.athena import AthenaLake
 

@@ -34,7 +34,6 @@ DIALECTS = ("athena", "duckdb")
 
 _STATUS_RE = re.compile(r"([1-5])(xx|[0-9]{2})")
 _DEDUPED = "deduped"
-_ROW_NUMBER = "_rn"
 
 
 class QueryError(ValueError):
@@ -109,48 +108,54 @@ def _filter_condition(metric: MetricQuery) -> exp.Expression | None:
     return exp.and_(*[exp.paren(p) for p in parts]) if len(parts) > 1 else parts[0]
 
 
-def aggregate_expression(metric: MetricQuery) -> exp.Expression:
-    """The metric's aggregate over the deduplicated rows, its filters applied inside it (CASE WHEN)."""
+def _metric_parts(metric: MetricQuery) -> tuple[exp.Expression, str]:
+    """The metric's per-request value (its filters applied with CASE WHEN) and the outer aggregate."""
     metric = MetricQuery.of(metric)
     if metric.aggregation not in AGGREGATIONS:
         raise QueryError(f"metric {metric.code}: unknown aggregation {metric.aggregation!r}")
     condition = _filter_condition(metric)
     if metric.aggregation == "count":
-        value: exp.Expression = exp.Literal.number(1)
-    else:
-        if not metric.field:
-            raise QueryError(f"metric {metric.code}: aggregation {metric.aggregation} needs a field")
-        value = _col(metric.field)
-        if metric.aggregation in ("sum", "max") and metric.field not in NUMERIC_COLUMNS:
-            raise QueryError(f"metric {metric.code}: {metric.aggregation} needs a numeric column, not {metric.field}")
-    if condition is not None:
-        value = exp.Case(ifs=[exp.If(this=condition, true=value)])
-    if metric.aggregation == "count":
-        return exp.Count(this=value)
+        one = exp.Literal.number(1)
+        value: exp.Expression = exp.Case(ifs=[exp.If(this=condition, true=one)], default=exp.Literal.number(0)) \
+            if condition is not None else one
+        return value, "sum"
+    if not metric.field:
+        raise QueryError(f"metric {metric.code}: aggregation {metric.aggregation} needs a field")
+    value = _col(metric.field)
+    if metric.aggregation in ("sum", "max") and metric.field not in NUMERIC_COLUMNS:
+        raise QueryError(f"metric {metric.code}: {metric.aggregation} needs a numeric column, not {metric.field}")
     if metric.aggregation == "sum":
         # bigint: a month of response lengths overflows int.
-        return exp.Sum(this=exp.cast(value, exp.DataType.build("bigint")))
-    if metric.aggregation == "max":
-        return exp.Max(this=value)
-    return exp.Count(this=exp.Distinct(expressions=[value]))
+        value = exp.cast(value, exp.DataType.build("bigint"))
+    if condition is not None:
+        value = exp.Case(ifs=[exp.If(this=condition, true=value)])
+    return value, {"sum": "sum", "max": "max", "unique_count": "count_distinct"}[metric.aggregation]
 
 
-def _deduplicated(source: exp.Expression, where: exp.Expression) -> exp.Subquery:
-    """One row per request_id among the rows matching ``where`` (the earliest, ties broken by content)."""
-    order = exp.Order(expressions=[exp.Ordered(this=exp.column("request_time")),
-                                   exp.Ordered(this=exp.column("ip")),
-                                   exp.Ordered(this=exp.column("status"))])
-    numbered = (
-        exp.select(*[exp.column(c) for c in COLUMNS])
-        .select(exp.alias_(exp.Window(this=exp.RowNumber(), partition_by=[exp.column("request_id")], order=order),
-                           _ROW_NUMBER))
-        .from_(source.copy())
-        .where(where)
-    )
-    inner = exp.select(*[exp.column(c) for c in COLUMNS]).from_(numbered.subquery("numbered")).where(
-        exp.column(_ROW_NUMBER).eq(exp.Literal.number(1))
-    )
-    return inner.subquery(_DEDUPED)
+def _outer(kind: str, column: exp.Expression) -> exp.Expression:
+    if kind == "sum":
+        return exp.Sum(this=column)
+    if kind == "max":
+        return exp.Max(this=column)
+    return exp.Count(this=exp.Distinct(expressions=[column]))
+
+
+def _per_request(metrics: Sequence[MetricQuery], source: exp.Expression, where: exp.Expression,
+                 keys: Sequence[tuple[str, exp.Expression]]) -> tuple[exp.Subquery, list[str]]:
+    """One row per request_id (Firehose delivers at least once; a redelivery is the same record):
+    its keys and each metric's per-request value. GROUP BY request_id with MAX/ARBITRARY is cheaper
+    than a ROW_NUMBER() window over the whole window (2x in DuckDB here) and runs the same on Athena."""
+    inner = exp.select(exp.column("request_id"))
+    for name, expression in keys:
+        inner = inner.select(exp.alias_(exp.AnyValue(this=expression), name))
+    kinds = []
+    for i, metric in enumerate(metrics):
+        value, kind = _metric_parts(metric)
+        # Every copy of a request has the same value, so MAX picks it (and ignores the NULLs of CASE).
+        inner = inner.select(exp.alias_(exp.Max(this=value), f"v{i}"))
+        kinds.append(kind)
+    inner = inner.from_(source.copy()).where(where).group_by(exp.column("request_id"))
+    return inner.subquery(_DEDUPED), kinds
 
 
 def _window(start: datetime, end: datetime) -> exp.Expression:
@@ -166,7 +171,7 @@ def _source(table: str, database: str | None) -> exp.Table:
 
 def hourly_usage_query(metrics: Sequence, *, start: datetime, end: datetime, table: str,
                        database: str | None = None) -> exp.Select:
-    """Per hour and tenant, one column per metric: ``tenant_id, user, hour, <metric>...``.
+    """Per hour and tenant, one column per metric: ``tenant_id, user, hour, m0, m1...``.
 
     ``user`` is only kept where ``tenant_id`` is missing (older logs): those rows are attributed to
     a tenant through the tenant user that owns them. Grouping every row by user too would multiply
@@ -176,13 +181,14 @@ def hourly_usage_query(metrics: Sequence, *, start: datetime, end: datetime, tab
     user_if_no_tenant = exp.Case(ifs=[exp.If(this=exp.column("tenant_id").is_(exp.null()),
                                              true=exp.column("user"))])
     hour = exp.TimestampTrunc(this=exp.column("request_time"), unit=exp.var("HOUR"))
+    deduped, kinds = _per_request(queries, _source(table, database), _window(start, end),
+                                  [("tenant_id", exp.column("tenant_id")), ("user", user_if_no_tenant),
+                                   ("hour", hour)])
     select = exp.select(
-        exp.column("tenant_id"),
-        exp.alias_(user_if_no_tenant, "user"),
-        exp.alias_(hour, "hour"),
-        *[exp.alias_(aggregate_expression(q), f"m{i}") for i, q in enumerate(queries)],
-    ).from_(_deduplicated(_source(table, database), _window(start, end)))
-    return select.group_by(exp.Literal.number(1), exp.Literal.number(2), exp.Literal.number(3))
+        exp.column("tenant_id"), exp.column("user"), exp.column("hour"),
+        *[exp.alias_(_outer(kind, exp.column(f"v{i}")), f"m{i}") for i, kind in enumerate(kinds)],
+    ).from_(deduped)
+    return select.group_by(exp.column("tenant_id"), exp.column("user"), exp.column("hour"))
 
 
 def period_usage_query(metrics: Sequence, *, start: datetime, end: datetime, tenant_id: str,
@@ -197,9 +203,10 @@ def period_usage_query(metrics: Sequence, *, start: datetime, end: datetime, ten
                            exp.column("user").isin(*[exp.Literal.string(n) for n in names]))
         owned = exp.or_(owned, by_user)
     where = exp.and_(_window(start, end), exp.paren(owned))
+    deduped, kinds = _per_request(queries, _source(table, database), where, [])
     return exp.select(
-        *[exp.alias_(aggregate_expression(q), f"m{i}") for i, q in enumerate(queries)]
-    ).from_(_deduplicated(_source(table, database), where))
+        *[exp.alias_(_outer(kind, exp.column(f"v{i}")), f"m{i}") for i, kind in enumerate(kinds)]
+    ).from_(deduped)
 
 
 def count_query(*, start: datetime, end: datetime, table: str, database: str | None = None,
