@@ -109,6 +109,7 @@ STATIC_ROOT = env.str("DJANGO_STATIC_ROOT", default=str(VAR_DIR / "static"))
 STATICFILES_DIRS = [BASE_DIR / "portal" / "static"]
 
 LOGIN_URL = "/account/login/"
+LOGIN_REDIRECT_URL = "/"  # the home page sends each user where they belong
 
 # Email: the console locally; EMAIL_URL (smtp://user:pass@host:587) in production.
 EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
@@ -178,6 +179,8 @@ METERED_API_BASE_URL = env.str("METERED_API_BASE_URL", default="http://127.0.0.1
 CDK_CLI = env.str("CDK_CLI", default="")
 # The signup rate limit counters: process memory by default, Redis (redis://host:6379/2) in production.
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
+# The provider dashboard keeps its usage figures until the next sync, at most this long (0: never).
+DASHBOARD_CACHE_SECONDS = env.int("DASHBOARD_CACHE_SECONDS", default=300)
 
 # Billing.
 BILLING_GRACE_PERIOD_MINUTES = env.int("BILLING_GRACE_PERIOD_MINUTES", default=60)
