@@ -307,3 +307,20 @@ def test_a_real_worker_runs_a_synth_and_the_log_is_visible_while_it_runs(slow_cd
     assert deployment.status == DeploymentStatus.SUCCEEDED, deployment.log
     assert seen_running_log, "the log was not visible while the run was going"
     assert "done" in deployment.log
+
+
+def test_pipeline_config_command(fake_cdk, aws_credentials, environment, queued,
+                                 django_capture_on_commit_callbacks):
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    with pytest.raises(CommandError, match="No active pipeline environment"):
+        call_command("pipeline_config")
+    start_and_run(django_capture_on_commit_callbacks, queued, environment, "deploy")
+    out = StringIO()
+    call_command("pipeline_config", "METERED_API_BASE_URL", "COGNITO_CLIENT_ID", stdout=out)
+    assert out.getvalue().split() == [f"https://abc123.execute-api.{REGION}.amazonaws.com/prod", "fakeclient0123456789"]
+    out = StringIO()
+    call_command("pipeline_config", stdout=out)
+    assert f"COGNITO_USER_POOL_ID={REGION}_FakePool1" in out.getvalue().splitlines()
