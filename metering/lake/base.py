@@ -52,6 +52,21 @@ class Lake(ABC):
         return [HourlyRow(tenant_id=row[0], user=row[1], hour=_aware(row[2]), values=tuple(_dec(v) for v in row[3:]))
                 for row in self.execute(query)]
 
+    def hourly_usage_table(self, *, metrics: Sequence, start: datetime, end: datetime):
+        """The same as :meth:`hourly_usage`, as an Arrow table (``tenant_id, user, hour, m0, m1...``),
+        the form the sync post-processes in bulk. Backends override it to skip Python rows."""
+        import pyarrow as pa
+
+        rows = self.hourly_usage(metrics=metrics, start=start, end=end)
+        columns = {
+            "tenant_id": pa.array([r.tenant_id for r in rows], pa.string()),
+            "user": pa.array([r.user for r in rows], pa.string()),
+            "hour": pa.array([r.hour.replace(tzinfo=None) for r in rows], pa.timestamp("us")),
+        }
+        for i in range(len(metrics)):
+            columns[f"m{i}"] = pa.array([None if r.values[i] is None else int(r.values[i]) for r in rows], pa.int64())
+        return pa.table(columns)
+
     def period_usage(self, *, metrics: Sequence, start: datetime, end: datetime, tenant_id: str,
                      usernames: Iterable[str] = ()) -> dict[str, Decimal]:
         """The metrics over the whole of [start, end) for one tenant (by tenant_id, or by user where

@@ -163,6 +163,18 @@ class LocalLake(Lake):
             con.execute(f'CREATE VIEW "{VIEW}" AS {_EMPTY_DUCKDB}')
         return con
 
+    def hourly_usage_table(self, *, metrics: Sequence, start: datetime, end: datetime) -> pa.Table:
+        if not metrics:
+            return super().hourly_usage_table(metrics=metrics, start=start, end=end)
+        query = queries.hourly_usage_query(metrics, start=start, end=end, **self.table_ref())
+        con = self.connect(self.data_files(start=start, end=end))
+        try:
+            return con.sql(queries.render(query, self.dialect)).to_arrow_table()
+        except duckdb.Error as exc:
+            raise LakeError(f"local lake query failed: {exc}") from exc
+        finally:
+            con.close()
+
     def execute(self, query) -> list[tuple]:
         start, end = _bounds(query)
         files = self.data_files(start=start, end=end)

@@ -119,11 +119,11 @@ class FailingLake:
         self.calls = 0
         self.real = real
 
-    def hourly_usage(self, **kwargs):
+    def hourly_usage_table(self, **kwargs):
         self.calls += 1
         if self.calls <= self.fail_times:
             raise LakeError("Athena query FAILED: HIVE_BAD_DATA")
-        return self.real.hourly_usage(**kwargs)
+        return self.real.hourly_usage_table(**kwargs)
 
 
 def test_a_failed_query_is_retried_then_recorded_and_leaves_rows_intact(lake, portal):
