@@ -6,6 +6,8 @@ import random
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
+from django.db import transaction
+
 from metering.models import (
     HourlyUsage,
     Invoice,
@@ -59,6 +61,12 @@ def seed_hourly_usage(*, tenants: list[Tenant], metrics: list[Metric], end: date
     rng = random.Random(seed)
     start = datetime.combine(end - timedelta(days=days - 1), time.min, tzinfo=UTC)
     hours = [start + timedelta(hours=h) for h in range(days * 24)]
+    with transaction.atomic():  # one commit, not one per batch (SQLite syncs the file at each)
+        written = _seed_hourly(rng, tenants, metrics, hours, batch_size)
+    return written
+
+
+def _seed_hourly(rng, tenants, metrics, hours, batch_size) -> int:
     written = 0
     batch: list[HourlyUsage] = []
     for index, tenant in enumerate(tenants):

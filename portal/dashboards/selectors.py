@@ -6,11 +6,14 @@ The provider's dashboard issues the same number of queries whether there are 3 t
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, localcontext
 
+from django.conf import settings
+from django.core.cache import cache
 from django.db.models import Case, Count, DateField, F, Func, IntegerField, Max, Q, Sum, Value, When
 from django.db.models.functions import TruncMonth
 from django.utils import timezone
@@ -118,7 +121,8 @@ def usage_by_metric(*, start: date, end: date, tenant: Tenant | None = None,
     by_id = {m.pk: m for m in metrics}
 
     ranking: dict[int, list[tuple[int, Decimal]]] = defaultdict(list)
-    for row in rows.values("metric_id", "tenant_id").annotate(total=Sum("value"), peak=Max("value")):
+    # order_by(): no join for HourlyUsage's default ordering in a GROUP BY.
+    for row in rows.values("metric_id", "tenant_id").annotate(total=Sum("value"), peak=Max("value")).order_by():
         metric = by_id.get(row["metric_id"])
         if metric is not None:
             ranking[metric.pk].append((row["tenant_id"], _usage_value(row, metric)))
@@ -342,10 +346,33 @@ def pipeline_health(*, start: date, end: date, now: datetime | None = None) -> P
 # --- the whole page ------------------------------------------------------------------------------
 
 
+def cached_usage_by_metric(*, start: date, end: date, tenant: Tenant | None, metrics: list[Metric],
+                           last_run: SyncRun | None) -> list[MetricUsage]:
+    """usage_by_metric, kept until the usage can have changed: a new hourly row (the newest id) or a new
+    or finished sync run (which also rewrites existing rows). Scanning a month of hourly rows of every
+    tenant is the page's one costly read; the usage sync is the only writer of those rows in production.
+    DASHBOARD_CACHE_SECONDS (0: no cache) bounds how long a figure written some other way can lag."""
+    seconds = settings.DASHBOARD_CACHE_SECONDS
+    if seconds <= 0:
+        return usage_by_metric(start=start, end=end, tenant=tenant, metrics=metrics)
+    newest = HourlyUsage.objects.aggregate(newest=Max("id"))["newest"] or 0  # the primary key's index: cheap
+    version = (newest, last_run.pk if last_run else 0, last_run.finished_at.isoformat()
+               if last_run and last_run.finished_at else "", tuple((m.pk, m.code, str(m.divisor), m.aggregation)
+                                                                   for m in metrics))
+    key = "dashboards:usage:" + hashlib.sha256(
+        repr((start, end, tenant.pk if tenant else 0, version)).encode()).hexdigest()
+    usage = cache.get(key)
+    if usage is None:
+        usage = usage_by_metric(start=start, end=end, tenant=tenant, metrics=metrics)
+        cache.set(key, usage, seconds)
+    return usage
+
+
 def provider_dashboard(*, start: date, end: date, tenant: Tenant | None = None) -> dict:
     """Everything the provider's dashboard shows, for [start, end] (dates, inclusive) and an optional tenant."""
     metrics = list(Metric.objects.order_by("code"))
-    usage = usage_by_metric(start=start, end=end, tenant=tenant, metrics=metrics)
+    pipeline = pipeline_health(start=start, end=end)
+    usage = cached_usage_by_metric(start=start, end=end, tenant=tenant, metrics=metrics, last_run=pipeline.last_run)
     top_metrics, top_rows = top_tenants_table(usage)
     revenue_chart, revenue_plans = revenue_by_month(start=start, end=end, tenant=tenant)
     invoices_chart, invoice_rows = invoices_by_state(start=start, end=end, tenant=tenant)
@@ -358,5 +385,5 @@ def provider_dashboard(*, start: date, end: date, tenant: Tenant | None = None) 
         "invoices_chart": invoices_chart,
         "invoice_rows": invoice_rows,
         "unattributed": unattributed_usage(start=start, end=end, metrics=metrics),
-        "pipeline": pipeline_health(start=start, end=end),
+        "pipeline": pipeline,
     }

@@ -195,3 +195,30 @@ def test_the_number_of_queries_does_not_grow_with_the_tenants(staff_client, plan
     with CaptureQueriesContext(connection) as filtered_more:
         staff_client.get(URL, {"tenant": "many-0003"})
     assert len(filtered) == len(filtered_more)
+
+
+def test_the_usage_cache_is_renewed_by_new_rows_and_new_sync_runs(staff_client, plans, settings):
+    from django.core.cache import cache
+
+    cache.clear()
+    settings.DASHBOARD_CACHE_SECONDS = 300
+    tenants, metrics = seeded(plans, 2, days=1)
+    calls = next(m for m in metrics if m.code == "api_calls")
+
+    def today_total():
+        data = chart_data(staff_client.get(URL).content.decode(), "usage-api_calls")
+        return sum(Decimal(s["values"][-1]) for s in data["series"])
+
+    first = today_total()
+    assert today_total() == first  # served from the cache
+    hour = timezone.now().replace(minute=0, second=0, microsecond=0)
+    row = HourlyUsage.objects.get(tenant=tenants[0], metric=calls, hour=hour)
+    row.value += 1000
+    row.save()
+    assert today_total() == first  # an update in place is picked up by the next sync run...
+    sample.seed_pipeline(now=timezone.now(), metric=calls)
+    assert today_total() == first + 1000  # ...which renews the figures
+    newcomer = TenantFactory(slug="newcomer")
+    HourlyUsage.objects.create(tenant=newcomer, metric=calls, hour=hour, value=Decimal(5))
+    assert today_total() == first + 1005  # a new hourly row renews them too
+    cache.clear()

@@ -1,0 +1,132 @@
+"""Benchmark of the provider's dashboard: 200 tenants, 30 days of hourly usage of three metrics, rendered N times.
+
+Run as ``python bench/bench_dashboard.py [--tenants N] [--days N] [--renders N]``. It migrates a
+throw-away database (a SQLite file in a temporary folder, or, when DATABASE_URL names PostgreSQL, a
+database named by DATABASE_TEST_NAME, default ``test_portal_bench_dashboard``), seeds the tenants
+(subscribed to two plans), their hourly usage (tenants x days x 24 x metrics rows), three months of
+invoices and a sync run, then renders /admin/dashboard/ with the Django test client as a signed-in
+superuser and prints the median and p95 render times and the query count. Issue 8's target: under
+300 ms with 200 tenants and 30 days of hourly usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tenants", type=int, default=200)
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--renders", type=int, default=20)
+    args = parser.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-dashboard-"))
+    os.environ["PORTAL_VAR_DIR"] = str(tmp)
+    os.environ.setdefault("DATABASE_URL", f"sqlite:///{tmp / 'portal.sqlite3'}")
+    if os.environ["DATABASE_URL"].startswith("sqlite"):
+        os.environ["DATABASE_TEST_NAME"] = str(tmp / "bench.sqlite3")
+    else:
+        os.environ.setdefault("DATABASE_TEST_NAME", "test_portal_bench_dashboard")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+    os.environ["DJANGO_DEBUG"] = "false"
+    import django
+
+    django.setup()
+    from django.db import connection
+    from django.test.utils import setup_databases, teardown_databases
+
+    old_config = setup_databases(verbosity=0, interactive=False)
+    try:
+        run(args, connection)
+    finally:
+        teardown_databases(old_config, verbosity=0)
+
+
+def run(args, connection) -> None:
+    from django.contrib.auth import get_user_model
+    from django.core.cache import cache
+    from django.core.signals import request_finished, request_started
+    from django.db import close_old_connections
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+    from django.utils import timezone
+
+    from portal.dashboards import sample
+    from tenants.tests.factories import import_sample_plans
+
+    plans = import_sample_plans()
+    metrics = sample.sample_metrics()
+    today = timezone.now().date()
+    began = time.perf_counter()
+    tenants = sample.seed_tenants(count=args.tenants, plan_versions=[plans["pro"], plans["starter"]],
+                                  started_at=timezone.now() - timedelta(days=120))
+    rows = sample.seed_hourly_usage(tenants=tenants, metrics=metrics, end=today, days=args.days)
+    months = [(today.replace(day=1) - timedelta(days=31 * i)).replace(day=1) for i in (3, 2, 1, 0)]
+    invoices = sample.seed_invoices(tenants=tenants, months=months)
+    sample.seed_pipeline(now=timezone.now(), metric=metrics[0])
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE")
+    seeded = time.perf_counter() - began
+
+    # As under a real server with persistent connections (CONN_MAX_AGE), not a reconnect per request.
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    user = get_user_model().objects.create_superuser("bench", "bench@example.com", "Bench-Passw0rd!")
+    client = Client()
+    client.force_login(user)
+    url = "/admin/dashboard/"
+    response = client.get(url)  # warm-up: templates compiled
+    assert response.status_code == 200, response.status_code
+    cache.clear()
+    connection.queries_log.clear()  # a full log (seeding) would make the capture below look empty
+    with CaptureQueriesContext(connection) as queries:
+        client.get(url)
+
+    def timed(renders, params=None, *, cold):
+        times = []
+        for _ in range(renders):
+            if cold:
+                cache.clear()  # as after a usage sync: the month of hourly rows is scanned again
+            start = time.perf_counter()
+            response = client.get(url, params or {})
+            times.append((time.perf_counter() - start) * 1000)
+            assert response.status_code == 200
+        return times, response
+
+    cold, response = timed(args.renders, cold=True)
+    warm, _ = timed(args.renders, cold=False)
+    filtered, _ = timed(max(3, args.renders // 4), {"tenant": tenants[len(tenants) // 2].slug}, cold=True)
+
+    def p95(values):
+        ordered = sorted(values)
+        return ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
+
+    print(f"database: {connection.vendor}; seeded {args.tenants} tenants, {rows} hourly rows "
+          f"({args.days} days x 24 h x {len(metrics)} metrics), {invoices} invoices in {seeded:.1f} s")
+    def line(name, times):
+        print(f"provider dashboard, {name}: median {statistics.median(times):.0f} ms, p95 {p95(times):.0f} ms "
+              f"over {len(times)} renders")
+
+    print(f"{len(queries)} queries per render (cold), {len(response.content) // 1024} KiB of HTML")
+    line("all tenants, cold (right after a sync: usage scanned)", cold)
+    line("all tenants, warm (usage figures cached until the next sync)", warm)
+    line("one tenant, cold", filtered)
+    for name, times in (("cold", cold), ("warm", warm)):
+        verdict = "meets" if statistics.median(times) < 300 else "MISSES"
+        print(f"target, median under 300 ms ({name}): {verdict}")
+
+
+if __name__ == "__main__":
+    main()
