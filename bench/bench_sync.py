@@ -90,6 +90,7 @@ def run(args, tmp: Path, settings, connection) -> None:
     print(f"database: {connection.vendor}; generated {args.events:,} events for {len(tenants)} tenants over "
           f"{args.days} days in {generated:.1f} s ({len(files)} Parquet files)")
 
+    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     began = time.perf_counter()
     sync = usage_sync(start=start, end=end, lake=lake, triggered_by="bench")
     fast = time.perf_counter() - began
@@ -98,6 +99,9 @@ def run(args, tmp: Path, settings, connection) -> None:
     print(f"sync (DuckDB over planned files + bulk upsert): {fast:.2f} s for {args.events:,} events, "
           f"{sync.rows_read:,} groups read, {rows:,} hourly rows written -> {fast_rate:,.0f} events/s"
           f"  [{'under' if fast < 20 else 'OVER'} the 20 s target]")
+    peak_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak resident memory: {peak_before:,.0f} MB after generation, {peak_after:,.0f} MB after the sync "
+          f"(DuckDB memory_limit {settings.LAKE_DUCKDB_MEMORY_LIMIT})")
 
     naive_events = min(args.naive_events, args.events)
     naive_lake = make_lake("naive-lake")
@@ -111,8 +115,6 @@ def run(args, tmp: Path, settings, connection) -> None:
     print(f"naive path (pyiceberg -> Arrow -> Python -> ORM bulk_create): {naive:.2f} s for {naive_events:,} events, "
           f"{written:,} hourly rows -> {naive_rate:,.0f} events/s")
     print(f"ratio: the sync is {fast_rate / naive_rate:.1f}x the naive path's events/s")
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"peak resident memory of this process (generation included): {peak:,.0f} MB")
 
 
 def naive_sync(lake, *, start: datetime, end: datetime) -> int:

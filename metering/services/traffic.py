@@ -48,6 +48,8 @@ def traffic_tenants_ensure(*, count: int, start: datetime) -> list[TrafficTenant
     tenants = list(Tenant.objects.filter(status=TenantStatus.ACTIVE).order_by("slug")[:count])
     missing = count - len(tenants)
     if missing > 0:
+        if not Plan.objects.exists():
+            _import_demo_plans()
         versions = [p.current_version for p in Plan.objects.order_by("code") if p.current_version is not None]
         n = 0
         with transaction.atomic():
@@ -74,6 +76,17 @@ def traffic_tenants_ensure(*, count: int, start: datetime) -> list[TrafficTenant
             "tenant_id", "username"):
         usernames.setdefault(tenant_id, []).append(username)
     return [TrafficTenant(slug=t.slug, usernames=tuple(usernames.get(t.pk, ()))) for t in tenants]
+
+
+def _import_demo_plans() -> None:
+    """A portal with no plans gets the demo plans (as load_demo does), so demo tenants can subscribe."""
+    import json
+    from pathlib import Path
+
+    from tenants.services.plans import plans_import
+
+    fixture = Path(__file__).resolve().parents[2] / "tenants" / "fixtures" / "demo_plans.json"
+    plans_import(document=json.loads(fixture.read_text()))
 
 
 # Uniform numbers in [0, 1) from a hash of (source row, seed, stream): one stream per field.

@@ -106,3 +106,10 @@ def test_command_refuses_bad_arguments(db, lake):
         call_command("generate_traffic", "--start", "2026-11-01", "--end", "2026-10-01", stdout=StringIO())
     with pytest.raises(CommandError):
         call_command("generate_traffic", "--start", "yesterday", stdout=StringIO())
+
+
+def test_command_imports_the_demo_plans_when_there_are_none(db, lake):
+    call_command("generate_traffic", "--tenants", "2", "--events", "500", "--start", START.isoformat(),
+                 "--end", END.isoformat(), stdout=StringIO(), stderr=StringIO())
+    assert Subscription.objects.count() == 2
+    assert {s.plan_version.plan.code for s in Subscription.objects.all()} <= {"starter", "pro", "enterprise"}
