@@ -5,6 +5,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from portal import views
+from portal.dashboards import tenant as tenant_dashboard
 from portal.dashboards import views as dashboard_views
 
 admin.site.site_header = "Metering portal"
@@ -20,6 +21,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("invoices/", include("metering.invoice_urls")),
     path("api/", include("metering.api.urls")),
+    path("tenant/dashboard/", tenant_dashboard.tenant_dashboard, name="tenant-dashboard"),
     path("", include("tenants.urls")),
     path("", include("metering.urls")),
 ]

@@ -1,0 +1,141 @@
+"""The tenant's dashboard: its own usage against the plan's tiers, the projected bill, its invoices, nobody else's."""
+
+import json
+import re
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+
+from metering.models import HourlyUsage, Invoice, InvoiceStatus, Metric
+from metering.pricing.documents import ChargeSpec, Tier
+from portal.dashboards.tenant import tier_position
+from tenants.models import TenantRole, TenantUser
+from tenants.tests.factories import SubscriptionFactory, TenantFactory, import_sample_plans
+
+URL = "/tenant/dashboard/"
+
+
+def make_tenant(slug, plan_version):
+    tenant = TenantFactory(slug=slug)
+    SubscriptionFactory(tenant=tenant, plan_version=plan_version, started_at=timezone.now() - timedelta(days=70))
+    user = get_user_model().objects.create_user(f"{slug}-owner", f"owner@{slug}.example", "Corr3ct-Horse-Battery!")
+    TenantUser.objects.create(tenant=tenant, username=f"{slug}-sub", email=f"owner@{slug}.example",
+                              role=TenantRole.OWNER, user=user)
+    return tenant, user
+
+
+def add_invoice(tenant, status, number, total):
+    subscription = tenant.subscriptions.get()
+    start = (timezone.now() - timedelta(days=62)).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    if status == InvoiceStatus.DRAFT:
+        start = (timezone.now() - timedelta(days=31)).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    return Invoice.objects.create(tenant=tenant, subscription=subscription, period_start=start,
+                                  period_end=start + timedelta(days=28), currency="USD", status=status,
+                                  number=number, total=Decimal(total), finalize_after=start + timedelta(days=29))
+
+
+@pytest.fixture
+def acme(db):
+    plans = import_sample_plans()
+    tenant, user = make_tenant("acme", plans["pro"])
+    other, _ = make_tenant("globex", plans["starter"])
+    calls = Metric.objects.get(code="api_calls")
+    out = Metric.objects.get(code="data_out_mb")
+    hour = timezone.now().replace(minute=0, second=0, microsecond=0)
+    HourlyUsage.objects.create(tenant=tenant, metric=calls, hour=hour, value=Decimal(12345))
+    HourlyUsage.objects.create(tenant=tenant, metric=out, hour=hour, value=Decimal(2_500_000))
+    HourlyUsage.objects.create(tenant=other, metric=calls, hour=hour, value=Decimal(777))
+    add_invoice(tenant, InvoiceStatus.PAID, "INV-T-1", "149.00")
+    add_invoice(tenant, InvoiceStatus.DRAFT, None, "10.00")
+    add_invoice(other, InvoiceStatus.FINALIZED, "INV-T-2", "5.00")
+    return {"tenant": tenant, "user": user, "other": other}
+
+
+def test_only_signed_in_tenant_users_see_it(client, acme, django_user_model):
+    response = client.get(URL)
+    assert response.status_code == 302 and "/account/login/" in response["Location"]
+    staff = django_user_model.objects.create_superuser("boss", "boss@example.com", "Corr3ct-Horse-Battery!")
+    client.force_login(staff)
+    assert client.get(URL).status_code == 403  # a provider login belongs to no tenant
+    tenant_user = acme["user"].tenant_user
+    tenant_user.is_active = False
+    tenant_user.save()
+    client.force_login(acme["user"])
+    assert client.get(URL).status_code == 403
+
+
+def test_this_periods_usage_against_the_tiers(client, acme):
+    client.force_login(acme["user"])
+    response = client.get(URL)
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert '<strong data-metric="api_calls">12345</strong>' in html
+    assert '<strong data-metric="data_out_mb">2.5</strong>' in html  # bytes / 1,000,000
+    # 12,345 calls are in the second tier (10,000 to 1,000,000): the next starts at 1,000,000.
+    assert "The next tier starts at <strong>1000000</strong>: 987655 to go." in html
+    assert html.count("you are here") == 1
+    assert "777" not in html  # the other tenant's usage
+
+
+def test_the_projected_bill_line_by_line(client, acme):
+    client.force_login(acme["user"])
+    html = client.get(URL).content.decode()
+    bill = html[html.index('id="projected-bill"'):html.index('id="usage-over-time"')]
+    # Pro: 49.00 base (whole period), 2,345 calls x 0.0005 = 1.17, 2.5 MB x 0.09 = 0.23, true-up to 100.00.
+    assert "USD 49.00" in bill and "USD 1.17" in bill and "USD 0.23" in bill
+    assert '<strong id="projected-total">USD 100.00</strong>' in bill
+
+
+def test_past_invoices_link_to_their_documents_and_drafts_are_hidden(client, acme):
+    client.force_login(acme["user"])
+    html = client.get(URL).content.decode()
+    invoice = Invoice.objects.get(number="INV-T-1")
+    assert f'href="{invoice.get_absolute_url()}"' in html
+    assert "INV-T-2" not in html  # another tenant's
+    assert "USD 10.00" not in html  # the draft
+    assert client.get(invoice.get_absolute_url()).status_code == 200
+
+
+def test_usage_over_time_is_drawn_and_written_out(client, acme):
+    client.force_login(acme["user"])
+    html = client.get(URL).content.decode()
+    match = re.search(r'<script id="tenant-usage-api_calls-data" type="application/json">(.*?)</script>', html, re.S)
+    data = json.loads(match.group(1))
+    assert data["kind"] == "line" and len(data["labels"]) == 30
+    assert data["series"][0]["values"][-1] == "12345"
+    assert "/static/vendor/chartjs/chart.umd.min.js" in html
+    assert 'href="/tenant/dashboard/"' in html  # the tenant area's navigation links here
+
+
+def test_a_tenant_without_a_plan_sees_an_empty_dashboard(client, db):
+    import_sample_plans()
+    tenant = TenantFactory(slug="lonely")
+    user = get_user_model().objects.create_user("lonely-owner", "o@lonely.example", "Corr3ct-Horse-Battery!")
+    TenantUser.objects.create(tenant=tenant, username="lonely-sub", email="o@lonely.example", user=user)
+    client.force_login(user)
+    response = client.get(URL)
+    assert response.status_code == 200
+    assert "No active plan" in response.content.decode()
+
+
+TIERS = ChargeSpec(metric="m", model="graduated", tiers=(
+    Tier(up_to=Decimal(100), unit_amount=Decimal("1")), Tier(up_to=Decimal(1000), unit_amount=Decimal("0.5")),
+    Tier(up_to=None, unit_amount=Decimal("0.1"))))
+
+
+@pytest.mark.parametrize("quantity, current, next_at", [
+    (Decimal(0), 0, Decimal(100)),
+    (Decimal(100), 0, Decimal(100)),  # tiers are (previous, up_to]: 100 is still in the first
+    (Decimal("100.5"), 1, Decimal(1000)),
+    (Decimal(1000), 1, Decimal(1000)),
+    (Decimal(5000), 2, None),
+])
+def test_tier_position(quantity, current, next_at):
+    rows, next_tier_at = tier_position(TIERS, quantity)
+    assert [row.current for row in rows].index(True) == current
+    assert sum(row.current for row in rows) == 1
+    assert next_tier_at == next_at
+    assert [row.start for row in rows] == [Decimal(0), Decimal(100), Decimal(1000)]
