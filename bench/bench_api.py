@@ -1,0 +1,276 @@
+"""Benchmark of the usage API: a tenant's month of daily usage under a fixed 100 requests/s, on PostgreSQL.
+
+Run as ``python bench/bench_api.py [--rate 100] [--seconds 20] [--workers 3] [--reseed] [--check]``.
+
+1. Seeds its own PostgreSQL database (``bench_api`` on the server of DATABASE_URL, default
+   postgres://postgres@127.0.0.1:5432/postgres): 200 tenants × 30 days × 24 hours × 3 metrics of hourly
+   usage (432,000 rows, with COPY), and one tenant user with an ID token for 20 of the tenants.
+   A second run reuses the data (``--reseed`` rebuilds it).
+2. Starts gunicorn on 127.0.0.1 (a free port) with DEBUG off and persistent database connections.
+3. Sends GET /api/v1/usage/?granularity=day over the 30 days (90 buckets, one page) at a fixed rate
+   from a small open-loop load generator (a scheduler and a thread pool; loopback only; it stops by
+   itself). Latency is measured from each request's scheduled time, so a stalled server cannot hide
+   its queue (no coordinated omission).
+4. Prints p50, p90, p99, max, the achieved throughput and the error count; ``--check`` exits 1 when
+   p99 >= 50 ms or any request failed (issue 7's target).
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import http.client
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+BENCH_DB = "bench_api"
+TENANTS = 200
+DAYS = 30
+METRICS = ("api_calls", "data_out_mb", "active_ips")
+TOKEN_TENANTS = 20
+
+
+def bench_database_url(base_url: str) -> str:
+    parts = urlsplit(base_url)
+    if not parts.scheme.startswith("postgres"):
+        sys.exit(f"bench_api needs PostgreSQL: DATABASE_URL is {base_url!r}")
+    return urlunsplit((parts.scheme, parts.netloc, f"/{BENCH_DB}", "", ""))
+
+
+def ensure_database(base_url: str) -> None:
+    import psycopg
+
+    parts = urlsplit(base_url)
+    admin_url = urlunsplit(("postgresql", parts.netloc, "/postgres", "", ""))
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (BENCH_DB,)).fetchone():
+            conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
+
+
+def setup_django(db_url: str, var_dir: Path) -> None:
+    os.environ["DATABASE_URL"] = db_url
+    os.environ["PORTAL_VAR_DIR"] = str(var_dir)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+    import django
+
+    django.setup()
+    from django.conf import settings
+
+    # Seeding makes 20 logins: a fast hasher here (this process only) keeps that to a second.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+def window() -> tuple[datetime, datetime]:
+    end = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return end - timedelta(days=DAYS), end
+
+
+def seed(reseed: bool) -> None:
+    from django.core.management import call_command
+    from django.db import connection, transaction
+
+    from metering.models import HourlyUsage, Metric
+    from tenants.models import Tenant
+
+    call_command("migrate", verbosity=0, interactive=False)
+    start, end = window()
+    expected = TENANTS * DAYS * 24 * len(METRICS)
+    have = HourlyUsage.objects.filter(hour__gte=start, hour__lt=end).count()
+    if have == expected and not reseed:
+        print(f"seed: reusing {have:,} hourly rows in {BENCH_DB}")
+        vacuum()
+        return
+    t0 = time.perf_counter()
+    with transaction.atomic():
+        HourlyUsage.objects.all().delete()
+        metrics = []
+        for code, aggregation, field, divisor in (("api_calls", "count", "", 1), ("data_out_mb", "sum", "response_length", 1000000),
+                                                  ("active_ips", "unique_count", "ip", 1)):
+            metric, _ = Metric.objects.update_or_create(code=code, defaults={
+                "name": code, "aggregation": aggregation, "field": field, "divisor": divisor})
+            metrics.append(metric)
+        tenants = []
+        for i in range(TENANTS):
+            tenant, _ = Tenant.objects.get_or_create(slug=f"bench-{i:03d}", defaults={
+                "name": f"Bench {i}", "contact_email": f"billing@bench-{i:03d}.example"})
+            tenants.append(tenant)
+        now = datetime.now(UTC)
+        hours = [start + timedelta(hours=h) for h in range(DAYS * 24)]
+        with connection.cursor() as cursor:
+            with cursor.connection.cursor().copy(
+                "COPY metering_hourlyusage (tenant_id, metric_id, hour, value, updated_at) FROM STDIN"
+            ) as copy:
+                for t, tenant in enumerate(tenants):
+                    for m, metric in enumerate(metrics):
+                        for h, hour in enumerate(hours):
+                            copy.write_row((tenant.pk, metric.pk, hour, (t * 7 + m * 13 + h * 31) % 1000 + 1, now))
+    vacuum()
+    print(f"seed: {HourlyUsage.objects.count():,} hourly rows for {TENANTS} tenants in {time.perf_counter() - t0:.1f} s")
+
+
+def vacuum() -> None:
+    """Statistics and the visibility map up to date, as autovacuum would have them on a live database."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM ANALYZE metering_hourlyusage")
+
+
+def tokens() -> list[tuple[str, str]]:
+    """(tenant slug, ID token) for the first TOKEN_TENANTS tenants, making their users once."""
+    from tenants.models import Tenant, TenantRole, TenantUser
+    from tenants.services.identity import tenant_user_create, tenant_user_issue_token
+
+    result = []
+    for tenant in Tenant.objects.filter(slug__startswith="bench-").order_by("slug")[:TOKEN_TENANTS]:
+        tenant_user = TenantUser.objects.filter(tenant=tenant).first()
+        if tenant_user is None:
+            tenant_user, _ = tenant_user_create(tenant=tenant, email=f"user@{tenant.slug}.example",
+                                                role=TenantRole.OWNER, password="Bench-Password-123")
+        result.append((tenant.slug, tenant_user_issue_token(tenant_user=tenant_user)))
+    return result
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_gunicorn(db_url: str, var_dir: Path, port: int, workers: int, log: Path) -> subprocess.Popen:
+    env = dict(os.environ, DATABASE_URL=f"{db_url}?conn_max_age=600", PORTAL_VAR_DIR=str(var_dir), DJANGO_DEBUG="false",
+               API_THROTTLE_RATE="1000000/minute", LOG_LEVEL="WARNING", IDENTITY_BACKEND="local")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "portal.wsgi:application", "--bind", f"127.0.0.1:{port}",
+         "--workers", str(workers), "--worker-class", "sync", "--log-level", "warning"],
+        cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
+    )
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"gunicorn exited:\n{log.read_text()}")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/healthz")
+            conn.getresponse().read()
+            return proc
+        except OSError:
+            time.sleep(0.2)
+    proc.terminate()
+    raise SystemExit("gunicorn did not answer within 30 s")
+
+
+def one_request(port: int, path: str, token: str) -> int:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", path, headers={"Authorization": f"Bearer {token}"})
+        response = conn.getresponse()
+        body = response.read()
+        if response.status == 200 and b'"count":90' not in body:
+            return -1  # a wrong answer counts as an error
+        return response.status
+    finally:
+        conn.close()
+
+
+def load(port: int, paths_tokens: list[tuple[str, str]], rate: float, seconds: float, threads: int):
+    """Open loop: request i is due at t0 + i/rate whatever happened before; latency counts from then."""
+    total = int(rate * seconds)
+    latencies: list[float] = []
+    failures: list[str] = []
+    lock = threading.Lock()
+
+    def run(i: int, due: float) -> None:
+        path, token = paths_tokens[i % len(paths_tokens)]
+        try:
+            status = one_request(port, path, token)
+        except OSError as exc:
+            status = repr(exc)
+        elapsed = time.perf_counter() - due
+        with lock:
+            latencies.append(elapsed)
+            if status != 200:
+                failures.append(str(status))
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=threads) as pool:
+        t0 = time.perf_counter() + 0.1
+        for i in range(total):
+            due = t0 + i / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            pool.submit(run, i, due)
+    wall = time.perf_counter() - t0
+    return latencies, failures, wall
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=float, default=100.0, help="requests per second (default 100)")
+    parser.add_argument("--seconds", type=float, default=20.0, help="how long to send (default 20)")
+    parser.add_argument("--workers", type=int, default=3, help="gunicorn sync workers (default 3)")
+    parser.add_argument("--threads", type=int, default=32, help="load generator threads (default 32)")
+    parser.add_argument("--reseed", action="store_true", help="rebuild the bench database's usage")
+    parser.add_argument("--check", action="store_true", help="exit 1 unless p99 < 50 ms with no errors")
+    args = parser.parse_args()
+
+    base_url = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+    db_url = bench_database_url(base_url)
+    var_dir = ROOT / "var" / "bench_api"
+    var_dir.mkdir(parents=True, exist_ok=True)
+    ensure_database(base_url)
+    setup_django(db_url, var_dir)
+    seed(args.reseed)
+    start, end = window()
+    query = urlencode({"granularity": "day", "start": start.isoformat().replace("+00:00", "Z"),
+                       "end": end.isoformat().replace("+00:00", "Z"), "page_size": 100})
+    paths_tokens = [(f"/api/v1/usage/?{query}", token) for _, token in tokens()]
+
+    port = free_port()
+    log = var_dir / "gunicorn.log"
+    server = start_gunicorn(db_url, var_dir, port, args.workers, log)
+    try:
+        for path, token in paths_tokens:  # warm up every worker's connection and caches
+            for _ in range(args.workers):
+                status = one_request(port, path, token)
+                if status != 200:
+                    raise SystemExit(f"warm-up request answered {status}; see {log}")
+        latencies, failures, wall = load(port, paths_tokens, args.rate, args.seconds, args.threads)
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+    ms = [v * 1000 for v in latencies]
+    p50, p90, p99 = (percentile(ms, p) for p in (50, 90, 99))
+    print(f"GET /api/v1/usage/ (a tenant's {DAYS} days, daily, {len(METRICS)} metrics; {TENANTS} tenants in the table)")
+    print(f"target rate {args.rate:.0f} req/s for {args.seconds:.0f} s; gunicorn {args.workers} sync workers on 127.0.0.1:{port}")
+    print(f"requests {len(ms)}  errors {len(failures)}  throughput {len(ms) / wall:.1f} req/s")
+    print(f"latency ms  p50 {p50:.1f}  p90 {p90:.1f}  p99 {p99:.1f}  max {max(ms):.1f}  mean {statistics.mean(ms):.1f}")
+    if failures:
+        print(f"failures (first 5): {failures[:5]}")
+    ok = p99 < 50 and not failures
+    print("target p99 < 50 ms:", "met" if ok else "NOT met")
+    return 0 if ok or not args.check else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
