@@ -2,13 +2,36 @@
 
 from __future__ import annotations
 
+from operator import attrgetter
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from metering.models import Invoice, InvoiceLine, Metric
+from metering.pricing import format_amount
 from tenants.models import Plan, PlanVersion, Subscription, Tenant, TenantStatus, TenantUser
 
 # Decimals as strings with no fixed number of places (quantities can be fractional to many digits).
 Decimal = lambda **kw: serializers.DecimalField(max_digits=None, decimal_places=None, **kw)  # noqa: E731
+
+
+@extend_schema_field(OpenApiTypes.STR)
+class MoneyField(serializers.Field):
+    """An amount as a decimal string with exactly its currency's minor digits ("100.00", "1200" for JPY)."""
+
+    def __init__(self, *, currency_source: str, **kwargs):
+        kwargs["read_only"] = True
+        kwargs.setdefault("help_text", "Decimal string with exactly the currency's minor digits.")
+        super().__init__(**kwargs)
+        self._currency = attrgetter(currency_source)
+
+    def get_attribute(self, instance):
+        return super().get_attribute(instance), self._currency(instance)
+
+    def to_representation(self, value):
+        amount, currency = value
+        return format_amount(amount, currency)
 
 
 class UsageBucketSerializer(serializers.Serializer):
@@ -59,7 +82,7 @@ class ProjectedBillSerializer(serializers.Serializer):
 class InvoiceLineSerializer(serializers.ModelSerializer):
     quantity = Decimal(allow_null=True)
     unit_amount = Decimal(allow_null=True)
-    amount = Decimal()
+    amount = MoneyField(currency_source="invoice.currency")
     adjusts = serializers.SlugRelatedField(slug_field="public_id", read_only=True, allow_null=True,
                                            help_text="For late usage: the invoice the usage belongs to.")
 
@@ -72,7 +95,7 @@ class InvoiceLineSerializer(serializers.ModelSerializer):
 class InvoiceSerializer(serializers.ModelSerializer):
     id = serializers.UUIDField(source="public_id", read_only=True)
     tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    total = Decimal()
+    total = MoneyField(currency_source="currency")
 
     class Meta:
         model = Invoice

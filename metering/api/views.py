@@ -212,7 +212,7 @@ class InvoiceLinesView(InvoiceQuerysetMixin, TenantScopedView, ListAPIView):
         invoice = self.invoices().filter(public_id=self.kwargs["invoice"]).first()
         if invoice is None:
             raise exceptions.NotFound("No such invoice.")
-        return invoice.lines.select_related("adjusts").order_by("position")
+        return invoice.lines.select_related("adjusts", "invoice").order_by("position")
 
     @extend_schema(responses={200: serializers.InvoiceLineSerializer(many=True), **errors(401, 403, 404, 429)})
     def get(self, request, *args, **kwargs):

@@ -6,6 +6,7 @@ import io
 import pytest
 
 from metering.models import Invoice, InvoiceStatus
+from metering.pricing import format_amount
 from metering.services.billing import projected_bill
 from metering.tests.api_fixtures import *  # noqa: F403
 
@@ -20,13 +21,14 @@ def test_invoice_list_and_detail(world):
     row = body["results"][0]
     assert row["id"] == str(invoice.public_id)
     assert row["number"] == invoice.number and row["status"] == "finalized" and row["tenant"] == "acme"
-    assert row["total"] == "100.0000" and isinstance(row["total"], str)
+    assert row["total"] == "100.00" and isinstance(row["total"], str)
     assert row["period_start"] == "2026-10-01T00:00:00Z" and row["period_end"] == "2026-11-01T00:00:00Z"
 
     detail = client.get(f"/api/v1/invoices/{invoice.public_id}/").json()
     assert [(line["type"], line["amount"]) for line in detail["lines"]] == [
-        (line.type, f"{line.amount:f}") for line in invoice.lines.order_by("position")
+        (line.type, format_amount(line.amount, invoice.currency)) for line in invoice.lines.order_by("position")
     ]
+    assert detail["lines"][0]["amount"] == "49.00"
     lines = client.get(f"/api/v1/invoices/{invoice.public_id}/lines/").json()
     assert lines["count"] == invoice.lines.count()
 
@@ -104,6 +106,6 @@ def test_invoices_and_lines_as_csv(world):
     client = world.client("acme")
     invoice = world.invoices["acme"]
     rows = _csv(client.get("/api/v1/invoices/", HTTP_ACCEPT="text/csv"))
-    assert [(r["number"], r["total"]) for r in rows] == [(invoice.number, "100.0000")]
+    assert [(r["number"], r["total"]) for r in rows] == [(invoice.number, "100.00")]
     lines = _csv(client.get(f"/api/v1/invoices/{invoice.public_id}/lines/?format=csv"))
     assert [r["type"] for r in lines] == [line.type for line in invoice.lines.order_by("position")]
