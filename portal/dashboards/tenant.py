@@ -149,6 +149,7 @@ def tenant_dashboard(request):
         context.update(period_start=start, period_end=end, plan=spec)
     else:
         context.update(zip(("period_start", "period_end"), calendar_period(now, "month"), strict=True))
+    context["period_last_day"] = context["period_end"] - timedelta(seconds=1)  # the end is exclusive
     chart_metrics = list(Metric.objects.filter(code__in=charged_codes).order_by("code")) if charged_codes else \
         list(Metric.objects.order_by("code"))
     context["usage_charts"] = usage_over_time(tenant=tenant, metrics=chart_metrics)

@@ -11,8 +11,8 @@
       backgroundColor: spec.kind === "doughnut" ? colours : (line ? colours[0] + "33" : colours[0]),
       borderColor: spec.kind === "doughnut" ? "#ffffff" : colours[0],
       borderWidth: line ? 2 : 1,
-      fill: line,
-      tension: 0.2,
+      fill: line && spec.series.length === 1,
+      tension: 0,
       pointRadius: line ? 2 : 0
     };
   }
