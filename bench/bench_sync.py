@@ -3,7 +3,8 @@
 Run as ``python bench/bench_sync.py [--events N] [--tenants N] [--days N] [--naive-events N]``.
 It sets up everything in a temporary folder: a fresh local lake, a migrated database (a SQLite file,
 or, when DATABASE_URL names PostgreSQL, a throw-away ``test_...`` database beside it), 200 tenants
-and three metrics (a filtered count, a sum, a second filtered count). It then times:
+and the demo plans' three metrics (api_calls: a count of 2xx calls under /random; data_out_mb: a
+sum of response_length; active_ips: a unique count of ip). It then times:
 
 - the sync (``usage_sync``: the Iceberg scan plans the files, one DuckDB GROUP BY over them with the
   request_id dedupe, attribution in Python, one bulk upsert), over the whole generated period;
@@ -69,13 +70,11 @@ def run(args, tmp: Path, settings, connection) -> None:
 
     start = datetime(2026, 10, 1, tzinfo=UTC)
     end = start + timedelta(days=args.days)
-    Metric.objects.create(code="api_calls", name="API calls", aggregation="count",
-                          filters={"status": ["2xx"], "resource_path_prefix": ["/random"]})
-    Metric.objects.create(code="data_out_mb", name="Data out", aggregation="sum", field="response_length",
-                          divisor=1_000_000, unit="MB")
-    Metric.objects.create(code="server_errors", name="Server errors", aggregation="count",
-                          filters={"status": ["5xx"]})
+    # The demo plans' three metrics (imported with the demo tenants): a filtered count, a sum and a
+    # unique count (whose hourly rows are informative; the period figure comes from the lake).
     tenants = traffic_tenants_ensure(count=args.tenants, start=start)
+    metrics = list(Metric.objects.order_by("pk"))
+    print("metrics: " + ", ".join(f"{m.code} ({m.aggregation})" for m in metrics))
 
     def make_lake(folder: str) -> LocalLake:
         return LocalLake(warehouse=tmp / folder, database=settings.LAKE_DATABASE, table=settings.LAKE_TABLE,
@@ -133,6 +132,7 @@ def naive_sync(lake, *, start: datetime, end: datetime) -> int:
         LessThan("request_time", end.replace(tzinfo=None).isoformat()))).to_arrow()
     seen = set()
     totals: dict[tuple, Decimal] = {}
+    distinct: dict[tuple, set] = {}
     for record in table.to_pylist():
         if record["request_id"] in seen:
             continue
@@ -141,17 +141,19 @@ def naive_sync(lake, *, start: datetime, end: datetime) -> int:
         if tenant is None:
             continue
         hour = record["request_time"].replace(minute=0, second=0, microsecond=0, tzinfo=UTC)
-        status = record["status"]
         for metric in metrics:
-            if metric.code == "api_calls":
-                value = 1 if 200 <= status < 300 and record["resource_path"].startswith("/random") else 0
-            elif metric.code == "data_out_mb":
-                value = record["response_length"]
+            key = (tenant, metric.pk, hour)
+            if metric.aggregation == "unique_count":
+                distinct.setdefault(key, set()).add(record[metric.field])
+                continue
+            if metric.aggregation == "sum":
+                value = record[metric.field]
             else:
-                value = 1 if 500 <= status < 600 else 0
+                value = 1 if 200 <= record["status"] < 300 and record["resource_path"].startswith("/random") else 0
             if value:
-                key = (tenant, metric.pk, hour)
                 totals[key] = totals.get(key, Decimal(0)) + value
+    for key, values in distinct.items():
+        totals[key] = Decimal(len(values))
     HourlyUsage.objects.bulk_create(
         [HourlyUsage(tenant_id=t, metric_id=m, hour=h, value=v) for (t, m, h), v in totals.items()],
         batch_size=2000, update_conflicts=True, unique_fields=["tenant", "metric", "hour"],

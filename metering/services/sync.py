@@ -193,18 +193,24 @@ def write_hourly_rows(rows, *, metrics: Sequence[Metric], start: datetime, end: 
     rows written, unattributed rows written).
     """
     metric_ids = [m.pk for m in metrics]
-    postgres = connection.vendor == "postgresql"
     now = timezone.now()
-    updated = now.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f") + ("+00" if postgres else "")
-    attributed, orphans = shape_rows(rows, metrics=metrics, updated=updated, tz_suffix="+00" if postgres else "")
+    if connection.vendor == "postgresql":
+        updated, suffix = now.astimezone(UTC).isoformat(), "+00"
+    else:
+        # Django's own text form of the instant, so that the stale-row comparison below is exact.
+        updated, suffix = connection.ops.adapt_datetimefield_value(now), ""
+    attributed, orphans = shape_rows(rows, metrics=metrics, updated=updated, tz_suffix=suffix)
     with transaction.atomic():
         # Serialises concurrent syncs (a beat tick and a billing run's final sync).
         list(SyncCursor.objects.select_for_update().filter(name=settings.LAKE_BACKEND))
-        window = {"hour__gte": start, "hour__lt": end, "metric_id__in": metric_ids}
-        HourlyUsage.objects.filter(**window).delete()
-        UnattributedUsage.objects.filter(**window).delete()
         _bulk_upsert(HourlyUsage, ("tenant_id", "metric_id", "hour"), attributed)
         _bulk_upsert(UnattributedUsage, ("tenant_key", "user_key", "metric_id", "hour"), orphans)
+        # Rows of the window that this run did not write are stale (usage re-attributed to a tenant
+        # since, or a metric's filter changed): upsert-then-prune rewrites only what changed, where
+        # delete-then-insert rewrote every row of the window.
+        stale = {"hour__gte": start, "hour__lt": end, "metric_id__in": metric_ids, "updated_at__lt": now}
+        HourlyUsage.objects.filter(**stale).delete()
+        UnattributedUsage.objects.filter(**stale).delete()
     return len(attributed), len(orphans)
 
 

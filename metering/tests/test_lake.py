@@ -172,3 +172,18 @@ def test_records_round_trip_through_the_table(lake):
     first = sorted(arrow.to_pylist(), key=lambda r: r["request_time"])[0]
     assert first["request_time"] == datetime(2026, 11, 1, 0, 0, 0)
     assert json.dumps(first, default=str)
+
+
+def test_hourly_duplicates_count_once_and_keep_max_and_distinct(lake):
+    records = sample_records()
+    lake.append(records)
+    once = lake.hourly_usage(metrics=[metric("calls", "count", status=["2xx"]), metric("out", "sum", "response_length"),
+                                      metric("ips", "unique_count", "ip"), metric("top", "max", "response_length")],
+                             start=DAY[0], end=DAY[1])
+    lake.append(records[:10])
+    lake.append(records[:3])  # some requests now have three copies
+    again = lake.hourly_usage(metrics=[metric("calls", "count", status=["2xx"]), metric("out", "sum", "response_length"),
+                                       metric("ips", "unique_count", "ip"), metric("top", "max", "response_length")],
+                              start=DAY[0], end=DAY[1])
+    key = lambda rows: sorted((r.tenant_id or "", r.user or "", r.hour, r.values) for r in rows)  # noqa: E731
+    assert key(again) == key(once)

@@ -225,3 +225,15 @@ def test_sync_task_in_a_real_worker(worker_lake_env, celery_worker_process):
                                    queue=celery_worker_process).get(timeout=90)
     assert again["rows_written"] == result["rows_written"]
     assert json.dumps(result)
+
+
+def test_a_resync_moves_usage_once_its_user_is_known(lake, portal):
+    lake.append(sample_records())
+    usage_sync(start=START, end=END)
+    assert UnattributedUsage.objects.filter(user_key=OLD_FORMAT_USER).exists()
+    before = sum(r.value for r in HourlyUsage.objects.filter(tenant=portal["globex"], metric__code="api_calls"))
+    TenantUser.objects.create(tenant=portal["globex"], username=OLD_FORMAT_USER, email="ops@globex.example")
+    usage_sync(start=START, end=END)
+    assert not UnattributedUsage.objects.filter(user_key=OLD_FORMAT_USER).exists()
+    after = sum(r.value for r in HourlyUsage.objects.filter(tenant=portal["globex"], metric__code="api_calls"))
+    assert after == before + 1
