@@ -14,7 +14,7 @@ from decimal import Decimal, localcontext
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import Case, Count, DateField, F, Func, IntegerField, Max, Q, Sum, Value, When
+from django.db.models import Count, DateField, F, Func, Max, Sum
 from django.db.models.functions import TruncMonth
 from django.utils import timezone
 
@@ -109,8 +109,8 @@ def usage_by_metric(*, start: date, end: date, tenant: Tenant | None = None,
                     metrics: list[Metric] | None = None) -> list[MetricUsage]:
     """Per metric: daily usage stacked by its top tenants (the rest as one series), and the ranking.
 
-    Three queries whatever the number of tenants: totals per (metric, tenant), the tenants named in
-    the rankings, and daily totals per (metric, day, top tenant or other)."""
+    Four queries whatever the number of tenants: totals per (metric, tenant), the tenants named in
+    the rankings, daily totals per metric, and daily totals per metric of the top tenants."""
     metrics = list(Metric.objects.order_by("code")) if metrics is None else metrics
     if not metrics:
         return []
@@ -136,17 +136,31 @@ def usage_by_metric(*, start: date, end: date, tenant: Tenant | None = None,
     named_ids = {tid for items in ranking.values() for tid, _ in items[:TOP_TABLE]}
     tenants = {t.pk: t for t in Tenant.objects.filter(pk__in=named_ids).only("id", "slug", "name")}
 
-    # One CASE names each row's series: its tenant when that tenant is in the metric's top, else 0 ("other").
-    whens = [When(Q(metric_id=metric_id, tenant_id__in=ids), then=F("tenant_id"))
-             for metric_id, ids in top_ids.items() if ids]
-    bucket = Case(*whens, default=Value(0), output_field=IntegerField()) if whens else Value(0, IntegerField())
+    # Daily figures: all tenants together per metric, and the top tenants alone (few tenants: the
+    # (tenant, hour) index finds their rows); "other tenants" is the difference, for metrics that add up.
     daily: dict[tuple[int, int], dict[date, Decimal]] = defaultdict(dict)
-    query = (rows.annotate(day=UTCDay("hour"), series=bucket).values("metric_id", "day", "series")
-             .annotate(total=Sum("value"), peak=Max("value")).order_by())
-    for row in query:
+    all_days: dict[int, dict[date, Decimal]] = defaultdict(dict)
+    for row in (rows.annotate(day=UTCDay("hour")).values("metric_id", "day")
+                .annotate(total=Sum("value"), peak=Max("value")).order_by()):
         metric = by_id.get(row["metric_id"])
         if metric is not None:
-            daily[(metric.pk, row["series"])][_as_date(row["day"])] = _usage_value(row, metric)
+            all_days[metric.pk][_as_date(row["day"])] = _usage_value(row, metric)
+    wanted = {(metric_id, tid) for metric_id, ids in top_ids.items() for tid in ids}
+    if wanted:
+        for row in (rows.filter(tenant_id__in={tid for _, tid in wanted}).annotate(day=UTCDay("hour"))
+                    .values("metric_id", "tenant_id", "day").annotate(total=Sum("value"), peak=Max("value"))
+                    .order_by()):
+            metric = by_id.get(row["metric_id"])
+            if metric is not None and (metric.pk, row["tenant_id"]) in wanted:
+                daily[(metric.pk, row["tenant_id"])][_as_date(row["day"])] = _usage_value(row, metric)
+    for metric_id, per_day in all_days.items():
+        if by_id[metric_id].aggregation not in ADDITIVE:
+            continue  # a busiest hour minus busiest hours means nothing
+        for day, total in per_day.items():
+            rest = total - sum((daily[(metric_id, tid)].get(day, 0) for tid in top_ids.get(metric_id, [])),
+                               Decimal(0))
+            if rest:
+                daily[(metric_id, 0)][day] = rest
 
     days = days_between(start, end)
     labels = [d.isoformat() for d in days]
@@ -167,7 +181,8 @@ def usage_by_metric(*, start: date, end: date, tenant: Tenant | None = None,
         if metric.aggregation not in ADDITIVE:
             chart.stacked = False
             chart.kind = "line"  # busiest hours side by side read better as lines than as grouped bars
-            chart.note = "Each day shows its busiest hour per tenant (hourly figures of this metric do not add up)."
+            chart.note = ("Each day shows the busiest hour of each of the top tenants (hourly figures of this "
+                          "metric do not add up, so there is no 'other tenants' line).")
         top = [(tenants[tid], display_quantity(v, metric)) for tid, v in ranking.get(metric.pk, [])[:TOP_TABLE]]
         result.append(MetricUsage(metric=metric, chart=chart, total=display_quantity(totals.get(metric.pk), metric),
                                   top=top))

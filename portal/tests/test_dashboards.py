@@ -222,3 +222,21 @@ def test_the_usage_cache_is_renewed_by_new_rows_and_new_sync_runs(staff_client, 
     HourlyUsage.objects.create(tenant=newcomer, metric=calls, hour=hour, value=Decimal(5))
     assert today_total() == first + 1005  # a new hourly row renews them too
     cache.clear()
+
+
+def test_tenants_beyond_the_top_five_stack_as_other_tenants(staff_client, plans):
+    tenants, _ = seeded(plans, 7, days=2)
+    html = staff_client.get(URL).content.decode()
+    data = chart_data(html, "usage-api_calls")
+    labels = [s["label"] for s in data["series"]]
+    assert len(labels) == 6 and labels[-1] == "Other tenants"
+    end = default_range()[1]
+    day_start = datetime.combine(end, datetime.min.time(), tzinfo=UTC)
+    for offset, index in ((0, -1), (1, -2)):
+        start = day_start - timedelta(days=offset)
+        expected = sum(HourlyUsage.objects.filter(metric__code="api_calls", hour__gte=start,
+                                                  hour__lt=start + timedelta(days=1)).values_list("value", flat=True))
+        assert sum(Decimal(s["values"][index]) for s in data["series"]) == expected
+    # Busiest hours do not add up: the top tenants only, no "other" line.
+    ips = chart_data(html, "usage-active_ips")
+    assert ips["kind"] == "line" and "Other tenants" not in [s["label"] for s in ips["series"]]
