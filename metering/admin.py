@@ -82,23 +82,43 @@ class SyncRunAdmin(_ReadOnlyAdmin):
                     "unattributed_rows", "attempts", "duration_seconds", "triggered_by")
     list_filter = ("outcome", "backend", "triggered_by")
     readonly_fields = [f.name for f in SyncRun._meta.fields]
-    actions = ["sync_now"]
+    change_list_template = "admin/metering/syncrun/change_list.html"
 
     def has_change_permission(self, request, obj=None):
         # Viewable (read-only fields) so the error text can be read; nothing can be saved.
         return request.method in ("GET", "HEAD") and super(_ReadOnlyAdmin, self).has_change_permission(request, obj)
 
-    @admin.action(description="Sync usage now (from the cursor)")
-    def sync_now(self, request, queryset):
+    def get_urls(self):
+        from django.urls import path
+
+        return [
+            path("sync-now/", self.admin_site.admin_view(self.sync_now_view), name="metering_syncrun_sync_now"),
+            *super().get_urls(),
+        ]
+
+    def sync_now_view(self, request):
+        """POST: run the usage sync now (from the cursor), as the beat task does."""
+        from django.contrib import messages
+        from django.http import HttpResponseNotAllowed
+        from django.shortcuts import redirect
+
         from metering.lake import LakeError
         from metering.services.sync import usage_sync
 
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not request.user.has_perm("metering.view_syncrun"):
+            from django.core.exceptions import PermissionDenied
+
+            raise PermissionDenied
         try:
             run = usage_sync(triggered_by="admin")
         except LakeError as exc:
-            self.message_user(request, f"Usage sync failed: {exc}", level="error")
-            return
-        self.message_user(request, f"Usage sync done: {run.rows_written} hourly rows ({run.duration_seconds:.1f} s).")
+            messages.error(request, f"Usage sync failed: {exc}")
+        else:
+            messages.success(request, f"Usage sync done: {run.rows_written} hourly rows "
+                                      f"({run.duration_seconds:.1f} s).")
+        return redirect("admin:metering_syncrun_changelist")
 
 
 @admin.register(SyncCursor)

@@ -47,8 +47,10 @@ def test_unattributed_usage_is_listed_with_its_keys(admin_client, synced):
     assert b"5e6f7a8b-9c0d-4e1f-a2b3-c4d5e6f7a809" in response.content
 
 
-def test_sync_now_action(admin_client, synced):
-    response = admin_client.post(reverse("admin:metering_syncrun_changelist"),
-                                 {"action": "sync_now", "_selected_action": [synced.pk]}, follow=True)
-    assert response.status_code == 200
+def test_sync_now_button(admin_client, synced):
+    changelist = admin_client.get(reverse("admin:metering_syncrun_changelist"))
+    assert reverse("admin:metering_syncrun_sync_now").encode() in changelist.content
+    response = admin_client.post(reverse("admin:metering_syncrun_sync_now"), follow=True)
+    assert response.status_code == 200 and b"Usage sync done" in response.content
     assert SyncRun.objects.count() == 2 and SyncRun.objects.filter(triggered_by="admin").exists()
+    assert admin_client.get(reverse("admin:metering_syncrun_sync_now")).status_code == 405
