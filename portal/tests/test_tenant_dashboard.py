@@ -139,3 +139,21 @@ def test_tier_position(quantity, current, next_at):
     assert sum(row.current for row in rows) == 1
     assert next_tier_at == next_at
     assert [row.start for row in rows] == [Decimal(0), Decimal(100), Decimal(1000)]
+
+
+def test_a_lake_outage_shows_a_message_not_an_error(client, acme, monkeypatch):
+    from metering.lake import LakeError
+    from portal.dashboards import tenant as tenant_module
+
+    def down(**kwargs):
+        raise LakeError("the lake did not answer")
+
+    monkeypatch.setattr(tenant_module, "period_quantities", down)
+    monkeypatch.setattr(tenant_module, "projected_bill", down)
+    client.force_login(acme["user"])
+    response = client.get(URL)
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "Some figures are unavailable right now" in html
+    assert "The projected bill is unavailable right now" in html
+    assert '<strong data-metric="api_calls">unavailable</strong>' in html
