@@ -5,6 +5,11 @@ the local Iceberg table in batches, when the buffer holds LAKE_SINK_MAX_RECORDS 
 oldest record is LAKE_SINK_MAX_SECONDS old, whichever comes first (Firehose's buffering hints).
 Lines the transform refuses are written to an error file under the warehouse (Firehose's error
 output prefix), never to the table.
+
+Accepted records are also appended to a spool file per process until they are in the table, so a
+web process killed between two flushes loses nothing: the next sink to start (in any process)
+appends the spool of a process that is gone. Duplicates this may cause (a kill during a flush) are
+counted once, as every redelivery is.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import atexit
 import json
 import logging
+import os
 import threading
 import time
 from datetime import UTC, datetime
@@ -25,16 +31,22 @@ logger = logging.getLogger(__name__)
 
 
 class BufferedSink:
-    def __init__(self, *, lake=None, max_records: int, max_seconds: float, error_dir: Path | None = None):
+    def __init__(self, *, lake=None, max_records: int, max_seconds: float, error_dir: Path | None = None,
+                 spool_dir: Path | None = None):
         self._lake = lake
         self.max_records = max(1, max_records)
         self.max_seconds = max_seconds
         self.error_dir = error_dir
+        self.spool_dir = spool_dir
         self._buffer: list[dict] = []
         self._oldest: float | None = None
         self._lock = threading.Lock()
         self._timer: threading.Timer | None = None
         self.failed = 0
+        self._spool = None
+        if spool_dir is not None:
+            spool_dir.mkdir(parents=True, exist_ok=True)
+            self._spool_path = spool_dir / f"{os.getpid()}.jsonl"
 
     @property
     def lake(self):
@@ -54,6 +66,7 @@ class BufferedSink:
         flush_now = False
         with self._lock:
             self._buffer.append(record)
+            self._spool_write([record])
             if self._oldest is None:
                 self._oldest = time.monotonic()
                 self._arm_timer()
@@ -76,7 +89,7 @@ class BufferedSink:
         if not batch:
             return 0
         try:
-            return self.lake.append(batch)
+            written = self.lake.append(batch)
         except Exception:
             # Keep the records for the next flush rather than losing them (Firehose retries too).
             logger.exception("local sink: appending %s records failed; kept for the next flush", len(batch))
@@ -84,6 +97,57 @@ class BufferedSink:
                 self._buffer[:0] = batch
                 self._oldest = self._oldest or time.monotonic()
             return 0
+        with self._lock:
+            # The spool now holds only what is still buffered (records put during the append).
+            self._spool_rewrite(self._buffer)
+        return written
+
+    # --- the spool -----------------------------------------------------------------------------------
+
+    def _spool_write(self, records: list[dict]) -> None:
+        if self.spool_dir is None:
+            return
+        if self._spool is None:
+            self._spool = self._spool_path.open("a", encoding="utf-8")
+        self._spool.write("".join(json.dumps(r) + "\n" for r in records))
+        self._spool.flush()
+
+    def _spool_rewrite(self, records: list[dict]) -> None:
+        if self.spool_dir is None:
+            return
+        if self._spool is not None:
+            self._spool.close()
+            self._spool = None
+        if not records:
+            self._spool_path.unlink(missing_ok=True)
+            return
+        tmp = self._spool_path.with_suffix(".tmp")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+        os.replace(tmp, self._spool_path)
+
+    def recover_spools(self) -> int:
+        """Append the spools of sink processes that are gone; returns how many records."""
+        if self.spool_dir is None:
+            return 0
+        recovered = 0
+        for path in sorted(self.spool_dir.glob("*.jsonl")):
+            try:
+                pid = int(path.stem)
+            except ValueError:
+                continue
+            if pid == os.getpid() or _alive(pid):
+                continue
+            claimed = path.with_name(f"{path.stem}.recovering-{os.getpid()}")
+            try:
+                os.rename(path, claimed)  # atomic: two recovering processes cannot both take it
+            except FileNotFoundError:
+                continue
+            records = [json.loads(line) for line in claimed.read_text(encoding="utf-8").splitlines() if line.strip()]
+            if records:
+                self.lake.append(records)
+            claimed.unlink()
+            recovered += len(records)
+        return recovered
 
     def _arm_timer(self) -> None:
         if self.max_seconds <= 0:
@@ -109,6 +173,16 @@ class BufferedSink:
             fh.write(json.dumps({"error": error, "raw": text}) + "\n")
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 _sink: BufferedSink | None = None
 _sink_lock = threading.Lock()
 
@@ -122,8 +196,13 @@ def get_sink() -> BufferedSink:
                 max_records=settings.LAKE_SINK_MAX_RECORDS,
                 max_seconds=settings.LAKE_SINK_MAX_SECONDS,
                 error_dir=Path(settings.LAKE_WAREHOUSE_DIR) / "errors",
+                spool_dir=Path(settings.LAKE_WAREHOUSE_DIR) / "spool",
             )
             atexit.register(_sink.flush)
+            try:
+                _sink.recover_spools()
+            except Exception:  # the spools stay for the next start; the API keeps answering
+                logger.exception("local sink: recovering spooled records failed")
         return _sink
 
 
@@ -134,3 +213,12 @@ def reset_sink() -> None:
         sink, _sink = _sink, None
     if sink is not None:
         sink.flush()
+
+
+def recover_orphaned_spools(lake=None) -> int:
+    """Append the spooled records of dead web processes (the usage sync calls this before reading)."""
+    spool = Path(settings.LAKE_WAREHOUSE_DIR) / "spool"
+    if not spool.is_dir():
+        return 0
+    sink = BufferedSink(lake=lake, max_records=1, max_seconds=0, spool_dir=spool)
+    return sink.recover_spools()

@@ -58,7 +58,13 @@ def usage_sync(*, start: datetime | None = None, end: datetime | None = None, la
     is recorded as failed and the LakeError raised. The billing run calls this for a period's last
     hours before pricing it. Returns the SyncRun (saved).
     """
-    lake = lake or get_lake()
+    if lake is None:
+        lake = get_lake()
+        if settings.LAKE_BACKEND == "local":
+            from metering.sink import recover_orphaned_spools
+
+            # Records buffered by a web process that died before its flush are not left behind.
+            recover_orphaned_spools(lake)
     attempts = attempts or settings.USAGE_SYNC_ATTEMPTS
     retry_delay = settings.USAGE_SYNC_RETRY_DELAY if retry_delay is None else retry_delay
     backend = type(lake).__name__

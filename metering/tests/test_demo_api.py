@@ -1,7 +1,9 @@
 """The metered demo API: the sample's GET /random/strings, its access log through the transform into the lake."""
 
+import os
 import string
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 import requests
@@ -146,3 +148,33 @@ def test_the_sample_client_works_against_the_live_server(transactional_db, lake,
         assert response.status_code == 200 and len(response.json()) == num
     assert requests.get(f"{base}/random/strings", timeout=10).status_code == 401
     assert len(rows(lake)) == 4
+
+
+def test_records_of_a_killed_process_are_recovered_from_its_spool(db, lake, tmp_path):
+    import subprocess
+    import sys
+
+    spool = tmp_path / "spool"
+    line = ('{"request_id": "k%d", "ip": "192.0.2.1", "user": "u", "request_time": 1793491200823, '
+            '"http_method": "GET", "resource_path": "/random/strings", "status": 200, "protocol": "HTTP/1.1", '
+            '"response_length": 5, "tenant_id": "t"}')
+    # A process buffers two records, then dies without flushing (as SIGKILL or SIGTERM would leave it).
+    dead = subprocess.run([sys.executable, "-c", f"""
+import os, sys
+sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})
+from pathlib import Path
+from metering.sink import BufferedSink
+sink = BufferedSink(lake=object(), max_records=100, max_seconds=3600, spool_dir=Path({str(spool)!r}))
+sink.put({line % 1!r}); sink.put({line % 2!r})
+os._exit(0)
+"""], check=True)
+    assert dead.returncode == 0 and len(list(spool.glob("*.jsonl"))) == 1
+    survivor = sink_module.BufferedSink(lake=lake, max_records=100, max_seconds=3600, spool_dir=spool)
+    assert survivor.recover_spools() == 2
+    assert sorted(r["request_id"] for r in rows(lake)) == ["k1", "k2"]
+    assert not list(spool.glob("*"))
+    # Our own spool empties once its records are in the table.
+    survivor.put(line % 3)
+    assert (spool / f"{os.getpid()}.jsonl").exists()
+    survivor.flush()
+    assert not (spool / f"{os.getpid()}.jsonl").exists()
