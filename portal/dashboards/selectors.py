@@ -98,6 +98,7 @@ class MetricUsage:
     chart: Chart
     total: Decimal
     top: list[tuple[Tenant, Decimal]] = field(default_factory=list)
+    by_tenant: dict[int, Decimal] = field(default_factory=dict)  # every tenant's figure, by tenant id
 
 
 def _usage_value(row: dict, metric: Metric) -> Decimal:
@@ -184,22 +185,21 @@ def usage_by_metric(*, start: date, end: date, tenant: Tenant | None = None,
             chart.note = ("Each day shows the busiest hour of each of the top tenants (hourly figures of this "
                           "metric do not add up, so there is no 'other tenants' line).")
         top = [(tenants[tid], display_quantity(v, metric)) for tid, v in ranking.get(metric.pk, [])[:TOP_TABLE]]
+        by_tenant = {tid: display_quantity(v, metric) for tid, v in ranking.get(metric.pk, [])}
         result.append(MetricUsage(metric=metric, chart=chart, total=display_quantity(totals.get(metric.pk), metric),
-                                  top=top))
+                                  top=top, by_tenant=by_tenant))
     return result
 
 
 def top_tenants_table(usage: list[MetricUsage]) -> tuple[list[Metric], list[dict]]:
-    """The tenants in any metric's top ten, with their figure for every metric, busiest first."""
+    """The ten busiest tenants by the first metric that adds up (calls rather than distinct IPs), with
+    their figure for every metric."""
     metrics = [u.metric for u in usage]
-    figures: dict[int, dict] = {}
-    for column, item in enumerate(usage):
-        for rank, (tenant, value) in enumerate(item.top):
-            row = figures.setdefault(tenant.pk, {"tenant": tenant, "values": [None] * len(usage), "rank": rank})
-            row["values"][column] = value
-            row["rank"] = min(row["rank"], rank + column * TOP_TABLE)
-    rows = sorted(figures.values(), key=lambda r: (r["rank"], r["tenant"].slug))
-    return metrics, rows[:TOP_TABLE]
+    if not usage:
+        return metrics, []
+    primary = next((u for u in usage if u.metric.aggregation in ADDITIVE), usage[0])
+    rows = [{"tenant": tenant, "values": [u.by_tenant.get(tenant.pk) for u in usage]} for tenant, _ in primary.top]
+    return metrics, rows
 
 
 # --- revenue and invoices ------------------------------------------------------------------------
@@ -396,6 +396,7 @@ def provider_dashboard(*, start: date, end: date, tenant: Tenant | None = None) 
         "usage": usage,
         "top_metrics": top_metrics,
         "top_rows": top_rows,
+        "top_primary": next((m for m in top_metrics if m.aggregation in ADDITIVE), top_metrics[0] if top_metrics else None),
         "revenue_chart": revenue_chart,
         "revenue_plans": revenue_plans,
         "invoices_chart": invoices_chart,

@@ -113,6 +113,7 @@ def test_top_tenants_revenue_invoices_unattributed_and_pipeline(staff_client, pl
     # Top tenants: the busiest first (the sample makes later tenants busier).
     top = html[html.index('id="top-tenants"'):]
     assert top.index(tenants[2].slug) < top.index(tenants[0].slug)
+    assert "Ranked by API calls." in top and "–" not in top[:top.index("</table>")]  # every figure filled
     # Revenue: finalized and paid only, by month and plan; drafts are not revenue.
     revenue = chart_data(html, "revenue")
     assert {s["label"] for s in revenue["series"]} == {"pro", "starter"}
