@@ -51,6 +51,7 @@ from metering.pricing import (
     price_period,
 )
 from metering.selectors import period_quantities
+from metering.services.sync import ceil_hour, floor_hour
 from portal.errors import ApplicationError
 from tenants.models import BillingCycle, PlanVersion, Subscription, SubscriptionStatus
 
@@ -159,18 +160,31 @@ class _Catalog:
         return {code: metric.name for code, metric in self.metrics.items()}
 
 
+def _usage_window(subscription: Subscription, part: _Part) -> tuple[datetime, datetime]:
+    """The hours whose usage a part counts.
+
+    Usage is kept per hour, so boundaries are moved to whole hours: every boundary down to the hour
+    that contains it (an hour belongs to the part in force when it began, so adjacent parts and
+    periods share no hour), except the subscription's end, moved up so that the calls of its last
+    partial hour are billed. The first partial hour of a subscription (or after its trial) counts too.
+    """
+    start = max(part.start, subscription.trial_ends_at) if subscription.trial_ends_at else part.start
+    end = ceil_hour(part.end) if subscription.ends_at and part.end >= subscription.ends_at else floor_hour(part.end)
+    return floor_hour(start), end
+
+
 def _segments(subscription: Subscription, start: datetime, end: datetime, catalog: _Catalog) -> list[Segment]:
     segments = []
     trial_end = subscription.trial_ends_at
     for part in _parts(subscription, start, end):
         spec = catalog.spec(part.version)
-        usage_start = max(part.start, trial_end) if trial_end else part.start
-        if usage_start >= part.end:
+        usage_start, usage_end = _usage_window(subscription, part)
+        if (trial_end and trial_end >= part.end) or usage_start >= usage_end:
             quantities = {}  # the whole part is trial time: no usage is counted
         else:
             metrics = [catalog.metrics[code] for code in spec.metric_codes]
             quantities = period_quantities(
-                subscription_or_tenant=subscription.tenant, metrics=metrics, start=usage_start, end=part.end
+                subscription_or_tenant=subscription.tenant, metrics=metrics, start=usage_start, end=usage_end
             )
         segments.append(Segment(spec, part.start, part.end, quantities))
     return segments

@@ -15,7 +15,7 @@ from metering.models import FinalizedInvoiceError, HourlyUsage, Invoice, Invoice
 from metering.services import billing
 from metering.services.billing import billing_run, invoice_finalize, invoice_reissue, projected_bill
 from tenants.models import BillingCycle
-from tenants.services.subscriptions import subscription_change_plan, subscription_create
+from tenants.services.subscriptions import subscription_change_plan, subscription_create, subscription_end
 from tenants.tests.factories import SAMPLE_FILE, TenantFactory, import_sample_plans
 
 OCT = datetime(2026, 10, 1, tzinfo=UTC)
@@ -302,3 +302,13 @@ def test_billing_task_on_a_real_worker(celery_worker_process):
     assert result.get(timeout=120)["created"] == 1
     assert run_billing.apply_async(kwargs={"as_of": "2026-11-01T03:00:00+00:00"}, queue=celery_worker_process).get(timeout=120)["created"] == 0
     assert Invoice.objects.count() == 1
+
+
+def test_calls_in_the_first_and_last_partial_hours_are_billed(versions):
+    start = datetime(2026, 10, 3, 14, 23, tzinfo=UTC)
+    sub = _subscribe("partial", versions["starter"], start=start)
+    add_usage(sub.tenant, "api_calls", datetime(2026, 10, 3, 14, tzinfo=UTC), 100)  # the hour it started in
+    subscription_end(subscription=sub, at=datetime(2026, 10, 20, 9, 40, tzinfo=UTC))
+    add_usage(sub.tenant, "api_calls", datetime(2026, 10, 20, 9, tzinfo=UTC), 50)  # the hour it ended in
+    invoice = bill(NOV).created[0]
+    assert invoice.lines.get(metric_code="api_calls").quantity == Decimal("150")
