@@ -10,9 +10,12 @@ tenant cannot be attributed are written as UnattributedUsage, never dropped.
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import duckdb
 import pyarrow as pa
@@ -64,7 +67,10 @@ def usage_sync(*, start: datetime | None = None, end: datetime | None = None, la
             from metering.sink import recover_orphaned_spools
 
             # Records buffered by a web process that died before its flush are not left behind.
-            recover_orphaned_spools(lake)
+            try:
+                recover_orphaned_spools(lake)
+            except Exception:  # they stay spooled for the next run; this one syncs what is there
+                logger.exception("usage sync: recovering spooled records failed")
     attempts = attempts or settings.USAGE_SYNC_ATTEMPTS
     retry_delay = settings.USAGE_SYNC_RETRY_DELAY if retry_delay is None else retry_delay
     backend = type(lake).__name__
@@ -163,8 +169,21 @@ FROM valued WHERE tenant IS NULL GROUP BY 1, 2, metric, hour ORDER BY 1, 2, metr
 """
 
 
-def shape_rows(rows, *, metrics: Sequence[Metric], updated: str, tz_suffix: str = "") -> tuple[list, list]:
-    """(attributed rows, unattributed rows) ready for the database, from the lake's hourly groups.
+@dataclass(frozen=True)
+class CsvRows:
+    """Rows written by DuckDB to a CSV file (every field quoted), for PostgreSQL's COPY ... CSV."""
+
+    path: Path
+    count: int
+
+    def __len__(self) -> int:
+        return self.count
+
+
+def shape_rows(rows, *, metrics: Sequence[Metric], updated: str, tz_suffix: str = "",
+               csv_dir: Path | None = None) -> tuple[list | CsvRows, list | CsvRows]:
+    """(attributed rows, unattributed rows) ready for the database, from the lake's hourly groups:
+    lists of tuples, or with ``csv_dir`` CSV files (no Python object per row).
 
     Attribution: ``tenant_id`` when it names a tenant; else (no tenant_id in the log) the tenant of
     the tenant user named by ``user``; else unattributed, keyed by what the log had. Zero values are
@@ -185,11 +204,20 @@ def shape_rows(rows, *, metrics: Sequence[Metric], updated: str, tz_suffix: str 
                                                                                   pa.int64())}))
         shape = _SHAPE_SQL.format(columns=", ".join(f'"{n}"' for n in names))
         params = {"suffix": tz_suffix, "updated": updated}
-        attributed = con.execute(shape + _ATTRIBUTED_SQL, params).fetchall()
-        orphans = con.execute(shape + _ORPHAN_SQL, params).fetchall()
+        if csv_dir is None:
+            return (con.execute(shape + _ATTRIBUTED_SQL, params).fetchall(),
+                    con.execute(shape + _ORPHAN_SQL, params).fetchall())
+        out = []
+        for name, sql in (("attributed", _ATTRIBUTED_SQL), ("unattributed", _ORPHAN_SQL)):
+            path = Path(csv_dir) / f"{name}.csv"
+            if "'" in str(path):
+                raise ValueError(f"unusable temporary path {path}")
+            count = con.execute(f"COPY ({shape + sql}) TO '{path}' (FORMAT csv, HEADER false, FORCE_QUOTE *)",
+                                params).fetchall()[0][0]
+            out.append(CsvRows(path=path, count=int(count)))
+        return out[0], out[1]
     finally:
         con.close()
-    return attributed, orphans
 
 
 def write_hourly_rows(rows, *, metrics: Sequence[Metric], start: datetime, end: datetime) -> tuple[int, int]:
@@ -205,7 +233,16 @@ def write_hourly_rows(rows, *, metrics: Sequence[Metric], start: datetime, end: 
     else:
         # Django's own text form of the instant, so that the stale-row comparison below is exact.
         updated, suffix = connection.ops.adapt_datetimefield_value(now), ""
-    attributed, orphans = shape_rows(rows, metrics=metrics, updated=updated, tz_suffix=suffix)
+    with tempfile.TemporaryDirectory(prefix="usage-sync-") as scratch:
+        # PostgreSQL takes the rows as CSV files that DuckDB writes (COPY ... CSV), SQLite as tuples.
+        attributed, orphans = shape_rows(rows, metrics=metrics, updated=updated, tz_suffix=suffix,
+                                         csv_dir=Path(scratch) if connection.vendor == "postgresql" else None)
+        _replace_rows(attributed, orphans, metric_ids=metric_ids, start=start, end=end, now=now)
+    return len(attributed), len(orphans)
+
+
+def _replace_rows(attributed, orphans, *, metric_ids: list[int], start: datetime, end: datetime,
+                  now: datetime) -> None:
     with transaction.atomic():
         # Serialises concurrent syncs (a beat tick and a billing run's final sync).
         list(SyncCursor.objects.select_for_update().filter(name=settings.LAKE_BACKEND))
@@ -217,7 +254,6 @@ def write_hourly_rows(rows, *, metrics: Sequence[Metric], start: datetime, end: 
         stale = {"hour__gte": start, "hour__lt": end, "metric_id__in": metric_ids, "updated_at__lt": now}
         HourlyUsage.objects.filter(**stale).delete()
         UnattributedUsage.objects.filter(**stale).delete()
-    return len(attributed), len(orphans)
 
 
 def _bulk_upsert(model, key_columns: tuple[str, ...], rows: list[tuple]) -> None:
@@ -229,7 +265,7 @@ def _bulk_upsert(model, key_columns: tuple[str, ...], rows: list[tuple]) -> None
     the ORM's bulk_create to write in seconds. Same semantics as
     bulk_create(update_conflicts=True, unique_fields=key, update_fields=["value", "updated_at"]).
     """
-    if not rows:
+    if not len(rows):
         return
     qn = connection.ops.quote_name
     table = qn(model._meta.db_table)
@@ -243,9 +279,15 @@ def _bulk_upsert(model, key_columns: tuple[str, ...], rows: list[tuple]) -> None
             cursor.execute(f"CREATE TEMPORARY TABLE {temp} ON COMMIT DROP AS "
                            f"SELECT {column_sql} FROM {table} WITH NO DATA")
             raw = cursor.cursor if hasattr(cursor, "cursor") else cursor
-            with raw.copy(f"COPY {temp} ({column_sql}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(row)
+            if isinstance(rows, CsvRows):
+                with raw.copy(f"COPY {temp} ({column_sql}) FROM STDIN (FORMAT csv)") as copy, \
+                        rows.path.open("rb") as source:
+                    while chunk := source.read(1 << 20):
+                        copy.write(chunk)
+            else:
+                with raw.copy(f"COPY {temp} ({column_sql}) FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row(row)
             cursor.execute(f"INSERT INTO {table} ({column_sql}) SELECT {column_sql} FROM {temp} "
                            f"ON CONFLICT ({conflict}) DO UPDATE SET {update}")
             # Dropped now, not only at commit: an enclosing transaction may sync again.

@@ -237,3 +237,11 @@ def test_a_resync_moves_usage_once_its_user_is_known(lake, portal):
     assert not UnattributedUsage.objects.filter(user_key=OLD_FORMAT_USER).exists()
     after = sum(r.value for r in HourlyUsage.objects.filter(tenant=portal["globex"], metric__code="api_calls"))
     assert after == before + 1
+
+
+def test_unattributed_keys_are_kept_verbatim(lake, portal):
+    odd = 'evil",\n\tuser\\\\ \'x\' é'
+    record = dict(sample_records()[0], request_id="odd-1", user=odd, tenant_id=None)
+    lake.append([record])
+    usage_sync(start=START, end=END)
+    assert UnattributedUsage.objects.filter(user_key=odd, tenant_key="", metric__code="api_calls").get().value == 1
