@@ -246,8 +246,13 @@ def _replace_rows(attributed, orphans, *, metric_ids: list[int], start: datetime
     with transaction.atomic():
         # Serialises concurrent syncs (a beat tick and a billing run's final sync).
         list(SyncCursor.objects.select_for_update().filter(name=settings.LAKE_BACKEND))
-        _bulk_upsert(HourlyUsage, ("tenant_id", "metric_id", "hour"), attributed)
-        _bulk_upsert(UnattributedUsage, ("tenant_key", "user_key", "metric_id", "hour"), orphans)
+        window = {"hour__gte": start, "hour__lt": end, "metric_id__in": metric_ids}
+        # Every row written lies in the window, so an empty window (a first sync, a backfill) cannot
+        # conflict: PostgreSQL then COPYs straight into the table.
+        _bulk_upsert(HourlyUsage, ("tenant_id", "metric_id", "hour"), attributed,
+                     no_conflict=not HourlyUsage.objects.filter(**window).exists())
+        _bulk_upsert(UnattributedUsage, ("tenant_key", "user_key", "metric_id", "hour"), orphans,
+                     no_conflict=not UnattributedUsage.objects.filter(**window).exists())
         # Rows of the window that this run did not write are stale (usage re-attributed to a tenant
         # since, or a metric's filter changed): upsert-then-prune rewrites only what changed, where
         # delete-then-insert rewrote every row of the window.
@@ -256,7 +261,8 @@ def _replace_rows(attributed, orphans, *, metric_ids: list[int], start: datetime
         UnattributedUsage.objects.filter(**stale).delete()
 
 
-def _bulk_upsert(model, key_columns: tuple[str, ...], rows: list[tuple]) -> None:
+def _bulk_upsert(model, key_columns: tuple[str, ...], rows: list[tuple] | CsvRows, *,
+                 no_conflict: bool = False) -> None:
     """Insert (key..., value, updated_at) rows (hour, value and updated_at as text), updating value
     on a key conflict.
 
@@ -275,19 +281,26 @@ def _bulk_upsert(model, key_columns: tuple[str, ...], rows: list[tuple]) -> None
     update = f"{qn('value')} = EXCLUDED.{qn('value')}, {qn('updated_at')} = EXCLUDED.{qn('updated_at')}"
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
+            raw = cursor.cursor if hasattr(cursor, "cursor") else cursor
+
+            def copy_into(target: str) -> None:
+                if isinstance(rows, CsvRows):
+                    with raw.copy(f"COPY {target} ({column_sql}) FROM STDIN (FORMAT csv)") as copy, \
+                            rows.path.open("rb") as source:
+                        while chunk := source.read(1 << 20):
+                            copy.write(chunk)
+                else:
+                    with raw.copy(f"COPY {target} ({column_sql}) FROM STDIN") as copy:
+                        for row in rows:
+                            copy.write_row(row)
+
+            if no_conflict:
+                copy_into(table)
+                return
             temp = qn(f"tmp_{model._meta.db_table}")
             cursor.execute(f"CREATE TEMPORARY TABLE {temp} ON COMMIT DROP AS "
                            f"SELECT {column_sql} FROM {table} WITH NO DATA")
-            raw = cursor.cursor if hasattr(cursor, "cursor") else cursor
-            if isinstance(rows, CsvRows):
-                with raw.copy(f"COPY {temp} ({column_sql}) FROM STDIN (FORMAT csv)") as copy, \
-                        rows.path.open("rb") as source:
-                    while chunk := source.read(1 << 20):
-                        copy.write(chunk)
-            else:
-                with raw.copy(f"COPY {temp} ({column_sql}) FROM STDIN") as copy:
-                    for row in rows:
-                        copy.write_row(row)
+            copy_into(temp)
             cursor.execute(f"INSERT INTO {table} ({column_sql}) SELECT {column_sql} FROM {temp} "
                            f"ON CONFLICT ({conflict}) DO UPDATE SET {update}")
             # Dropped now, not only at commit: an enclosing transaction may sync again.
