@@ -98,6 +98,11 @@ def run(args, tmp: Path, settings, connection) -> None:
     print(f"sync (DuckDB over planned files + bulk upsert): {fast:.2f} s for {args.events:,} events, "
           f"{sync.rows_read:,} groups read, {rows:,} hourly rows written -> {fast_rate:,.0f} events/s"
           f"  [{'under' if fast < 20 else 'OVER'} the 20 s target]")
+    began = time.perf_counter()
+    usage_sync(start=start, end=end, lake=lake, triggered_by="bench")
+    again = time.perf_counter() - began
+    print(f"re-sync of the same window (every row upserted, none changed): {again:.2f} s; "
+          f"rows still {HourlyUsage.objects.count():,}")
     peak_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak resident memory: {peak_before:,.0f} MB after generation, {peak_after:,.0f} MB after the sync "
           f"(DuckDB memory_limit {settings.LAKE_DUCKDB_MEMORY_LIMIT})")
