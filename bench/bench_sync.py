@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import shutil
 import sys
 import tempfile
 import time
@@ -38,6 +39,7 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--naive-events", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder (lake, database)")
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-sync-"))
@@ -60,6 +62,10 @@ def main() -> None:
         run(args, tmp, settings, connection)
     finally:
         teardown_databases(old_config, verbosity=0)
+        if args.keep:
+            print(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def run(args, tmp: Path, settings, connection) -> None:
