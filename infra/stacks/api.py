@@ -5,14 +5,12 @@ from __future__ import annotations
 from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_cognito as cognito
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kinesisfirehose as firehose
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from infra.config import RANDOM_STRINGS_SOURCE_DIR, PipelineConfig
-from infra.stacks.transform_lambda import LAMBDA_RUNTIME
+from infra.stacks.transform_lambda import python_function
 
 STAGE_NAME = "prod"
 METERED_PATH = ("random", "strings")
@@ -87,32 +85,17 @@ class RandomGenApiStack(Stack):
             write_attributes=cognito.ClientAttributes().with_standard_attributes(email=True, fullname=True),
         )
 
-        fn_log_group = logs.LogGroup(
-            self,
-            "RandomStringsLogGroup",
-            retention=logs.RetentionDays.TWO_WEEKS,
-            removal_policy=RemovalPolicy.DESTROY,
-        )
-        fn_role = iam.Role(
-            self,
-            "RandomStringsRole",
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            description="Execution role of the metered demo API's Lambda",
-        )
-        fn_log_group.grant_write(fn_role)
-        self.function = lambda_.Function(
+        self.function = python_function(
             self,
             "RandomStringsFunction",
+            prefix="RandomStrings",
+            role_description="Execution role of the metered demo API's Lambda",
             # The seed ran this on python3.9, a deprecated runtime that synth-time validation warns about.
-            runtime=LAMBDA_RUNTIME,
-            architecture=lambda_.Architecture.ARM_64,
             handler="index.handler",
             code=lambda_.Code.from_asset(str(RANDOM_STRINGS_SOURCE_DIR), exclude=["__pycache__", "*.pyc"]),
             description="GET /random/strings: the metered demo API",
             timeout=Duration.seconds(10),
             memory_size=128,
-            role=fn_role,
-            log_group=fn_log_group,
         )
 
         self.api = apigw.RestApi(

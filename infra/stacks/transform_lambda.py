@@ -18,6 +18,40 @@ from infra.config import TRANSFORM_HANDLER, PipelineConfig
 LAMBDA_RUNTIME = lambda_.Runtime.PYTHON_3_13
 
 
+def python_function(
+    scope: Construct, construct_id: str, *, role_description: str, prefix: str | None = None, **function_props
+) -> lambda_.Function:
+    """A Python Lambda on the current runtime with a log group and an execution role of its own.
+
+    A role of our own instead of AWSLambdaBasicExecutionRole: that managed policy allows writing to any
+    log group (Resource "*"); this one may write only to the function's own group. Construct ids are
+    `<prefix>LogGroup`, `<prefix>Role` (prefix defaults to the function's id) and the function's id.
+    """
+    prefix = prefix or construct_id
+    log_group = logs.LogGroup(
+        scope,
+        f"{prefix}LogGroup",
+        retention=logs.RetentionDays.TWO_WEEKS,
+        removal_policy=RemovalPolicy.DESTROY,
+    )
+    role = iam.Role(
+        scope,
+        f"{prefix}Role",
+        assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+        description=role_description,
+    )
+    log_group.grant_write(role)
+    return lambda_.Function(
+        scope,
+        construct_id,
+        runtime=LAMBDA_RUNTIME,
+        architecture=lambda_.Architecture.ARM_64,
+        role=role,
+        log_group=log_group,
+        **function_props,
+    )
+
+
 def stage_single_module(source: Path) -> Path:
     """Copy one module into a fresh directory and return the directory, for `Code.from_asset`.
 
@@ -41,27 +75,10 @@ class FirehoseDataProcLambdaStack(Stack):
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
 
-        # A role of our own instead of AWSLambdaBasicExecutionRole: that managed policy allows writing to
-        # any log group (Resource "*"); this one may write only to the function's own group.
-        log_group = logs.LogGroup(
-            self,
-            "FirehoseToIcebergTransformerLogGroup",
-            retention=logs.RetentionDays.TWO_WEEKS,
-            removal_policy=RemovalPolicy.DESTROY,
-        )
-        role = iam.Role(
-            self,
-            "FirehoseToIcebergTransformerRole",
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            description="Execution role of the Firehose-to-Iceberg transform Lambda",
-        )
-        log_group.grant_write(role)
-
-        self.data_proc_lambda_fn = lambda_.Function(
+        self.data_proc_lambda_fn = python_function(
             self,
             "FirehoseToIcebergTransformer",
-            runtime=LAMBDA_RUNTIME,
-            architecture=lambda_.Architecture.ARM_64,
+            role_description="Execution role of the Firehose-to-Iceberg transform Lambda",
             handler=TRANSFORM_HANDLER,
             code=lambda_.Code.from_asset(str(stage_single_module(transform_source))),
             description="Validates API Gateway access-log records and routes them to the Iceberg table",
@@ -72,8 +89,6 @@ class FirehoseDataProcLambdaStack(Stack):
             },
             timeout=Duration.minutes(1),
             memory_size=256,
-            role=role,
-            log_group=log_group,
         )
 
         CfnOutput(self, "FirehoseDataProcFuncName", value=self.data_proc_lambda_fn.function_name)
