@@ -68,7 +68,9 @@ class Invoice(models.Model):
 
     def save(self, *args, **kwargs):
         if self.pk is not None:
-            stored = type(self).objects.filter(pk=self.pk).values("status", *self.FROZEN_FIELDS).first()
+            stored = getattr(self, "_stored", None)
+            if stored is None or any(name not in stored for name in ("status", *self.FROZEN_FIELDS)):
+                stored = type(self).objects.filter(pk=self.pk).values("status", *self.FROZEN_FIELDS).first()
             if stored and stored["status"] != InvoiceStatus.DRAFT:
                 changed = [name for name in self.FROZEN_FIELDS if stored[name] != getattr(self, name)]
                 if changed:
@@ -77,11 +79,18 @@ class Invoice(models.Model):
                         "(void it and issue a replacement)"
                     )
         super().save(*args, **kwargs)
+        self._stored = {name: getattr(self, name) for name in ("status", *self.FROZEN_FIELDS)}
 
     def get_absolute_url(self):
         from django.urls import reverse
 
         return reverse("invoice-document", args=[self.public_id])
+
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        instance = super().from_db(db, field_names, values)
+        instance._stored = dict(zip(field_names, values, strict=True))  # what the row held, for save()'s check
+        return instance
 
     @property
     def is_editable(self) -> bool:

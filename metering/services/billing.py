@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.core.mail import send_mail
+from django.core.mail import EmailMessage, get_connection
 from django.db import IntegrityError, transaction
 from django.db.models import Q, Sum
 from django.template.loader import render_to_string
@@ -50,7 +50,7 @@ from metering.pricing import (
     price_charge,
     price_period,
 )
-from metering.selectors import period_quantities
+from metering.selectors import period_quantities_many
 from metering.services.sync import ceil_hour, floor_hour
 from portal.errors import ApplicationError
 from tenants.models import BillingCycle, PlanVersion, Subscription, SubscriptionStatus
@@ -150,6 +150,7 @@ class _Catalog:
     def __init__(self):
         self.metrics = {metric.code: metric for metric in Metric.objects.all()}
         self._specs: dict[int, object] = {}
+        self._quantities: dict[tuple, dict[str, Decimal]] = {}
 
     def spec(self, version: PlanVersion):
         if version.pk not in self._specs:
@@ -158,6 +159,22 @@ class _Catalog:
 
     def metric_names(self) -> dict[str, str]:
         return {code: metric.name for code, metric in self.metrics.items()}
+
+    def prefetch_quantities(self, tenants, codes: tuple[str, ...], window: tuple[datetime, datetime]) -> None:
+        """Fetch the quantities of many tenants over one window at once, for quantities() to hand out."""
+        found = period_quantities_many(
+            tenants=tenants, metrics=[self.metrics[code] for code in codes], start=window[0], end=window[1]
+        )
+        for tenant_id, quantities in found.items():
+            self._quantities[(tenant_id, codes, window)] = quantities
+
+    def quantities(self, tenant, codes: tuple[str, ...], window: tuple[datetime, datetime]) -> dict[str, Decimal]:
+        # Prefetched figures are handed out once, so a later pricing of the same window reads fresh usage.
+        found = self._quantities.pop((tenant.pk, codes, window), None)
+        if found is None:
+            self.prefetch_quantities([tenant], codes, window)
+            found = self._quantities.pop((tenant.pk, codes, window))
+        return found
 
 
 def _usage_window(subscription: Subscription, part: _Part) -> tuple[datetime, datetime]:
@@ -173,21 +190,22 @@ def _usage_window(subscription: Subscription, part: _Part) -> tuple[datetime, da
     return floor_hour(start), end
 
 
-def _segments(subscription: Subscription, start: datetime, end: datetime, catalog: _Catalog) -> list[Segment]:
-    segments = []
+def _part_windows(subscription: Subscription, start: datetime, end: datetime, catalog: _Catalog):
+    """(part, plan spec, usage window) for each part of the period; the window is None for trial time."""
     trial_end = subscription.trial_ends_at
     for part in _parts(subscription, start, end):
-        spec = catalog.spec(part.version)
-        usage_start, usage_end = _usage_window(subscription, part)
-        if (trial_end and trial_end >= part.end) or usage_start >= usage_end:
-            quantities = {}  # the whole part is trial time: no usage is counted
-        else:
-            metrics = [catalog.metrics[code] for code in spec.metric_codes]
-            quantities = period_quantities(
-                subscription_or_tenant=subscription.tenant, metrics=metrics, start=usage_start, end=usage_end
-            )
-        segments.append(Segment(spec, part.start, part.end, quantities))
-    return segments
+        window = _usage_window(subscription, part)
+        if (trial_end and trial_end >= part.end) or window[0] >= window[1]:
+            window = None  # the whole part is trial time: no usage is counted
+        yield part, catalog.spec(part.version), window
+
+
+def _segments(subscription: Subscription, start: datetime, end: datetime, catalog: _Catalog) -> list[Segment]:
+    return [
+        Segment(spec, part.start, part.end,
+                {} if window is None else catalog.quantities(subscription.tenant, spec.metric_codes, window))
+        for part, spec, window in _part_windows(subscription, start, end, catalog)
+    ]
 
 
 def price_subscription_period(
@@ -239,15 +257,27 @@ def _billed_quantities(invoice: Invoice) -> dict[str, Decimal]:
     return billed
 
 
-def _late_usage_rows(subscription: Subscription, before: datetime, catalog: _Catalog) -> list[dict]:
-    """Lines for usage that reached the portal after the invoice of its period was finalized."""
+def _sent_invoices(subscriptions, since: datetime) -> dict[int, list[Invoice]]:
+    """Finalized and paid invoices of these subscriptions whose period ended after `since`, per subscription."""
+    sent: dict[int, list[Invoice]] = {subscription.pk: [] for subscription in subscriptions}
+    for invoice in Invoice.objects.filter(
+        subscription__in=list(sent), status__in=[InvoiceStatus.FINALIZED, InvoiceStatus.PAID], period_end__gt=since
+    ).order_by("period_start"):
+        sent[invoice.subscription_id].append(invoice)
+    return sent
+
+
+def _late_usage_rows(
+    subscription: Subscription, before: datetime, catalog: _Catalog, sent: list[Invoice] | None = None
+) -> list[dict]:
+    """Lines for usage that reached the portal after the invoice of its period was finalized.
+
+    `sent`: the subscription's sent invoices when the caller fetched them for a whole batch.
+    """
     rows = []
-    earlier = Invoice.objects.filter(
-        subscription=subscription,
-        status__in=[InvoiceStatus.FINALIZED, InvoiceStatus.PAID],
-        period_end__lte=before,
-        period_end__gt=before - LATE_USAGE_HORIZON,
-    ).order_by("period_start")
+    if sent is None:
+        sent = _sent_invoices([subscription], before - LATE_USAGE_HORIZON)[subscription.pk]
+    earlier = [invoice for invoice in sent if before - LATE_USAGE_HORIZON < invoice.period_end <= before]
     for invoice in earlier:
         segments = _segments(subscription, invoice.period_start, invoice.period_end, catalog)
         if not segments:
@@ -286,10 +316,13 @@ def _late_usage_rows(subscription: Subscription, before: datetime, catalog: _Cat
     return rows
 
 
-def _invoice_rows(subscription: Subscription, start: datetime, end: datetime, catalog: _Catalog) -> tuple[str, list[dict]]:
+def _invoice_rows(
+    subscription: Subscription, start: datetime, end: datetime, catalog: _Catalog, sent: list[Invoice] | None = None
+) -> tuple[str, list[dict]]:
     """(currency, line rows) of one period: the priced period, then late usage of earlier periods."""
     priced = price_subscription_period(subscription, start, end, catalog)
-    rows = _line_rows(priced, catalog.metric_names()) + _late_usage_rows(subscription, start + timedelta(seconds=1), catalog)
+    late = _late_usage_rows(subscription, start + timedelta(seconds=1), catalog, sent)
+    rows = _line_rows(priced, catalog.metric_names()) + late
     return priced.currency, rows
 
 
@@ -315,11 +348,17 @@ def _price_into(invoice: Invoice, catalog: _Catalog) -> None:
 def invoice_create(
     *, subscription: Subscription, period_start: datetime, period_end: datetime, as_of: datetime,
     billing_run: BillingRun | None = None, replaces: Invoice | None = None, catalog: _Catalog | None = None,
+    checked: bool = False, sent: list[Invoice] | None = None,
 ) -> Invoice | None:
-    """Write the draft invoice of one period, or return None when a live one exists already."""
-    if Invoice.objects.filter(subscription=subscription, period_start=period_start).exclude(status=InvoiceStatus.VOID).exists():
+    """Write the draft invoice of one period, or return None when a live one exists already.
+
+    `checked`: the caller holds the subscription's lock and knows there is no live invoice yet.
+    """
+    if not checked and Invoice.objects.filter(subscription=subscription, period_start=period_start).exclude(
+        status=InvoiceStatus.VOID
+    ).exists():
         return None
-    currency, rows = _invoice_rows(subscription, period_start, period_end, catalog or _Catalog())
+    currency, rows = _invoice_rows(subscription, period_start, period_end, catalog or _Catalog(), sent)
     invoice = Invoice(
         tenant_id=subscription.tenant_id, subscription=subscription, period_start=period_start,
         period_end=period_end, currency=currency, total=_total(rows), billing_run=billing_run,
@@ -339,15 +378,19 @@ def invoice_create(
     return invoice
 
 
-def _next_number(at: datetime) -> str:
+def _next_numbers(at: datetime, count: int) -> list[str]:
+    """`count` consecutive invoice numbers of `at`'s year; the counter stays locked until the caller commits."""
+    if count == 0:
+        return []
     prefix = settings.INVOICE_NUMBER_PREFIX
     sequence = InvoiceSequence.objects.select_for_update().filter(prefix=prefix, year=at.year).first()
     if sequence is None:  # the year's first invoice: create the counter, tolerating a concurrent creator
         InvoiceSequence.objects.bulk_create([InvoiceSequence(prefix=prefix, year=at.year)], ignore_conflicts=True)
         sequence = InvoiceSequence.objects.select_for_update().get(prefix=prefix, year=at.year)
-    sequence.last_number += 1
+    first = sequence.last_number + 1
+    sequence.last_number += count
     sequence.save(update_fields=["last_number"])
-    return f"{prefix}-{at.year}-{sequence.last_number:06d}"
+    return [f"{prefix}-{at.year}-{n:06d}" for n in range(first, first + count)]
 
 
 def invoice_finalize(
@@ -366,31 +409,40 @@ def invoice_finalize(
         )
         if locked.status != InvoiceStatus.DRAFT:
             return locked  # finalized by someone else: nothing to do
-        if reprice:
-            _price_into(locked, catalog or _Catalog())
-        locked.number = _next_number(at)
-        locked.status = InvoiceStatus.FINALIZED
-        locked.finalized_at = at
-        locked.save()
-        transaction.on_commit(lambda: _send_invoice_email(locked.pk))
+        _finalize_locked(locked, at=at, reprice=reprice, catalog=catalog or _Catalog())
+        transaction.on_commit(lambda: _send_invoice_emails([locked.pk]))
     return locked
 
 
-def _send_invoice_email(invoice_pk: int) -> None:
-    invoice = Invoice.objects.select_related("tenant").get(pk=invoice_pk)
-    lines = [(line.description, format_amount(line.amount, invoice.currency)) for line in invoice.lines.all()]
-    context = {"invoice": invoice, "lines": lines, "total": format_amount(invoice.total, invoice.currency),
-               "provider_name": settings.PROVIDER_NAME,
-               "url": settings.PORTAL_BASE_URL.rstrip("/") + invoice.get_absolute_url()}
-    try:
-        send_mail(
+def _finalize_locked(invoice: Invoice, *, at: datetime, reprice: bool, catalog: _Catalog, number: str | None = None) -> None:
+    """Finalize a draft whose row the caller has locked, inside the caller's transaction (which emails it on commit)."""
+    if reprice:
+        _price_into(invoice, catalog)
+    invoice.number = number or _next_numbers(at, 1)[0]
+    invoice.status = InvoiceStatus.FINALIZED
+    invoice.finalized_at = at
+    invoice.save()
+
+
+def _send_invoice_emails(invoice_pks: list[int]) -> None:
+    """Email each finalized invoice to its tenant's billing contact (one connection for the batch)."""
+    messages = []
+    invoices = Invoice.objects.filter(pk__in=invoice_pks).select_related("tenant").prefetch_related("lines")
+    for invoice in invoices.order_by("pk"):
+        lines = [(line.description, format_amount(line.amount, invoice.currency)) for line in invoice.lines.all()]
+        context = {"invoice": invoice, "lines": lines, "total": format_amount(invoice.total, invoice.currency),
+                   "provider_name": settings.PROVIDER_NAME,
+                   "url": settings.PORTAL_BASE_URL.rstrip("/") + invoice.get_absolute_url()}
+        messages.append(EmailMessage(
             subject=f"{settings.PROVIDER_NAME} invoice {invoice.number}",
-            message=render_to_string("metering/invoice_email.txt", context),
+            body=render_to_string("metering/invoice_email.txt", context),
             from_email=settings.DEFAULT_FROM_EMAIL,
-            recipient_list=[invoice.tenant.contact_email],
-        )
-    except Exception:  # the invoice stands; a mail server outage must not undo it
-        logger.exception("could not email invoice %s", invoice.number)
+            to=[invoice.tenant.contact_email],
+        ))
+    try:
+        get_connection().send_messages(messages)
+    except Exception:  # the invoices stand; a mail server outage must not undo them
+        logger.exception("could not email invoices %s", invoice_pks)
 
 
 def invoice_mark_paid(*, invoice: Invoice, at: datetime | None = None) -> Invoice:
@@ -456,6 +508,9 @@ def _sync_before_billing(as_of: datetime) -> None:
     usage_sync(end=as_of, triggered_by="billing")
 
 
+BATCH_SIZE = 200  # subscriptions (or drafts) per transaction: fewer commits, and a crash loses one batch at most
+
+
 def billing_run(
     *, as_of: datetime | None = None, period: str | None = None, finalize_now: bool = False,
     sync: bool = True, triggered_by: str = "",
@@ -463,7 +518,9 @@ def billing_run(
     """Bill every closed period that has no invoice yet, then finalize the drafts whose grace period is over.
 
     Safe to run twice, concurrently, or again after a crash: each (subscription, period) gets exactly
-    one live invoice. `period` ('YYYY-MM') limits billing to periods that start in that month.
+    one live invoice. Work goes in batches, each one transaction holding its rows' locks
+    (``skip_locked``: a parallel worker takes other rows); a batch that dies is rolled back whole and
+    billed by the next run. `period` ('YYYY-MM') limits billing to periods that start in that month.
     `finalize_now` skips the grace period (the demo, and an operator who knows the data is complete).
     """
     as_of = as_of or timezone.now()
@@ -476,28 +533,23 @@ def billing_run(
         if sync:
             _sync_before_billing(as_of)
         catalog = _Catalog()
-        candidates = (
+        candidates = list(
             Subscription.objects.filter(started_at__lt=as_of)
             .filter(Q(status=SubscriptionStatus.ACTIVE) | Q(ends_at__gt=as_of - LATE_USAGE_HORIZON))
             .order_by("pk")
             .values_list("pk", flat=True)
         )
-        for pk in candidates:
-            run.subscriptions_seen += 1
-            try:
-                created.extend(_bill_subscription(pk, as_of=as_of, month=month, run=run, catalog=catalog))
-            except ApplicationError as exc:
-                errors.append(f"subscription {pk}: {exc.message}")
+        run.subscriptions_seen = len(candidates)
+        for batch in _batches(candidates):
+            created.extend(_bill_batch(batch, as_of=as_of, month=month, run=run, catalog=catalog, errors=errors))
         due = Invoice.objects.filter(status=InvoiceStatus.DRAFT)
         if not finalize_now:
             due = due.filter(finalize_after__lte=as_of)
         if month:
             due = due.filter(period_start__gte=month[0], period_start__lt=month[1])
         just_priced = {invoice.pk for invoice in created}
-        for invoice in due.order_by("pk"):
-            done = invoice_finalize(invoice=invoice, at=as_of, reprice=invoice.pk not in just_priced, catalog=catalog)
-            if done.finalized_at and done.status == InvoiceStatus.FINALIZED:
-                finalized.append(done)
+        for batch in _batches(list(due.order_by("pk").values_list("pk", flat=True))):
+            finalized.extend(_finalize_batch(batch, at=as_of, just_priced=just_priced, catalog=catalog))
     except Exception as exc:
         run.status = BillingRunStatus.FAILED
         run.errors = "\n".join([*errors, f"{type(exc).__name__}: {exc}"])
@@ -513,27 +565,71 @@ def billing_run(
     return BillingResult(run, created, finalized)
 
 
-def _bill_subscription(pk: int, *, as_of: datetime, month, run: BillingRun, catalog: _Catalog) -> list[Invoice]:
+def _batches(pks: list[int]):
+    for index in range(0, len(pks), BATCH_SIZE):
+        yield pks[index:index + BATCH_SIZE]
+
+
+def _bill_batch(pks: list[int], *, as_of: datetime, month, run: BillingRun, catalog: _Catalog,
+                errors: list[str]) -> list[Invoice]:
     created = []
     with transaction.atomic():
-        # skip_locked: a parallel worker holding this subscription is billing it; leave it to that worker.
-        subscription = (
+        # skip_locked: a parallel worker holding some of these subscriptions is billing them; leave them to it.
+        subscriptions = list(
             Subscription.objects.select_for_update(skip_locked=True, of=("self",))
             .select_related("tenant", "plan_version__plan")
             .prefetch_related("changes__from_version", "changes__to_version")
-            .filter(pk=pk)
-            .first()
+            .filter(pk__in=pks)
+            .order_by("pk")
         )
-        if subscription is None:
-            return created
-        for start, end in closed_periods(subscription, as_of):
-            if month and not (month[0] <= start < month[1]):
+        live = set(
+            Invoice.objects.filter(subscription__in=subscriptions)
+            .exclude(status=InvoiceStatus.VOID)
+            .values_list("subscription_id", "period_start")
+        )
+        todo = [
+            (subscription, start, end)
+            for subscription in subscriptions
+            for start, end in closed_periods(subscription, as_of)
+            if (not month or month[0] <= start < month[1]) and (subscription.pk, start) not in live
+        ]
+        # The batch's usage in one grouped query per (metrics, window), and the invoices already sent
+        # (for their late usage) in one query (a year back covers yearly periods).
+        wanted: dict[tuple, list] = {}
+        for subscription, start, end in todo:
+            for _part, spec, window in _part_windows(subscription, start, end, catalog):
+                if window is not None:
+                    wanted.setdefault((spec.metric_codes, window), []).append(subscription.tenant)
+        for (codes, window), tenants in wanted.items():
+            catalog.prefetch_quantities(tenants, codes, window)
+        sent = _sent_invoices(subscriptions, as_of - LATE_USAGE_HORIZON - timedelta(days=366))
+        for subscription, start, end in todo:
+            try:
+                invoice = invoice_create(subscription=subscription, period_start=start, period_end=end,
+                                         as_of=as_of, billing_run=run, catalog=catalog, checked=True,
+                                         sent=sent[subscription.pk])
+            except ApplicationError as exc:  # raised before any write for this subscription
+                errors.append(f"subscription {subscription.pk}: {exc.message}")
                 continue
-            invoice = invoice_create(subscription=subscription, period_start=start, period_end=end, as_of=as_of,
-                                     billing_run=run, catalog=catalog)
             if invoice is not None:
                 created.append(invoice)
     return created
+
+
+def _finalize_batch(pks: list[int], *, at: datetime, just_priced: set[int], catalog: _Catalog) -> list[Invoice]:
+    with transaction.atomic():
+        drafts = list(
+            Invoice.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("subscription__tenant", "subscription__plan_version")
+            .filter(pk__in=pks, status=InvoiceStatus.DRAFT)
+            .order_by("pk")
+        )
+        numbers = _next_numbers(at, len(drafts))
+        for invoice, number in zip(drafts, numbers, strict=True):
+            _finalize_locked(invoice, at=at, reprice=invoice.pk not in just_priced, catalog=catalog, number=number)
+        pks = [invoice.pk for invoice in drafts]
+        transaction.on_commit(lambda: _send_invoice_emails(pks))
+    return drafts
 
 
 # --- the projection --------------------------------------------------------------------------------

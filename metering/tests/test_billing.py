@@ -196,9 +196,10 @@ def test_run_killed_half_way_is_finished_by_a_rerun(versions):
             raise RuntimeError("worker killed")
         return real(**kwargs)
 
-    with mock.patch.object(billing, "invoice_create", side_effect=dies_on_the_third), pytest.raises(RuntimeError):
+    with (mock.patch.object(billing, "BATCH_SIZE", 2),
+          mock.patch.object(billing, "invoice_create", side_effect=dies_on_the_third), pytest.raises(RuntimeError)):
         bill(NOV)
-    assert Invoice.objects.count() == 2
+    assert Invoice.objects.count() == 2, "the first batch is committed, the one that died is rolled back whole"
     assert not Invoice.objects.filter(lines__isnull=True).exists(), "no half-written invoice"
     bill(NOV)
     assert sorted(Invoice.objects.values_list("subscription_id", flat=True)) == sorted(s.pk for s in subs)
