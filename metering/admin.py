@@ -1,4 +1,4 @@
-"""Admin for metrics (and, as they land, usage, sync runs and invoices)."""
+"""Admin for metrics, usage, sync runs (invoices and billing runs are in admin_billing)."""
 
 from django import forms
 from django.contrib import admin
