@@ -1,4 +1,4 @@
-"""Usage in the portal database: hourly rows per tenant and metric, unattributed usage, and the sync's state.
+"""Usage in the portal database: hourly rows per tenant and metric, their daily rollup, unattributed usage, sync state.
 
 Values are the metric's raw aggregate (events, bytes, distinct values...) BEFORE its divisor: the
 divisor is applied once, by metering.selectors.period_quantities, so that changing a metric's
@@ -30,6 +30,39 @@ class HourlyUsage(models.Model):
 
     def __str__(self):
         return f"{self.tenant_id} {self.metric_id} {self.hour:%Y-%m-%d %H:00} = {self.value}"
+
+
+class DailyUsage(models.Model):
+    """The hourly rows of a UTC day added up, per tenant and metric: what the dashboards chart by day.
+
+    Derived from HourlyUsage, never written any other way: the usage sync recomputes every day its
+    window touches, in the transaction that writes the hourly rows (metering.services.sync.
+    daily_usage_refresh), so a day here always equals its hours. ``value`` is raw like the hourly
+    values (before the divisor); ``peak`` is the day's largest hourly value, the busiest hour that
+    the dashboards show for unique_count and max metrics, whose hours do not add up.
+    """
+
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.PROTECT, related_name="daily_usage",
+                               db_index=False)  # the unique (tenant, metric, day) index serves tenant lookups
+    metric = models.ForeignKey("metering.Metric", on_delete=models.CASCADE, related_name="daily_usage")
+    day = models.DateField(help_text="The UTC day.")
+    value = models.DecimalField(max_digits=30, decimal_places=6,
+                                help_text="Sum of the day's hourly values, before the divisor.")
+    peak = models.DecimalField(max_digits=30, decimal_places=6, help_text="The day's largest hourly value.")
+
+    class Meta:
+        ordering = ["-day", "tenant", "metric"]
+        verbose_name_plural = "daily usage"
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "metric", "day"], name="daily_usage_one_per_day"),
+            models.CheckConstraint(condition=Q(value__gte=0), name="daily_usage_value_non_negative"),
+            models.CheckConstraint(condition=Q(peak__gte=0) & Q(peak__lte=F("value")),
+                                   name="daily_usage_peak_within_value"),
+        ]
+        indexes = [models.Index(fields=["day"], name="daily_usage_day")]
+
+    def __str__(self):
+        return f"{self.tenant_id} {self.metric_id} {self.day:%Y-%m-%d} = {self.value}"
 
 
 class UnattributedUsage(models.Model):

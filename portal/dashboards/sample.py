@@ -1,4 +1,4 @@
-"""Sample data for the dashboards' tests and benchmark: tenants with hourly usage, invoices and sync runs, in bulk."""
+"""Sample data for the dashboards' tests and benchmark: tenants with hourly and daily usage, invoices, sync runs."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from metering.models import (
     SyncRun,
     UnattributedUsage,
 )
+from metering.services.sync import daily_usage_refresh
 from tenants.models import PlanVersion, Subscription, Tenant, TenantStatus
 
 SAMPLE_METRICS = [
@@ -57,12 +58,14 @@ def seed_tenants(*, count: int, plan_versions: list[PlanVersion], started_at: da
 
 def seed_hourly_usage(*, tenants: list[Tenant], metrics: list[Metric], end: date, days: int, seed: int = 7,
                       batch_size: int = 5000) -> int:
-    """Hourly rows for every tenant, metric and hour of the `days` days up to `end` (included)."""
+    """Hourly rows for every tenant, metric and hour of the `days` days up to `end` (included), and their daily
+    rollup, computed as the usage sync computes it."""
     rng = random.Random(seed)
     start = datetime.combine(end - timedelta(days=days - 1), time.min, tzinfo=UTC)
     hours = [start + timedelta(hours=h) for h in range(days * 24)]
     with transaction.atomic():  # one commit, not one per batch (SQLite syncs the file at each)
         written = _seed_hourly(rng, tenants, metrics, hours, batch_size)
+        daily_usage_refresh(start=start, end=start + timedelta(days=days))
     return written
 
 

@@ -8,25 +8,17 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
 
-from django.db.models import Max, Sum
 from django.shortcuts import render
 from django.utils import timezone
 
 from metering.lake import LakeError
-from metering.models import HourlyUsage, Invoice, InvoiceStatus, Metric
+from metering.models import DailyUsage, Invoice, InvoiceStatus, Metric
 from metering.pricing.documents import ChargeSpec
 from metering.pricing.engine import calendar_period
 from metering.selectors import ADDITIVE, period_quantities
 from metering.services.billing import projected_bill, subscription_period
 from portal.dashboards.charts import Chart, Series
-from portal.dashboards.selectors import (
-    UTCDay,
-    _as_date,
-    day_bounds,
-    days_between,
-    display_quantity,
-    metric_label,
-)
+from portal.dashboards.selectors import _as_date, days_between, display_quantity, metric_label
 from portal.errors import ApplicationError
 from tenants.models import Subscription, SubscriptionStatus, Tenant
 from tenants.views_tenant import tenant_view
@@ -95,18 +87,17 @@ def _active_subscription(tenant: Tenant) -> Subscription | None:
 
 
 def usage_over_time(*, tenant: Tenant, metrics: list[Metric], days: int = USAGE_DAYS) -> list[Chart]:
-    """Daily usage of each metric for the last `days` days, one line chart per metric (units differ); one query."""
+    """Daily usage of each metric for the last `days` days, one line chart per metric (units differ); one query
+    on the daily rollup (a day's sum of hours, and its busiest hour for metrics that do not add up)."""
     end = timezone.now().date()
     start = end - timedelta(days=days - 1)
-    start_dt, end_dt = day_bounds(start, end)
     by_id = {m.pk: m for m in metrics}
     daily: dict[int, dict] = {m.pk: {} for m in metrics}
-    rows = (HourlyUsage.objects.filter(tenant=tenant, metric__in=metrics, hour__gte=start_dt, hour__lt=end_dt)
-            .annotate(day=UTCDay("hour")).values("metric_id", "day")
-            .annotate(total=Sum("value"), peak=Max("value")).order_by())
+    rows = (DailyUsage.objects.filter(tenant=tenant, metric__in=metrics, day__gte=start, day__lte=end)
+            .values("metric_id", "day", "value", "peak").order_by())
     for row in rows:
         metric = by_id[row["metric_id"]]
-        daily[metric.pk][_as_date(row["day"])] = row["total"] if metric.aggregation in ADDITIVE else row["peak"]
+        daily[metric.pk][_as_date(row["day"])] = row["value"] if metric.aggregation in ADDITIVE else row["peak"]
     labels = [d.isoformat() for d in days_between(start, end)]
     charts = []
     for metric in metrics:

@@ -8,10 +8,12 @@ from decimal import Decimal
 import pytest
 from django.contrib.staticfiles import finders
 from django.db import connection
+from django.db.models import F
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from metering.models import HourlyUsage, Metric
+from metering.models import DailyUsage, HourlyUsage, Metric
+from metering.services.sync import daily_usage_refresh
 from portal.dashboards import sample
 from portal.dashboards.forms import default_range
 from tenants.tests.factories import TenantFactory, import_sample_plans
@@ -212,16 +214,17 @@ def test_the_usage_cache_is_renewed_by_new_rows_and_new_sync_runs(staff_client, 
 
     first = today_total()
     assert today_total() == first  # served from the cache
-    hour = timezone.now().replace(minute=0, second=0, microsecond=0)
-    row = HourlyUsage.objects.get(tenant=tenants[0], metric=calls, hour=hour)
-    row.value += 1000
-    row.save()
+    today = timezone.now().date()
+    DailyUsage.objects.filter(tenant=tenants[0], metric=calls, day=today).update(value=F("value") + 1000)
     assert today_total() == first  # an update in place is picked up by the next sync run...
     sample.seed_pipeline(now=timezone.now(), metric=calls)
     assert today_total() == first + 1000  # ...which renews the figures
     newcomer = TenantFactory(slug="newcomer")
+    hour = timezone.now().replace(minute=0, second=0, microsecond=0)
     HourlyUsage.objects.create(tenant=newcomer, metric=calls, hour=hour, value=Decimal(5))
-    assert today_total() == first + 1005  # a new hourly row renews them too
+    assert today_total() == first + 1000  # hours count once rolled up...
+    daily_usage_refresh(start=hour, end=hour + timedelta(hours=1))
+    assert today_total() == first + 5  # ...and the rollup's new daily rows renew the figures (recomputed: -1000)
     cache.clear()
 
 

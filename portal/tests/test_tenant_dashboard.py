@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from metering.models import HourlyUsage, Invoice, InvoiceStatus, Metric
 from metering.pricing.documents import ChargeSpec, Tier
+from metering.services.sync import daily_usage_refresh
 from portal.dashboards.tenant import tier_position
 from tenants.models import TenantRole, TenantUser
 from tenants.tests.factories import SubscriptionFactory, TenantFactory, import_sample_plans
@@ -48,6 +49,7 @@ def acme(db):
     HourlyUsage.objects.create(tenant=tenant, metric=calls, hour=hour, value=Decimal(12345))
     HourlyUsage.objects.create(tenant=tenant, metric=out, hour=hour, value=Decimal(2_500_000))
     HourlyUsage.objects.create(tenant=other, metric=calls, hour=hour, value=Decimal(777))
+    daily_usage_refresh(start=hour, end=hour + timedelta(hours=1))  # as the usage sync does after writing hours
     add_invoice(tenant, InvoiceStatus.PAID, "INV-T-1", "149.00")
     add_invoice(tenant, InvoiceStatus.DRAFT, None, "10.00")
     add_invoice(other, InvoiceStatus.FINALIZED, "INV-T-2", "5.00")
