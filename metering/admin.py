@@ -124,3 +124,17 @@ class SyncRunAdmin(_ReadOnlyAdmin):
 @admin.register(SyncCursor)
 class SyncCursorAdmin(_ReadOnlyAdmin):
     list_display = ("name", "synced_until", "updated_at")
+
+
+from metering.models import DailyUsage  # noqa: E402
+
+
+@admin.register(DailyUsage)
+class DailyUsageAdmin(_ReadOnlyAdmin):
+    """The hourly rows rolled up by UTC day (the usage sync keeps them equal): what the dashboards chart."""
+
+    list_display = ("day", "tenant", "metric", "value", "peak")
+    list_filter = ("metric", "tenant")
+    search_fields = ("tenant__slug",)
+    date_hierarchy = "day"
+    list_select_related = ("tenant", "metric")

@@ -156,3 +156,11 @@ def test_refresh_is_idempotent_and_one_row_per_day(portal):
     assert rollup() == {(portal["acme"].pk, calls.pk, date(2026, 11, 1)): (Decimal("2.5"), Decimal("2.5"))}
     with pytest.raises(IntegrityError), transaction.atomic():
         DailyUsage.objects.create(tenant=portal["acme"], metric=calls, day=date(2026, 11, 1), value=1, peak=1)
+
+
+def test_the_admin_lists_the_rollup_read_only(admin_client, portal):
+    calls = Metric.objects.get(code="api_calls")
+    DailyUsage.objects.create(tenant=portal["acme"], metric=calls, day=date(2026, 11, 1), value=12, peak=5)
+    response = admin_client.get("/admin/metering/dailyusage/")
+    assert response.status_code == 200 and "t-acme" in response.content.decode()
+    assert admin_client.get("/admin/metering/dailyusage/add/").status_code == 403
