@@ -135,7 +135,8 @@ def send_temporary_password(*, tenant_user: TenantUser, password: str, reason: s
     send_mail(
         subject=f"{settings.PROVIDER_NAME}: your temporary password",
         message=(
-            f"{reason}\n\nSign in at /tenant/ with {tenant_user.email} and this temporary password:\n\n"
+            f"{reason}\n\nSign in at {settings.PORTAL_BASE_URL.rstrip('/')}/tenant/ with {tenant_user.email} "
+            "and this temporary password:\n\n"
             f"    {password}\n\nYou will be asked to choose your own password.\n"
         ),
         from_email=settings.DEFAULT_FROM_EMAIL,
