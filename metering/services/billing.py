@@ -20,7 +20,7 @@ The rules (PLANS.md, issue 5):
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -221,15 +221,22 @@ def price_subscription_period(
 # --- invoices --------------------------------------------------------------------------------------
 
 
-def _line_rows(priced: PricedPeriod, metric_names: dict[str, str]) -> list[dict]:
+def _with_metric_names(priced: PricedPeriod, metric_names: dict[str, str]) -> PricedPeriod:
+    """The priced period with usage lines described by their metric's name and charge model, as on invoices
+    (the engine, being pure code, knows only metric codes)."""
+    return replace(priced, lines=tuple(
+        replace(line, description=f"{metric_names.get(line.metric, line.metric)} ({line.model})")
+        if line.type == LineType.USAGE and line.metric else line
+        for line in priced.lines
+    ))
+
+
+def _line_rows(priced: PricedPeriod) -> list[dict]:
     rows = []
     for line in priced.lines:
-        description = line.description
-        if line.type == LineType.USAGE and line.metric:
-            description = f"{metric_names.get(line.metric, line.metric)} ({line.model})"
         rows.append({
             "type": line.type,
-            "description": description,
+            "description": line.description,
             "plan_code": line.plan,
             "metric_code": line.metric or "",
             "model": line.model or "",
@@ -322,7 +329,7 @@ def _invoice_rows(
     """(currency, line rows) of one period: the priced period, then late usage of earlier periods."""
     priced = price_subscription_period(subscription, start, end, catalog)
     late = _late_usage_rows(subscription, start + timedelta(seconds=1), catalog, sent)
-    rows = _line_rows(priced, catalog.metric_names()) + late
+    rows = _line_rows(_with_metric_names(priced, catalog.metric_names())) + late
     return priced.currency, rows
 
 
@@ -646,4 +653,5 @@ def projected_bill(*, tenant, as_of: datetime | None = None) -> PricedPeriod | N
     if subscription is None or subscription.started_at > as_of:
         return None
     start, end = subscription_period(subscription, as_of)
-    return price_subscription_period(subscription, start, end)
+    catalog = _Catalog()
+    return _with_metric_names(price_subscription_period(subscription, start, end, catalog), catalog.metric_names())

@@ -196,9 +196,9 @@ def test_a_new_tenant_sees_its_usage_on_its_dashboard(live_server, transactional
     charts = drawn_charts(page)
     usage = next(c for c in charts if c["id"] == "tenant-usage-api_calls-data")
     assert usage["sum"] == calls and usage["points"] == 30
-    # The projected bill has its usage line (its quantity is 0 while the plan's trial runs: trial usage is free).
+    # The projected bill has its usage line, named as on invoices (its quantity is 0 while the trial runs: trial usage is free).
     bill = page.inner_text("#projected-bill")
-    assert "api_calls" in bill and page.inner_text("#projected-total").startswith("USD ")
+    assert "API calls (" in bill and page.inner_text("#projected-total").startswith("USD ")
     assert Decimal(page.inner_text("#projected-total").split()[1]) >= 0
     page.screenshot(path=str(ARTIFACTS / "tenant-dashboard.png"), full_page=True)
     assert page.errors == []
