@@ -21,7 +21,10 @@ os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
 if shutil.which("node") is None:
-    pytest.fail("the CDK app needs Node.js on PATH (aws-cdk-lib runs on jsii)", pytrace=False)
+    # CI has Node.js and must synthesize; a laptop without it skips these tests and says why.
+    if os.environ.get("CI"):
+        pytest.fail("the CDK app needs Node.js on PATH (aws-cdk-lib runs on jsii)", pytrace=False)
+    pytest.skip("the CDK app needs Node.js on PATH (aws-cdk-lib runs on jsii)", allow_module_level=True)
 
 import aws_cdk as cdk  # noqa: E402
 from aws_cdk import aws_lambda as lambda_  # noqa: E402
@@ -65,10 +68,6 @@ class Synth:
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory) -> Synth:
     transform_source = TRANSFORM_SOURCE
-    if not transform_source.exists():
-        # Only the packaging test needs the real module; it skips in this case.
-        transform_source = tmp_path_factory.mktemp("transform") / "transform.py"
-        transform_source.write_text("def handler(event, context):\n    return {'records': []}\n")
     outdir = tmp_path_factory.mktemp("cdk.out")
     app = cdk.App(context=load_context_files(), outdir=str(outdir))
     stacks = build_app(app, env=ENV, transform_source=transform_source)
@@ -342,8 +341,6 @@ def test_transform_lambda(synth):
 
 
 def test_transform_lambda_packages_exactly_the_metering_module(synth):
-    if not TRANSFORM_SOURCE.exists():
-        pytest.skip(f"{TRANSFORM_SOURCE} does not exist yet (the metering issue's transform)")
     fn = only(synth.template_json(outputs.TRANSFORM_LAMBDA_STACK), "AWS::Lambda::Function")
     asset_hash = fn["Properties"]["Code"]["S3Key"].removesuffix(".zip")
     asset_dir = synth.outdir / f"asset.{asset_hash}"
@@ -559,8 +556,6 @@ def test_access_log_format_is_a_json_line_with_the_table_columns(synth):
 
 
 def test_access_log_line_passes_the_transform(synth):
-    if not TRANSFORM_SOURCE.exists():
-        pytest.skip(f"{TRANSFORM_SOURCE} does not exist yet")
     from metering import transform
 
     assert list(transform.COLUMNS) == [name for name, _, _ in ICEBERG_COLUMNS]
@@ -647,8 +642,6 @@ def test_cdk_json_runs_app_py():
 
 def test_app_py_synthesizes_from_the_infra_directory(tmp_path):
     """`cd infra && python app.py` (what cdk.json runs) writes a cloud assembly with every stack."""
-    if not TRANSFORM_SOURCE.exists():
-        pytest.skip(f"{TRANSFORM_SOURCE} does not exist yet")
     env = {**os.environ, "CDK_OUTDIR": str(tmp_path), "CDK_DEFAULT_ACCOUNT": ACCOUNT, "CDK_DEFAULT_REGION": REGION}
     result = subprocess.run(
         [sys.executable, "app.py"], cwd=INFRA_DIR, env=env, capture_output=True, text=True, timeout=300
