@@ -19,22 +19,12 @@ from metering.pricing import (
     price_plan,
     trial_end_for,
 )
+from metering.tests.plans_md import PLANS_MD_OUTPUT, PRO
 
 D = Decimal
 NOV_1 = datetime(2026, 11, 1, tzinfo=UTC)
 DEC_1 = datetime(2026, 12, 1, tzinfo=UTC)
 
-PRO = {
-    "code": "pro", "name": "Pro", "currency": "USD", "interval": "month",
-    "base_fee": "49.00", "trial_days": 14, "minimum_commitment": "100.00",
-    "charges": [
-        {"metric": "api_calls", "model": "graduated",
-         "tiers": [{"up_to": 10000, "unit_amount": "0"},
-                   {"up_to": 1000000, "unit_amount": "0.0005"},
-                   {"up_to": None, "unit_amount": "0.0002", "flat_amount": "25.00"}]},
-        {"metric": "data_out_mb", "model": "per_unit", "unit_amount": "0.09"},
-    ],
-}
 
 
 def charge(model, currency="USD", **fields):
@@ -203,18 +193,7 @@ def test_zero_decimal_period_total_is_the_sum_of_rounded_lines():
 
 def test_plans_md_preview_example_exactly():
     priced = price_plan(parse_plan(PRO), {"api_calls": D(12000)}, period_start=NOV_1, period_end=DEC_1)
-    assert preview_document(priced) == {
-        "plan": "pro", "currency": "USD",
-        "period_start": "2026-11-01T00:00:00Z", "period_end": "2026-12-01T00:00:00Z",
-        "lines": [{"type": "base_fee", "description": "Pro base fee", "amount": "49.00"},
-                  {"type": "usage", "metric": "api_calls", "model": "graduated",
-                   "quantity": "12000", "amount": "1.00"},
-                  {"type": "usage", "metric": "data_out_mb", "model": "per_unit",
-                   "quantity": "0", "amount": "0.00"},
-                  {"type": "minimum_commitment", "description": "Minimum commitment true-up",
-                   "amount": "50.00"}],
-        "total": "100.00",
-    }
+    assert preview_document(priced) == PLANS_MD_OUTPUT
     assert priced.total == D("100.00")
     assert priced.plan == "pro"
 

@@ -11,32 +11,11 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError, call_command
 
+from metering.tests.plans_md import PLANS_MD_OUTPUT, PRO
+
 ROOT = Path(__file__).resolve().parents[2]
 
-PRO = {
-    "code": "pro", "name": "Pro", "currency": "USD", "interval": "month",
-    "base_fee": "49.00", "trial_days": 14, "minimum_commitment": "100.00",
-    "charges": [
-        {"metric": "api_calls", "model": "graduated",
-         "tiers": [{"up_to": 10000, "unit_amount": "0"},
-                   {"up_to": 1000000, "unit_amount": "0.0005"},
-                   {"up_to": None, "unit_amount": "0.0002", "flat_amount": "25.00"}]},
-        {"metric": "data_out_mb", "model": "per_unit", "unit_amount": "0.09"},
-    ],
-}
 
-PLANS_MD_OUTPUT = {
-    "plan": "pro", "currency": "USD",
-    "period_start": "2026-11-01T00:00:00Z", "period_end": "2026-12-01T00:00:00Z",
-    "lines": [{"type": "base_fee", "description": "Pro base fee", "amount": "49.00"},
-              {"type": "usage", "metric": "api_calls", "model": "graduated",
-               "quantity": "12000", "amount": "1.00"},
-              {"type": "usage", "metric": "data_out_mb", "model": "per_unit",
-               "quantity": "0", "amount": "0.00"},
-              {"type": "minimum_commitment", "description": "Minimum commitment true-up",
-               "amount": "50.00"}],
-    "total": "100.00",
-}
 
 NOVEMBER = ["--period-start", "2026-11-01T00:00:00Z", "--period-end", "2026-12-01T00:00:00Z"]
 
