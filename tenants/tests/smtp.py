@@ -48,7 +48,7 @@ class SmtpServer:
             self._controller = None
 
     def bodies(self) -> list[str]:
-        return [message.get_payload(decode=True).decode() for message in self.messages]
+        return [message.get_payload(decode=True).decode().replace("\r\n", "\n") for message in self.messages]
 
 
 @pytest.fixture(name="smtp")
