@@ -75,7 +75,7 @@ def test_smtp_down_while_billing_finalizes_then_resend_from_the_admin(
     assert _failed_count(staff.get("/admin/dashboard/").content.decode()) == 1
     listing = staff.get(FAILED_LINK + "&q=acme").content.decode()
     assert "billing@acme.example" in listing and "Connection refused" in listing
-    assert "Failed" in staff.get(f"/admin/metering/invoice/{invoice.pk}/change/").content.decode()
+    assert "Failed to billing@acme.example, 3 attempt(s)" in staff.get(f"/admin/metering/invoice/{invoice.pk}/change/").content.decode()
     assert "billing@acme.example" not in staff.get("/admin/tenants/emaildelivery/?status__exact=sent").content.decode()
     assert invoice.number in staff.get("/admin/metering/invoice/?email=failed").content.decode()
 
