@@ -30,6 +30,20 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip_redis)
 
 
+@pytest.fixture(autouse=True)
+def _emails_sent_in_process(request, monkeypatch):
+    """Email is handed to a Celery worker after commit; a test without a real worker runs that task in its own
+    process instead (eagerly: retries follow at once, without the backoff wait), so `mail.outbox` has the
+    email once the transaction commits. Tests with `celery_worker_process` keep the broker."""
+    if "celery_worker_process" in request.fixturenames:
+        return
+    from tenants.services import email
+    from tenants.tasks import deliver_emails
+
+    # .get() raises what the task raised (a bug must fail the test); a retry is applied again at once.
+    monkeypatch.setattr(email, "_enqueue", lambda ids: deliver_emails.apply(args=[ids]).get())
+
+
 @pytest.fixture
 def celery_worker_process(transactional_db, tmp_path):
     """A real `celery worker` process on the configured Redis broker, using the test database.

@@ -3,6 +3,8 @@
 import csv
 
 from django.contrib import admin, messages
+from django.contrib.contenttypes.models import ContentType
+from django.db.models import OuterRef, Subquery
 from django.http import HttpResponse, HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils.html import format_html
@@ -11,6 +13,7 @@ from metering.models import BillingRun, Invoice, InvoiceLine, InvoiceStatus, Lin
 from metering.pricing import format_amount
 from metering.services import billing as billing_services
 from portal.errors import ApplicationError
+from tenants.models import DeliveryStatus, EmailDelivery, EmailKind
 
 
 class InvoiceLineInline(admin.TabularInline):
@@ -23,6 +26,17 @@ class InvoiceLineInline(admin.TabularInline):
 
     def has_add_permission(self, request, obj=None):
         return False
+
+
+class EmailStateFilter(admin.SimpleListFilter):
+    title = "email"
+    parameter_name = "email"
+
+    def lookups(self, request, model_admin):
+        return [(DeliveryStatus.PENDING, "Not sent yet"), (DeliveryStatus.FAILED, "Failed"), (DeliveryStatus.SENT, "Sent")]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(_email=self.value()) if self.value() else queryset
 
 
 class LateUsageFilter(admin.SimpleListFilter):
@@ -38,6 +52,10 @@ class LateUsageFilter(admin.SimpleListFilter):
         return queryset
 
 
+def _invoice_emails():
+    return EmailDelivery.objects.filter(kind=EmailKind.INVOICE, about_type=ContentType.objects.get_for_model(Invoice))
+
+
 def _csv_response(filename: str, header: list[str], rows) -> HttpResponse:
     response = HttpResponse(content_type="text/csv")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
@@ -51,13 +69,13 @@ def _csv_response(filename: str, header: list[str], rows) -> HttpResponse:
 class InvoiceAdmin(admin.ModelAdmin):
     change_list_template = "admin/metering/invoice/change_list.html"
     list_display = ("__str__", "tenant", "period_start", "period_end", "status", "total_display", "late_lines",
-                    "finalize_after", "document")
-    list_filter = ("status", LateUsageFilter, "period_start", "currency", "tenant")
+                    "finalize_after", "email_state", "document")
+    list_filter = ("status", LateUsageFilter, EmailStateFilter, "period_start", "currency", "tenant")
     search_fields = ("number", "tenant__slug", "tenant__name")
     date_hierarchy = "period_start"
     list_select_related = ("tenant",)
     inlines = [InvoiceLineInline]
-    readonly_fields = [f.name for f in Invoice._meta.fields]
+    readonly_fields = [*(f.name for f in Invoice._meta.fields), "email_delivery"]
     actions = ["finalize", "void", "reissue", "mark_paid", "export_invoices_csv", "export_lines_csv"]
 
     def has_add_permission(self, request):
@@ -70,8 +88,26 @@ class InvoiceAdmin(admin.ModelAdmin):
         from django.db.models import Count, Q
 
         return super().get_queryset(request).annotate(
-            _late=Count("lines", filter=Q(lines__type=LineType.LATE_USAGE))
+            _late=Count("lines", filter=Q(lines__type=LineType.LATE_USAGE)),
+            _email=Subquery(_invoice_emails().filter(about_id=OuterRef("pk")).values("status")[:1]),
         )
+
+    @admin.display(description="email", ordering="_email")
+    def email_state(self, invoice):
+        return DeliveryStatus(invoice._email).label if invoice._email else ""
+
+    @admin.display(description="email")
+    def email_delivery(self, invoice):
+        delivery = _invoice_emails().filter(about_id=invoice.pk).first()
+        if delivery is None:
+            return "none (a draft is emailed when finalized)" if invoice.status == InvoiceStatus.DRAFT else "none"
+        state = f"{delivery.get_status_display()} to {delivery.recipient}, {delivery.attempts} attempt(s)"
+        if delivery.sent_at:
+            state += f", sent {delivery.sent_at:%Y-%m-%d %H:%M} UTC"
+        if delivery.last_error:
+            state += f"; last error: {delivery.last_error}"
+        url = reverse("admin:tenants_emaildelivery_change", args=[delivery.pk])
+        return format_html('{} (<a href="{}">details, Resend</a>)', state, url)
 
     @admin.display(description="total", ordering="total")
     def total_display(self, invoice):

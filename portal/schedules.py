@@ -10,6 +10,8 @@ DEFAULT_SCHEDULES: dict[str, tuple[str, dict]] = {
     "End finished trials": ("tenants.tasks.end_trials", {"minute": "*/15"}),
     "Purge cancelled tenants' users": ("tenants.tasks.purge_cancelled_users", {"minute": "30", "hour": "3"}),
     "Expire unverified signups": ("tenants.tasks.expire_signups", {"minute": "*/10"}),
+    # The safety net of email delivery (retries are the task's own): lost tasks, expired secrets.
+    "Retry lost emails": ("tenants.tasks.sweep_emails", {"minute": "*/5"}),
     "Sync usage from the lake": ("metering.tasks.sync_usage", {"minute": "*/5"}),
     # Hourly: closed periods are billed soon after they close, drafts finalized once their grace period is over.
     "Run billing": ("metering.tasks.run_billing", {"minute": "7"}),

@@ -115,6 +115,11 @@ LOGIN_REDIRECT_URL = "/"  # the home page sends each user where they belong
 EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
 vars().update(EMAIL_CONFIG)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="billing@localhost")
+# Every email is recorded and sent by a worker (tenants/services/email.py): a transient failure is retried
+# EMAIL_MAX_ATTEMPTS times in all, EMAIL_RETRY_DELAY seconds after the first, doubling each time.
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=30)
+EMAIL_MAX_ATTEMPTS = env.int("EMAIL_MAX_ATTEMPTS", default=8)
+EMAIL_RETRY_DELAY = env.float("EMAIL_RETRY_DELAY", default=60.0)
 
 # The provider: shown on invoices and pages.
 PROVIDER_NAME = env.str("PROVIDER_NAME", default="Example SaaS Inc.")

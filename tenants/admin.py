@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from metering.pricing.documents import DocumentError, loads_document, parse_plan
 from portal.errors import ApplicationError
+from tenants import admin_email  # noqa: F401  (registers the email deliveries' admin)
 from tenants.models import (
     Charge,
     Plan,
@@ -303,11 +304,12 @@ class TenantUserAddForm(forms.ModelForm):
                 tenant_user, temporary = identity_services.tenant_user_create(
                     tenant=cleaned["tenant"], email=cleaned["email"], role=cleaned["role"]
                 )
+                identity_services.send_temporary_password(
+                    tenant_user=tenant_user, password=temporary,
+                    reason=f"An account was made for you at {tenant_user.tenant.name}.",
+                )
         except ApplicationError as exc:
             raise forms.ValidationError(exc.message) from exc
-        transaction.on_commit(lambda: identity_services.send_temporary_password(
-            tenant_user=tenant_user, password=temporary, reason=f"An account was made for you at {tenant_user.tenant.name}."
-        ))
         self.created = tenant_user
         return cleaned
 

@@ -26,3 +26,24 @@ def expire_signups() -> int:
     from tenants.services.signup import signup_requests_expire
 
     return signup_requests_expire()
+
+
+@shared_task(bind=True, acks_late=True, max_retries=None)
+def deliver_emails(self, delivery_ids: list[int]) -> dict:
+    """Send these recorded emails. Those that failed for a passing reason are retried here, with
+    exponential backoff, until EMAIL_MAX_ATTEMPTS (the service counts them, so Celery sets no cap);
+    a duplicate run sends nothing twice."""
+    from tenants.services.email import email_deliveries_send
+
+    result = email_deliveries_send(delivery_ids=delivery_ids)
+    if result.retry:
+        raise self.retry(args=[result.retry], countdown=result.countdown())
+    return result.summary()
+
+
+@shared_task
+def sweep_emails() -> dict:
+    """Queue again the pending emails whose task was lost, and wipe secrets past their expiry."""
+    from tenants.services.email import email_deliveries_sweep
+
+    return email_deliveries_sweep()

@@ -25,7 +25,6 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.core.mail import EmailMessage, get_connection
 from django.db import IntegrityError, transaction
 from django.db.models import Q, Sum
 from django.template.loader import render_to_string
@@ -53,7 +52,8 @@ from metering.pricing import (
 from metering.selectors import period_quantities_many
 from metering.services.sync import ceil_hour, floor_hour
 from portal.errors import ApplicationError
-from tenants.models import BillingCycle, PlanVersion, Subscription, SubscriptionStatus
+from tenants.models import BillingCycle, EmailKind, PlanVersion, Subscription, SubscriptionStatus
+from tenants.services.email import EmailDraft, email_deliveries_cancel, email_queue_many
 
 logger = logging.getLogger(__name__)
 
@@ -417,12 +417,12 @@ def invoice_finalize(
         if locked.status != InvoiceStatus.DRAFT:
             return locked  # finalized by someone else: nothing to do
         _finalize_locked(locked, at=at, reprice=reprice, catalog=catalog or _Catalog())
-        transaction.on_commit(lambda: _send_invoice_emails([locked.pk]))
+        _queue_invoice_emails([locked])
     return locked
 
 
 def _finalize_locked(invoice: Invoice, *, at: datetime, reprice: bool, catalog: _Catalog, number: str | None = None) -> None:
-    """Finalize a draft whose row the caller has locked, inside the caller's transaction (which emails it on commit)."""
+    """Finalize a draft whose row the caller has locked, inside the caller's transaction (which queues its email)."""
     if reprice:
         _price_into(invoice, catalog)
     invoice.number = number or _next_numbers(at, 1)[0]
@@ -431,25 +431,27 @@ def _finalize_locked(invoice: Invoice, *, at: datetime, reprice: bool, catalog: 
     invoice.save()
 
 
-def _send_invoice_emails(invoice_pks: list[int]) -> None:
-    """Email each finalized invoice to its tenant's billing contact (one connection for the batch)."""
-    messages = []
-    invoices = Invoice.objects.filter(pk__in=invoice_pks).select_related("tenant").prefetch_related("lines")
-    for invoice in invoices.order_by("pk"):
-        lines = [(line.description, format_amount(line.amount, invoice.currency)) for line in invoice.lines.all()]
-        context = {"invoice": invoice, "lines": lines, "total": format_amount(invoice.total, invoice.currency),
+def _queue_invoice_emails(invoices: list[Invoice]) -> None:
+    """Record the email of each just-finalized invoice in the caller's transaction (so no invoice is
+    finalized without its email); a worker sends them once it commits, retrying while the mail server is down."""
+    if not invoices:
+        return
+    lines: dict[int, list[InvoiceLine]] = {invoice.pk: [] for invoice in invoices}
+    for line in InvoiceLine.objects.filter(invoice__in=list(lines)).order_by("invoice_id", "position"):
+        lines[line.invoice_id].append(line)
+    drafts = []
+    for invoice in invoices:
+        invoice.tenant = tenant = invoice.subscription.tenant  # loaded with the subscription: no query each
+        context = {"invoice": invoice, "total": format_amount(invoice.total, invoice.currency),
+                   "lines": [(line.description, format_amount(line.amount, invoice.currency)) for line in lines[invoice.pk]],
                    "provider_name": settings.PROVIDER_NAME,
                    "url": settings.PORTAL_BASE_URL.rstrip("/") + invoice.get_absolute_url()}
-        messages.append(EmailMessage(
+        drafts.append(EmailDraft(
+            kind=EmailKind.INVOICE, recipient=tenant.contact_email, tenant=tenant, about=invoice,
             subject=f"{settings.PROVIDER_NAME} invoice {invoice.number}",
             body=render_to_string("metering/invoice_email.txt", context),
-            from_email=settings.DEFAULT_FROM_EMAIL,
-            to=[invoice.tenant.contact_email],
         ))
-    try:
-        get_connection().send_messages(messages)
-    except Exception:  # the invoices stand; a mail server outage must not undo them
-        logger.exception("could not email invoices %s", invoice_pks)
+    email_queue_many(drafts=drafts)
 
 
 def invoice_mark_paid(*, invoice: Invoice, at: datetime | None = None) -> Invoice:
@@ -478,6 +480,8 @@ def invoice_void(*, invoice: Invoice, reason: str = "", at: datetime | None = No
         locked.voided_at = at or timezone.now()
         locked.void_reason = reason
         locked.save()
+        # Not sent yet (mail server down): a voided invoice is no longer worth sending.
+        email_deliveries_cancel(about=locked, reason=f"Invoice {locked.number} was voided before its email went out.")
     return locked
 
 
@@ -634,8 +638,7 @@ def _finalize_batch(pks: list[int], *, at: datetime, just_priced: set[int], cata
         numbers = _next_numbers(at, len(drafts))
         for invoice, number in zip(drafts, numbers, strict=True):
             _finalize_locked(invoice, at=at, reprice=invoice.pk not in just_priced, catalog=catalog, number=number)
-        pks = [invoice.pk for invoice in drafts]
-        transaction.on_commit(lambda: _send_invoice_emails(pks))
+        _queue_invoice_emails(drafts)
     return drafts
 
 

@@ -16,7 +16,7 @@ from decimal import Decimal, localcontext
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import Count, F, Max, Sum
+from django.db.models import Count, F, Max, Q, Sum
 from django.db.models.functions import TruncMonth
 from django.utils import timezone
 
@@ -32,7 +32,7 @@ from metering.models import (
 )
 from metering.selectors import ADDITIVE
 from portal.dashboards.charts import OTHER_COLOUR, Chart, Series
-from tenants.models import Tenant
+from tenants.models import DeliveryStatus, EmailDelivery, Tenant
 
 TOP_TENANTS = 5  # stacked in the usage charts; the rest is "Other tenants"
 TOP_TABLE = 10  # rows in the top-tenants table
@@ -368,6 +368,28 @@ def cached_usage_by_metric(*, start: date, end: date, tenant: Tenant | None, met
     return usage
 
 
+# --- email --------------------------------------------------------------------------------------
+
+
+@dataclass
+class EmailHealth:
+    failed: int  # gave up: each needs an operator (fix the address or the server, then Resend)
+    retrying: int  # pending after a failed attempt: the worker tries again with backoff
+
+    @property
+    def state(self) -> str:
+        return "failing" if self.failed else "late" if self.retrying else "ok"
+
+
+def email_health() -> EmailHealth:
+    """Email deliveries that failed or are being retried, all tenants and all time (one query)."""
+    counts = EmailDelivery.objects.aggregate(
+        failed=Count("pk", filter=Q(status=DeliveryStatus.FAILED)),
+        retrying=Count("pk", filter=Q(status=DeliveryStatus.PENDING, attempts__gt=0)),
+    )
+    return EmailHealth(failed=counts["failed"], retrying=counts["retrying"])
+
+
 def provider_dashboard(*, start: date, end: date, tenant: Tenant | None = None) -> dict:
     """Everything the provider's dashboard shows, for [start, end] (dates, inclusive) and an optional tenant."""
     metrics = list(Metric.objects.order_by("code"))
@@ -387,4 +409,5 @@ def provider_dashboard(*, start: date, end: date, tenant: Tenant | None = None) 
         "invoice_rows": invoice_rows,
         "unattributed": unattributed_usage(start=start, end=end, metrics=metrics),
         "pipeline": pipeline,
+        "email": email_health(),
     }

@@ -11,6 +11,7 @@ from tenants.models.commercial import (
     Tenant,
     TenantStatus,
 )
+from tenants.models.email import DeliveryStatus, EmailDelivery, EmailKind
 from tenants.models.identity import TenantRole, TenantUser
 from tenants.models.local_identity import LocalIdentity
 from tenants.models.signup import SignupRequest, SignupStatus
@@ -30,4 +31,7 @@ __all__ = [
     "LocalIdentity",
     "SignupRequest",
     "SignupStatus",
+    "DeliveryStatus",
+    "EmailDelivery",
+    "EmailKind",
 ]

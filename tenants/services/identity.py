@@ -7,14 +7,14 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.mail import send_mail
 from django.db import transaction
 from django.utils import timezone
 
 from portal.errors import ApplicationError
 from tenants.identity import IdentityError, get_identity_backend
 from tenants.identity.base import generate_temporary_password
-from tenants.models import Tenant, TenantRole, TenantStatus, TenantUser
+from tenants.models import EmailKind, Tenant, TenantRole, TenantStatus, TenantUser
+from tenants.services.email import email_queue
 
 logger = logging.getLogger(__name__)
 
@@ -126,21 +126,25 @@ def tenant_user_reset_password(*, tenant_user: TenantUser) -> TenantUser:
     temporary = generate_temporary_password()
     get_identity_backend().set_password(username=tenant_user.username, password=temporary)
     tenant_user.password_change_required = True
-    tenant_user.save(update_fields=["password_change_required", "updated_at"])
-    send_temporary_password(tenant_user=tenant_user, password=temporary, reason="Your password was reset.")
+    with transaction.atomic():
+        tenant_user.save(update_fields=["password_change_required", "updated_at"])
+        send_temporary_password(tenant_user=tenant_user, password=temporary, reason="Your password was reset.")
     return tenant_user
 
 
 def send_temporary_password(*, tenant_user: TenantUser, password: str, reason: str) -> None:
-    send_mail(
+    """Record the email in the caller's transaction (encrypted until sent; a newer password supersedes it)."""
+    email_queue(
+        kind=EmailKind.TEMPORARY_PASSWORD,
+        recipient=tenant_user.email,
         subject=f"{settings.PROVIDER_NAME}: your temporary password",
-        message=(
+        body=(
             f"{reason}\n\nSign in at {settings.PORTAL_BASE_URL.rstrip('/')}/tenant/ with {tenant_user.email} "
             "and this temporary password:\n\n"
             f"    {password}\n\nYou will be asked to choose your own password.\n"
         ),
-        from_email=settings.DEFAULT_FROM_EMAIL,
-        recipient_list=[tenant_user.email],
+        about=tenant_user,
+        tenant=tenant_user.tenant,
     )
 
 
@@ -150,12 +154,11 @@ def tenant_user_invite(*, tenant: Tenant, email: str, invited_by: TenantUser | N
         raise ApplicationError("Only the tenant's owner can invite users.")
     if tenant.status not in USABLE_TENANT_STATUSES:
         raise ApplicationError(f"Tenant {tenant.slug} is {tenant.status}.")
-    tenant_user, temporary = tenant_user_create(tenant=tenant, email=email, role=TenantRole.MEMBER)
-    transaction.on_commit(
-        lambda: send_temporary_password(
+    with transaction.atomic():  # the user and its invitation email stand or fall together
+        tenant_user, temporary = tenant_user_create(tenant=tenant, email=email, role=TenantRole.MEMBER)
+        send_temporary_password(
             tenant_user=tenant_user, password=temporary, reason=f"You were invited to {tenant.name} on {settings.PROVIDER_NAME}."
         )
-    )
     return tenant_user
 
 

@@ -17,7 +17,6 @@ from cryptography.fernet import Fernet, InvalidToken
 from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
-from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare, salted_hmac
@@ -33,7 +32,9 @@ from tenants.models import (
     TenantStatus,
     TenantUser,
 )
+from tenants.models.email import EmailKind
 from tenants.models.signup import OPEN_STATUSES
+from tenants.services.email import email_queue
 from tenants.services.identity import tenant_user_create
 from tenants.services.lifecycle import tenant_create
 from tenants.services.subscriptions import subscription_create
@@ -117,16 +118,18 @@ def public_plan_versions():
     return versions
 
 
-def _send_code(signup_id: int, code: str) -> None:
-    signup = SignupRequest.objects.get(pk=signup_id)
-    send_mail(
+def _send_code(signup: SignupRequest, code: str) -> None:
+    """Record the code's email in the caller's transaction (encrypted, useless after the code expires)."""
+    email_queue(
+        kind=EmailKind.SIGNUP_CODE,
+        recipient=signup.email,
         subject=f"{settings.PROVIDER_NAME}: your verification code",
-        message=(
+        body=(
             f"Your verification code for {signup.company} is:\n\n    {code}\n\n"
             f"It expires in {settings.SIGNUP_CODE_TTL_MINUTES} minutes. If you did not sign up, ignore this email.\n"
         ),
-        from_email=settings.DEFAULT_FROM_EMAIL,
-        recipient_list=[signup.email],
+        about=signup,
+        expires_at=signup.code_expires_at,
     )
 
 
@@ -168,7 +171,7 @@ def signup_request_create(
             if winner is None:
                 raise
             return winner
-        transaction.on_commit(lambda: _send_code(signup.pk, code))
+        _send_code(signup, code)
     return signup
 
 
@@ -179,7 +182,7 @@ def signup_resend_code(*, request_id: int) -> SignupRequest:
             raise ApplicationError("This signup is not waiting for a code.")
         code = _new_code(signup)
         signup.save(update_fields=["code_hash", "code_expires_at", "verify_attempts", "updated_at"])
-        transaction.on_commit(lambda: _send_code(signup.pk, code))
+        _send_code(signup, code)
     return signup
 
 

@@ -41,7 +41,7 @@ def test_staff_adds_a_user_through_the_backend(staff_client, mailoutbox, django_
     assert response.status_code == 200 and "already exists" in response.content.decode()
 
 
-def test_disable_enable_reset_actions(staff_client, mailoutbox):
+def test_disable_enable_reset_actions(staff_client, mailoutbox, django_capture_on_commit_callbacks):
     tenant = TenantFactory(slug="acme")
     user, _ = svc.tenant_user_create(tenant=tenant, email="ann@acme.example", password=PASSWORD)
     url = "/admin/tenants/tenantuser/"
@@ -51,7 +51,8 @@ def test_disable_enable_reset_actions(staff_client, mailoutbox):
     staff_client.post(url, {"action": "enable", "_selected_action": [user.pk]})
     user.refresh_from_db()
     assert user.is_active
-    staff_client.post(url, {"action": "reset_password", "_selected_action": [user.pk]})
+    with django_capture_on_commit_callbacks(execute=True):  # the email is sent after the commit
+        staff_client.post(url, {"action": "reset_password", "_selected_action": [user.pk]})
     user.refresh_from_db()
     assert user.password_change_required and "temporary password" in mailoutbox[-1].body
 
