@@ -7,6 +7,9 @@ class PortalConfig(AppConfig):
     verbose_name = "Portal"
 
     def ready(self):
+        from portal.lockout import connect_signals
         from portal.schedules import ensure_schedules
+
+        connect_signals()
 
         post_migrate.connect(ensure_schedules, sender=self, dispatch_uid="portal.ensure_schedules")

@@ -5,6 +5,7 @@ Celery broker, the local Iceberg lake and local identity. Production mode (PORTA
 refuses to start without a secret key and allowed hosts.
 """
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -49,6 +50,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_celery_beat",
+    "axes",
     "portal",
     "tenants",
     "metering",
@@ -63,6 +65,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last, as django-axes asks: turns a lockout into portal.lockout's answer
 ]
 
 ROOT_URLCONF = "portal.urls"
@@ -176,7 +179,28 @@ IDENTITY_TOKEN_LIFETIME_SECONDS = env.int("IDENTITY_TOKEN_LIFETIME_SECONDS", def
 IDENTITY_USER_RETENTION_DAYS = env.int("IDENTITY_USER_RETENTION_DAYS", default=30)
 IDENTITY_LOCAL_ISSUER = env.str("IDENTITY_LOCAL_ISSUER", default="http://127.0.0.1:8000/local-identity")
 IDENTITY_LOCAL_CLIENT_ID = env.str("IDENTITY_LOCAL_CLIENT_ID", default="portal-local")
-AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend", "tenants.identity.auth_backends.TenantUserBackend"]
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out username or client before any password check
+    "django.contrib.auth.backends.ModelBackend",
+    "tenants.identity.auth_backends.TenantUserBackend",
+]
+# Password guessing (django-axes): LOGIN_FAILURE_LIMIT failed sign-ins lock that username out, and separately
+# that client IP, for LOGIN_COOLOFF_MINUTES after the last failure: the sign-in pages, the admin's and HTTP
+# Basic on the API. Failures are counted in the database (shared by every process and host, unlike the
+# default per-process cache) and shown in the admin. See portal/lockout.py.
+LOGIN_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+LOGIN_COOLOFF_MINUTES = env.int("LOGIN_COOLOFF_MINUTES", default=15)
+if LOGIN_FAILURE_LIMIT < 1 or LOGIN_COOLOFF_MINUTES < 1:
+    raise ImproperlyConfigured("LOGIN_FAILURE_LIMIT and LOGIN_COOLOFF_MINUTES must be at least 1")
+AXES_FAILURE_LIMIT = LOGIN_FAILURE_LIMIT
+AXES_COOLOFF_TIME = timedelta(minutes=LOGIN_COOLOFF_MINUTES)
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # each on its own: per user AND per client
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+AXES_USERNAME_CALLABLE = "portal.lockout.username_key"
+AXES_CLIENT_IP_CALLABLE = "portal.lockout.client_ip"
+AXES_LOCKOUT_CALLABLE = "portal.lockout.lockout_response"
+AXES_DISABLE_ACCESS_LOG = True  # failures are what is kept; no table of every successful sign-in
+AXES_VERBOSE = False  # no start-up banner on every command's stderr; portal.lockout logs each lockout
 SIGNUP_RATE_LIMIT = env.str("SIGNUP_RATE_LIMIT", default="5/hour")
 SIGNUP_CODE_TTL_MINUTES = env.int("SIGNUP_CODE_TTL_MINUTES", default=30)
 METERED_API_BASE_URL = env.str("METERED_API_BASE_URL", default="http://127.0.0.1:8000/demo-api")

@@ -1,4 +1,11 @@
-"""Self-service signup pages: the form, the email verification step, then sign-in to the tenant area."""
+"""Self-service signup pages: the form, the email verification step, then sign-in to the tenant area.
+
+A signup belongs to the browser that started it: its session keeps a random token (made when the form is
+first shown, so a double submit carries it too) and the request's id. Verification only ever looks at
+that request, and only the call that verifies it with its fresh code signs the new owner in.
+"""
+
+import secrets
 
 from django.contrib import messages
 from django.contrib.auth import login
@@ -7,10 +14,11 @@ from django.views.decorators.http import require_http_methods
 
 from portal.errors import ApplicationError
 from tenants.forms import SignupForm, VerifyForm
-from tenants.models import SignupRequest, SignupStatus
+from tenants.models import SignupStatus
 from tenants.services import signup as signup_services
 
 SESSION_KEY = "signup_request_id"
+BROWSER_KEY = "signup_browser"
 TENANT_BACKEND = "tenants.identity.auth_backends.TenantUserBackend"
 
 
@@ -20,9 +28,18 @@ def client_ip(request) -> str:
     return request.META.get("REMOTE_ADDR") or "unknown"
 
 
+def browser_token(request) -> str:
+    """This browser's signup token, made on first use and kept in its session."""
+    token = request.session.get(BROWSER_KEY)
+    if not token:
+        token = request.session[BROWSER_KEY] = secrets.token_urlsafe(32)
+    return token
+
+
 @require_http_methods(["GET", "POST"])
 def signup(request):
     versions = signup_services.public_plan_versions()
+    browser = browser_token(request)
     if request.method == "POST":
         form = SignupForm(request.POST, plan_versions=versions)
         if signup_services.signup_rate_limited(ip=client_ip(request)):
@@ -34,7 +51,7 @@ def signup(request):
             try:
                 signup_request = signup_services.signup_request_create(
                     company=data["company"], slug=data["slug"], email=data["email"], plan_version=data["plan"],
-                    password=data["password"], ip=client_ip(request),
+                    password=data["password"], browser=browser, ip=client_ip(request),
                 )
             except ApplicationError as exc:
                 field = exc.extra.get("field")
@@ -49,7 +66,8 @@ def signup(request):
 
 @require_http_methods(["GET", "POST"])
 def signup_verify(request):
-    signup_request = SignupRequest.objects.filter(pk=request.session.get(SESSION_KEY)).first()
+    browser = request.session.get(BROWSER_KEY)
+    signup_request = signup_services.signup_for_browser(request_id=request.session.get(SESSION_KEY), browser=browser)
     if signup_request is None:
         return redirect("signup")
     if signup_request.status == SignupStatus.PROVISIONED and request.user.is_authenticated and (
@@ -65,19 +83,25 @@ def signup_verify(request):
             return render(request, "tenants/signup_verify.html", {"form": form, "signup_request": signup_request},
                           status=429)
         try:
-            signup_services.signup_resend_code(request_id=signup_request.pk)
+            signup_services.signup_resend_code(request_id=signup_request.pk, browser=browser)
         except ApplicationError as exc:
             messages.error(request, exc.message)
         else:
             messages.info(request, "A new code is on its way.")
     elif request.method == "POST" and form.is_valid():
         try:
-            signup_request = signup_services.signup_verify(request_id=signup_request.pk, code=form.cleaned_data["code"])
+            done = signup_services.signup_complete(
+                request_id=signup_request.pk, code=form.cleaned_data["code"], browser=browser
+            )
         except ApplicationError as exc:
             form.add_error("code", exc.message)
         else:
-            if signup_request.status == SignupStatus.PROVISIONED:
-                login(request, signup_request.owner.user, backend=TENANT_BACKEND)
+            if done.owner is not None:
+                login(request, done.owner.user, backend=TENANT_BACKEND)
                 return redirect("tenant-home")
-            return render(request, "tenants/signup_failed.html", {"signup_request": signup_request}, status=503)
+            if done.signup.status == SignupStatus.PROVISIONED:
+                # The code again after the account was made: it signs nobody in; the password does.
+                messages.info(request, "Your account is ready: sign in with your email and password.")
+                return redirect("login")
+            return render(request, "tenants/signup_failed.html", {"signup_request": done.signup}, status=503)
     return render(request, "tenants/signup_verify.html", {"form": form, "signup_request": signup_request})

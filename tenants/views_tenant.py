@@ -16,6 +16,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from portal.deployments.config import pipeline_setting
 from portal.errors import ApplicationError
+from portal.lockout import guarded_password_check
 from tenants.forms import ChangePasswordForm, InviteForm, TokenForm
 from tenants.identity import InvalidCredentials, get_identity_backend
 from tenants.models import SubscriptionStatus, TenantRole, TenantStatus, TenantUser
@@ -115,9 +116,12 @@ def tenant_token(request):
     token = None
     if request.method == "POST" and (form is None or form.is_valid()):
         try:
-            token = svc.tenant_user_issue_token(
-                tenant_user=request.tenant_user, password=form.cleaned_data["password"] if form else None
-            )
+            if form is None:
+                token = svc.tenant_user_issue_token(tenant_user=request.tenant_user)
+            else:
+                token = guarded_password_check(request, request.tenant_user.email, lambda: svc.tenant_user_issue_token(
+                    tenant_user=request.tenant_user, password=form.cleaned_data["password"]
+                ))
         except InvalidCredentials:
             form.add_error("password", "That password is not right.")
         except ApplicationError as exc:
@@ -136,7 +140,9 @@ def tenant_password(request):
     if request.method == "POST" and form.is_valid():
         me = request.tenant_user
         try:
-            get_identity_backend().authenticate(username=me.username, password=form.cleaned_data["current_password"])
+            guarded_password_check(request, me.email, lambda: get_identity_backend().authenticate(
+                username=me.username, password=form.cleaned_data["current_password"]
+            ))
         except InvalidCredentials:
             form.add_error("current_password", "That password is not right.")
         else:

@@ -18,7 +18,7 @@ class Migration(migrations.Migration):
             name='EmailDelivery',
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('invoice', 'Invoice'), ('signup_code', 'Signup verification code'), ('temporary_password', 'Temporary password')], max_length=24)),
+                ('kind', models.CharField(choices=[('invoice', 'Invoice'), ('signup_code', 'Signup verification code'), ('signup_notice', 'Signup notice to an existing account'), ('temporary_password', 'Temporary password')], max_length=24)),
                 ('recipient', models.EmailField(max_length=254)),
                 ('subject', models.CharField(max_length=300)),
                 ('body', models.TextField(blank=True, help_text='Plain text; for secret kinds a Fernet token (key derived from SECRET_KEY), wiped once sent.')),
@@ -43,7 +43,7 @@ class Migration(migrations.Migration):
                 'verbose_name_plural': 'email deliveries',
                 'ordering': ['-created_at', '-pk'],
                 'indexes': [models.Index(fields=['status', 'next_attempt_at'], name='email_status_due'), models.Index(fields=['about_type', 'about_id'], name='email_about')],
-                'constraints': [models.CheckConstraint(condition=models.Q(('status__in', ['pending', 'sent', 'failed', 'cancelled'])), name='email_status_known'), models.CheckConstraint(condition=models.Q(('kind__in', ['invoice', 'signup_code', 'temporary_password'])), name='email_kind_known'), models.CheckConstraint(condition=models.Q(models.Q(('status', 'sent'), _negated=True), ('sent_at__isnull', False), _connector='OR'), name='email_sent_has_time'), models.CheckConstraint(condition=models.Q(('secret', False), ('kind__in', ('signup_code', 'temporary_password')), _connector='OR'), name='email_secret_kinds'), models.UniqueConstraint(condition=models.Q(('kind', 'invoice')), fields=('about_type', 'about_id'), name='email_one_per_invoice')],
+                'constraints': [models.CheckConstraint(condition=models.Q(('status__in', ['pending', 'sent', 'failed', 'cancelled'])), name='email_status_known'), models.CheckConstraint(condition=models.Q(('kind__in', ['invoice', 'signup_code', 'signup_notice', 'temporary_password'])), name='email_kind_known'), models.CheckConstraint(condition=models.Q(models.Q(('status', 'sent'), _negated=True), ('sent_at__isnull', False), _connector='OR'), name='email_sent_has_time'), models.CheckConstraint(condition=models.Q(('secret', False), ('kind__in', ('signup_code', 'temporary_password')), _connector='OR'), name='email_secret_kinds'), models.UniqueConstraint(condition=models.Q(('kind', 'invoice')), fields=('about_type', 'about_id'), name='email_one_per_invoice')],
             },
         ),
     ]

@@ -10,6 +10,7 @@ from django.db.models import Q
 class EmailKind(models.TextChoices):
     INVOICE = "invoice", "Invoice"
     SIGNUP_CODE = "signup_code", "Signup verification code"
+    SIGNUP_NOTICE = "signup_notice", "Signup notice to an existing account"
     TEMPORARY_PASSWORD = "temporary_password", "Temporary password"
 
 

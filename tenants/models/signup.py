@@ -16,9 +16,15 @@ OPEN_STATUSES = (SignupStatus.PENDING, SignupStatus.VERIFIED, SignupStatus.FAILE
 
 
 class SignupRequest(models.Model):
-    """One signup. The password is kept Fernet-encrypted (key derived from SECRET_KEY) only until the
-    identity user is created, because Cognito needs the password itself, not a hash; it is wiped on
-    provisioning and when the request expires."""
+    """One signup, started in one browser. The password is kept Fernet-encrypted (key derived from SECRET_KEY)
+    only until the identity user is created, because Cognito needs the password itself, not a hash; it is
+    wiped on provisioning and when the request expires.
+
+    Each browser's submission is its own request: only the browser whose session holds the token behind
+    `browser_key` can verify it, so a second signup for the same email never touches this one. A request
+    for an email that already has an account gets no code (empty `code_hash`): its mailbox owner is told
+    instead, and nothing can verify it, while the page shown looks the same as for any other email.
+    """
 
     company = models.CharField(max_length=200)
     slug = models.CharField(max_length=63, help_text="The tenant's id (custom:tenant_id) to be.")
@@ -27,7 +33,11 @@ class SignupRequest(models.Model):
     password_encrypted = models.TextField(blank=True, editable=False)
     code_hash = models.CharField(max_length=200, blank=True, editable=False)
     code_expires_at = models.DateTimeField(null=True, blank=True)
-    verify_attempts = models.PositiveIntegerField(default=0)
+    verify_attempts = models.PositiveIntegerField(default=0, help_text="Wrong codes entered, in any state.")
+    browser_key = models.CharField(
+        max_length=64, blank=True, editable=False,
+        help_text="Hash of the token in the session of the browser that started the signup: only it can verify.",
+    )
     status = models.CharField(max_length=12, choices=SignupStatus.choices, default=SignupStatus.PENDING)
     error = models.TextField(blank=True)
     provision_attempts = models.PositiveIntegerField(default=0)
@@ -42,8 +52,12 @@ class SignupRequest(models.Model):
     class Meta:
         ordering = ["-created_at"]
         constraints = [
-            # A double submit finds the open request instead of making a second one.
-            models.UniqueConstraint(fields=["email"], condition=Q(status__in=OPEN_STATUSES), name="signup_one_open_per_email"),
+            # A double submit from one browser finds its open request instead of making a second one; another
+            # browser's submission for the same email is a request of its own.
+            models.UniqueConstraint(
+                fields=["email", "browser_key"], condition=Q(status__in=OPEN_STATUSES),
+                name="signup_one_open_per_email_and_browser",
+            ),
             models.CheckConstraint(condition=Q(status__in=SignupStatus.values), name="signup_status_known"),
         ]
 

@@ -3,6 +3,10 @@
 The password is needed once more after verification (Cognito sets it; the portal cannot derive it from a
 hash), so it is kept Fernet-encrypted with a key derived from SECRET_KEY for the verification window and
 wiped as soon as the owner exists or the request expires. The 6-digit code is stored as a salted HMAC.
+
+A request belongs to the browser that made it (a token in its session): no other browser can verify it,
+resend its code or change it, and only the call that verifies a pending request with its fresh code signs
+its owner in.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ import base64
 import logging
 import re
 import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 
 from cryptography.fernet import Fernet, InvalidToken
@@ -120,6 +126,15 @@ def public_plan_versions():
 
 def _send_code(signup: SignupRequest, code: str) -> None:
     """Record the code's email in the caller's transaction (encrypted, useless after the code expires)."""
+    others_open = (
+        SignupRequest.objects.filter(email=signup.email, status__in=OPEN_STATUSES).exclude(pk=signup.pk).exists()
+    )
+    notice = (
+        "\nAnother signup with this address is waiting for its code too. Each signup can only be finished in the"
+        " browser where it was started, with its own code: if you did not start this one, ignore this email and"
+        " nobody can finish it.\n"
+        if others_open else ""
+    )
     email_queue(
         kind=EmailKind.SIGNUP_CODE,
         recipient=signup.email,
@@ -127,20 +142,70 @@ def _send_code(signup: SignupRequest, code: str) -> None:
         body=(
             f"Your verification code for {signup.company} is:\n\n    {code}\n\n"
             f"It expires in {settings.SIGNUP_CODE_TTL_MINUTES} minutes. If you did not sign up, ignore this email.\n"
+            f"{notice}"
         ),
         about=signup,
         expires_at=signup.code_expires_at,
     )
 
 
+def _send_account_exists(signup: SignupRequest) -> None:
+    """Record, in the caller's transaction, the notice to an address that has an account already."""
+    email_queue(
+        kind=EmailKind.SIGNUP_NOTICE,
+        recipient=signup.email,
+        subject=f"{settings.PROVIDER_NAME}: someone tried to sign up with your address",
+        body=(
+            f"Someone, perhaps you, tried to sign up for {settings.PROVIDER_NAME} with this email address, which"
+            f" already has an account. To use it, sign in at {settings.PORTAL_BASE_URL.rstrip('/')}/account/login/.\n\n"
+            "If it was not you, ignore this email: nothing was changed and no account was made.\n"
+        ),
+        about=signup,
+    )
+
+
+def _browser_key(browser: str) -> str:
+    """What a request keeps of the token in its browser's session (the token itself stays in the session)."""
+    if not browser:
+        raise ValueError("A signup needs the token of the browser session that makes it.")
+    return salted_hmac("tenants.signup.browser", browser, algorithm="sha256").hexdigest()
+
+
+def _issue_code(signup: SignupRequest) -> Callable[[], None]:
+    """Give the request a new code and return the email to record once it is saved: the code, or, when the
+    address has an account already, a notice instead. Such a request looks the same to its browser but
+    nothing can ever verify it, so the signup page never tells anyone which addresses have an account."""
+    if TenantUser.objects.filter(email__iexact=signup.email).exists():
+        _new_code(signup)  # a fresh expiry and attempt count, as for a real code
+        signup.code_hash = ""  # no code matches an empty hash
+        signup.password_encrypted = ""
+        signup.error = "This email has an account already: no code was sent, its owner was told."
+        return lambda: _send_account_exists(signup)
+    code = _new_code(signup)
+    signup.error = ""
+    return lambda: _send_code(signup, code)
+
+
+def signup_for_browser(*, request_id: int | None, browser: str | None) -> SignupRequest | None:
+    """The signup `request_id` if the browser holding `browser` started it, else None."""
+    if not request_id or not browser:
+        return None
+    return SignupRequest.objects.filter(pk=request_id, browser_key=_browser_key(browser)).first()
+
+
 def signup_request_create(
-    *, company: str, slug: str, email: str, plan_version: PlanVersion, password: str, ip: str | None = None
+    *, company: str, slug: str, email: str, plan_version: PlanVersion, password: str, browser: str,
+    ip: str | None = None,
 ) -> SignupRequest:
-    """Start (or restart) a signup and email its code. A second submit for the same email updates the open
-    request rather than making another, so a double submit ends in one tenant."""
+    """Start a signup in one browser (`browser`: the token kept in its session) and email its code.
+
+    A second submit from the same browser for the same email updates that browser's open request (a double
+    submit ends in one tenant); a submit from another browser is a request of its own and changes nothing
+    of this one. For an email that already has an account the page answers as for any other, and the
+    mailbox owner gets a notice instead of a code."""
     email = email.strip().lower()
-    if TenantUser.objects.filter(email__iexact=email).exists():
-        raise ApplicationError("An account with this email already exists: sign in instead.", {"field": "email"})
+    if not plan_version.plan.is_public:
+        raise ApplicationError("This plan is not offered.", {"field": "plan"})
     if Tenant.objects.filter(slug=slug).exists():
         raise ApplicationError(f"The company id {slug!r} is taken: choose another.", {"field": "slug"})
     now = timezone.now()
@@ -150,70 +215,117 @@ def signup_request_create(
         email=email
     ).exists():
         raise ApplicationError(f"The company id {slug!r} is taken: choose another.", {"field": "slug"})
-    if not plan_version.plan.is_public:
-        raise ApplicationError("This plan is not offered.", {"field": "plan"})
+    browser_key = _browser_key(browser)
     with transaction.atomic():
-        signup = SignupRequest.objects.select_for_update().filter(email=email, status__in=OPEN_STATUSES).first()
+        signup = (
+            SignupRequest.objects.select_for_update()
+            .filter(email=email, browser_key=browser_key, status__in=OPEN_STATUSES)
+            .first()
+        )
         if signup is not None and signup.status == SignupStatus.VERIFIED:
             raise ApplicationError("This signup is being set up already: wait a moment, then sign in.")
         if signup is None:
-            signup = SignupRequest(email=email)
+            signup = SignupRequest(email=email, browser_key=browser_key)
         signup.company, signup.slug, signup.plan_version, signup.ip = company.strip(), slug, plan_version, ip
         signup.password_encrypted = _encrypt_password(password)
-        signup.status, signup.error = SignupStatus.PENDING, ""
-        code = _new_code(signup)
+        signup.status = SignupStatus.PENDING
+        send = _issue_code(signup)
         try:
             with transaction.atomic():
                 signup.save()
         except IntegrityError:
-            # A concurrent submit for the same email won the race: its request (and its code) stands.
-            winner = SignupRequest.objects.filter(email=email, status__in=OPEN_STATUSES).first()
+            # A concurrent submit from the same browser won the race: its request (and its code) stands.
+            winner = SignupRequest.objects.filter(
+                email=email, browser_key=browser_key, status__in=OPEN_STATUSES
+            ).first()
             if winner is None:
                 raise
             return winner
-        _send_code(signup, code)
+        send()
     return signup
 
 
-def signup_resend_code(*, request_id: int) -> SignupRequest:
+def _locked_for_browser(request_id: int, browser: str) -> SignupRequest:
+    signup = (
+        SignupRequest.objects.select_for_update().filter(pk=request_id, browser_key=_browser_key(browser)).first()
+    )
+    if signup is None:
+        # Another browser's request, or none: nothing about it is told or changed (no attempt is counted).
+        raise ApplicationError("There is no signup to verify in this browser: sign up again.")
+    return signup
+
+
+def signup_resend_code(*, request_id: int, browser: str) -> SignupRequest:
     with transaction.atomic():
-        signup = SignupRequest.objects.select_for_update().get(pk=request_id)
+        signup = _locked_for_browser(request_id, browser)
         if signup.status != SignupStatus.PENDING:
             raise ApplicationError("This signup is not waiting for a code.")
-        code = _new_code(signup)
-        signup.save(update_fields=["code_hash", "code_expires_at", "verify_attempts", "updated_at"])
-        _send_code(signup, code)
+        send = _issue_code(signup)
+        signup.save(update_fields=["code_hash", "code_expires_at", "verify_attempts", "password_encrypted", "error",
+                                   "updated_at"])
+        send()
     return signup
 
 
-def signup_verify(*, request_id: int, code: str) -> SignupRequest:
-    """Check the code, then provision. Verifying an already provisioned request again (a double submit)
-    changes nothing and returns it; a wrong code counts against MAX_VERIFY_ATTEMPTS."""
+@dataclass(frozen=True)
+class SignupCompletion:
+    """What a verification came to: the request, and the owner to sign in, set only when this very call
+    verified the pending request with its code and provisioning succeeded."""
+
+    signup: SignupRequest
+    owner: TenantUser | None
+
+
+def _check_code(*, request_id: int, code: str, browser: str) -> tuple[SignupRequest, bool]:
+    """(the request, whether this call moved it from pending to verified). In every state the request must
+    be this browser's, its code unexpired and its wrong attempts under MAX_VERIFY_ATTEMPTS; a wrong code
+    counts in every state."""
     with transaction.atomic():
-        signup = SignupRequest.objects.select_for_update().get(pk=request_id)
-        if signup.status == SignupStatus.PENDING:
-            if signup.verify_attempts >= MAX_VERIFY_ATTEMPTS:
-                raise ApplicationError("Too many wrong codes: ask for a new code.")
-            if signup.code_expires_at is None or signup.code_expires_at < timezone.now():
-                raise ApplicationError("The code has expired: ask for a new code.")
-            if not _code_matches(signup, code):
-                signup.verify_attempts += 1
-                signup.save(update_fields=["verify_attempts", "updated_at"])
-                return_error = ApplicationError("That code is not right.")
+        signup = _locked_for_browser(request_id, browser)
+        error, fresh = None, False
+        if signup.status == SignupStatus.EXPIRED:
+            error = ApplicationError("This signup has expired: sign up again.")
+        elif signup.verify_attempts >= MAX_VERIFY_ATTEMPTS:
+            error = ApplicationError("Too many wrong codes: ask for a new code." if signup.status == SignupStatus.PENDING
+                                     else "Too many wrong codes.")
+        elif signup.code_expires_at is None or signup.code_expires_at < timezone.now():
+            error = ApplicationError("The code has expired: ask for a new code." if signup.status == SignupStatus.PENDING
+                                     else "The code has expired.")
+        elif not _code_matches(signup, code):
+            signup.verify_attempts += 1
+            signup.save(update_fields=["verify_attempts", "updated_at"])
+            error = ApplicationError("That code is not right.")
+        elif signup.status == SignupStatus.PENDING:
+            if TenantUser.objects.filter(email__iexact=signup.email).exists():
+                # Another of this mailbox's signups (another browser) made the account meanwhile. Only the
+                # holder of this code reads this, so it tells nobody else which addresses have accounts.
+                signup.status, signup.password_encrypted = SignupStatus.EXPIRED, ""
+                signup.save(update_fields=["status", "password_encrypted", "updated_at"])
+                error = ApplicationError("An account with this email exists already: sign in instead.")
             else:
                 signup.status = SignupStatus.VERIFIED
                 signup.verified_at = timezone.now()
                 signup.save(update_fields=["status", "verified_at", "updated_at"])
-                return_error = None
-        elif signup.status in (SignupStatus.PROVISIONED, SignupStatus.VERIFIED, SignupStatus.FAILED):
-            return_error = None if _code_matches(signup, code) else ApplicationError("That code is not right.")
-        else:
-            return_error = ApplicationError("This signup has expired: sign up again.")
-    if return_error is not None:
-        raise return_error  # raised after the atomic block so the attempt count is kept
-    if signup.status == SignupStatus.PROVISIONED:
-        return signup
-    return signup_provision(request_id=signup.pk)
+                fresh = True
+        # else: the right code again for a verified request (a double submit): nothing changes.
+    if error is not None:
+        raise error  # raised after the atomic block so the attempt count is kept
+    return signup, fresh
+
+
+def signup_complete(*, request_id: int, code: str, browser: str) -> SignupCompletion:
+    """Check the code, then provision. Verifying an already verified request again with its code (a double
+    submit) changes nothing, retries a failed provisioning, and signs nobody in."""
+    signup, fresh = _check_code(request_id=request_id, code=code, browser=browser)
+    if signup.status != SignupStatus.PROVISIONED:
+        signup = signup_provision(request_id=signup.pk)
+    owner = signup.owner if fresh and signup.status == SignupStatus.PROVISIONED else None
+    return SignupCompletion(signup=signup, owner=owner)
+
+
+def signup_verify(*, request_id: int, code: str, browser: str) -> SignupRequest:
+    """`signup_complete`'s request: verified and provisioned, or failed with the reason."""
+    return signup_complete(request_id=request_id, code=code, browser=browser).signup
 
 
 def signup_provision(*, request_id: int) -> SignupRequest:

@@ -63,14 +63,14 @@ def test_retry_provisioning_action(staff_client, mailoutbox, monkeypatch, django
     versions = import_sample_plans()
     with django_capture_on_commit_callbacks(execute=True):
         signup = signup_request_create(company="Acme", slug="acme", email="ann@acme.example",
-                                       plan_version=versions["pro"], password=PASSWORD)
+                                       plan_version=versions["pro"], password=PASSWORD, browser="ann-browser")
     code = re.search(r"\b(\d{6})\b", mailoutbox[-1].body).group(1)
 
     def refuse(self, **kwargs):
         raise IdentityError("The identity provider is busy; try again in a minute.")
 
     monkeypatch.setattr(LocalIdentityBackend, "create_user", refuse)
-    assert signup_verify(request_id=signup.pk, code=code).status == SignupStatus.FAILED
+    assert signup_verify(request_id=signup.pk, code=code, browser="ann-browser").status == SignupStatus.FAILED
     page = staff_client.get("/admin/tenants/signuprequest/").content.decode()
     assert "busy" in page
     monkeypatch.undo()

@@ -2,6 +2,7 @@
 
 import pytest
 from django.contrib.auth import authenticate
+from django.test import RequestFactory
 
 from portal.errors import ApplicationError
 from tenants.identity import IdentityError, InvalidCredentials, get_identity_backend
@@ -11,6 +12,11 @@ from tenants.models import TenantRole, TenantUser
 from tenants.services import identity as svc
 from tenants.services.lifecycle import tenant_reactivate, tenant_suspend
 from tenants.tests.factories import TenantFactory
+
+
+def _sign_in_request():
+    # What the sign-in page hands authenticate(): the lockout backend (django-axes) needs the request.
+    return RequestFactory().post("/account/login/")
 
 PASSWORD = "Corr3ct-horse"
 
@@ -117,8 +123,8 @@ def test_services_and_tenant_area_sign_in(backend, cognito_pool, settings):
     owner, _ = svc.tenant_user_create(tenant=tenant, email="ann@acme.example", role=TenantRole.OWNER, password=PASSWORD)
     assert not owner.user.has_usable_password()  # the portal keeps no Cognito password
     # The tenant area checks the password against the pool.
-    assert authenticate(None, username="ann@acme.example", password=PASSWORD) == owner.user
-    assert authenticate(None, username="ann@acme.example", password="Wrong-passw0rd") is None
+    assert authenticate(_sign_in_request(), username="ann@acme.example", password=PASSWORD) == owner.user
+    assert authenticate(_sign_in_request(), username="ann@acme.example", password="Wrong-passw0rd") is None
 
     with pytest.raises(ApplicationError, match="password"):
         svc.tenant_user_issue_token(tenant_user=owner)
@@ -127,7 +133,7 @@ def test_services_and_tenant_area_sign_in(backend, cognito_pool, settings):
 
     tenant_suspend(tenant=tenant)
     assert backend.get_user(username=owner.username).enabled is False
-    assert authenticate(None, username="ann@acme.example", password=PASSWORD) is None
+    assert authenticate(_sign_in_request(), username="ann@acme.example", password=PASSWORD) is None
     with pytest.raises(ApplicationError, match="suspended"):
         svc.tenant_user_issue_token(tenant_user=owner, password=PASSWORD)
     tenant_reactivate(tenant=tenant)

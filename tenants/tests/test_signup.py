@@ -1,14 +1,19 @@
 """Self-service signup through the Django test client: the happy path, retries, refusals, failures, the rate limit."""
 
 import re
+from datetime import timedelta
 
 import pytest
 from django.core.cache import cache
+from django.test import Client
+from django.utils import timezone
 
-from tenants.identity import IdentityError
+from portal.errors import ApplicationError
+from tenants.identity import IdentityError, get_identity_backend
 from tenants.identity.local import LocalIdentityBackend
 from tenants.models import Plan, SignupRequest, SignupStatus, Subscription, Tenant, TenantStatus, TenantUser
-from tenants.services.signup import signup_provision
+from tenants.services.signup import signup_provision, signup_resend_code, signup_verify
+from tenants.tasks import expire_signups
 from tenants.tests.factories import TenantFactory, import_sample_plans
 
 PASSWORD = "Corr3ct-horse"
@@ -98,19 +103,45 @@ class TestSignup:
         assert signup_provision(request_id=SignupRequest.objects.get().pk).status == SignupStatus.PROVISIONED
         assert Tenant.objects.count() == 1
 
-    def test_taken_email_and_slug_are_refused_clearly(self, client, plans, mailoutbox):
+    def test_taken_slug_is_refused_clearly(self, client, plans, mailoutbox):
         code = _sign_up(client, plans, mailoutbox)
         client.post("/signup/verify/", {"code": code})
         client.logout()
-        response = client.post("/signup/", _form(plans, slug="other"))
-        assert response.status_code == 200
-        assert "An account with this email already exists" in response.content.decode()
         response = client.post("/signup/", _form(plans, email="bob@other.example"))
         assert "The company id &#x27;acme-corp&#x27; is taken" in response.content.decode()
         TenantFactory(slug="taken")
         response = client.post("/signup/", _form(plans, email="carl@x.example", slug="taken"))
         assert "is taken" in response.content.decode()
         assert SignupRequest.objects.count() == 1
+
+    def test_a_taken_email_is_not_revealed_but_its_owner_is_told(self, client, plans, mailoutbox):
+        """Signing up with an address that has an account looks the same as with a new one (no account
+        enumeration); the mailbox owner gets a notice with no code, and nothing can verify that request."""
+        code = _sign_up(client, plans, mailoutbox)
+        client.post("/signup/verify/", {"code": code})
+        client.logout()
+
+        taken, fresh = Client(), Client()
+        response = taken.post("/signup/", _form(plans, slug="other"))
+        assert response.status_code == 302 and response["Location"] == "/signup/verify/"
+        notice = mailoutbox[-1]
+        assert notice.to == ["ann@acme.example"] and "already has an account" in notice.body
+        assert "/account/login/" in notice.body and not re.search(r"\b\d{6}\b", notice.body)
+        assert fresh.post("/signup/", _form(plans, email="nobody@acme.example", slug="other2")).status_code == 302
+        assert "verification code" in mailoutbox[-1].subject
+        wrong = f"{(int(_code(mailoutbox)) + 1) % 10**6:06d}"  # wrong for both requests
+
+        def page(browser, *args):
+            html = (browser.post("/signup/verify/", *args) if args else browser.get("/signup/verify/")).content.decode()
+            return re.sub(r'name="csrfmiddlewaretoken" value="[^"]*"', "", html).replace("nobody@", "ann@")
+
+        assert page(taken) == page(fresh)
+        assert page(taken, {"code": wrong}) == page(fresh, {"code": wrong})  # "not right" for both
+        for _ in range(10):
+            assert taken.post("/signup/verify/", {"code": wrong}).status_code == 200
+        assert page(taken, {"code": wrong}) == page(fresh, {"code": wrong}).replace(
+            "That code is not right.", "Too many wrong codes: ask for a new code.")
+        assert Tenant.objects.count() == 1 and "_auth_user_id" not in taken.session
 
     def test_a_pending_signup_reserves_its_slug(self, client, plans, mailoutbox):
         _sign_up(client, plans, mailoutbox)
@@ -162,6 +193,143 @@ class TestSignup:
         # Asking for new codes (five more guesses each) counts against the same limit.
         assert client.post("/signup/verify/", {"action": "resend"}, REMOTE_ADDR="10.1.2.3").status_code == 200
         assert client.post("/signup/verify/", {"action": "resend"}, REMOTE_ADDR="10.1.2.3").status_code == 429
+
+
+@pytest.fixture(params=["local", "cognito"])
+def identity(request):
+    """Each identity backend in turn: the local store, and a Cognito pool under moto."""
+    return request.getfixturevalue("local_identity" if request.param == "local" else "cognito_pool")
+
+
+ATTACKER_PASSWORD = "Att4cker-s3cret"
+
+
+def _signed_in(browser) -> bool:
+    return "_auth_user_id" in browser.session
+
+
+def _wrong(*codes: str) -> str:
+    """A code that is none of `codes`."""
+    return next(f"{n:06d}" for n in range(10**6) if f"{n:06d}" not in codes)
+
+
+def _break_provisioning(monkeypatch):
+    def refuse(self, **kwargs):
+        raise IdentityError("The identity provider is busy; try again in a minute.")
+
+    monkeypatch.setattr(type(get_identity_backend()), "create_user", refuse)
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("identity", "on_commit")
+class TestSignupCannotBeHijacked:
+    """Two browsers are two test clients; everything goes through the signup pages."""
+
+    def test_a_second_browser_never_changes_an_open_signup(self, plans, mailoutbox):
+        owner, attacker = Client(), Client()
+        owner_code = _sign_up(owner, plans, mailoutbox)
+        ours = SignupRequest.objects.get()
+        before = (ours.company, ours.slug, ours.plan_version_id, ours.password_encrypted, ours.code_hash,
+                  ours.code_expires_at, ours.verify_attempts)
+
+        # The same email from another browser: its own request, the owner's left alone, the mailbox told.
+        attacker_code = _sign_up(attacker, plans, mailoutbox, company="Evil Corp", slug="evil",
+                                 plan=plans["starter"].pk, password=ATTACKER_PASSWORD)
+        assert mailoutbox[-1].to == ["ann@acme.example"]
+        assert "Another signup with this address is waiting for its code too" in mailoutbox[-1].body
+        assert SignupRequest.objects.count() == 2
+        ours.refresh_from_db()
+        assert (ours.company, ours.slug, ours.plan_version_id, ours.password_encrypted, ours.code_hash,
+                ours.code_expires_at, ours.verify_attempts) == before
+
+        # The owner types the newest code of the mailbox (the attacker's) in their own browser: refused.
+        assert "not right" in owner.post("/signup/verify/", {"code": attacker_code}).content.decode()
+        # The attacker's browser cannot use the owner's code.
+        assert "not right" in attacker.post("/signup/verify/", {"code": owner_code}).content.decode()
+        assert not Tenant.objects.exists()
+
+        response = owner.post("/signup/verify/", {"code": owner_code})
+        assert response.status_code == 302 and response["Location"] == "/tenant/" and _signed_in(owner)
+        tenant = Tenant.objects.get()
+        assert (tenant.slug, tenant.name) == ("acme-corp", "Acme Corp")
+        assert Subscription.objects.get(tenant=tenant).plan_version == plans["pro"]
+        # The account has the owner's password, not the attacker's.
+        for password, accepted in ((ATTACKER_PASSWORD, False), (PASSWORD, True)):
+            response = Client().post("/account/login/", {"username": "ann@acme.example", "password": password})
+            assert (response.status_code == 302) is accepted
+
+        # After provisioning, 50 guesses from the attacker's browser: none signs it in.
+        wrong = _wrong(owner_code, attacker_code)
+        pages = [attacker.post("/signup/verify/", {"code": wrong}) for _ in range(50)]
+        assert {page.status_code for page in pages} == {200}
+        assert "Too many wrong codes" in pages[-1].content.decode()
+        # Not even its own code (which only the mailbox has) now: the attempts are used up.
+        assert "Too many wrong codes" in attacker.post("/signup/verify/", {"code": attacker_code}).content.decode()
+        assert not _signed_in(attacker) and attacker.get("/tenant/").status_code == 302
+        assert Tenant.objects.count() == 1 and TenantUser.objects.count() == 1
+
+    def test_the_verify_page_of_another_session_finds_nothing(self, plans, mailoutbox):
+        owner, stranger = Client(), Client()
+        code = _sign_up(owner, plans, mailoutbox)
+        stranger.get("/signup/")  # a session with a signup token of its own, but no signup
+        for browser in (stranger, Client()):
+            for data in ({"code": code}, {"action": "resend"}):
+                response = browser.post("/signup/verify/", data)
+                assert response.status_code == 302 and response["Location"] == "/signup/"
+        assert SignupRequest.objects.get().verify_attempts == 0 and len(mailoutbox) == 1
+        # The service refuses another browser's token too, without counting an attempt.
+        signup = SignupRequest.objects.get()
+        for call in (lambda: signup_verify(request_id=signup.pk, code=code, browser="another-browser"),
+                     lambda: signup_resend_code(request_id=signup.pk, browser="another-browser")):
+            with pytest.raises(ApplicationError, match="no signup to verify in this browser"):
+                call()
+        assert SignupRequest.objects.get().verify_attempts == 0 and not Tenant.objects.exists()
+        assert owner.post("/signup/verify/", {"code": code})["Location"] == "/tenant/"
+
+    def test_after_provisioning_no_code_signs_anyone_in(self, plans, mailoutbox, monkeypatch):
+        browser = Client()
+        code = _sign_up(browser, plans, mailoutbox)
+        _break_provisioning(monkeypatch)
+        assert browser.post("/signup/verify/", {"code": code}).status_code == 503
+        monkeypatch.undo()
+        assert signup_provision(request_id=SignupRequest.objects.get().pk).status == SignupStatus.PROVISIONED
+
+        # The right code again, in the browser that started the signup: the account is ready, the password
+        # signs in, the code does not.
+        response = browser.post("/signup/verify/", {"code": code})
+        assert response.status_code == 302 and response["Location"] == "/account/login/"
+        assert not _signed_in(browser)
+        wrong = _wrong(code)
+        pages = [browser.post("/signup/verify/", {"code": wrong}) for _ in range(50)]
+        assert {page.status_code for page in pages} == {200} and not _signed_in(browser)
+        assert SignupRequest.objects.get().verify_attempts == 5
+        assert "Too many wrong codes." in pages[-1].content.decode()
+        assert "Too many wrong codes." in browser.post("/signup/verify/", {"code": code}).content.decode()
+        assert not _signed_in(browser) and browser.get("/tenant/").status_code == 302
+
+    def test_an_expired_code_is_refused_in_every_state(self, plans, mailoutbox, monkeypatch):
+        browser = Client()
+        code = _sign_up(browser, plans, mailoutbox)
+        SignupRequest.objects.update(code_expires_at=timezone.now() - timedelta(seconds=1))
+        assert "The code has expired" in browser.post("/signup/verify/", {"code": code}).content.decode()
+
+        browser.post("/signup/verify/", {"action": "resend"})
+        code = _code(mailoutbox)
+        _break_provisioning(monkeypatch)
+        assert browser.post("/signup/verify/", {"code": code}).status_code == 503
+        monkeypatch.undo()
+        SignupRequest.objects.update(code_expires_at=timezone.now() - timedelta(seconds=1))
+        # A failed signup past its code's expiry: the code no longer retries it (staff still can).
+        assert "The code has expired." in browser.post("/signup/verify/", {"code": code}).content.decode()
+        assert SignupRequest.objects.get().status == SignupStatus.FAILED and not Tenant.objects.exists()
+
+        # A pending signup closed by the expiry task.
+        other = Client()
+        code = _sign_up(other, plans, mailoutbox, email="bob@bob.example", slug="bob")
+        SignupRequest.objects.filter(email="bob@bob.example").update(code_expires_at=timezone.now() - timedelta(seconds=1))
+        assert expire_signups() == 1
+        assert "This signup has expired" in other.post("/signup/verify/", {"code": code}).content.decode()
+        assert not _signed_in(other) and not Tenant.objects.exists()
 
 
 @pytest.mark.django_db
@@ -217,7 +385,7 @@ def test_concurrent_double_submits_make_one_request_and_one_tenant(local_identit
 
     def submit():
         return signup_request_create(company="Acme", slug="acme", email="ann@acme.example",
-                                     plan_version=versions["pro"], password=PASSWORD)
+                                     plan_version=versions["pro"], password=PASSWORD, browser="ann-browser")
 
     threads = [threading.Thread(target=run, args=(submit,)) for _ in range(2)]
     [t.start() for t in threads]
@@ -229,7 +397,7 @@ def test_concurrent_double_submits_make_one_request_and_one_tenant(local_identit
     code = next(c for c in codes if signup_services._code_matches(signup, c))
 
     results.clear()
-    threads = [threading.Thread(target=run, args=(lambda: signup_verify(request_id=signup.pk, code=code),))
+    threads = [threading.Thread(target=run, args=(lambda: signup_verify(request_id=signup.pk, code=code, browser="ann-browser"),))
                for _ in range(2)]
     [t.start() for t in threads]
     [t.join() for t in threads]
