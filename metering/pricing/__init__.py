@@ -37,6 +37,7 @@ from .engine import (
     add_months,
     anniversary_period,
     calendar_period,
+    format_plain,
     format_quantity,
     isoformat_z,
     period_bounds,
@@ -45,6 +46,7 @@ from .engine import (
     price_period,
     price_plan,
     tier_breakdown,
+    tiers_document,
     trial_end_for,
     unit_amount_shown,
 )
@@ -72,6 +74,7 @@ __all__ = [
     "charge_to_document",
     "format_amount",
     "format_unit_amount",
+    "format_plain",
     "format_quantity",
     "get_rule",
     "is_known_currency",
@@ -93,6 +96,7 @@ __all__ = [
     "quantum",
     "rule_paths",
     "tier_breakdown",
+    "tiers_document",
     "trial_end_for",
     "unit_amount_shown",
 ]

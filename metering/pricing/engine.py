@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 
-from .currency import ARITHMETIC_CONTEXT, format_amount, quantum
+from .currency import ARITHMETIC_CONTEXT, format_amount, format_unit_amount, quantum
 from .documents import ChargeSpec, PlanSpec
 from .rules import get_rule
 
@@ -411,6 +411,24 @@ def format_quantity(quantity: Decimal) -> str:
     """A quantity as PLANS.md prints it: plain digits, never an exponent ("12000", "1.5")."""
     quantity = Decimal(quantity)
     return format(quantity if quantity else abs(quantity), "f")
+
+
+def format_plain(value: Decimal) -> str:
+    """A stored decimal as people read it: no trailing zeros, never an exponent ("40" for 40.000000, "17.440363")."""
+    value = Decimal(value).normalize(ARITHMETIC_CONTEXT)
+    return format(value if value else abs(value), "f")
+
+
+def tiers_document(tiers: Sequence[TierAmount], currency: str) -> list[dict]:
+    """A tier breakdown as JSON-ready dicts of decimal strings (what an invoice line stores and the API shows):
+    ``from`` and ``up_to`` (None: unbounded) bound the tier, ``units`` fell in it, priced at ``unit_amount``
+    each plus ``flat_amount``, for ``amount`` in the currency's minor digits."""
+    return [
+        {"from": format_plain(tier.lower), "up_to": None if tier.up_to is None else format_plain(tier.up_to),
+         "units": format_plain(tier.units), "unit_amount": format_unit_amount(tier.unit_amount, currency),
+         "flat_amount": format_unit_amount(tier.flat_amount, currency), "amount": format_amount(tier.amount, currency)}
+        for tier in tiers
+    ]
 
 
 def preview_document(priced: PricedPeriod) -> dict:

@@ -35,7 +35,9 @@ def add_invoice(tenant, status, number, total):
         start = (timezone.now() - timedelta(days=31)).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     return Invoice.objects.create(tenant=tenant, subscription=subscription, period_start=start,
                                   period_end=start + timedelta(days=28), currency="USD", status=status,
-                                  number=number, total=Decimal(total), finalize_after=start + timedelta(days=29))
+                                  number=number, total=Decimal(total), finalize_after=start + timedelta(days=29),
+                                  **({} if status == InvoiceStatus.DRAFT else
+                                     {"payment_terms_days": 30, "due_date": (start + timedelta(days=58)).date()}))
 
 
 @pytest.fixture
