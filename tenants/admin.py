@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from metering.pricing.documents import DocumentError, loads_document, parse_plan
 from portal.errors import ApplicationError
+from portal.text import end_sentence
 from tenants.models import (
     Charge,
     Plan,
@@ -306,7 +307,7 @@ class TenantUserAddForm(forms.ModelForm):
         except ApplicationError as exc:
             raise forms.ValidationError(exc.message) from exc
         transaction.on_commit(lambda: identity_services.send_temporary_password(
-            tenant_user=tenant_user, password=temporary, reason=f"An account was made for you at {tenant_user.tenant.name}."
+            tenant_user=tenant_user, password=temporary, reason=end_sentence(f"An account was made for you at {tenant_user.tenant.name}")
         ))
         self.created = tenant_user
         return cleaned
@@ -342,7 +343,7 @@ class TenantUserAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         if not change:
-            messages.info(request, f"{obj.email} was created; a temporary password was emailed to them.")
+            messages.info(request, f"Created the user {obj.email}; a temporary password was emailed to them.")
 
     def save_related(self, request, form, formsets, change):
         pass
@@ -395,12 +396,12 @@ class SignupRequestAdmin(admin.ModelAdmin):
             try:
                 result = signup_provision(request_id=signup.pk)
             except ApplicationError as exc:
-                failed.append(f"{signup.email}: {exc.message}")
+                failed.append(f"Signup of {signup.email}: {exc.message}")
                 continue
             if result.status == SignupStatus.PROVISIONED:
                 done += 1
             else:
-                failed.append(f"{signup.email}: {result.error}")
+                failed.append(f"Signup of {signup.email}: {result.error}")
         if done:
             self.message_user(request, f"Provisioned: {done}.", messages.SUCCESS)
         for message in failed:
