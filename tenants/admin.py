@@ -8,6 +8,7 @@ from django.contrib import admin, messages
 from django.db.models import Count, Q
 from django.utils import timezone
 
+from metering.pricing import format_unit_amount
 from metering.pricing.documents import DocumentError, loads_document, parse_plan
 from portal.errors import ApplicationError
 from portal.text import end_sentence
@@ -134,10 +135,24 @@ class PlanForm(forms.ModelForm):
         pass
 
 
-class PlanVersionInline(admin.TabularInline):
+class _PlanAmounts:
+    """A plan version's amounts as the plan document writes them ("49.00", not the column's 49.000000)."""
+
+    @admin.display(description="base fee", ordering="base_fee")
+    def base_fee_shown(self, version):
+        return format_unit_amount(version.base_fee, version.currency)
+
+    @admin.display(description="minimum commitment", ordering="minimum_commitment")
+    def commitment_shown(self, version):
+        return "-" if version.minimum_commitment is None else format_unit_amount(version.minimum_commitment,
+                                                                                version.currency)
+
+
+class PlanVersionInline(_PlanAmounts, admin.TabularInline):
     model = PlanVersion
     extra = 0
-    fields = ("version", "name", "currency", "interval", "base_fee", "trial_days", "minimum_commitment", "subscribers", "created_at")
+    fields = ("version", "name", "currency", "interval", "base_fee_shown", "trial_days", "commitment_shown",
+              "subscribers", "created_at")
     readonly_fields = fields
     can_delete = False
     show_change_link = True
@@ -208,8 +223,11 @@ class ChargeInline(admin.TabularInline):
 
 
 @admin.register(PlanVersion)
-class PlanVersionAdmin(admin.ModelAdmin):
-    list_display = ("__str__", "name", "currency", "interval", "base_fee", "trial_days", "created_at")
+class PlanVersionAdmin(_PlanAmounts, admin.ModelAdmin):
+    list_display = ("__str__", "name", "currency", "interval", "base_fee_shown", "trial_days", "created_at")
+    fields = ("plan", "version", "name", "currency", "interval", "base_fee_shown", "trial_days", "commitment_shown",
+              "document", "created_at")
+    readonly_fields = fields
     list_filter = ("currency", "interval", "plan")
     search_fields = ("plan__code", "name")
     inlines = [ChargeInline]
