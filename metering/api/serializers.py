@@ -189,7 +189,7 @@ class TenantUserSerializer(serializers.ModelSerializer):
 
 
 class MetricSerializer(serializers.ModelSerializer):
-    divisor = Decimal()
+    divisor = PlainDecimalField(help_text="Decimal string: the raw aggregate is divided by it (\"1000000\" bytes per MB).")
 
     class Meta:
         model = Metric

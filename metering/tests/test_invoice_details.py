@@ -267,3 +267,9 @@ def test_migration_gives_invoices_sent_before_it_a_due_date(transactional_db, se
     finally:
         executor = MigrationExecutor(connection)
         executor.migrate(executor.loader.graph.leaf_nodes())
+
+
+def test_metric_divisors_are_plain_decimals(tenant_api):
+    metrics = {m["code"]: m for m in tenant_api.get("/api/v1/metrics/").json()["results"]}
+    assert (metrics["data_out_mb"]["divisor"], metrics["data_out_mb"]["unit"]) == ("1000000", "MB")
+    assert metrics["api_calls"]["divisor"] == "1"
