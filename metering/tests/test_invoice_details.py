@@ -273,3 +273,24 @@ def test_metric_divisors_are_plain_decimals(tenant_api):
     metrics = {m["code"]: m for m in tenant_api.get("/api/v1/metrics/").json()["results"]}
     assert (metrics["data_out_mb"]["divisor"], metrics["data_out_mb"]["unit"]) == ("1000000", "MB")
     assert metrics["api_calls"]["divisor"] == "1"
+
+
+def test_a_paid_or_void_invoice_asks_for_no_payment(invoice, staff_client):
+    from metering.services.billing import invoice_mark_paid, invoice_void
+
+    invoice_mark_paid(invoice=invoice, at=datetime(2026, 11, 20, tzinfo=UTC))
+    page = " ".join(staff_client.get(invoice.get_absolute_url()).content.decode().split())
+    assert "Paid 2026-11-20</strong> (due 2026-12-01)" in page and "Payment due by" not in page
+    draft = _invoice_for_void(invoice)
+    invoice_void(invoice=draft, reason="wrong plan")
+    page = staff_client.get(draft.get_absolute_url()).content.decode()
+    assert "Payment due by" not in page and "wrong plan" in page
+
+
+def _invoice_for_void(invoice):
+    """Another finalized invoice of the same tenant (November), to void."""
+    from metering.services.billing import invoice_create
+
+    nov = invoice_create(subscription=invoice.subscription, period_start=NOV, period_end=datetime(2026, 12, 1, tzinfo=UTC),
+                         as_of=datetime(2026, 12, 1, tzinfo=UTC))
+    return invoice_finalize(invoice=nov, at=datetime(2026, 12, 1, 1, tzinfo=UTC))
