@@ -1,10 +1,14 @@
 """Admin for metrics, usage, sync runs (invoices and billing runs are in admin_billing)."""
 
+from decimal import Decimal, localcontext
+
 from django import forms
 from django.contrib import admin
 
 from metering import admin_billing  # noqa: F401  (registers the invoice and billing-run admins)
 from metering.models import Metric
+from metering.pricing import format_plain
+from metering.pricing.currency import ARITHMETIC_CONTEXT
 
 
 class MetricForm(forms.ModelForm):
@@ -59,9 +63,28 @@ class _ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+def in_unit(raw, metric: Metric) -> str:
+    """A raw aggregate (bytes for a metric counted in MB) in the metric's unit, after its divisor: "17.440363 MB"."""
+    with localcontext(ARITHMETIC_CONTEXT):  # six places, as the usage rows keep: a divisor of 3 would never end
+        value = format_plain((raw / metric.divisor).quantize(Decimal("0.000001")))
+    return f"{value} {metric.unit}" if metric.unit else value
+
+
+class _UsageColumns:
+    """The usage rows keep raw aggregates; the admin shows them in the metric's unit, the raw figure beside it."""
+
+    @admin.display(description="usage (in the metric's unit)", ordering="value")
+    def usage(self, row):
+        return in_unit(row.value, row.metric)
+
+    @admin.display(description="raw value (before the divisor)", ordering="value")
+    def raw_value(self, row):
+        return format_plain(row.value)
+
+
 @admin.register(HourlyUsage)
-class HourlyUsageAdmin(_ReadOnlyAdmin):
-    list_display = ("hour", "tenant", "metric", "value", "updated_at")
+class HourlyUsageAdmin(_UsageColumns, _ReadOnlyAdmin):
+    list_display = ("hour", "tenant", "metric", "usage", "raw_value", "updated_at")
     list_filter = ("metric", "tenant")
     search_fields = ("tenant__slug",)
     date_hierarchy = "hour"
@@ -69,8 +92,9 @@ class HourlyUsageAdmin(_ReadOnlyAdmin):
 
 
 @admin.register(UnattributedUsage)
-class UnattributedUsageAdmin(_ReadOnlyAdmin):
-    list_display = ("hour", "tenant_key", "user_key", "metric", "value", "updated_at")
+class UnattributedUsageAdmin(_UsageColumns, _ReadOnlyAdmin):
+    list_display = ("hour", "tenant_key", "user_key", "metric", "usage", "raw_value", "updated_at")
+    list_select_related = ("metric",)
     list_filter = ("metric",)
     search_fields = ("tenant_key", "user_key")
     date_hierarchy = "hour"
@@ -130,10 +154,14 @@ from metering.models import DailyUsage  # noqa: E402
 
 
 @admin.register(DailyUsage)
-class DailyUsageAdmin(_ReadOnlyAdmin):
+class DailyUsageAdmin(_UsageColumns, _ReadOnlyAdmin):
     """The hourly rows rolled up by UTC day (the usage sync keeps them equal): what the dashboards chart."""
 
-    list_display = ("day", "tenant", "metric", "value", "peak")
+    list_display = ("day", "tenant", "metric", "usage", "busiest_hour", "raw_value")
+
+    @admin.display(description="busiest hour (in the metric's unit)", ordering="peak")
+    def busiest_hour(self, row):
+        return in_unit(row.peak, row.metric)
     list_filter = ("metric", "tenant")
     search_fields = ("tenant__slug",)
     date_hierarchy = "day"

@@ -1,31 +1,61 @@
 """Admin for invoices and billing runs (registered by metering.admin)."""
 
 import csv
+import json
+from decimal import Decimal
 
 from django.contrib import admin, messages
 from django.contrib.contenttypes.models import ContentType
 from django.db.models import OuterRef, Subquery
 from django.http import HttpResponse, HttpResponseRedirect
 from django.urls import path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
 from metering.models import BillingRun, Invoice, InvoiceLine, InvoiceStatus, LineType
-from metering.pricing import format_amount
+from metering.pricing import format_amount, format_plain, format_unit_amount
 from metering.services import billing as billing_services
 from portal.errors import ApplicationError
 from tenants.models import DeliveryStatus, EmailDelivery, EmailKind
+
+
+def tier_range(tier: dict) -> str:
+    """A stored tier's range as an invoice reads it: "0 to 10000", "above 1000000"."""
+    return f"above {tier['from']}" if tier["up_to"] is None else f"{tier['from']} to {tier['up_to']}"
 
 
 class InvoiceLineInline(admin.TabularInline):
     model = InvoiceLine
     fk_name = "invoice"
     extra = 0
-    fields = ("position", "type", "description", "quantity", "unit_amount", "amount", "period_start", "period_end", "adjusts")
+    fields = ("position", "type", "description", "quantity_shown", "unit_price", "amount_shown", "tier_breakdown",
+              "period_start", "period_end", "adjusts")
     readonly_fields = fields
     can_delete = False
 
     def has_add_permission(self, request, obj=None):
         return False
+
+    @admin.display(description="quantity")
+    def quantity_shown(self, line):
+        return "" if line.quantity is None else format_plain(line.quantity)
+
+    @admin.display(description="unit price")
+    def unit_price(self, line):
+        return "" if line.unit_amount is None else format_unit_amount(line.unit_amount, line.invoice.currency)
+
+    @admin.display(description="amount")
+    def amount_shown(self, line):
+        return format_amount(line.amount, line.invoice.currency)
+
+    @admin.display(description="tiers")
+    def tier_breakdown(self, line):
+        # One row per tier: its range, the units in it at their price (plus its flat amount), and its amount.
+        return format_html_join(
+            mark_safe("<br>"), "{}: {} × {}{} = {}",
+            ((tier_range(t), t["units"], t["unit_amount"], f" + {t['flat_amount']}" if Decimal(t["flat_amount"]) else "",
+              t["amount"]) for t in line.tiers),
+        ) or "-"
 
 
 class EmailStateFilter(admin.SimpleListFilter):
@@ -75,7 +105,12 @@ class InvoiceAdmin(admin.ModelAdmin):
     date_hierarchy = "period_start"
     list_select_related = ("tenant",)
     inlines = [InvoiceLineInline]
-    readonly_fields = [*(f.name for f in Invoice._meta.fields), "email_delivery"]
+    # Everything is shown, nothing is edited here: a finalized invoice changes only through its actions (void,
+    # reissue, mark paid), a draft only by being re-priced.
+    fields = ("number", "status", "tenant", "subscription", "currency", "period_start", "period_end", "total_display",
+              "finalized_at", "payment_terms", "due_date", "paid_at", "voided_at", "void_reason", "replaces",
+              "finalize_after", "billing_run", "public_id", "created_at", "updated_at", "email_delivery")
+    readonly_fields = fields
     actions = ["finalize", "void", "reissue", "mark_paid", "export_invoices_csv", "export_lines_csv"]
 
     def has_add_permission(self, request):
@@ -83,6 +118,12 @@ class InvoiceAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False  # never deleted: voided and replaced
+
+    def has_change_permission(self, request, obj=None):
+        # A sent invoice is read-only: its page has no Save buttons and a POST to it is refused (403).
+        if obj is not None and not obj.is_editable:
+            return False
+        return super().has_change_permission(request, obj)
 
     def get_queryset(self, request):
         from django.db.models import Count, Q
@@ -112,6 +153,10 @@ class InvoiceAdmin(admin.ModelAdmin):
     @admin.display(description="total", ordering="total")
     def total_display(self, invoice):
         return f"{format_amount(invoice.total, invoice.currency)} {invoice.currency}"
+
+    @admin.display(description="payment terms")
+    def payment_terms(self, invoice):
+        return "-" if invoice.payment_terms_days is None else f"{invoice.payment_terms_days} days after issue"
 
     @admin.display(description="late lines", ordering="_late")
     def late_lines(self, invoice):
@@ -179,26 +224,29 @@ class InvoiceAdmin(admin.ModelAdmin):
         rows = (
             [i.number or "", i.tenant.slug, i.period_start.isoformat(), i.period_end.isoformat(), i.status,
              i.currency, format_amount(i.total, i.currency), i.finalized_at.isoformat() if i.finalized_at else "",
-             i.replaces.number if i.replaces_id else ""]
+             i.replaces.number if i.replaces_id else "", i.due_date.isoformat() if i.due_date else "",
+             "" if i.payment_terms_days is None else i.payment_terms_days]
             for i in queryset.select_related("tenant", "replaces").order_by("period_start", "tenant__slug")
         )
         return _csv_response("invoices.csv", ["number", "tenant", "period_start", "period_end", "status", "currency",
-                                              "total", "finalized_at", "replaces"], rows)
+                                              "total", "finalized_at", "replaces", "due_date", "payment_terms_days"],
+                             rows)
 
     @admin.action(description="Export the lines of the selected invoices as CSV")
     def export_lines_csv(self, request, queryset):
         lines = InvoiceLine.objects.filter(invoice__in=queryset).select_related("invoice__tenant", "adjusts")
         rows = (
             [line.invoice.number or "", line.invoice.tenant.slug, line.position, line.type, line.description,
-             line.plan_code, line.metric_code, line.model, "" if line.quantity is None else line.quantity.normalize(),
-             "" if line.unit_amount is None else line.unit_amount.normalize(),
+             line.plan_code, line.metric_code, line.model, "" if line.quantity is None else format_plain(line.quantity),
+             "" if line.unit_amount is None else format_unit_amount(line.unit_amount, line.invoice.currency),
              format_amount(line.amount, line.invoice.currency), line.invoice.currency,
-             line.adjusts.number if line.adjusts_id else ""]
+             line.adjusts.number if line.adjusts_id else "",
+             json.dumps(line.tiers, separators=(",", ":")) if line.tiers else ""]
             for line in lines.order_by("invoice__period_start", "invoice_id", "position")
         )
         return _csv_response("invoice-lines.csv", ["invoice", "tenant", "position", "type", "description", "plan",
                                                    "metric", "model", "quantity", "unit_amount", "amount", "currency",
-                                                   "adjusts_invoice"], rows)
+                                                   "adjusts_invoice", "tiers"], rows)
 
 
 @admin.register(BillingRun)

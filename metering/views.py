@@ -1,11 +1,13 @@
 """Invoice documents: a printable HTML page for staff and for the users of the invoice's tenant."""
 
+from decimal import Decimal
+
 from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import get_object_or_404, render
 
 from metering.models import Invoice, InvoiceStatus
-from metering.pricing import format_amount
+from metering.pricing import format_amount, format_plain, format_unit_amount
 
 
 def _visible_to(user, invoice: Invoice) -> bool:
@@ -28,10 +30,12 @@ def invoice_document(request, public_id):
     currency = invoice.currency
     lines = [
         {"line": line, "amount": format_amount(line.amount, currency),
-         "unit_amount": None if line.unit_amount is None else format(line.unit_amount.normalize(), "f"),
-         "quantity": None if line.quantity is None else format(line.quantity.normalize(), "f")}
+         "unit_amount": None if line.unit_amount is None else format_unit_amount(line.unit_amount, currency),
+         "quantity": None if line.quantity is None else format_plain(line.quantity),
+         "tiers": [{**tier, "has_flat": bool(Decimal(tier["flat_amount"]))} for tier in line.tiers]}
         for line in invoice.lines.select_related("adjusts")
     ]
     return render(request, "metering/invoice.html", {
         "invoice": invoice, "lines": lines, "total": format_amount(invoice.total, currency),
+        "has_tiers": any(row["tiers"] for row in lines),
     })

@@ -8,8 +8,10 @@ from django.contrib import admin, messages
 from django.db.models import Count, Q
 from django.utils import timezone
 
+from metering.pricing import format_unit_amount
 from metering.pricing.documents import DocumentError, loads_document, parse_plan
 from portal.errors import ApplicationError
+from portal.text import end_sentence
 from tenants import admin_email  # noqa: F401  (registers the email deliveries' admin)
 from tenants.models import (
     Charge,
@@ -134,10 +136,24 @@ class PlanForm(forms.ModelForm):
         pass
 
 
-class PlanVersionInline(admin.TabularInline):
+class _PlanAmounts:
+    """A plan version's amounts as the plan document writes them ("49.00", not the column's 49.000000)."""
+
+    @admin.display(description="base fee", ordering="base_fee")
+    def base_fee_shown(self, version):
+        return format_unit_amount(version.base_fee, version.currency)
+
+    @admin.display(description="minimum commitment", ordering="minimum_commitment")
+    def commitment_shown(self, version):
+        return "-" if version.minimum_commitment is None else format_unit_amount(version.minimum_commitment,
+                                                                                version.currency)
+
+
+class PlanVersionInline(_PlanAmounts, admin.TabularInline):
     model = PlanVersion
     extra = 0
-    fields = ("version", "name", "currency", "interval", "base_fee", "trial_days", "minimum_commitment", "subscribers", "created_at")
+    fields = ("version", "name", "currency", "interval", "base_fee_shown", "trial_days", "commitment_shown",
+              "subscribers", "created_at")
     readonly_fields = fields
     can_delete = False
     show_change_link = True
@@ -208,8 +224,11 @@ class ChargeInline(admin.TabularInline):
 
 
 @admin.register(PlanVersion)
-class PlanVersionAdmin(admin.ModelAdmin):
-    list_display = ("__str__", "name", "currency", "interval", "base_fee", "trial_days", "created_at")
+class PlanVersionAdmin(_PlanAmounts, admin.ModelAdmin):
+    list_display = ("__str__", "name", "currency", "interval", "base_fee_shown", "trial_days", "created_at")
+    fields = ("plan", "version", "name", "currency", "interval", "base_fee_shown", "trial_days", "commitment_shown",
+              "document", "created_at")
+    readonly_fields = fields
     list_filter = ("currency", "interval", "plan")
     search_fields = ("plan__code", "name")
     inlines = [ChargeInline]
@@ -306,7 +325,7 @@ class TenantUserAddForm(forms.ModelForm):
                 )
                 identity_services.send_temporary_password(
                     tenant_user=tenant_user, password=temporary,
-                    reason=f"An account was made for you at {tenant_user.tenant.name}.",
+                    reason=end_sentence(f"An account was made for you at {tenant_user.tenant.name}"),
                 )
         except ApplicationError as exc:
             raise forms.ValidationError(exc.message) from exc
@@ -344,7 +363,7 @@ class TenantUserAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         if not change:
-            messages.info(request, f"{obj.email} was created; a temporary password was emailed to them.")
+            messages.info(request, f"Created the user {obj.email}; a temporary password was emailed to them.")
 
     def save_related(self, request, form, formsets, change):
         pass
@@ -397,12 +416,12 @@ class SignupRequestAdmin(admin.ModelAdmin):
             try:
                 result = signup_provision(request_id=signup.pk)
             except ApplicationError as exc:
-                failed.append(f"{signup.email}: {exc.message}")
+                failed.append(f"Signup of {signup.email}: {exc.message}")
                 continue
             if result.status == SignupStatus.PROVISIONED:
                 done += 1
             else:
-                failed.append(f"{signup.email}: {result.error}")
+                failed.append(f"Signup of {signup.email}: {result.error}")
         if done:
             self.message_user(request, f"Provisioned: {done}.", messages.SUCCESS)
         for message in failed:

@@ -36,7 +36,9 @@ def tenant_view(view=None, *, password_page=False):
     def wrapper(request, *args, **kwargs):
         tenant_user = TenantUser.objects.select_related("tenant").filter(user=request.user).first()
         if tenant_user is None:
-            return render(request, "tenants/area_denied.html", {"reason": "This sign-in belongs to no tenant."}, status=403)
+            # Still a 403 (no tenant's data is served), but a provider's staff get told why and where to look instead.
+            return render(request, "tenants/area_denied.html",
+                          {"reason": "This sign-in belongs to no tenant.", "staff": request.user.is_staff}, status=403)
         if not tenant_user.is_active or tenant_user.tenant.status not in USABLE:
             return render(request, "tenants/area_denied.html",
                           {"reason": "This account is suspended. Contact us to restore it."}, status=403)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from decimal import Decimal
 
 from rest_framework.renderers import BaseRenderer
 
@@ -39,4 +40,6 @@ def _cell(value):
         return ""
     if isinstance(value, dict | list):
         return json.dumps(value, separators=(",", ":"))
+    if isinstance(value, Decimal):
+        return format(value, "f")  # str() could write 4E+1: a spreadsheet would read a number in another notation
     return value

@@ -9,7 +9,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from metering.models import Invoice, InvoiceLine, Metric
-from metering.pricing import format_amount
+from metering.pricing import format_amount, format_plain, format_unit_amount
 from tenants.models import Plan, PlanVersion, Subscription, Tenant, TenantStatus, TenantUser
 
 # Decimals as strings with no fixed number of places (quantities can be fractional to many digits).
@@ -32,6 +32,49 @@ class MoneyField(serializers.Field):
     def to_representation(self, value):
         amount, currency = value
         return format_amount(amount, currency)
+
+
+@extend_schema_field(OpenApiTypes.STR)
+class UnitAmountField(MoneyField):
+    """A unit price as a decimal string: at least the currency's minor digits, more where the price has them
+    ("0.09", "0.0005"), never rounded; null when the line has none."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("help_text", "Decimal string: at least the currency's minor digits, never rounded; "
+                                       "null for lines without a unit price.")
+        super().__init__(**kwargs)
+
+    def to_representation(self, value):
+        amount, currency = value
+        return None if amount is None else format_unit_amount(amount, currency)
+
+
+@extend_schema_field(OpenApiTypes.STR)
+class PlainDecimalField(serializers.Field):
+    """A stored decimal as plain digits without trailing zeros ("40", "17.440363"), never an exponent."""
+
+    def __init__(self, **kwargs):
+        kwargs["read_only"] = True
+        super().__init__(**kwargs)
+
+    def to_representation(self, value):
+        return format_plain(value)
+
+
+class TierSerializer(serializers.Serializer):
+    """One tier of a graduated or volume line (decimal strings)."""
+
+    # "from" is a Python keyword: the field is declared under another name and renamed below.
+    from_ = serializers.CharField(help_text="The tier covers quantities above this...")
+    up_to = serializers.CharField(allow_null=True, help_text="...up to this one included (null: unbounded).")
+    units = serializers.CharField(help_text="The part of the line's quantity priced in this tier.")
+    unit_amount = serializers.CharField(help_text="Price per unit in this tier.")
+    flat_amount = serializers.CharField(help_text="The tier's flat amount, charged with it (0 when none).")
+    amount = serializers.CharField(help_text="The tier's amount, in the currency's minor digits; the tiers add up "
+                                             "to the line's amount.")
+
+    def get_fields(self):
+        return {"from" if name == "from_" else name: field for name, field in super().get_fields().items()}
 
 
 class UsageBucketSerializer(serializers.Serializer):
@@ -63,8 +106,10 @@ class PricedLineSerializer(serializers.Serializer):
     metric = serializers.CharField(allow_null=True)
     model = serializers.CharField(allow_null=True)
     quantity = Decimal(allow_null=True)
-    unit_amount = Decimal(allow_null=True)
+    unit_amount = serializers.CharField(allow_null=True, help_text="Decimal string: at least the currency's minor "
+                                        "digits, never rounded; null for lines without a unit price.")
     amount = serializers.CharField(help_text="Decimal string with exactly the currency's minor digits.")
+    tiers = TierSerializer(many=True, help_text="Graduated and volume lines: how each tier priced the quantity.")
     period_start = serializers.DateTimeField(allow_null=True)
     period_end = serializers.DateTimeField(allow_null=True)
 
@@ -80,16 +125,18 @@ class ProjectedBillSerializer(serializers.Serializer):
 
 
 class InvoiceLineSerializer(serializers.ModelSerializer):
-    quantity = Decimal(allow_null=True)
-    unit_amount = Decimal(allow_null=True)
+    quantity = PlainDecimalField(allow_null=True)
+    unit_amount = UnitAmountField(currency_source="invoice.currency", allow_null=True)
     amount = MoneyField(currency_source="invoice.currency")
+    tiers = TierSerializer(many=True, read_only=True,
+                           help_text="Graduated and volume lines: how each tier priced the quantity; empty otherwise.")
     adjusts = serializers.SlugRelatedField(slug_field="public_id", read_only=True, allow_null=True,
                                            help_text="For late usage: the invoice the usage belongs to.")
 
     class Meta:
         model = InvoiceLine
         fields = ["position", "type", "description", "plan_code", "metric_code", "model", "quantity", "unit_amount",
-                  "amount", "period_start", "period_end", "adjusts"]
+                  "amount", "tiers", "period_start", "period_end", "adjusts"]
 
 
 class InvoiceSerializer(serializers.ModelSerializer):
@@ -100,7 +147,7 @@ class InvoiceSerializer(serializers.ModelSerializer):
     class Meta:
         model = Invoice
         fields = ["id", "number", "tenant", "status", "currency", "total", "period_start", "period_end",
-                  "finalized_at", "paid_at", "voided_at"]
+                  "finalized_at", "due_date", "payment_terms_days", "paid_at", "voided_at"]
 
 
 class InvoiceDetailSerializer(InvoiceSerializer):
@@ -142,7 +189,7 @@ class TenantUserSerializer(serializers.ModelSerializer):
 
 
 class MetricSerializer(serializers.ModelSerializer):
-    divisor = Decimal()
+    divisor = PlainDecimalField(help_text="Decimal string: the raw aggregate is divided by it (\"1000000\" bytes per MB).")
 
     class Meta:
         model = Metric

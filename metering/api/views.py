@@ -19,7 +19,13 @@ from metering.api.base import TenantScopedView
 from metering.api.renderers import CSVRenderer
 from metering.api.selectors import scaled, usage_buckets
 from metering.models import Invoice, InvoiceLine, InvoiceStatus, Metric
-from metering.pricing import calendar_period, format_amount
+from metering.pricing import (
+    calendar_period,
+    format_amount,
+    format_unit_amount,
+    tier_breakdown,
+    tiers_document,
+)
 from metering.selectors import period_quantities
 from metering.services.billing import projected_bill, subscription_period
 from tenants.models import Subscription, SubscriptionStatus, TenantUser
@@ -135,7 +141,10 @@ class ProjectedBillView(TenantScopedView):
                 "type": line.type, "description": line.description, "plan": line.plan, "metric": line.metric,
                 "model": line.model,
                 "quantity": None if line.quantity is None else scaled(line.quantity, _NO_DIVISOR),
-                "unit_amount": line.unit_amount, "amount": format_amount(line.amount, priced.currency),
+                "unit_amount": None if line.unit_amount is None else format_unit_amount(line.unit_amount, priced.currency),
+                "amount": format_amount(line.amount, priced.currency),
+                "tiers": [] if line.charge is None else tiers_document(
+                    tier_breakdown(line.charge, line.quantity, priced.currency), priced.currency),
                 "period_start": line.period_start, "period_end": line.period_end,
             }
             for line in priced.lines

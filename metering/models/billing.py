@@ -33,6 +33,9 @@ class Invoice(models.Model):
     )
     finalize_after = models.DateTimeField(help_text="End of the grace period: late records still count until then.")
     finalized_at = models.DateTimeField(null=True, blank=True)
+    payment_terms_days = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Days the tenant has to pay, counted from the issue date; fixed at finalization.")
+    due_date = models.DateField(null=True, blank=True, help_text="Issue date (UTC) plus the payment terms; fixed at finalization.")
     paid_at = models.DateTimeField(null=True, blank=True)
     voided_at = models.DateTimeField(null=True, blank=True)
     void_reason = models.TextField(blank=True)
@@ -57,6 +60,11 @@ class Invoice(models.Model):
                 condition=Q(status="draft", number__isnull=True) | (~Q(status="draft") & Q(number__isnull=False)),
                 name="invoice_numbered_iff_not_draft",
             ),
+            # A sent invoice always says when it is due (the terms are fixed when it is finalized).
+            models.CheckConstraint(
+                condition=Q(status="draft") | Q(due_date__isnull=False, payment_terms_days__isnull=False),
+                name="invoice_due_date_unless_draft",
+            ),
         ]
         indexes = [models.Index(fields=["status", "finalize_after"], name="invoice_status_due")]
 
@@ -64,7 +72,8 @@ class Invoice(models.Model):
         return self.number or f"draft {self.tenant.slug} {self.period_start:%Y-%m-%d}"
 
     # What a finalized invoice may never change; only its status moves on (paid, void).
-    FROZEN_FIELDS = ("tenant_id", "subscription_id", "period_start", "period_end", "currency", "number", "total")
+    FROZEN_FIELDS = ("tenant_id", "subscription_id", "period_start", "period_end", "currency", "number", "total",
+                     "payment_terms_days", "due_date")
 
     def save(self, *args, **kwargs):
         if self.pk is not None:
@@ -115,6 +124,11 @@ class InvoiceLine(models.Model):
     quantity = models.DecimalField(max_digits=30, decimal_places=6, null=True, blank=True)
     unit_amount = models.DecimalField(max_digits=30, decimal_places=12, null=True, blank=True)
     amount = models.DecimalField(max_digits=18, decimal_places=4)
+    tiers = models.JSONField(
+        default=list, blank=True,
+        help_text="Graduated and volume lines: per tier its range, units, unit amount, flat amount and amount "
+        "(decimal strings), adding up to the line's amount; empty for other lines.",
+    )
     period_start = models.DateTimeField()
     period_end = models.DateTimeField()
     adjusts = models.ForeignKey(

@@ -73,6 +73,21 @@ def format_amount(amount: Decimal, currency: str) -> str:
     return format(rounded, "f")
 
 
+def format_unit_amount(amount: Decimal, currency: str) -> str:
+    """A unit price as printed: never rounded, at least the currency's minor digits, more only where the
+    price has them ("0.09", "0.0005", "1.00"; "3" for JPY), never an exponent."""
+    if isinstance(amount, float):
+        raise TypeError("amounts are Decimals, never floats")
+    value = Decimal(amount)
+    digits = minor_units(currency)
+    value = value.normalize(ARITHMETIC_CONTEXT)
+    if -value.as_tuple().exponent < digits:
+        value = value.quantize(quantum(currency), context=ARITHMETIC_CONTEXT)
+    if not value:
+        value = abs(value)
+    return format(value, "f")
+
+
 # The context for pricing arithmetic: wide enough that products and sums of quantities and unit
 # prices are exact (the default 28 digits can round a 20-digit quantity times a 12-place price).
 ARITHMETIC_CONTEXT = Context(prec=60, rounding=ROUND_HALF_EVEN, Emax=999_999, Emin=-999_999)

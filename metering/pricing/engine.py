@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 
-from .currency import ARITHMETIC_CONTEXT, format_amount, quantum
+from .currency import ARITHMETIC_CONTEXT, format_amount, format_unit_amount, quantum
 from .documents import ChargeSpec, PlanSpec
 from .rules import get_rule
 
@@ -47,15 +47,11 @@ def _exact_amount(charge: ChargeSpec, quantity: Decimal, currency: str) -> Decim
         raise ValueError(f"quantity of {charge.metric!r} is negative ({quantity})")
     model = charge.model
     if model == "graduated":
-        for up_to, lower, unit_amount, flat_amount, below in charge.tier_table:
-            if up_to is None or quantity <= up_to:
-                return below + (quantity - lower) * unit_amount + flat_amount
-        raise ValueError(f"quantity {quantity} of {charge.metric!r} is past the last tier")
+        _up_to, lower, unit_amount, flat_amount, below = charge.tier_table[_tier_index(charge, quantity)]
+        return below + (quantity - lower) * unit_amount + flat_amount
     if model == "volume":
-        for up_to, _lower, unit_amount, flat_amount, _below in charge.tier_table:
-            if up_to is None or quantity <= up_to:
-                return quantity * unit_amount + flat_amount
-        raise ValueError(f"quantity {quantity} of {charge.metric!r} is past the last tier")
+        _up_to, _lower, unit_amount, flat_amount, _below = charge.tier_table[_tier_index(charge, quantity)]
+        return quantity * unit_amount + flat_amount
     if model == "per_unit":
         transform = charge.transform
         if transform is not None:
@@ -80,11 +76,67 @@ def _exact_amount(charge: ChargeSpec, quantity: Decimal, currency: str) -> Decim
     raise ValueError(f"unknown charge model {model!r}")
 
 
+def _tier_index(charge: ChargeSpec, quantity: Decimal) -> int:
+    """The index of the tier that contains ``quantity``: the first whose ``up_to`` is at least it, else the last."""
+    for index, row in enumerate(charge.tier_table):
+        up_to = row[0]
+        if up_to is None or quantity <= up_to:
+            return index
+    raise ValueError(f"quantity {quantity} of {charge.metric!r} is past the last tier")
+
+
 def price_charge(charge: ChargeSpec, quantity: Decimal, currency: str) -> Decimal:
     """One usage line's amount: the charge priced at ``quantity``, rounded half-up to the currency."""
     step = quantum(currency)
     with localcontext(ARITHMETIC_CONTEXT):
         return _exact_amount(charge, quantity, currency).quantize(step, rounding=ROUND_HALF_UP)
+
+
+@dataclass(frozen=True, slots=True)
+class TierAmount:
+    """One tier of a graduated or volume line: the range it covers, what fell in it and what it costs."""
+
+    lower: Decimal  # the tier covers (lower, up_to]; the first tier starts at 0
+    up_to: Decimal | None  # None: unbounded
+    units: Decimal  # the part of the quantity priced in this tier
+    unit_amount: Decimal
+    flat_amount: Decimal  # charged with the tier (0 when the tier has none)
+    amount: Decimal  # in the currency's minor unit; the tiers of a line add up to the line's amount exactly
+
+
+def tier_breakdown(charge: ChargeSpec, quantity: Decimal, currency: str) -> tuple[TierAmount, ...]:
+    """How a graduated or volume charge priced ``quantity``, tier by tier (empty for the other models).
+
+    Graduated: every tier the quantity reaches (the first always, as its flat amount is charged even at
+    0); volume: the one tier that prices all of it. The amounts come from the charge's own figures (the
+    tier table's full-tier sums and ``price_charge``'s exact amount), never from a second computation.
+    Each tier shows the rounded running total less the rounded total before it, so the tiers add up to
+    the line's amount to the minor unit, and no tier is more than one minor unit from its exact amount.
+    """
+    if charge.model not in ("graduated", "volume"):
+        return ()
+    step = quantum(currency)
+    with localcontext(ARITHMETIC_CONTEXT):
+        if quantity < 0:
+            raise ValueError(f"quantity of {charge.metric!r} is negative ({quantity})")
+        table = charge.tier_table
+        last = _tier_index(charge, quantity)
+        exact = _exact_amount(charge, quantity, currency)
+        if charge.model == "volume":
+            up_to, lower, unit_amount, flat_amount, _below = table[last]
+            return (TierAmount(lower, up_to, quantity, unit_amount, flat_amount,
+                               exact.quantize(step, rounding=ROUND_HALF_UP)),)
+        tiers = []
+        shown = ZERO.quantize(step)
+        for index in range(last + 1):
+            up_to, lower, unit_amount, flat_amount, _below = table[index]
+            # Up to the containing tier each tier is full: the running total is the next row's "below".
+            running = exact if index == last else table[index + 1][4]
+            units = quantity - lower if index == last else up_to - lower
+            rounded = running.quantize(step, rounding=ROUND_HALF_UP)
+            tiers.append(TierAmount(lower, up_to, units, unit_amount, flat_amount, rounded - shown))
+            shown = rounded
+        return tuple(tiers)
 
 
 def unit_amount_shown(charge: ChargeSpec) -> Decimal | None:
@@ -107,6 +159,9 @@ class InvoiceLine:
     plan: str = ""
     period_start: datetime | None = None  # the part of the period the line covers
     period_end: datetime | None = None
+    # A usage line's charge, when its quantity was priced (None for a part of the period that is all
+    # trial, billed 0): tier_breakdown(line.charge, line.quantity, currency) details a tiered line.
+    charge: ChargeSpec | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,6 +283,7 @@ def price_period(
                 lines.append(InvoiceLine(
                     "usage", f"{charge.metric} usage", amount, charge.metric, charge.model, quantity,
                     charge.unit_amount if charge.model == "per_unit" else None, plan.code, start, end,
+                    charge if active_us else None,
                 ))
 
             if plan.minimum_commitment is not None:
@@ -355,6 +411,24 @@ def format_quantity(quantity: Decimal) -> str:
     """A quantity as PLANS.md prints it: plain digits, never an exponent ("12000", "1.5")."""
     quantity = Decimal(quantity)
     return format(quantity if quantity else abs(quantity), "f")
+
+
+def format_plain(value: Decimal) -> str:
+    """A stored decimal as people read it: no trailing zeros, never an exponent ("40" for 40.000000, "17.440363")."""
+    value = Decimal(value).normalize(ARITHMETIC_CONTEXT)
+    return format(value if value else abs(value), "f")
+
+
+def tiers_document(tiers: Sequence[TierAmount], currency: str) -> list[dict]:
+    """A tier breakdown as JSON-ready dicts of decimal strings (what an invoice line stores and the API shows):
+    ``from`` and ``up_to`` (None: unbounded) bound the tier, ``units`` fell in it, priced at ``unit_amount``
+    each plus ``flat_amount``, for ``amount`` in the currency's minor digits."""
+    return [
+        {"from": format_plain(tier.lower), "up_to": None if tier.up_to is None else format_plain(tier.up_to),
+         "units": format_plain(tier.units), "unit_amount": format_unit_amount(tier.unit_amount, currency),
+         "flat_amount": format_unit_amount(tier.flat_amount, currency), "amount": format_amount(tier.amount, currency)}
+        for tier in tiers
+    ]
 
 
 def preview_document(priced: PricedPeriod) -> dict:

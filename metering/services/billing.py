@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -48,6 +48,8 @@ from metering.pricing import (
     format_amount,
     price_charge,
     price_period,
+    tier_breakdown,
+    tiers_document,
 )
 from metering.selectors import period_quantities_many
 from metering.services.sync import ceil_hour, floor_hour
@@ -234,6 +236,8 @@ def _with_metric_names(priced: PricedPeriod, metric_names: dict[str, str]) -> Pr
 def _line_rows(priced: PricedPeriod) -> list[dict]:
     rows = []
     for line in priced.lines:
+        tiers = [] if line.charge is None else tiers_document(
+            tier_breakdown(line.charge, line.quantity, priced.currency), priced.currency)
         rows.append({
             "type": line.type,
             "description": line.description,
@@ -243,6 +247,7 @@ def _line_rows(priced: PricedPeriod) -> list[dict]:
             "quantity": line.quantity,
             "unit_amount": line.unit_amount,
             "amount": line.amount,
+            "tiers": tiers,
             "period_start": line.period_start or priced.period_start,
             "period_end": line.period_end or priced.period_end,
             "adjusts": None,
@@ -421,13 +426,29 @@ def invoice_finalize(
     return locked
 
 
+def payment_terms_days(invoice: Invoice) -> int:
+    """The days a tenant has to pay this invoice: INVOICE_PAYMENT_TERMS_DAYS for every tenant (the one place
+    where per-tenant terms would be looked up)."""
+    return settings.INVOICE_PAYMENT_TERMS_DAYS
+
+
+def due_date_for(issued_at: datetime, terms_days: int) -> date:
+    """The issue date (UTC) plus the payment terms."""
+    return issued_at.astimezone(UTC).date() + timedelta(days=terms_days)
+
+
 def _finalize_locked(invoice: Invoice, *, at: datetime, reprice: bool, catalog: _Catalog, number: str | None = None) -> None:
-    """Finalize a draft whose row the caller has locked, inside the caller's transaction (which queues its email)."""
+    """Finalize a draft whose row the caller has locked, inside the caller's transaction (which queues its email).
+
+    The payment terms and the due date are fixed here, with the number: a later change of the terms applies
+    to invoices finalized after it, never to one already sent."""
     if reprice:
         _price_into(invoice, catalog)
     invoice.number = number or _next_numbers(at, 1)[0]
     invoice.status = InvoiceStatus.FINALIZED
     invoice.finalized_at = at
+    invoice.payment_terms_days = payment_terms_days(invoice)
+    invoice.due_date = due_date_for(at, invoice.payment_terms_days)
     invoice.save()
 
 

@@ -17,6 +17,7 @@ from metering.pricing import (
     price_charge,
     price_period,
     price_plan,
+    tier_breakdown,
     trial_end_for,
 )
 from metering.tests.plans_md import PLANS_MD_OUTPUT, PRO
@@ -140,6 +141,45 @@ def test_plans_md_examples():
     assert price(volume, 150) == D("75.00")
     package = charge("package", package_size=50, package_amount="2.00", free_units=10)
     assert price(package, 61) == D("4.00")
+
+
+def _rows(charge_spec, quantity, currency="USD"):
+    return [(row.lower, row.up_to, row.units, row.unit_amount, row.flat_amount, row.amount)
+            for row in tier_breakdown(charge_spec, D(quantity), currency)]
+
+
+def test_tier_breakdown_of_the_plans_md_examples():
+    graduated = charge("graduated", tiers=PLANS_TIERS)
+    volume = charge("volume", tiers=PLANS_TIERS)
+    assert _rows(graduated, 150) == [(0, 100, 100, D("1.00"), D("5.00"), D("105.00")),
+                                     (100, None, 50, D("0.50"), 0, D("25.00"))]
+    assert _rows(volume, 150) == [(100, None, 150, D("0.50"), 0, D("75.00"))]
+    # At 0 the first tier's flat amount is charged, in both models.
+    assert _rows(graduated, 0) == [(0, 100, 0, D("1.00"), D("5.00"), D("5.00"))]
+    assert _rows(volume, 0) == [(0, 100, 0, D("1.00"), D("5.00"), D("5.00"))]
+    assert _rows(graduated, 100) == [(0, 100, 100, D("1.00"), D("5.00"), D("105.00"))]  # a boundary is in the lower tier
+    assert tier_breakdown(charge("per_unit", unit_amount="1"), D(3), "USD") == ()
+
+
+def test_tier_breakdown_adds_up_to_the_rounded_line_not_to_rounded_tiers():
+    # Each tier is 0.015 exactly: rounded alone, two tiers would show 0.02 + 0.02 for a 0.03 line.
+    tiers = charge("graduated", tiers=[{"up_to": 3, "unit_amount": "0.005"}, {"up_to": None, "unit_amount": "0.005"}])
+    assert price(tiers, 6) == D("0.03")
+    assert [row.amount for row in tier_breakdown(tiers, D(6), "USD")] == [D("0.02"), D("0.01")]
+    pro = parse_plan(PRO).charges[0]
+    assert [row.amount for row in tier_breakdown(pro, D(12000), "USD")] == [D("0.00"), D("1.00")]
+    assert [row.amount for row in tier_breakdown(pro, D(1000001), "USD")] == [D("0.00"), D("495.00"), D("25.00")]
+
+
+def test_usage_lines_carry_their_charge_unless_the_trial_priced_them_at_zero():
+    plan = parse_plan(PRO)
+    priced = price_plan(plan, {"api_calls": D(12000)}, period_start=NOV_1, period_end=DEC_1)
+    api = next(line for line in priced.lines if line.metric == "api_calls")
+    assert api.charge == plan.charges[0]
+    assert sum(row.amount for row in tier_breakdown(api.charge, api.quantity, "USD")) == api.amount
+    in_trial = price_plan(plan, {"api_calls": D(12000)}, period_start=NOV_1, period_end=DEC_1,
+                          trial_end=datetime(2026, 12, 5, tzinfo=UTC))
+    assert all(line.charge is None for line in in_trial.lines)
 
 
 def test_pro_plan_api_calls_at_12000():

@@ -11,6 +11,8 @@ from metering.pricing import (
     plan_to_document,
     price_charge,
     price_plan,
+    quantum,
+    tier_breakdown,
 )
 
 amounts = st.decimals(min_value=0, max_value=1000, places=4, allow_nan=False, allow_infinity=False)
@@ -66,6 +68,32 @@ def test_graduated_is_the_sum_of_its_tiers(tiers, q):
             break
         lower = up_to
     assert price_charge(charge_of("graduated", tiers), q, "USD") == expected.quantize(Decimal("0.01"), "ROUND_HALF_UP")
+
+
+@given(tiers=tier_lists(), q=quantities, currency=currencies)
+def test_graduated_breakdown_adds_up_to_the_line_and_follows_the_tiers(tiers, q, currency):
+    """The invoice's tier rows: consecutive ranges from 0, units adding up to q, amounts adding up to the
+    line's amount exactly, each within one minor unit of its tier's exact amount (computed from PLANS.md's
+    words here, not by the engine)."""
+    spec = charge_of("graduated", tiers, currency)
+    rows = tier_breakdown(spec, q, currency)
+    assert sum(row.amount for row in rows) == price_charge(spec, q, currency)
+    assert sum(row.units for row in rows) == q
+    assert rows[0].lower == 0 and all(a.up_to == b.lower for a, b in zip(rows, rows[1:], strict=False))
+    assert rows[-1].up_to is None or q <= rows[-1].up_to
+    for row, tier in zip(rows, tiers, strict=False):
+        exact = row.units * Decimal(tier["unit_amount"]) + Decimal(tier.get("flat_amount", "0"))
+        assert abs(row.amount - exact) < quantum(currency)
+        assert row.amount == row.amount.quantize(quantum(currency))
+
+
+@given(tiers=tier_lists(), q=quantities, currency=currencies)
+def test_volume_breakdown_is_the_one_tier_that_prices_all_of_q(tiers, q, currency):
+    spec = charge_of("volume", tiers, currency)
+    (row,) = tier_breakdown(spec, q, currency)
+    assert row.units == q and row.amount == price_charge(spec, q, currency)
+    assert row.up_to is None or q <= row.up_to
+    assert row.lower < q or row.lower == q == 0
 
 
 @given(tiers=tier_lists())

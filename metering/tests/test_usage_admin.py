@@ -54,3 +54,19 @@ def test_sync_now_button(admin_client, synced):
     assert response.status_code == 200 and b"Usage sync done" in response.content
     assert SyncRun.objects.count() == 2 and SyncRun.objects.filter(triggered_by="admin").exists()
     assert admin_client.get(reverse("admin:metering_syncrun_sync_now")).status_code == 405
+
+
+@pytest.mark.parametrize("model", ["hourlyusage", "dailyusage"])
+def test_usage_is_shown_in_the_metric_unit_beside_the_raw_figure(admin_client, db, model):
+    from metering.services.sync import daily_usage_refresh
+    from metering.tests.test_billing import add_usage
+
+    import_sample_plans()
+    tenant = TenantFactory(slug="t-acme")
+    hour = datetime(2026, 11, 1, 5, tzinfo=UTC)
+    add_usage(tenant, "data_out_mb", hour, 2_500_000)  # bytes; the metric is counted in MB
+    daily_usage_refresh(start=datetime(2026, 11, 1, tzinfo=UTC), end=datetime(2026, 11, 2, tzinfo=UTC))
+    html = admin_client.get(reverse(f"admin:metering_{model}_changelist")).content.decode().lower()
+    assert "usage (in the metric" in html and "2.5 mb" in html
+    assert "raw value (before the divisor)" in html and "2500000" in html
+    assert "2500000.000000" not in html

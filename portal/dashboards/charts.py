@@ -15,6 +15,7 @@ class Series:
     label: str
     values: list[Decimal]
     colour: str = ""
+    axis: str = ""  # series with different axes are drawn against separate y axes (amounts in different currencies)
 
 
 @dataclass
@@ -53,8 +54,8 @@ class Chart:
             "stacked": self.stacked,
             "horizontal": self.horizontal,
             "unit": self.unit,
-            "series": [{"label": s.label, "values": [format_number(v) for v in s.values], "colour": s.colour}
-                       for s in self.series],
+            "series": [{"label": s.label, "values": [format_number(v) for v in s.values], "colour": s.colour,
+                        "axis": s.axis} for s in self.series],
         }
 
 

@@ -113,6 +113,8 @@ def seed_invoices(*, tenants: list[Tenant], months: list[date], total: Decimal =
                 number=None if status == InvoiceStatus.DRAFT else f"S-{month:%Y%m}-{tenant.slug}",
                 total=total + t_index, finalize_after=end + timedelta(days=1),
                 finalized_at=None if status == InvoiceStatus.DRAFT else end + timedelta(days=1),
+                payment_terms_days=None if status == InvoiceStatus.DRAFT else 30,
+                due_date=None if status == InvoiceStatus.DRAFT else nxt + timedelta(days=31),
             ))
     Invoice.objects.bulk_create(invoices)
     return len(invoices)

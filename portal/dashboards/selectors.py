@@ -30,6 +30,7 @@ from metering.models import (
     SyncRun,
     UnattributedUsage,
 )
+from metering.pricing import UnknownCurrencyError, quantize_amount
 from metering.selectors import ADDITIVE
 from portal.dashboards.charts import OTHER_COLOUR, Chart, Series
 from tenants.models import DeliveryStatus, EmailDelivery, Tenant
@@ -198,7 +199,8 @@ def add_months(day: date, months: int) -> date:
 
 
 def revenue_by_month(*, start: date, end: date, tenant: Tenant | None = None) -> tuple[Chart, list[dict]]:
-    """Finalized and paid invoice totals by billed month (the period's start) and plan, stacked by plan.
+    """Finalized and paid invoice totals by billed month (the period's start): one series per currency, never
+    added across currencies, each on its own axis when there are several; and the totals per plan and currency.
 
     The chart spans at least the twelve months up to `end`, so a 30-day range still shows a trend."""
     first = min(month_start(start), add_months(month_start(end), -11))
@@ -220,18 +222,19 @@ def revenue_by_month(*, start: date, end: date, tenant: Tenant | None = None) ->
     while cursor < last:
         months.append(cursor)
         cursor = add_months(cursor, 1)
-    currencies = sorted({r["currency"] for r in rows})
-    by_series: dict[str, dict[date, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
+    by_currency: dict[str, dict[date, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
     for row in rows:
-        label = row["plan"] if len(currencies) <= 1 else f"{row['plan']} ({row['currency']})"
-        by_series[label][_as_date(row["month"]).replace(day=1)] += row["total"]
-    series = [Series(label, [values.get(m, Decimal(0)).quantize(Decimal("0.01")) for m in months])
-              for label, values in sorted(by_series.items())]
+        by_currency[row["currency"]][_as_date(row["month"]).replace(day=1)] += row["total"]
+    several = len(by_currency) > 1
+    series = [Series(currency, [money(values.get(m, Decimal(0)), currency) for m in months],
+                     axis=currency if several else "")
+              for currency, values in sorted(by_currency.items())]
     if not series:
         series = [Series("Revenue", [Decimal("0.00") for _ in months])]
-    unit = currencies[0] if len(currencies) == 1 else ""
-    chart = Chart(id="revenue", title="Revenue by month and plan (finalized and paid invoices)", kind="bar",
-                  labels=[m.strftime("%Y-%m") for m in months], series=series, stacked=True, unit=unit)
+    unit = next(iter(by_currency)) if len(by_currency) == 1 else ""
+    title = "Revenue by month (finalized and paid invoices)" + (", each currency on its own axis" if several else "")
+    chart = Chart(id="revenue", title=title, kind="bar", labels=[m.strftime("%Y-%m") for m in months],
+                  series=series, unit=unit)
     by_plan: dict[tuple[str, str], dict] = {}
     for row in rows:
         item = by_plan.setdefault((row["plan"], row["currency"]), {"plan": row["plan"], "currency": row["currency"],
@@ -240,12 +243,20 @@ def revenue_by_month(*, start: date, end: date, tenant: Tenant | None = None) ->
         item["count"] += row["count"]
     plans = sorted(by_plan.values(), key=lambda r: (r["currency"], -r["total"], r["plan"]))
     for item in plans:
-        item["total"] = item["total"].quantize(Decimal("0.01"))
+        item["total"] = money(item["total"], item["currency"])
     return chart, plans
 
 
+def money(amount: Decimal, currency: str) -> Decimal:
+    """An amount rounded to the currency's minor unit (2 digits for USD, none for JPY), for display."""
+    try:
+        return quantize_amount(amount, currency)
+    except UnknownCurrencyError:  # a currency this portal does not price in: shown as stored, never guessed
+        return Decimal(amount)
+
+
 def invoices_by_state(*, start: date, end: date, tenant: Tenant | None = None) -> tuple[Chart, list[dict]]:
-    """Invoices whose period overlaps the range, counted (and summed per currency) by status."""
+    """Invoices whose period overlaps the range, counted by status (and summed per status and currency)."""
     start_dt, end_dt = day_bounds(start, end)
     invoices = Invoice.objects.filter(period_start__lt=end_dt, period_end__gt=start_dt)
     if tenant is not None:
@@ -262,7 +273,7 @@ def invoices_by_state(*, start: date, end: date, tenant: Tenant | None = None) -
     chart.series[0].colour = ",".join(colours.get(s, "#000000") for s in counts)
     for row in rows:
         row["label"] = InvoiceStatus(row["status"]).label
-        row["total"] = (row["total"] or Decimal(0)).quantize(Decimal("0.01"))
+        row["total"] = money(row["total"] or Decimal(0), row["currency"])
     return chart, rows
 
 

@@ -119,7 +119,7 @@ class PipelineEnvironmentAdmin(admin.ModelAdmin):
         except ApplicationError as exc:
             self.message_user(request, exc.message, messages.ERROR)
         else:
-            self.message_user(request, f"{environment.name}'s outputs now configure the portal.", messages.SUCCESS)
+            self.message_user(request, f"The outputs of {environment.name} now configure the portal.", messages.SUCCESS)
 
     def get_urls(self):
         return [

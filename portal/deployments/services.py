@@ -67,7 +67,7 @@ def environment_destroy_start(*, environment: PipelineEnvironment, confirmation:
 def environment_activate(*, environment: PipelineEnvironment) -> PipelineEnvironment:
     """Make this environment's deployed outputs the portal's configuration (one active at most)."""
     if not environment.config:
-        raise ApplicationError(f"{environment.name} has no deployed outputs yet: deploy it first.")
+        raise ApplicationError(f"Environment {environment.name} has no deployed outputs yet: deploy it first.")
     PipelineEnvironment.objects.filter(is_active=True).exclude(pk=environment.pk).update(is_active=False)
     PipelineEnvironment.objects.filter(pk=environment.pk).update(is_active=True)
     environment.is_active = True

@@ -202,3 +202,94 @@ def test_a_new_tenant_sees_its_usage_on_its_dashboard(live_server, transactional
     assert Decimal(page.inner_text("#projected-total").split()[1]) >= 0
     page.screenshot(path=str(ARTIFACTS / "tenant-dashboard.png"), full_page=True)
     assert page.errors == []
+
+
+def _sign_in_tenant_owner(page, live_server, slug="acme"):
+    """A tenant with an owner who signs in through the login page (the sample plans' Pro plan)."""
+    from tenants.models import Plan, TenantRole
+    from tenants.services import identity as identity_services
+    from tenants.services.subscriptions import subscription_create
+    from tenants.tests.factories import TenantFactory, import_sample_plans
+
+    import_sample_plans()
+    tenant = TenantFactory(slug=slug, name=f"{slug.title()} Corp")
+    subscription_create(tenant=tenant, plan_version=Plan.objects.get(code="pro").current_version,
+                        started_at=timezone.now() - timedelta(days=40), with_trial=False)
+    identity_services.tenant_user_create(tenant=tenant, email=f"owner@{slug}.example", role=TenantRole.OWNER,
+                                         password=PASSWORD)
+    page.goto(f"{live_server.url}/account/login/")
+    page.fill("#id_username", f"owner@{slug}.example")
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(r"/tenant/"))
+    return tenant
+
+
+def test_the_curl_line_wraps_on_a_phone_and_its_button_copies_it(live_server, transactional_db, browser_page,
+                                                                portal_env):
+    page = browser_page
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_server.url)
+    _sign_in_tenant_owner(page, live_server)
+    page.set_viewport_size({"width": 360, "height": 800})
+    page.click("text=API token")
+    page.click("button:has-text('Get a fresh token')")
+    curl = page.inner_text("#curl").strip()
+    assert curl.startswith("curl ") and len(curl) > 500  # a JWT: one long word with nothing to break at
+    # Nothing sticks out of a 360-pixel-wide screen: the page does not scroll sideways, the line wraps.
+    assert page.evaluate("document.documentElement.scrollWidth") <= 360
+    box = page.locator("#curl").bounding_box()
+    assert box["x"] >= 0 and box["x"] + box["width"] <= 360 and box["height"] > 200
+    page.click("button[data-copy=curl]")
+    page.wait_for_function("document.getElementById('curl-status').textContent.length > 0")
+    assert page.inner_text("#curl-status") == "Copied."
+    assert page.evaluate("navigator.clipboard.readText()") == curl
+    page.click("button[data-copy=token]")
+    assert page.evaluate("navigator.clipboard.readText()") == page.input_value("#token").strip()
+    page.screenshot(path=str(ARTIFACTS / "tenant-token-narrow.png"), full_page=True)
+    # The tenant area looks like the rest of the portal: the same header colour as the home page.
+    header = page.evaluate("getComputedStyle(document.querySelector('header')).backgroundColor")
+    page.goto(f"{live_server.url}/")
+    assert page.evaluate("getComputedStyle(document.querySelector('header')).backgroundColor") == header
+    assert page.errors == []
+
+
+def test_the_revenue_chart_draws_one_dataset_per_currency(live_server, transactional_db, browser_page, portal_env,
+                                                          django_user_model):
+    from portal.dashboards import sample
+    from tenants.services.plans import plan_save
+    from tenants.tests.factories import import_sample_plans
+
+    plans = import_sample_plans()
+    euro, _ = plan_save(document={"code": "euro", "name": "Euro", "currency": "EUR", "interval": "month",
+                                  "base_fee": "500"})
+    started = timezone.now() - timedelta(days=120)
+    today = timezone.now().date()
+    months = [(today.replace(day=1) - timedelta(days=31 * i)).replace(day=1) for i in (3, 2, 1, 0)]
+    usd = sample.seed_tenants(count=3, plan_versions=[plans["pro"], plans["starter"]], started_at=started)
+    eur = sample.seed_tenants(count=2, plan_versions=[euro], started_at=started, prefix="eu")
+    sample.seed_invoices(tenants=usd, months=months)
+    sample.seed_invoices(tenants=eur, months=months, total=Decimal("1000.00"))
+    django_user_model.objects.create_superuser("boss", "boss@example.com", PASSWORD)
+
+    page = browser_page
+    page.goto(f"{live_server.url}/admin/")
+    page.fill("#id_username", "boss")
+    page.fill("#id_password", PASSWORD)
+    page.click("input[type=submit]")
+    page.goto(f"{live_server.url}/admin/dashboard/")
+    drawn_charts(page)
+    revenue = page.evaluate("""() => {
+        const chart = Chart.getChart(document.querySelector('canvas[data-chart="revenue-data"]'));
+        return {datasets: chart.data.datasets.map(d => ({label: d.label, axis: d.yAxisID,
+                                                         sum: d.data.reduce((a, b) => a + b, 0)})),
+                stacked: !!chart.options.scales.x.stacked,
+                axes: Object.keys(chart.options.scales).filter(k => k !== 'x').map(k => chart.scales[k].options.title.text)};
+    }""")
+    assert [d["label"] for d in revenue["datasets"]] == ["EUR", "USD"]  # one dataset per currency, never mixed
+    assert revenue["datasets"][0]["axis"] != revenue["datasets"][1]["axis"] and not revenue["stacked"]
+    assert sorted(revenue["axes"]) == ["EUR", "USD"]
+    # 2 EUR tenants x 3 billed months at 1000, 1001; 3 USD tenants at 100, 101, 102.
+    assert revenue["datasets"][0]["sum"] == 3 * (1000 + 1001)
+    assert revenue["datasets"][1]["sum"] == 3 * (100 + 101 + 102)
+    page.locator("#revenue-card").screenshot(path=str(ARTIFACTS / "revenue-by-currency.png"))
+    assert page.errors == []

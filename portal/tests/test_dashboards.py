@@ -116,9 +116,13 @@ def test_top_tenants_revenue_invoices_unattributed_and_pipeline(staff_client, pl
     top = html[html.index('id="top-tenants"'):]
     assert top.index(tenants[2].slug) < top.index(tenants[0].slug)
     assert "Ranked by API calls." in top and "–" not in top[:top.index("</table>")]  # every figure filled
-    # Revenue: finalized and paid only, by month and plan; drafts are not revenue.
+    # Revenue: finalized and paid only, by month (one series per currency) and by plan (the table under the
+    # chart); drafts are not revenue.
     revenue = chart_data(html, "revenue")
-    assert {s["label"] for s in revenue["series"]} == {"pro", "starter"}
+    assert [s["label"] for s in revenue["series"]] == ["USD"]
+    card = html[html.index('id="revenue-card"'):html.index('id="invoices-card"')]
+    assert set(re.findall(r'<th scope="row">(\w+)</th><td class="num">\d+</td><td class="num">USD ', card)) == {
+        "pro", "starter"}
     assert revenue["unit"] == "USD" and len(revenue["labels"]) >= 12
     total = sum(Decimal(v) for s in revenue["series"] for v in s["values"])
     # 3 tenants x 2 billed months, totals 100 + tenant index.
@@ -131,6 +135,33 @@ def test_top_tenants_revenue_invoices_unattributed_and_pipeline(staff_client, pl
     assert "LakeError: the lake did not answer" in html
     assert "dash-state-ok" in html
     assert "Synced up to" in html
+
+
+def test_revenue_in_several_currencies_is_never_added_up(staff_client, plans):
+    """EUR and JPY invoices beside USD ones: one series per currency (each on its own axis), totals per currency,
+    each amount with its currency's minor digits."""
+    from tenants.services.plans import plan_save
+
+    tenants, _ = seeded(plans, 2)  # USD: 2 tenants x 2 billed months, 100 + tenant index
+    for code, currency in (("euro", "EUR"), ("yen", "JPY")):
+        version, _ = plan_save(document={"code": code, "name": code.title(), "currency": currency,
+                                         "interval": "month", "base_fee": "10"})
+        others = sample.seed_tenants(count=1, plan_versions=[version], started_at=timezone.now() - timedelta(days=90),
+                                     prefix=code)
+        today = timezone.now().date()
+        months = [(today.replace(day=1) - timedelta(days=31 * i)).replace(day=1) for i in (2, 1, 0)]
+        sample.seed_invoices(tenants=others, months=months, total=Decimal("1000"))
+    html = staff_client.get(URL).content.decode()
+    revenue = chart_data(html, "revenue")
+    assert [(s["label"], s["axis"]) for s in revenue["series"]] == [("EUR", "EUR"), ("JPY", "JPY"), ("USD", "USD")]
+    assert revenue["stacked"] is False and revenue["unit"] == ""
+    totals = {s["label"]: sum(Decimal(v) for v in s["values"]) for s in revenue["series"]}
+    assert totals == {"EUR": Decimal("2000"), "JPY": Decimal("2000"), "USD": Decimal("402")}
+    card = html[html.index('id="revenue-card"'):html.index('id="invoices-card"')]
+    assert "EUR 2000.00" in card and "JPY 2000<" in card and "JPY 2000.00" not in card
+    # The invoices table: one total per state and currency, in the currency's digits.
+    states = html[html.index('id="invoices-card"'):]
+    assert "JPY 1000<" in states and "EUR 1000.00" in states and "USD 201.00" in states
 
 
 def test_the_tenant_filter_narrows_every_chart(staff_client, plans):

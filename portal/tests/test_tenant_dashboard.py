@@ -35,7 +35,9 @@ def add_invoice(tenant, status, number, total):
         start = (timezone.now() - timedelta(days=31)).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     return Invoice.objects.create(tenant=tenant, subscription=subscription, period_start=start,
                                   period_end=start + timedelta(days=28), currency="USD", status=status,
-                                  number=number, total=Decimal(total), finalize_after=start + timedelta(days=29))
+                                  number=number, total=Decimal(total), finalize_after=start + timedelta(days=29),
+                                  **({} if status == InvoiceStatus.DRAFT else
+                                     {"payment_terms_days": 30, "due_date": (start + timedelta(days=58)).date()}))
 
 
 @pytest.fixture
@@ -159,3 +161,38 @@ def test_a_lake_outage_shows_a_message_not_an_error(client, acme, monkeypatch):
     assert "Some figures are unavailable right now" in html
     assert "The projected bill is unavailable right now" in html
     assert '<strong data-metric="api_calls">unavailable</strong>' in html
+
+
+def test_prices_and_totals_carry_the_currency_digits(client, acme):
+    """Tier prices are never rounded but have at least the currency's minor digits; totals have exactly them."""
+    client.force_login(acme["user"])
+    html = client.get(URL).content.decode()
+    tiers = html[html.index('id="usage-api_calls"'):html.index('id="usage-data_out_mb"')]
+    cells = [re.sub(r"<[^>]+>", "", cell) for cell in re.findall(r'<td class="num">(.*?)</td>', tiers)]
+    assert cells == ["USD 0.00", "–", "USD 0.0005", "–", "USD 0.0002", "USD 25.00"]
+    assert "USD 0.09 per MB." in html
+    invoices = html[html.index('id="invoices"'):]
+    assert "USD 149.00" in invoices
+    home = client.get("/tenant/").content.decode()
+    assert "USD 49.00 per month, minimum commitment USD 100.00." in home
+
+
+def test_a_zero_decimal_currency_shows_no_decimals(client, db):
+    from tenants.services.plans import plan_save
+
+    import_sample_plans()
+    version, _ = plan_save(document={"code": "tokyo", "name": "Tokyo", "currency": "JPY", "interval": "month",
+                                     "base_fee": "5000", "charges": [
+                                         {"metric": "api_calls", "model": "per_unit", "unit_amount": "0.35"}]})
+    tenant, user = make_tenant("tokyo", version)
+    Invoice.objects.create(tenant=tenant, subscription=tenant.subscriptions.get(), currency="JPY",
+                           status=InvoiceStatus.FINALIZED, number="INV-JP-1", total=Decimal("1200"),
+                           period_start=timezone.now() - timedelta(days=60), period_end=timezone.now() - timedelta(days=30),
+                           finalize_after=timezone.now() - timedelta(days=29), payment_terms_days=30,
+                           due_date=timezone.now().date())
+    client.force_login(user)
+    assert "JPY 5000 per month." in client.get("/tenant/").content.decode()
+    html = client.get(URL).content.decode()
+    assert "JPY 1200<" in html and "JPY 1200.00" not in html
+    assert "JPY 0.35 per unit." in html  # a unit price keeps its digits
+    assert "JPY 5000<" in html[html.index('id="projected-bill"'):]

@@ -11,6 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from portal.errors import ApplicationError
+from portal.text import end_sentence
 from tenants.identity import IdentityError, get_identity_backend
 from tenants.identity.base import generate_temporary_password
 from tenants.models import EmailKind, Tenant, TenantRole, TenantStatus, TenantUser
@@ -95,7 +96,7 @@ def tenant_user_disable(*, tenant_user: TenantUser) -> TenantUser:
 
 def tenant_user_enable(*, tenant_user: TenantUser) -> TenantUser:
     if tenant_user.identity_deleted_at is not None:
-        raise ApplicationError(f"{tenant_user.email} was deleted from the identity provider.")
+        raise ApplicationError(f"The user {tenant_user.email} was deleted from the identity provider.")
     if tenant_user.tenant.status not in USABLE_TENANT_STATUSES:
         raise ApplicationError(f"Tenant {tenant_user.tenant.slug} is {tenant_user.tenant.status}: reactivate it first.")
     return _set_enabled(tenant_user, True)
@@ -157,7 +158,7 @@ def tenant_user_invite(*, tenant: Tenant, email: str, invited_by: TenantUser | N
     with transaction.atomic():  # the user and its invitation email stand or fall together
         tenant_user, temporary = tenant_user_create(tenant=tenant, email=email, role=TenantRole.MEMBER)
         send_temporary_password(
-            tenant_user=tenant_user, password=temporary, reason=f"You were invited to {tenant.name} on {settings.PROVIDER_NAME}."
+            tenant_user=tenant_user, password=temporary, reason=end_sentence(f"You were invited to {tenant.name} on {settings.PROVIDER_NAME}")
         )
     return tenant_user
 

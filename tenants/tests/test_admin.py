@@ -105,3 +105,15 @@ def test_second_active_subscription_in_the_admin_is_a_form_error(staff_client):
     response = staff_client.post(reverse("admin:tenants_subscription_add"), data)
     assert response.status_code == 200
     assert "already has an active subscription" in response.content.decode()
+
+
+def test_plan_amounts_read_as_the_plan_writes_them(staff_client):
+    """The columns keep six places; the admin shows what the plan says: 49.00, not 49.000000."""
+    versions = import_sample_plans()
+    pro = versions["pro"]
+    pages = [staff_client.get(reverse("admin:tenants_planversion_changelist")).content.decode(),
+             staff_client.get(reverse("admin:tenants_planversion_change", args=[pro.pk])).content.decode(),
+             staff_client.get(reverse("admin:tenants_plan_change", args=[pro.plan_id])).content.decode()]
+    for html in pages:
+        assert "49.00<" in html and "49.000000" not in html
+    assert "100.00<" in pages[1] and "100.000000" not in pages[1]

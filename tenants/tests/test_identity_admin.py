@@ -77,3 +77,32 @@ def test_retry_provisioning_action(staff_client, mailoutbox, monkeypatch, django
     staff_client.post("/admin/tenants/signuprequest/", {"action": "retry_provisioning", "_selected_action": [signup.pk]})
     assert SignupRequest.objects.get().status == SignupStatus.PROVISIONED
     assert Tenant.objects.filter(slug="acme").exists()
+
+
+def test_the_added_message_keeps_the_email_as_typed(staff_client, django_capture_on_commit_callbacks, mailoutbox,
+                                                    settings):
+    """The admin capitalises the first letter of a message: an email must not come first ("Cfo@acme.example")."""
+    tenant = TenantFactory(slug="acme", name="Acme Inc.")
+    with django_capture_on_commit_callbacks(execute=True):
+        response = staff_client.post("/admin/tenants/tenantuser/add/",
+                                     {"tenant": tenant.pk, "email": "cfo@acme.example", "role": "member"}, follow=True)
+    html = response.content.decode()
+    assert "Created the user cfo@acme.example; a temporary password was emailed to them." in html
+    assert "Cfo@" not in html
+    # A name that ends with a full stop is not given a second one.
+    assert mailoutbox[-1].body.startswith("An account was made for you at Acme Inc.\n")
+
+
+def test_an_invitation_names_the_provider_with_one_full_stop(db, local_identity, mailoutbox,
+                                                             django_capture_on_commit_callbacks, settings):
+    settings.PROVIDER_NAME = "Example SaaS Inc."
+    tenant = TenantFactory(slug="acme", name="Acme Corp")
+    owner, _ = svc.tenant_user_create(tenant=tenant, email="ann@acme.example", role=TenantRole.OWNER, password=PASSWORD)
+    with django_capture_on_commit_callbacks(execute=True):
+        svc.tenant_user_invite(tenant=tenant, email="bob@acme.example", invited_by=owner)
+    body = mailoutbox[-1].body
+    assert "You were invited to Acme Corp on Example SaaS Inc.\n" in body and "Inc.." not in body
+    settings.PROVIDER_NAME = "Example SaaS"
+    with django_capture_on_commit_callbacks(execute=True):
+        svc.tenant_user_invite(tenant=tenant, email="carl@acme.example", invited_by=owner)
+    assert "You were invited to Acme Corp on Example SaaS.\n" in mailoutbox[-1].body

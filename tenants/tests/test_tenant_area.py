@@ -139,3 +139,40 @@ def test_temporary_password_must_be_changed_first(client, acme, run_on_commit, m
     assert not carl.password_change_required
     client.logout()
     assert client.post("/account/login/", {"username": "carl@acme.example", "password": "Mine-Passw0rd"}).status_code == 302
+
+
+def test_staff_opening_the_area_are_told_why_and_where_to_look(client, acme, django_user_model, settings):
+    settings.PROVIDER_NAME = "Example SaaS Inc."
+    staff = django_user_model.objects.create_user("staff", password="x", is_staff=True)
+    client.force_login(staff)
+    response = client.get("/tenant/")
+    html = " ".join(response.content.decode().split())
+    assert response.status_code == 403  # still nothing of a tenant's is served
+    assert "a staff account of Example SaaS Inc. The tenant area" in html and "Inc.." not in html
+    for link in ('href="/admin/dashboard/"', 'href="/admin/metering/invoice/"', 'href="/admin/tenants/tenant/"'):
+        assert link in html
+    # Someone who is neither staff nor a tenant's user gets the short answer.
+    client.force_login(django_user_model.objects.create_user("nobody", password="x"))
+    html = client.get("/tenant/dashboard/").content.decode()
+    assert "This sign-in belongs to no tenant." in html and "staff account" not in html
+
+
+@pytest.mark.parametrize("path", ["/tenant/", "/tenant/dashboard/", "/tenant/users/", "/tenant/token/",
+                                  "/tenant/password/", "/", "/signup/", "/account/login/"])
+def test_every_page_uses_the_one_stylesheet(client, acme, path):
+    _, owner, _ = acme
+    if path.startswith("/tenant/"):
+        client.force_login(owner.user)
+    html = client.get(path).content.decode()
+    assert re.findall(r'<link rel="stylesheet" href="([^"]+)"', html) == ["/static/portal/portal.css"]
+    assert "<style" not in html
+    assert 'class="site"' in html
+
+
+def test_the_token_page_offers_copy_buttons(client, acme):
+    _, owner, _ = acme
+    client.force_login(owner.user)
+    page = client.post("/tenant/token/").content.decode()
+    assert 'data-copy="curl"' in page and 'data-copy="token"' in page and "/static/portal/copy.js" in page
+    assert '<pre id="curl">curl ' in page
+    assert 'aria-current="page">API token</a>' in page

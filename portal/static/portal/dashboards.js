@@ -2,10 +2,24 @@
 (function () {
   "use strict";
 
-  function dataset(spec, series) {
+  // Series that name an axis (amounts in different currencies) get a y axis each: "y" for the first axis
+  // named, then "y1", "y2"... on the right, so no currency is read against another's scale.
+  function axisIds(spec) {
+    var ids = {};
+    var count = 0;
+    spec.series.forEach(function (s) {
+      if (s.axis && !(s.axis in ids)) {
+        ids[s.axis] = { id: count === 0 ? "y" : "y" + count, colour: s.colour.split(",")[0] };
+        count += 1;
+      }
+    });
+    return ids;
+  }
+
+  function dataset(spec, series, axes) {
     var colours = series.colour.split(",");
     var line = spec.kind === "line";
-    return {
+    var item = {
       label: series.label,
       data: series.values.map(Number),
       backgroundColor: spec.kind === "doughnut" ? colours : (line ? colours[0] + "33" : colours[0]),
@@ -15,6 +29,10 @@
       tension: 0,
       pointRadius: line ? 2 : 0
     };
+    if (series.axis && axes[series.axis]) {
+      item.yAxisID = axes[series.axis].id;
+    }
+    return item;
   }
 
   function draw(canvas) {
@@ -29,17 +47,24 @@
       animation: false,
       plugins: { legend: { position: "bottom", display: spec.series.length > 1 || spec.kind === "doughnut" } }
     };
+    var axes = axisIds(spec);
     if (spec.kind !== "doughnut") {
       options.indexAxis = spec.horizontal ? "y" : "x";
       options.scales = {
         x: { stacked: spec.stacked },
         y: { stacked: spec.stacked, beginAtZero: true, title: { display: !!spec.unit, text: spec.unit } }
       };
+      Object.keys(axes).forEach(function (name, index) {
+        options.scales[axes[name].id] = {
+          stacked: spec.stacked, beginAtZero: true, position: index === 0 ? "left" : "right",
+          title: { display: true, text: name, color: axes[name].colour }, grid: { drawOnChartArea: index === 0 }
+        };
+      });
       options.interaction = { mode: "index", intersect: false };
     }
     var chart = new window.Chart(canvas, {
       type: spec.kind,
-      data: { labels: spec.labels, datasets: spec.series.map(function (s) { return dataset(spec, s); }) },
+      data: { labels: spec.labels, datasets: spec.series.map(function (s) { return dataset(spec, s, axes); }) },
       options: options
     });
     canvas.setAttribute("data-drawn", String(chart.data.datasets.length));
