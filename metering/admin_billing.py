@@ -7,10 +7,11 @@ from django.http import HttpResponse, HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from metering.models import BillingRun, Invoice, InvoiceLine, InvoiceStatus, LineType
+from metering.models import BillingRun, BillingRunStatus, Invoice, InvoiceLine, InvoiceStatus, LineType
 from metering.pricing import format_amount
 from metering.services import billing as billing_services
 from portal.errors import ApplicationError
+from portal.heartbeat import liveness
 
 
 class InvoiceLineInline(admin.TabularInline):
@@ -168,9 +169,13 @@ class InvoiceAdmin(admin.ModelAdmin):
 @admin.register(BillingRun)
 class BillingRunAdmin(admin.ModelAdmin):
     list_display = ("pk", "as_of", "period", "status", "subscriptions_seen", "invoices_created", "invoices_finalized",
-                    "triggered_by", "started_at", "finished_at")
+                    "triggered_by", "started_at", "finished_at", "heartbeat_at", "worker")
     list_filter = ("status", "triggered_by")
-    readonly_fields = [f.name for f in BillingRun._meta.fields]
+    readonly_fields = [*(f.name for f in BillingRun._meta.fields), "worker"]
+
+    @admin.display(description="Worker")
+    def worker(self, obj):
+        return liveness(obj, running=obj.status == BillingRunStatus.RUNNING)
 
     def has_add_permission(self, request):
         return False
