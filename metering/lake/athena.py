@@ -19,6 +19,7 @@ from django.conf import settings
 
 from metering.lake import queries
 from metering.lake.base import Lake, LakeError, LakeTimeout
+from portal.heartbeat import beat
 
 logger = logging.getLogger(__name__)
 
@@ -102,8 +103,6 @@ class AthenaLake(Lake):
     def execute(self, query) -> list[tuple]:
         from botocore.exceptions import BotoCoreError, ClientError
         from pyathena.error import Error as AthenaError
-
-        from portal.heartbeat import beat
 
         sql = queries.render(query, self.dialect)
         self.check_table()
