@@ -9,6 +9,7 @@ from metering import admin_billing  # noqa: F401  (registers the invoice and bil
 from metering.models import Metric
 from metering.pricing import format_plain
 from metering.pricing.currency import ARITHMETIC_CONTEXT
+from portal.heartbeat import liveness
 
 
 class MetricForm(forms.ModelForm):
@@ -47,7 +48,7 @@ class MetricAdmin(admin.ModelAdmin):
 
 # --- usage, unattributed usage and usage sync runs (issue 4) ------------------------------------------
 
-from metering.models import HourlyUsage, SyncCursor, SyncRun, UnattributedUsage  # noqa: E402
+from metering.models import HourlyUsage, SyncCursor, SyncOutcome, SyncRun, UnattributedUsage  # noqa: E402
 
 
 class _ReadOnlyAdmin(admin.ModelAdmin):
@@ -103,10 +104,14 @@ class UnattributedUsageAdmin(_UsageColumns, _ReadOnlyAdmin):
 @admin.register(SyncRun)
 class SyncRunAdmin(_ReadOnlyAdmin):
     list_display = ("started_at", "backend", "window_start", "window_end", "outcome", "rows_read", "rows_written",
-                    "unattributed_rows", "attempts", "duration_seconds", "triggered_by")
+                    "unattributed_rows", "attempts", "duration_seconds", "triggered_by", "heartbeat_at", "worker")
     list_filter = ("outcome", "backend", "triggered_by")
-    readonly_fields = [f.name for f in SyncRun._meta.fields]
+    readonly_fields = [*(f.name for f in SyncRun._meta.fields), "worker"]
     change_list_template = "admin/metering/syncrun/change_list.html"
+
+    @admin.display(description="Worker")
+    def worker(self, obj):
+        return liveness(obj, running=obj.outcome == SyncOutcome.RUNNING)
 
     def has_change_permission(self, request, obj=None):
         # Viewable (read-only fields) so the error text can be read; nothing can be saved.

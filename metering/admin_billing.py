@@ -12,10 +12,11 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
-from metering.models import BillingRun, Invoice, InvoiceLine, InvoiceStatus, LineType
+from metering.models import BillingRun, BillingRunStatus, Invoice, InvoiceLine, InvoiceStatus, LineType
 from metering.pricing import format_amount, format_plain, format_unit_amount
 from metering.services import billing as billing_services
 from portal.errors import ApplicationError
+from portal.heartbeat import liveness
 from tenants.models import DeliveryStatus, EmailDelivery, EmailKind
 
 
@@ -252,9 +253,13 @@ class InvoiceAdmin(admin.ModelAdmin):
 @admin.register(BillingRun)
 class BillingRunAdmin(admin.ModelAdmin):
     list_display = ("pk", "as_of", "period", "status", "subscriptions_seen", "invoices_created", "invoices_finalized",
-                    "triggered_by", "started_at", "finished_at")
+                    "triggered_by", "started_at", "finished_at", "heartbeat_at", "worker")
     list_filter = ("status", "triggered_by")
-    readonly_fields = [f.name for f in BillingRun._meta.fields]
+    readonly_fields = [*(f.name for f in BillingRun._meta.fields), "worker"]
+
+    @admin.display(description="Worker")
+    def worker(self, obj):
+        return liveness(obj, running=obj.status == BillingRunStatus.RUNNING)
 
     def has_add_permission(self, request):
         return False

@@ -2,10 +2,13 @@
 
 from celery import shared_task
 
+from metering.lake import LakeError
 from metering.services.sync import usage_sync
 
 
-@shared_task(acks_late=True)
+# throws: a lake failure is an expected outcome (recorded on the run, retried by the next tick), logged by
+# the worker in one line rather than as an unexpected error with a traceback.
+@shared_task(acks_late=True, throws=(LakeError,))
 def sync_usage(start: str | None = None, end: str | None = None) -> dict:
     """Sync hourly usage from the lake (default window: from the cursor minus the lookback to now).
 
@@ -23,7 +26,7 @@ def sync_usage(start: str | None = None, end: str | None = None) -> dict:
             "window": [run.window_start.isoformat(), run.window_end.isoformat()]}
 
 
-@shared_task(acks_late=True)
+@shared_task(acks_late=True, throws=(LakeError,))
 def run_billing(as_of: str | None = None, period: str | None = None) -> dict:
     """Bill closed periods and finalize due drafts; a rerun (or a second worker) adds nothing."""
     from datetime import datetime

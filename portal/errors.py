@@ -1,12 +1,19 @@
 """One error type for expected failures, and the REST API's handler that maps it to a clear response."""
 
-from rest_framework import exceptions, status
+import logging
+
+from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
+
+logger = logging.getLogger(__name__)
+UNAVAILABLE = "The usage figures are unavailable right now; try again in a few minutes."
 
 
 class ApplicationError(Exception):
     """An expected failure with a message fit to show a user (and optional structured extra)."""
+
+    status_code = 400  # the REST API's answer; a subclass for a failure that is not the caller's says so
 
     def __init__(self, message: str, extra: dict | None = None):
         super().__init__(message)
@@ -16,7 +23,12 @@ class ApplicationError(Exception):
 
 def api_exception_handler(exc, context):
     if isinstance(exc, ApplicationError):
-        return Response({"detail": exc.message, **exc.extra}, status=status.HTTP_400_BAD_REQUEST)
+        if exc.status_code >= 500:
+            # The portal's own trouble (the lake did not answer): its details (paths, query ids) are for
+            # the operator's log, not for the API client.
+            logger.error("%s: %s", context.get("view").__class__.__name__, exc.message)
+            return Response({"detail": UNAVAILABLE}, status=exc.status_code)
+        return Response({"detail": exc.message, **exc.extra}, status=exc.status_code)
     if isinstance(exc, exceptions.AuthenticationFailed) and getattr(context.get("request"), "axes_locked_out", False):
         # HTTP Basic for a locked-out username or client (django-axes marked DRF's request): say so, with 429.
         from portal.lockout import SignInLockedOut

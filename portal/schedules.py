@@ -15,6 +15,8 @@ DEFAULT_SCHEDULES: dict[str, tuple[str, dict]] = {
     "Sync usage from the lake": ("metering.tasks.sync_usage", {"minute": "*/5"}),
     # Hourly: closed periods are billed soon after they close, drafts finalized once their grace period is over.
     "Run billing": ("metering.tasks.run_billing", {"minute": "7"}),
+    # Runs whose worker was killed (no heartbeat for RUN_STALE_AFTER_SECONDS) are marked failed.
+    "Fail runs whose worker died": ("portal.tasks.fail_stale_runs", {"minute": "*/5"}),
 }
 
 

@@ -150,6 +150,9 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
+# A billing run, usage sync or deployment whose heartbeat is older than this is taken for dead (its
+# worker was killed) and marked failed by the next run of its kind or the periodic check.
+RUN_STALE_AFTER_SECONDS = env.int("RUN_STALE_AFTER_SECONDS", default=15 * 60)
 
 # The usage lake: "local" (pyiceberg SQL catalog + files under var/lake, read by DuckDB) or "athena".
 LAKE_BACKEND = env.str("LAKE_BACKEND", default="local")
@@ -258,4 +261,7 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    # pyathena logs each failed call with a traceback before raising it; the lake reports the error it
+    # raises (one line, on the run), so only pyathena's critical messages are kept.
+    "loggers": {"pyathena": {"level": "CRITICAL"}},
 }

@@ -4,6 +4,10 @@ The queries are the same sqlglot trees as the local lake's, rendered in the ``at
 query that ends FAILED or CANCELLED raises LakeError; one still running after ATHENA_QUERY_TIMEOUT
 seconds is cancelled (StopQueryExecution, best effort) and raises LakeTimeout. Both are what the
 usage sync retries with backoff, leaving the previous rows intact.
+
+Before its first query a lake checks that the Glue table exists (Athena needs glue:GetTable for a
+query anyway): a table that is not there is a LakeError, as a missing workgroup or any AWS error is,
+never an empty answer.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from django.conf import settings
 
 from metering.lake import queries
 from metering.lake.base import Lake, LakeError, LakeTimeout
+from portal.heartbeat import beat
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +46,7 @@ class AthenaLake(Lake):
         self.timeout = timeout
         self.poll_interval = poll_interval
         self.connect_kwargs = connect_kwargs or {}
+        self._table_checked = False
 
     @classmethod
     def from_settings(cls) -> AthenaLake:
@@ -70,17 +76,47 @@ class AthenaLake(Lake):
             kwargs["s3_staging_dir"] = self.output_location
         return connect(**kwargs)
 
+    def check_table(self) -> None:
+        """LakeError unless the Glue table exists (asked once per lake object)."""
+        if self._table_checked:
+            return
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        name = f"{self.database}.{self.table_name}"
+        try:
+            connection = self.connect()
+            try:
+                connection.session.client("glue", region_name=self.region).get_table(
+                    DatabaseName=self.database, Name=self.table_name)
+            finally:
+                connection.close()
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code == "EntityNotFoundException":
+                raise LakeError(f"the Glue table {name} does not exist in {self.region} (LAKE_DATABASE, "
+                                f"LAKE_TABLE): is the pipeline deployed there? ({exc})") from exc
+            raise LakeError(f"could not look up the Glue table {name}: {exc}") from exc
+        except (BotoCoreError, ValueError) as exc:
+            raise LakeError(f"could not look up the Glue table {name}: {type(exc).__name__}: {exc}") from exc
+        self._table_checked = True
+
     def execute(self, query) -> list[tuple]:
+        from botocore.exceptions import BotoCoreError, ClientError
         from pyathena.error import Error as AthenaError
 
         sql = queries.render(query, self.dialect)
+        self.check_table()
         started = time.monotonic()
 
         def on_poll(execution) -> None:
+            beat()  # a long query is work too: the run that waits for it is alive
             if execution.state not in TERMINAL_STATES and time.monotonic() - started > self.timeout:
                 raise _StillRunning(execution.query_id, execution.state)
 
-        connection = self.connect(on_poll=on_poll)
+        try:
+            connection = self.connect(on_poll=on_poll)
+        except (BotoCoreError, ClientError, ValueError) as exc:
+            raise LakeError(f"could not connect to Athena: {type(exc).__name__}: {exc}") from exc
         cursor = connection.cursor()
         try:
             cursor.execute(sql)
@@ -91,7 +127,7 @@ class AthenaLake(Lake):
                 f"Athena query {running.query_id} still {running.state} after {self.timeout:g} s; cancelled",
                 {"query_id": running.query_id},
             ) from None
-        except AthenaError as exc:
+        except (AthenaError, BotoCoreError, ClientError) as exc:
             raise LakeError(f"Athena query failed: {exc}", {"query_id": getattr(cursor, "query_id", None)}) from exc
         finally:
             connection.close()

@@ -17,7 +17,24 @@ from portal.errors import ApplicationError
 
 
 class LakeError(ApplicationError):
-    """A lake query that failed (the caller may retry: nothing was written)."""
+    """A lake read that failed or could not be made (the caller may retry: nothing was written).
+
+    Also a lake that is not there: a missing warehouse, catalog or table is an error, never an empty
+    answer, so that no reader mistakes an unmounted volume or a wrong setting for a quiet month.
+    The message is kept to one line (file paths and driver messages can span several), since it is
+    what the command prints and the run records.
+    """
+
+    status_code = 503  # the REST API's answer: the lake did not answer, not a bad request
+
+    def __init__(self, message: str, extra: dict | None = None):
+        super().__init__(one_line(message), extra)
+
+
+def one_line(text, limit: int = 1000) -> str:
+    """``text`` on one line (whitespace runs collapsed), at most ``limit`` characters."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[:limit - 1] + "…"
 
 
 class LakeTimeout(LakeError):
@@ -79,6 +96,18 @@ class Lake(ABC):
         rows = self.execute(query)
         values = rows[0] if rows else (None,) * len(specs)
         return {spec.code: _dec(value) or Decimal(0) for spec, value in zip(specs, values, strict=True)}
+
+    def exists(self) -> bool:
+        """Whether the access-log table is there (checked without creating or changing anything)."""
+        try:
+            self.check_table()
+        except LakeError:
+            return False
+        return True
+
+    @abstractmethod
+    def check_table(self) -> None:
+        """Raise LakeError, saying what is missing, unless the table exists; create nothing."""
 
     def count_requests(self, *, start: datetime, end: datetime, distinct: bool = True) -> int:
         query = queries.count_query(start=start, end=end, distinct=distinct, **self.table_ref())

@@ -2,20 +2,34 @@
 
 The Iceberg scan plans which Parquet files hold the window (partition pruning by day); DuckDB then
 reads those files directly, so no row passes through Python on the way to the aggregates.
+
+Reads open the catalog read-only and never create anything: a missing warehouse, catalog or table
+is a LakeError (an unmounted volume or a wrong LAKE_WAREHOUSE_DIR must not read as "no usage"), and
+so is any file the table's metadata lists that cannot be read. Only writers (``append``, through
+``ensure_table``) create the table.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import quote
 
 import duckdb
 import pyarrow as pa
 from pyiceberg.catalog.sql import SqlCatalog
-from pyiceberg.exceptions import CommitFailedException, NamespaceAlreadyExistsError, TableAlreadyExistsError
+from pyiceberg.exceptions import (
+    CommitFailedException,
+    NamespaceAlreadyExistsError,
+    NoSuchNamespaceError,
+    NoSuchTableError,
+    TableAlreadyExistsError,
+)
 from pyiceberg.expressions import And, GreaterThanOrEqual, LessThan
 from pyiceberg.partitioning import PartitionField, PartitionSpec
 from pyiceberg.schema import Schema
@@ -52,6 +66,7 @@ _EMPTY_DUCKDB = "SELECT " + ", ".join(
 ) + " WHERE false"
 
 _lock = threading.Lock()
+CATALOG_FILE = "catalog.sqlite3"
 
 
 def _naive_utc(value) -> datetime:
@@ -80,33 +95,77 @@ class LocalLake(Lake):
         self.duckdb_threads = duckdb_threads
         self.duckdb_memory_limit = duckdb_memory_limit
         self._catalog = None
+        self._reader = None
 
     # --- the Iceberg table ---------------------------------------------------------------------------
 
     @property
+    def catalog_path(self) -> Path:
+        return self.warehouse / CATALOG_FILE
+
+    @property
     def catalog(self) -> SqlCatalog:
+        """The catalog for writing: created (with the warehouse folder) when absent."""
         if self._catalog is None:
             self.warehouse.mkdir(parents=True, exist_ok=True)
             self._catalog = SqlCatalog(
-                "portal", uri=f"sqlite:///{self.warehouse / 'catalog.sqlite3'}",
-                warehouse=self.warehouse.resolve().as_uri(),
+                "portal", uri=f"sqlite:///{self.catalog_path}", warehouse=self.warehouse.resolve().as_uri(),
             )
         return self._catalog
+
+    def _reading_catalog(self) -> SqlCatalog:
+        """The catalog opened read-only: SQLite refuses any write, and nothing is created."""
+        if self._reader is None:
+            where = f"{self.warehouse} (LAKE_WAREHOUSE_DIR)"
+            if not self.warehouse.is_dir():
+                raise LakeError(f"the local lake is missing: no warehouse folder at {where}; is the volume "
+                                f"mounted? (a new lake is created by its first write)")
+            if not self.catalog_path.is_file():
+                raise LakeError(f"the local lake is missing: no Iceberg catalog {CATALOG_FILE} in {where} "
+                                f"(a new lake is created by its first write)")
+            self._reader = SqlCatalog(
+                "portal", uri=f"sqlite:///file:{quote(str(self.catalog_path.resolve()))}?mode=ro&uri=true",
+                warehouse=self.warehouse.resolve().as_uri(), init_catalog_tables="false",
+            )
+        return self._reader
 
     @property
     def identifier(self) -> tuple[str, str]:
         return (self.database, self.table_name)
 
     def table(self):
-        """The Iceberg table, created on first use (the seed's columns plus tenant_id, by day)."""
+        """The Iceberg table, loaded for reading; LakeError when the lake or the table is missing."""
+        with _read_errors():
+            catalog = self._reading_catalog()
+            try:
+                return catalog.load_table(self.identifier)
+            except (NoSuchTableError, NoSuchNamespaceError):
+                raise LakeError(
+                    f"the local lake has no table {self.database}.{self.table_name} in {self.warehouse} "
+                    f"(LAKE_WAREHOUSE_DIR, LAKE_DATABASE, LAKE_TABLE): nothing was ever written there, or "
+                    f"the settings name another lake"
+                ) from None
+
+    def check_table(self) -> None:
+        self.table()
+
+    def ensure_table(self):
+        """The Iceberg table for writing, created on first use (the seed's columns plus tenant_id, by day).
+
+        Loaded first: trying create_table on an existing table would leave an orphan metadata file
+        behind every time."""
         catalog = self.catalog
+        try:
+            return catalog.load_table(self.identifier)
+        except (NoSuchTableError, NoSuchNamespaceError):
+            pass
         try:
             catalog.create_namespace(self.database)
         except NamespaceAlreadyExistsError:
             pass
         try:
             return catalog.create_table(self.identifier, schema=ICEBERG_SCHEMA, partition_spec=PARTITION_SPEC)
-        except TableAlreadyExistsError:
+        except TableAlreadyExistsError:  # created meanwhile by another writer
             return catalog.load_table(self.identifier)
 
     def append(self, records: Sequence[dict]) -> int:
@@ -120,7 +179,7 @@ class LocalLake(Lake):
         for attempt in range(10):
             try:
                 with _lock:
-                    self.table().append(data)
+                    self.ensure_table().append(data)
                 return data.num_rows
             except CommitFailedException:
                 if attempt == 9:
@@ -135,14 +194,20 @@ class LocalLake(Lake):
             row_filter = And(GreaterThanOrEqual("request_time", _naive_utc(start).isoformat()),
                              LessThan("request_time", _naive_utc(end).isoformat()))
         table = self.table()
-        scan = table.scan(row_filter=row_filter) if row_filter is not None else table.scan()
-        files = []
-        for task in scan.plan_files():
-            if task.delete_files:
-                # The portal only appends; a table with deletes would need the Arrow scan instead.
-                raise LakeError("the local lake has delete files, which the DuckDB path does not apply")
-            path = task.file.file_path
-            files.append(path[len("file://"):] if path.startswith("file://") else path)
+        with _read_errors():
+            scan = table.scan(row_filter=row_filter) if row_filter is not None else table.scan()
+            files = []
+            for task in scan.plan_files():
+                if task.delete_files:
+                    # The portal only appends; a table with deletes would need the Arrow scan instead.
+                    raise LakeError("the local lake has delete files, which the DuckDB path does not apply")
+                path = task.file.file_path
+                files.append(path[len("file://"):] if path.startswith("file://") else path)
+        for path in files:
+            # DuckDB would say "no files found"; this says which file of the table is gone.
+            if not os.path.isfile(path):
+                raise LakeError(f"the local lake is damaged: data file {path} (listed by the table's Iceberg "
+                                f"metadata) is missing")
         return files
 
     # --- queries -------------------------------------------------------------------------------------
@@ -167,24 +232,36 @@ class LocalLake(Lake):
         if not metrics:
             return super().hourly_usage_table(metrics=metrics, start=start, end=end)
         query = queries.hourly_usage_query(metrics, start=start, end=end, **self.table_ref())
-        con = self.connect(self.data_files(start=start, end=end))
-        try:
-            return con.sql(queries.render(query, self.dialect)).to_arrow_table()
-        except duckdb.Error as exc:
-            raise LakeError(f"local lake query failed: {exc}") from exc
-        finally:
-            con.close()
+        files = self.data_files(start=start, end=end)
+        with _read_errors("local lake query failed"):
+            con = self.connect(files)
+            try:
+                return con.sql(queries.render(query, self.dialect)).to_arrow_table()
+            finally:
+                con.close()
 
     def execute(self, query) -> list[tuple]:
         start, end = _bounds(query)
         files = self.data_files(start=start, end=end)
-        con = self.connect(files)
-        try:
-            return con.execute(queries.render(query, self.dialect)).fetchall()
-        except duckdb.Error as exc:
-            raise LakeError(f"local lake query failed: {exc}") from exc
-        finally:
-            con.close()
+        with _read_errors("local lake query failed"):
+            con = self.connect(files)
+            try:
+                return con.execute(queries.render(query, self.dialect)).fetchall()
+            finally:
+                con.close()
+
+
+@contextmanager
+def _read_errors(what: str = "the local lake could not be read") -> Iterator[None]:
+    """Any failure of a read (a catalog SQLite cannot open, metadata or manifests missing or corrupt,
+    a Parquet file DuckDB cannot read) becomes one LakeError naming it: the sync then fails its run
+    and retries, where a raw exception would be a traceback and an unknown state."""
+    try:
+        yield
+    except (LakeError, queries.QueryError):
+        raise  # already a LakeError, or a metric that cannot be queried (the caller's mistake)
+    except Exception as exc:
+        raise LakeError(f"{what}: {type(exc).__name__}: {exc}") from exc
 
 
 def _memory_limit(value: str) -> str:

@@ -196,6 +196,10 @@ class BillingRun(models.Model):
     errors = models.TextField(blank=True)
     started_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(
+        null=True, blank=True,
+        help_text="Last sign of life of the worker running it; a running run whose heartbeat is older than "
+                  "RUN_STALE_AFTER_SECONDS is marked failed.")
 
     class Meta:
         ordering = ["-started_at"]

@@ -125,6 +125,10 @@ class SyncRun(models.Model):
     outcome = models.CharField(max_length=10, choices=SyncOutcome.choices, default=SyncOutcome.RUNNING)
     error = models.TextField(blank=True)
     triggered_by = models.CharField(max_length=40, blank=True)
+    heartbeat_at = models.DateTimeField(
+        null=True, blank=True,
+        help_text="Last sign of life of the worker running it; a running sync whose heartbeat is older than "
+                  "RUN_STALE_AFTER_SECONDS is marked failed.")
 
     class Meta:
         ordering = ["-started_at"]

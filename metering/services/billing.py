@@ -30,6 +30,7 @@ from django.db.models import Q, Sum
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from metering.lake.base import one_line
 from metering.models import (
     BillingRun,
     BillingRunStatus,
@@ -54,6 +55,7 @@ from metering.pricing import (
 from metering.selectors import period_quantities_many
 from metering.services.sync import ceil_hour, floor_hour
 from portal.errors import ApplicationError
+from portal.heartbeat import BILLING_RUNS, beat, heartbeat, runs_fail_stale
 from tenants.models import BillingCycle, EmailKind, PlanVersion, Subscription, SubscriptionStatus
 from tenants.services.email import EmailDraft, email_deliveries_cancel, email_queue_many
 
@@ -557,42 +559,49 @@ def billing_run(
     """
     as_of = as_of or timezone.now()
     month = period_from_label(period) if period else None
-    run = BillingRun.objects.create(as_of=as_of, period=period or "", triggered_by=triggered_by)
+    run = BillingRun.objects.create(as_of=as_of, period=period or "", triggered_by=triggered_by,
+                                    heartbeat_at=timezone.now())
+    # A run whose worker was killed stays "running" until someone notices: this run does. What it billed
+    # is committed batch by batch, so this run simply bills the rest.
+    runs_fail_stale(kind=BILLING_RUNS, by=f"billing run {run.pk}")
     created: list[Invoice] = []
     finalized: list[Invoice] = []
     errors: list[str] = []
-    try:
-        if sync:
-            _sync_before_billing(as_of)
-        catalog = _Catalog()
-        candidates = list(
-            Subscription.objects.filter(started_at__lt=as_of)
-            .filter(Q(status=SubscriptionStatus.ACTIVE) | Q(ends_at__gt=as_of - LATE_USAGE_HORIZON))
-            .order_by("pk")
-            .values_list("pk", flat=True)
-        )
-        run.subscriptions_seen = len(candidates)
-        for batch in _batches(candidates):
-            created.extend(_bill_batch(batch, as_of=as_of, month=month, run=run, catalog=catalog, errors=errors))
-        due = Invoice.objects.filter(status=InvoiceStatus.DRAFT)
-        if not finalize_now:
-            due = due.filter(finalize_after__lte=as_of)
-        if month:
-            due = due.filter(period_start__gte=month[0], period_start__lt=month[1])
-        just_priced = {invoice.pk for invoice in created}
-        for batch in _batches(list(due.order_by("pk").values_list("pk", flat=True))):
-            finalized.extend(_finalize_batch(batch, at=as_of, just_priced=just_priced, catalog=catalog))
-    except Exception as exc:
-        run.status = BillingRunStatus.FAILED
-        run.errors = "\n".join([*errors, f"{type(exc).__name__}: {exc}"])
-        run.finished_at = timezone.now()
-        run.invoices_created, run.invoices_finalized = len(created), len(finalized)
-        run.save()
-        raise
+    with heartbeat(run):
+        try:
+            if sync:
+                _sync_before_billing(as_of)
+            catalog = _Catalog()
+            candidates = list(
+                Subscription.objects.filter(started_at__lt=as_of)
+                .filter(Q(status=SubscriptionStatus.ACTIVE) | Q(ends_at__gt=as_of - LATE_USAGE_HORIZON))
+                .order_by("pk")
+                .values_list("pk", flat=True)
+            )
+            run.subscriptions_seen = len(candidates)
+            for batch in _batches(candidates):
+                created.extend(_bill_batch(batch, as_of=as_of, month=month, run=run, catalog=catalog, errors=errors))
+                beat()
+            due = Invoice.objects.filter(status=InvoiceStatus.DRAFT)
+            if not finalize_now:
+                due = due.filter(finalize_after__lte=as_of)
+            if month:
+                due = due.filter(period_start__gte=month[0], period_start__lt=month[1])
+            just_priced = {invoice.pk for invoice in created}
+            for batch in _batches(list(due.order_by("pk").values_list("pk", flat=True))):
+                finalized.extend(_finalize_batch(batch, at=as_of, just_priced=just_priced, catalog=catalog))
+                beat()
+        except Exception as exc:
+            run.status = BillingRunStatus.FAILED
+            run.errors = "\n".join([*errors, one_line(f"{type(exc).__name__}: {exc}")])
+            run.finished_at = run.heartbeat_at = timezone.now()
+            run.invoices_created, run.invoices_finalized = len(created), len(finalized)
+            run.save()
+            raise
     run.status = BillingRunStatus.DONE if not errors else BillingRunStatus.FAILED
     run.errors = "\n".join(errors)
     run.invoices_created, run.invoices_finalized = len(created), len(finalized)
-    run.finished_at = timezone.now()
+    run.finished_at = run.heartbeat_at = timezone.now()
     run.save()
     return BillingResult(run, created, finalized)
 
@@ -634,6 +643,7 @@ def _bill_batch(pks: list[int], *, as_of: datetime, month, run: BillingRun, cata
                     wanted.setdefault((spec.metric_codes, window), []).append(subscription.tenant)
         for (codes, window), tenants in wanted.items():
             catalog.prefetch_quantities(tenants, codes, window)
+            beat()  # unique_count and max metrics ask the lake per tenant: that can take a while
         sent = _sent_invoices(subscriptions, as_of - LATE_USAGE_HORIZON - timedelta(days=366))
         for subscription, start, end in todo:
             try:

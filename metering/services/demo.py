@@ -32,7 +32,8 @@ def demo_traffic_load(*, events: int = 30_000, seed: int = 2026) -> DemoTraffic:
     start, end = last_month()
     lake = get_lake()
     generated = 0
-    if lake.count_requests(start=start, end=end) == 0:
+    # A new lake is no lake yet (reads never create it): then the traffic generated is its first write.
+    if not lake.exists() or lake.count_requests(start=start, end=end) == 0:
         tenants = Tenant.objects.filter(status=TenantStatus.ACTIVE).count() or 3
         generated = traffic_generate(tenants=tenants, events=events, start=start, end=end, seed=seed, lake=lake)
     run = usage_sync(start=start, end=end, lake=lake, triggered_by="demo")

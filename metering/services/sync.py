@@ -3,7 +3,9 @@
 Each run covers whole hours, from the cursor minus a lookback window (so late records count) to
 the end of the current hour. For those hours the lake's answer replaces what the database had, in
 one transaction written only after the query succeeded: running it twice, or over overlapping
-windows, gives the same rows, and a failed query leaves the previous rows intact. Records whose
+windows, gives the same rows, and a failed query leaves the previous rows intact. A lake that is
+not there (a missing warehouse, catalog or table) is a failed query too, never an empty answer, so
+an unmounted volume or a wrong setting cannot wipe a window's usage. Records whose
 tenant cannot be attributed are written as UnattributedUsage, never dropped. In the same transaction
 the DailyUsage rows of every UTC day the window touches are recomputed from the hourly rows.
 """
@@ -28,6 +30,7 @@ from django.utils import timezone
 
 from metering.db import UTCDay
 from metering.lake import Lake, LakeError, get_lake
+from metering.lake.base import one_line
 from metering.models import (
     DailyUsage,
     HourlyUsage,
@@ -37,6 +40,7 @@ from metering.models import (
     SyncRun,
     UnattributedUsage,
 )
+from portal.heartbeat import USAGE_SYNCS, beat, heartbeat, runs_fail_stale
 from tenants.models import Tenant, TenantUser
 
 logger = logging.getLogger(__name__)
@@ -91,28 +95,37 @@ def usage_sync(*, start: datetime | None = None, end: datetime | None = None, la
     end = ceil_hour(end) if end else default_end
     if end <= start:
         end = start + HOUR
-    run = SyncRun.objects.create(backend=backend, window_start=start, window_end=end, started_at=timezone.now(),
-                                 triggered_by=triggered_by)
+    now = timezone.now()
+    run = SyncRun.objects.create(backend=backend, window_start=start, window_end=end, started_at=now,
+                                 heartbeat_at=now, triggered_by=triggered_by)
+    # A sync whose worker was killed stays "running" until someone notices: this run does.
+    runs_fail_stale(kind=USAGE_SYNCS, by=f"usage sync {run.pk}")
     began = time.monotonic()
     metrics = list(Metric.objects.order_by("pk"))
-    try:
-        rows = None
-        for attempt in range(1, attempts + 1):
-            run.attempts = attempt
-            try:
-                rows = lake.hourly_usage_table(metrics=metrics, start=start, end=end)
-                break
-            except LakeError as exc:
-                logger.warning("usage sync %s: attempt %s of %s failed: %s", run.pk, attempt, attempts, exc)
-                if attempt == attempts:
-                    raise
-                time.sleep(retry_delay * 2 ** (attempt - 1))
-        written, unattributed = write_hourly_rows(rows, metrics=metrics, start=start, end=end)
-    except Exception as exc:
-        run.outcome = SyncOutcome.FAILED
-        run.error = f"{type(exc).__name__}: {exc}"[:4000]
-        _finish(run, began)
-        raise
+    with heartbeat(run):
+        try:
+            rows = None
+            for attempt in range(1, attempts + 1):
+                run.attempts = attempt
+                beat()
+                try:
+                    rows = lake.hourly_usage_table(metrics=metrics, start=start, end=end)
+                    break
+                except LakeError as exc:
+                    logger.warning("usage sync %s: attempt %s of %s failed: %s", run.pk, attempt, attempts, exc)
+                    if attempt == attempts:
+                        raise
+                    beat()
+                    time.sleep(retry_delay * 2 ** (attempt - 1))
+            beat()
+            written, unattributed = write_hourly_rows(rows, metrics=metrics, start=start, end=end)
+        except Exception as exc:
+            run.outcome = SyncOutcome.FAILED
+            run.error = one_line(f"{type(exc).__name__}: {exc}", limit=4000)
+            _finish(run, began)
+            if isinstance(exc, LakeError):
+                exc.extra.setdefault("sync_run", run.pk)
+            raise
     run.rows_read = rows.num_rows
     run.rows_written = written
     run.unattributed_rows = unattributed
@@ -125,7 +138,7 @@ def usage_sync(*, start: datetime | None = None, end: datetime | None = None, la
 
 
 def _finish(run: SyncRun, began: float) -> None:
-    run.finished_at = timezone.now()
+    run.finished_at = run.heartbeat_at = timezone.now()
     run.duration_seconds = round(time.monotonic() - began, 3)
     run.save()
 

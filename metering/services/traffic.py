@@ -177,6 +177,7 @@ def traffic_generate(*, tenants: int, events: int, start: datetime, end: datetim
     lake = lake or get_lake()
     if not hasattr(lake, "append_arrow"):
         raise ValueError("generate_traffic writes to the local lake (LAKE_BACKEND=local)")
+    lake.ensure_table()  # a writer: it creates the lake, even when asked for no events
     specs = traffic_tenants_ensure(count=tenants, start=start)
     written = 0
     for batch in generate_batches(tenants=specs, events=events, start=start, end=end, seed=seed):

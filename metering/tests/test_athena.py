@@ -35,7 +35,20 @@ def athena(settings, monkeypatch):
         boto3.client("s3", region_name=REGION).create_bucket(Bucket="athena-results-bucket")
         boto3.client("athena", region_name=REGION).create_work_group(
             Name="metering", Configuration={"ResultConfiguration": {"OutputLocation": "s3://athena-results-bucket/wg/"}})
+        create_glue_table()
         yield athena_models.athena_backends[DEFAULT_ACCOUNT_ID][REGION]
+
+
+def create_glue_table(database="restapi_access_log_iceberg_db", table="restapi_access_log_iceberg"):
+    """The Iceberg table as the CDK app's catalog stack registers it in Glue."""
+    glue = boto3.client("glue", region_name=REGION)
+    glue.create_database(DatabaseInput={"Name": database})
+    glue.create_table(DatabaseName=database, TableInput={
+        "Name": table, "TableType": "EXTERNAL_TABLE", "Parameters": {"table_type": "ICEBERG"},
+        "StorageDescriptor": {"Columns": [{"Name": "request_id", "Type": "string"},
+                                          {"Name": "request_time", "Type": "timestamp"}],
+                              "Location": "s3://lake-bucket/restapi_access_log_iceberg/"},
+    })
 
 
 def fast_lake(**overrides):

@@ -293,8 +293,20 @@ def test_run_billing_command(versions, capsys):
         call_command("run_billing", "--period", "October", "--no-sync")
 
 
+@pytest.fixture
+def empty_worker_lake(monkeypatch, tmp_path, settings):
+    """The worker (started after this fixture) reads an existing lake with no record: the final sync's
+    empty answer is then a legitimate one (a missing lake would fail the run)."""
+    from metering.lake.local import LocalLake
+
+    folder = tmp_path / "worker-lake"
+    monkeypatch.setenv("LAKE_BACKEND", "local")
+    monkeypatch.setenv("LAKE_WAREHOUSE_DIR", str(folder))
+    LocalLake(warehouse=folder, database=settings.LAKE_DATABASE, table=settings.LAKE_TABLE).ensure_table()
+
+
 @pytest.mark.redis
-def test_billing_task_on_a_real_worker(celery_worker_process):
+def test_billing_task_on_a_real_worker(empty_worker_lake, celery_worker_process):
     from metering.tasks import run_billing
 
     versions = import_sample_plans()

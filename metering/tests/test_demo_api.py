@@ -89,6 +89,7 @@ def test_calls_are_logged_through_the_transform_into_the_lake(db, lake, header_a
 
 
 def test_sink_flushes_by_size_and_by_interval(db, lake):
+    lake.ensure_table()  # an existing lake with no record yet (reading a missing one is an error)
     sink = sink_module.BufferedSink(lake=lake, max_records=3, max_seconds=3600)
     line = ('{"request_id": "r%d", "ip": "192.0.2.1", "user": "u", "request_time": 1793491200823, '
             '"http_method": "GET", "resource_path": "/random/strings", "status": 200, "protocol": "HTTP/1.1", '

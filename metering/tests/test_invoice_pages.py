@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.urls import reverse
 
+from metering.lake import get_lake
 from metering.models import Invoice, InvoiceStatus
 from metering.services.billing import billing_run, invoice_finalize
 from metering.tests.test_billing import NOV, OCT, add_usage
@@ -104,6 +105,7 @@ def test_run_billing_now_button(staff_client, settings):
     subscription_create(tenant=TenantFactory(slug="button"), plan_version=versions["starter"],
                         started_at=datetime(2026, 8, 1, tzinfo=UTC), with_trial=False)
     settings.LAKE_WAREHOUSE_DIR = str(settings.VAR_DIR / "test-lake-button")
+    get_lake().ensure_table()  # the run's final sync reads it: an existing lake, even empty (a missing one fails)
     page = staff_client.get(reverse("admin:metering_invoice_changelist"))
     assert "Run billing now" in page.content.decode()
     response = staff_client.post(reverse("admin:metering_invoice_run_billing"), follow=True)

@@ -44,7 +44,7 @@ def test_get_lake_is_chosen_by_setting(settings, tmp_path):
 
 
 def test_table_is_partitioned_by_day_and_has_the_columns(lake):
-    table = lake.table()
+    table = lake.ensure_table()  # as a writer (the sink) creates it
     assert [f.name for f in table.schema().fields] == list(queries.COLUMNS)
     assert str(table.spec().fields[0].transform) == "day"
     lake.append(sample_records())
@@ -100,6 +100,7 @@ def test_period_usage_includes_records_attributed_by_user(lake):
 
 
 def test_empty_lake_answers_zero(lake):
+    lake.ensure_table()  # a lake that exists, with no record yet
     assert lake.hourly_usage(metrics=[metric("calls", "count")], start=DAY[0], end=DAY[1]) == []
     assert lake.period_usage(metrics=[metric("calls", "count")], start=DAY[0], end=DAY[1],
                              tenant_id="x") == {"calls": Decimal(0)}

@@ -19,6 +19,7 @@ from portal.deployments.services import (
     environment_destroy_start,
 )
 from portal.errors import ApplicationError
+from portal.heartbeat import liveness
 
 
 def _pretty(value) -> str:
@@ -154,12 +155,13 @@ class PipelineEnvironmentAdmin(admin.ModelAdmin):
 
 @admin.register(Deployment)
 class DeploymentAdmin(admin.ModelAdmin):
-    list_display = ("id", "environment", "action", "status", "created_at", "duration", "exit_code", "requested_by")
+    list_display = ("id", "environment", "action", "status", "created_at", "duration", "exit_code", "requested_by",
+                    "heartbeat_at", "worker")
     list_filter = ("status", "action", "environment")
     search_fields = ("environment__name", "error", "requested_by")
     list_select_related = ("environment",)
     fields = ("environment", "action", "status", "requested_by", "command", "created_at", "started_at",
-              "finished_at", "duration", "exit_code", "error", "log_display")
+              "finished_at", "duration", "exit_code", "error", "heartbeat_at", "worker", "log_display")
     readonly_fields = fields
     actions = ["mark_failed"]
     change_form_template = "admin/deployments/deployment/change_form.html"
@@ -169,6 +171,10 @@ class DeploymentAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+    @admin.display(description="Worker")
+    def worker(self, obj):
+        return liveness(obj, running=obj.status == DeploymentStatus.RUNNING)
 
     @admin.display(description="Log")
     def log_display(self, obj):

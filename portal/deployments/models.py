@@ -97,6 +97,10 @@ class Deployment(models.Model):
     duration = models.DurationField(null=True, blank=True)
     exit_code = models.IntegerField(null=True, blank=True)
     error = models.TextField(blank=True, default="")
+    heartbeat_at = models.DateTimeField(
+        null=True, blank=True, editable=False,
+        help_text="Last sign of life of the worker running it; a running deployment whose heartbeat is older "
+                  "than RUN_STALE_AFTER_SECONDS is marked failed.")
 
     class Meta:
         ordering = ["-created_at", "-id"]

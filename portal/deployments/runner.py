@@ -21,6 +21,7 @@ from django.db.models.functions import Concat
 
 from infra.config import CDK_JSON, CONTEXT_FILE, INFRA_DIR
 from portal.deployments.models import Deployment, DeploymentAction, PipelineEnvironment
+from portal.heartbeat import beat
 
 logger = logging.getLogger(__name__)
 
@@ -187,10 +188,12 @@ class LogWriter:
             self.flush()
 
     def tick(self) -> None:
+        beat()  # called every FLUSH_SECONDS while the CLI is silent: the run is alive all the same
         if self.pending and time.monotonic() - self.last_flush >= FLUSH_SECONDS:
             self.flush()
 
     def flush(self) -> None:
+        beat()
         self.last_flush = time.monotonic()
         if not self.pending:
             return

@@ -21,6 +21,7 @@ from portal.deployments.models import (
     PipelineEnvironment,
 )
 from portal.errors import ApplicationError
+from portal.heartbeat import DEPLOYMENTS, heartbeat, runs_fail_stale
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +39,8 @@ def deployment_start(*, environment: PipelineEnvironment, action: str, requested
     """
     if action not in DeploymentAction.values:
         raise ApplicationError(f"Unknown action {action!r}.")
+    # A run whose worker was killed would hold the environment forever: it is failed first.
+    runs_fail_stale(kind=DEPLOYMENTS, by=f"a new {action} request")
     try:
         with transaction.atomic():
             deployment = Deployment.objects.create(environment=environment, action=action,
@@ -78,14 +81,14 @@ def _claim(deployment_id: int) -> bool:
     """queued -> running, once: a redelivered task finds it running (or finished) and does nothing."""
     now = timezone.now()
     return bool(Deployment.objects.filter(pk=deployment_id, status=DeploymentStatus.QUEUED)
-                .update(status=DeploymentStatus.RUNNING, started_at=now))
+                .update(status=DeploymentStatus.RUNNING, started_at=now, heartbeat_at=now))
 
 
 def _finish(deployment: Deployment, *, status: str, exit_code: int | None = None, error: str = "") -> None:
     finished = timezone.now()
     started = deployment.started_at or finished
     fields = {"status": status, "finished_at": finished, "duration": finished - started, "exit_code": exit_code,
-              "error": error}
+              "error": error, "heartbeat_at": finished}
     Deployment.objects.filter(pk=deployment.pk).update(**fields)
     for name, value in fields.items():
         setattr(deployment, name, value)
@@ -96,6 +99,11 @@ def deployment_run(*, deployment_id: int) -> Deployment:
     if not _claim(deployment_id):
         return Deployment.objects.get(pk=deployment_id)
     deployment = Deployment.objects.select_related("environment").get(pk=deployment_id)
+    with heartbeat(deployment):  # the log writer beats while the CLI runs, output or not
+        return _run_claimed(deployment)
+
+
+def _run_claimed(deployment: Deployment) -> Deployment:
     environment = deployment.environment
     log = runner.LogWriter(deployment.pk)
     workdir: Path | None = None

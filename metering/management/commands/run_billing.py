@@ -4,6 +4,7 @@ from datetime import UTC, datetime
 
 from django.core.management.base import BaseCommand, CommandError
 
+from metering.management import retries_logged
 from metering.pricing import format_amount
 from metering.services.billing import billing_run
 from portal.errors import ApplicationError
@@ -26,12 +27,13 @@ class Command(BaseCommand):
         parser.add_argument("--finalize-now", action="store_true", help="Finalize new invoices at once (no grace period).")
         parser.add_argument("--no-sync", action="store_true", help="Skip the final usage sync.")
 
-    def handle(self, *args, period=None, as_of=None, finalize_now=False, no_sync=False, **options):
+    def handle(self, *args, period=None, as_of=None, finalize_now=False, no_sync=False, verbosity=1, **options):
         try:
-            result = billing_run(
-                as_of=_instant(as_of) if as_of else None, period=period, finalize_now=finalize_now,
-                sync=not no_sync, triggered_by="command",
-            )
+            with retries_logged(verbosity):
+                result = billing_run(
+                    as_of=_instant(as_of) if as_of else None, period=period, finalize_now=finalize_now,
+                    sync=not no_sync, triggered_by="command",
+                )
         except ApplicationError as exc:
             raise CommandError(exc.message) from exc
         for invoice in result.created:
