@@ -19,6 +19,11 @@ class Entry(ModelEntry):
 class Scheduler(DatabaseScheduler):
     Entry = Entry
 
+    def install_default_entries(self, data):
+        if settings.BEAT_EVERY_SECONDS > 0:
+            return  # Celery's nightly result cleanup is none of the portal's schedules: not every few seconds
+        super().install_default_entries(data)
+
     def enabled_models_qs(self):
         if settings.BEAT_EVERY_SECONDS > 0:
             # The parent leaves out crontabs whose hour is far from now; shortened, every task is due soon.

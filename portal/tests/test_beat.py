@@ -99,3 +99,4 @@ def test_beat_syncs_traffic_into_hourly_rows_and_bills_the_closed_period(transac
     wait_for(f"the new records in the hourly rows {expected_now}", lambda: portal_totals() == expected_now, tmp_path)
     # Billing ran again meanwhile (every 2 s) and billed nothing twice.
     assert Invoice.objects.count() == len(subscriptions)
+    assert "celery.backend_cleanup" not in (tmp_path / "beat.log").read_text(), "only the portal's schedules"
