@@ -4,6 +4,7 @@ lists the beat schedules, and a printed demo tenant login opens a dashboard with
 projected bill. Screenshots go to artifacts/demo-*.png.
 """
 
+import os
 import re
 from datetime import timedelta
 from decimal import Decimal
@@ -19,7 +20,7 @@ from portal.tests.test_browser import ARTIFACTS, CHROMIUM, browser_page, drawn_c
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.slow,
-    pytest.mark.skipif(not __import__("os").access(CHROMIUM, __import__("os").X_OK),
+    pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK),
                        reason=f"needs Debian's Chromium at {CHROMIUM} (apt-get install chromium; .ci/run installs it)"),
 ]
 
