@@ -18,10 +18,20 @@ install: $(VENV)/.installed
 migrate: install
 	$(PY) manage.py migrate --noinput
 
+# Links in email and the tenant area's curl line point where the demo serves (HOST, PORT), unless
+# PORTAL_BASE_URL or METERED_API_BASE_URL is set: in the environment, on make's command line or in .env.
+in_dotenv = $(shell grep -Eqs '^[[:space:]]*(export[[:space:]]+)?$(1)[[:space:]]*=' .env && echo yes)
+ifeq ($(PORTAL_BASE_URL)$(call in_dotenv,PORTAL_BASE_URL),)
+demo: export PORTAL_BASE_URL = http://$(HOST):$(PORT)
+endif
+ifeq ($(METERED_API_BASE_URL)$(call in_dotenv,METERED_API_BASE_URL),)
+demo: export METERED_API_BASE_URL = http://$(HOST):$(PORT)/demo-api
+endif
+
 # Set up and run the portal on the embedded default (SQLite, filesystem broker, local lake, local identity).
 demo: migrate
 	$(PY) manage.py load_demo --with-traffic
-	@echo "Serving http://$(HOST):$(PORT)/  (admin: http://$(HOST):$(PORT)/admin/)  Ctrl-C stops everything."
+	@echo "Serving http://$(HOST):$(PORT)/  (admin: http://$(HOST):$(PORT)/admin/, tenant area: http://$(HOST):$(PORT)/tenant/)  Ctrl-C stops everything."
 	@trap 'kill 0' EXIT INT TERM; \
 	  $(PY) -m celery -A portal worker --beat --pool=solo --loglevel=WARNING & \
 	  $(PY) manage.py runserver $(HOST):$(PORT)

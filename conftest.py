@@ -44,12 +44,9 @@ def _emails_sent_in_process(request, monkeypatch):
     monkeypatch.setattr(email, "_enqueue", lambda ids: deliver_emails.apply(args=[ids]).get())
 
 
-@pytest.fixture
-def celery_worker_process(transactional_db, tmp_path):
-    """A real `celery worker` process on the configured Redis broker, using the test database.
-
-    Use with data committed by the test (transactional_db), since the worker is another process.
-    """
+def _process_env() -> dict[str, str]:
+    """The environment of a worker or beat process working on the test database (and this process's
+    environment, so a test's monkeypatch.setenv reaches it)."""
     from django.db import connection
 
     db = settings.DATABASES["default"]
@@ -61,6 +58,33 @@ def celery_worker_process(transactional_db, tmp_path):
     else:  # pragma: no cover - the redis marker keeps this to CI, where the database is PostgreSQL
         env["DATABASE_URL"] = f"sqlite:///{connection.settings_dict['NAME']}"
     env["PORTAL_VAR_DIR"] = str(settings.VAR_DIR)
+    return env
+
+
+def _wait_for_line(proc: subprocess.Popen, log: Path, line: str, what: str, timeout: float = 60) -> None:
+    deadline = time.time() + timeout
+    while line not in log.read_text():
+        if proc.poll() is not None or time.time() > deadline:
+            raise RuntimeError(f"{what} did not start:\n{log.read_text()}")
+        time.sleep(0.2)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture
+def celery_worker_process(transactional_db, tmp_path):
+    """A real `celery worker` process on the configured Redis broker, using the test database.
+
+    Use with data committed by the test (transactional_db), since the worker is another process.
+    Its log is tmp_path / "worker.log".
+    """
+    env = _process_env()
     queue = f"test-{os.getpid()}-{int(time.time() * 1000)}"
     log = tmp_path / "worker.log"
     proc = subprocess.Popen(
@@ -69,15 +93,31 @@ def celery_worker_process(transactional_db, tmp_path):
         cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
     )
     try:
-        deadline = time.time() + 60
-        while "ready." not in log.read_text():
-            if proc.poll() is not None or time.time() > deadline:
-                raise RuntimeError(f"the Celery worker did not start:\n{log.read_text()}")
-            time.sleep(0.2)
+        _wait_for_line(proc, log, "ready.", "the Celery worker")
         yield queue
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        _stop(proc)
+
+
+@pytest.fixture
+def celery_beat_process(celery_worker_process, tmp_path):
+    """A real `celery beat` (the portal's DatabaseScheduler) beside celery_worker_process, running the test
+    database's periodic tasks on that worker: each task's queue is set to the worker's, as Admin -> Periodic
+    tasks can (so no other worker, and no message left on the default queue, is involved). Set
+    BEAT_EVERY_SECONDS with monkeypatch.setenv before it starts to shorten the schedules. Its log is
+    tmp_path / "beat.log"; yields the worker's queue.
+    """
+    from django_celery_beat.models import PeriodicTask
+
+    PeriodicTask.objects.update(queue=celery_worker_process)
+    log = tmp_path / "beat.log"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "portal", "beat", "--loglevel=INFO",
+         "--schedule", str(tmp_path / "celerybeat-schedule"), "--pidfile="],
+        cwd=ROOT, env=_process_env(), stdout=log.open("w"), stderr=subprocess.STDOUT,
+    )
+    try:
+        _wait_for_line(proc, log, "beat: Starting...", "Celery beat")
+        yield celery_worker_process
+    finally:
+        _stop(proc)

@@ -1,4 +1,4 @@
-from django.apps import AppConfig
+from django.apps import AppConfig, apps
 from django.db.models.signals import post_migrate
 
 
@@ -12,4 +12,7 @@ class PortalConfig(AppConfig):
 
         connect_signals()
 
-        post_migrate.connect(ensure_schedules, sender=self, dispatch_uid="portal.ensure_schedules")
+        # Django sends post_migrate only for apps with models, and the portal app has none: the sender is the
+        # app whose tables the schedules live in, so every `migrate` (and a test database's) creates them.
+        post_migrate.connect(ensure_schedules, sender=apps.get_app_config("django_celery_beat"),
+                             dispatch_uid="portal.ensure_schedules")

@@ -1,9 +1,14 @@
 """The periodic tasks celery beat runs, kept in django-celery-beat's tables (visible and editable in the admin).
 
-They are created once after migrate; an edit made in the admin is kept (a later migrate does not reset it).
+They are created by every `migrate` that finds them missing; an edit made in the admin is kept (a later migrate
+does not reset it).
 """
 
 import json
+
+from django.apps import apps as global_apps
+from django.db import DEFAULT_DB_ALIAS
+from django.db.models import Q
 
 # name -> (task, crontab fields). Apps append their schedules here.
 DEFAULT_SCHEDULES: dict[str, tuple[str, dict]] = {
@@ -20,12 +25,25 @@ DEFAULT_SCHEDULES: dict[str, tuple[str, dict]] = {
 }
 
 
-def ensure_schedules(**kwargs) -> None:
+def ensure_schedules(*, using: str = DEFAULT_DB_ALIAS, apps=global_apps, **kwargs) -> None:
+    """Add each default schedule that the database lacks (post_migrate receiver; safe to run again).
+
+    A schedule counts as present when a periodic task has its name or runs its task, so a schedule the
+    admin renamed, re-timed or disabled stays as the admin left it. One the admin deleted comes back at
+    the next migrate: disabling is how a schedule is stopped.
+    """
+    try:
+        apps.get_model("django_celery_beat", "PeriodicTask")
+    except LookupError:  # beat's tables are not migrated (e.g. `migrate django_celery_beat zero`)
+        return
     from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
+    tasks = PeriodicTask.objects.using(using)
     for name, (task, cron) in DEFAULT_SCHEDULES.items():
-        if PeriodicTask.objects.filter(name=name).exists():
+        if tasks.filter(Q(name=name) | Q(task=task)).exists():
             continue
         fields = {"minute": "*", "hour": "*", "day_of_week": "*", "day_of_month": "*", "month_of_year": "*", **cron}
-        schedule, _ = CrontabSchedule.objects.get_or_create(timezone="UTC", **fields)
-        PeriodicTask.objects.create(name=name, task=task, crontab=schedule, kwargs=json.dumps({}))
+        crontabs = CrontabSchedule.objects.using(using)
+        schedule = crontabs.filter(timezone="UTC", **fields).order_by("pk").first() or crontabs.create(
+            timezone="UTC", **fields)
+        tasks.create(name=name, task=task, crontab=schedule, kwargs=json.dumps({}))

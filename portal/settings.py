@@ -148,7 +148,9 @@ CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=60 * 60)
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=55 * 60)
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_BEAT_SCHEDULER = "portal.beat:Scheduler"  # django-celery-beat's DatabaseScheduler (schedules in the admin)
+# Every periodic task every N seconds instead of its schedule (0: off): for tests and demos that watch beat work.
+BEAT_EVERY_SECONDS = env.int("BEAT_EVERY_SECONDS", default=0)
 CELERY_TIMEZONE = "UTC"
 # A billing run, usage sync or deployment whose heartbeat is older than this is taken for dead (its
 # worker was killed) and marked failed by the next run of its kind or the periodic check.

@@ -131,9 +131,11 @@ def usage_sync(*, start: datetime | None = None, end: datetime | None = None, la
     run.unattributed_rows = unattributed
     run.outcome = SyncOutcome.SUCCEEDED
     _finish(run, began)
-    # A backfill of an old window never moves the cursor back.
+    # The lake was read after the run started, so that instant bounds what it held: the window's end may be
+    # later (the current hour ends in the future), "synced up to" never is. A backfill never moves it back.
+    synced = min(end, run.started_at)
     SyncCursor.objects.filter(pk=cursor.pk).filter(
-        Q(synced_until__isnull=True) | Q(synced_until__lt=end)).update(synced_until=end)
+        Q(synced_until__isnull=True) | Q(synced_until__lt=synced)).update(synced_until=synced)
     return run
 
 

@@ -1,5 +1,6 @@
-"""The demo data: three tenants on the demo plans and an admin login, created once."""
+"""The demo data: three tenants on the demo plans, a sign-in for each, and an admin login, created once."""
 
+import os
 import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -7,7 +8,18 @@ from datetime import UTC, datetime
 from django.conf import settings
 from django.contrib.auth import get_user_model
 
-from tenants.models import BillingCycle, Plan, Subscription, SubscriptionStatus, Tenant, TenantStatus
+from tenants.identity.base import generate_temporary_password
+from tenants.models import (
+    BillingCycle,
+    Plan,
+    Subscription,
+    SubscriptionStatus,
+    Tenant,
+    TenantRole,
+    TenantStatus,
+    TenantUser,
+)
+from tenants.services.identity import tenant_user_create
 from tenants.services.lifecycle import tenant_create
 from tenants.services.subscriptions import subscription_create
 
@@ -21,7 +33,8 @@ DEMO_TENANTS = [
 
 @dataclass
 class DemoResult:
-    lines: list[str] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)  # what was created
+    logins: list[str] = field(default_factory=list)  # the admin's and each demo tenant's sign-in
 
 
 def _demo_start() -> datetime:
@@ -52,14 +65,56 @@ def demo_load(*, admin_username: str = "admin", admin_password: str | None = Non
         password = admin_password or secrets.token_urlsafe(12)
         User.objects.create_superuser(admin_username, f"{admin_username}@localhost", password)
         password_file.write_text(password + "\n")
-        result.lines.append(f"admin login created: {admin_username} / {password}")
+        result.logins.append(f"admin login created: {admin_username} / {password}")
     elif admin_password:
         admin.set_password(admin_password)
         admin.save(update_fields=["password"])
         password_file.write_text(admin_password + "\n")
-        result.lines.append(f"admin login: {admin_username} / {admin_password}")
+        result.logins.append(f"admin login: {admin_username} / {admin_password}")
     elif password_file.exists():
-        result.lines.append(f"admin login: {admin_username} / {password_file.read_text().strip()}")
+        result.logins.append(f"admin login: {admin_username} / {password_file.read_text().strip()}")
     else:
-        result.lines.append(f"admin login: {admin_username} (password set earlier; change it with manage.py changepassword)")
+        result.logins.append(f"admin login: {admin_username} (password set earlier; change it with manage.py changepassword)")
+    demo_tenant_logins(result)
     return result
+
+
+def demo_tenant_email(slug: str) -> str:
+    return f"demo@{slug}.example"
+
+
+def _private_write(path, text: str) -> None:
+    """Write a file only its owner can read (it holds passwords)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.chmod(path, 0o600)  # a file left by an older version may have had wider rights
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(text)
+
+
+def demo_tenant_logins(result: DemoResult) -> None:
+    """A tenant-area sign-in (an owner) per demo tenant, its password kept in var/demo-tenant-logins.txt (0600)
+    so a second run prints the same logins. Local identities only: the demo makes no users in a Cognito pool."""
+    if settings.IDENTITY_BACKEND != "local":
+        result.logins.append(f"tenant logins: none made (IDENTITY_BACKEND={settings.IDENTITY_BACKEND}; "
+                             "add users in Admin -> Tenant users)")
+        return
+    path = settings.VAR_DIR / "demo-tenant-logins.txt"
+    known = dict(line.split(" ", 1) for line in (path.read_text().splitlines() if path.exists() else []) if " " in line)
+    changed = False
+    for slug, *_ in DEMO_TENANTS:
+        tenant = Tenant.objects.filter(slug=slug).first()
+        if tenant is None:
+            continue
+        email = demo_tenant_email(slug)
+        if not TenantUser.objects.filter(email__iexact=email).exists():
+            password = generate_temporary_password()
+            tenant_user_create(tenant=tenant, email=email, role=TenantRole.OWNER, password=password)
+            known[email], changed = password, True
+            result.logins.append(f"tenant login created ({slug}): {email} / {password}")
+        elif email in known:
+            result.logins.append(f"tenant login ({slug}): {email} / {known[email]}")
+        else:
+            result.logins.append(f"tenant login ({slug}): {email} (password set earlier; Admin -> Tenant users -> Reset the password)")
+    if changed:
+        _private_write(path, "".join(f"{email} {password}\n" for email, password in known.items()))

@@ -10,14 +10,15 @@ from tenants.services.demo import demo_load
 
 
 class Command(BaseCommand):
-    help = "Load demo plans and tenants, and create (or report) the admin login."
+    help = "Load demo plans and tenants, and create (or report) the admin's and the demo tenants' logins."
 
     def add_arguments(self, parser):
         parser.add_argument("--admin-username", default="admin")
         parser.add_argument("--admin-password", default=None, help="Default: generated on first run, then kept.")
         parser.add_argument(
             "--with-traffic", action="store_true",
-            help="Also generate last month's traffic for the demo tenants, sync it and bill it (once).",
+            help="Also generate traffic for the demo tenants from the start of last month up to now (the hours "
+                 "not generated yet), sync it and bill last month.",
         )
 
     def handle(self, *args, admin_username, admin_password, with_traffic=False, **options):
@@ -25,14 +26,18 @@ class Command(BaseCommand):
         call_command("import_plans", str(plans_file), stdout=self.stdout, stderr=self.stderr)
         with transaction.atomic():
             result = demo_load(admin_username=admin_username, admin_password=admin_password)
+        # The tenants before the billing that emails their invoices, the logins last: the last thing on the
+        # screen before the server starts.
+        for line in result.lines:
+            self.stdout.write(line)
         if with_traffic:
             from metering.services.demo import demo_traffic_load
 
             traffic = demo_traffic_load()
             self.stdout.write(
-                f"demo traffic: {traffic.generated} records generated, {traffic.hourly_rows} hourly rows synced, "
+                f"demo traffic: {traffic.generated} records generated for last month and "
+                f"{traffic.generated_this_month} for this month up to now, {traffic.hourly_rows} hourly rows synced, "
                 f"{traffic.invoices_created} invoices created, {traffic.invoices_finalized} finalized"
             )
-        # The login last, so it is the last thing on the screen before the server starts.
-        for line in result.lines:
+        for line in result.logins:
             self.stdout.write(line)
