@@ -1,5 +1,6 @@
 """The demo data: three tenants on the demo plans and an admin login, created once."""
 
+import os
 import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,6 +32,14 @@ def _demo_start() -> datetime:
     return datetime(year, month, 1, tzinfo=UTC)
 
 
+def _write_private(path, text: str) -> None:
+    """Write a secret readable by its owner only (0600), also when the file existed with wider rights."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        os.fchmod(fh.fileno(), 0o600)  # os.open's mode applies only to a new file (and the umask narrows it)
+        fh.write(text)
+
+
 def demo_load(*, admin_username: str = "admin", admin_password: str | None = None) -> DemoResult:
     result = DemoResult()
     start = _demo_start()
@@ -51,12 +60,12 @@ def demo_load(*, admin_username: str = "admin", admin_password: str | None = Non
     if admin is None:
         password = admin_password or secrets.token_urlsafe(12)
         User.objects.create_superuser(admin_username, f"{admin_username}@localhost", password)
-        password_file.write_text(password + "\n")
+        _write_private(password_file, password + "\n")
         result.lines.append(f"admin login created: {admin_username} / {password}")
     elif admin_password:
         admin.set_password(admin_password)
         admin.save(update_fields=["password"])
-        password_file.write_text(admin_password + "\n")
+        _write_private(password_file, admin_password + "\n")
         result.lines.append(f"admin login: {admin_username} / {admin_password}")
     elif password_file.exists():
         result.lines.append(f"admin login: {admin_username} / {password_file.read_text().strip()}")
