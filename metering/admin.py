@@ -5,12 +5,14 @@ from django.contrib import admin
 
 from metering import admin_billing  # noqa: F401  (registers the invoice and billing-run admins)
 from metering.models import Metric
+from portal.jsoninput import JSONFormField
 
 
 class MetricForm(forms.ModelForm):
     class Meta:
         model = Metric
         fields = ("code", "name", "aggregation", "field", "filters", "divisor", "unit")
+        field_classes = {"filters": JSONFormField}  # JSON nested too deep is a form error, not a crash
 
     def clean(self):
         cleaned = super().clean()

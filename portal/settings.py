@@ -197,6 +197,12 @@ REST_FRAMEWORK = {
     "COERCE_DECIMAL_TO_STRING": True,
     "DATETIME_FORMAT": "iso-8601",
     "EXCEPTION_HANDLER": "portal.errors.api_exception_handler",
+    # A browser gets the browsable API on every endpoint, an unknown ?format= a 406, JSON nested too deep a 400.
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer", "metering.api.renderers.BrowsableAPIRenderer"],
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "metering.api.renderers.ContentNegotiation",
+    "DEFAULT_PARSER_CLASSES": [
+        "portal.jsoninput.JSONParser", "rest_framework.parsers.FormParser", "rest_framework.parsers.MultiPartParser",
+    ],
 }
 API_THROTTLE_RATE = env.str("API_THROTTLE_RATE", default="1000/minute")
 API_MAX_RANGE_DAYS = env.int("API_MAX_RANGE_DAYS", default=400)
