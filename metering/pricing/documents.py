@@ -47,6 +47,9 @@ MAX_DECIMAL_PLACES = 12  # Stripe's limit for unit_amount_decimal
 MAX_INTEGER_DIGITS = 18
 
 # Bounds of the numbers, as (integer digits, decimal places); each fits the column that stores or bills it.
+# And at most 15 significant digits: SQLite keeps a decimal column as a double, exact to 15 digits only
+# (a longer value would come back changed, or not at all), so a value is the same on SQLite and PostgreSQL.
+MAX_SIGNIFICANT_DIGITS = 15
 QUANTITY = (MAX_INTEGER_DIGITS, MAX_DECIMAL_PLACES)  # up_to, package_size, free_units, divide_by
 DIVISOR = (MAX_INTEGER_DIGITS, 6)  # Metric.divisor is numeric(24, 6)
 UNIT_PRICE = (12, MAX_DECIMAL_PLACES)  # unit_amount: invoice lines keep it as numeric(30, 12)
@@ -247,6 +250,9 @@ def _to_decimal(
         return None
     if number and number.normalize().as_tuple().exponent < -places:
         report.add(fieldname, f"has more than {places} decimal places")
+        return None
+    if number and len(number.normalize().as_tuple().digits) > MAX_SIGNIFICANT_DIGITS:
+        report.add(fieldname, f"has more than {MAX_SIGNIFICANT_DIGITS} significant digits")
         return None
     return abs(number)  # abs() turns "-0" into "0"
 
