@@ -268,7 +268,12 @@ def _brief(value: Any) -> str:
 
 
 def _has_control_characters(text: str) -> bool:
-    return any(unicodedata.category(char) == "Cc" for char in text)
+    """Control characters (NUL: PostgreSQL refuses it) and unpaired surrogates (no database can encode one)."""
+    return any(unicodedata.category(char) in ("Cc", "Cs") for char in text)
+
+
+def _has_surrogates(text: str) -> bool:
+    return any("\ud800" <= char <= "\udfff" for char in text)
 
 
 def _text(report: _Report, value: str, fieldname: str, max_length: int) -> bool:
@@ -277,7 +282,7 @@ def _text(report: _Report, value: str, fieldname: str, max_length: int) -> bool:
         report.add(fieldname, f"must be at most {max_length} characters, got {len(value)}")
         return False
     if _has_control_characters(value):
-        report.add(fieldname, "must not contain control characters (such as a newline or NUL)")
+        report.add(fieldname, "must not contain control characters (such as a newline or NUL) or unpaired surrogates")
         return False
     return True
 
@@ -682,8 +687,9 @@ def _plain_params(report: _Report, value: Any, where: str) -> Any:
     """A deep copy of JSON params with Decimals as canonical strings; floats refused."""
     if isinstance(value, Mapping):
         for key in value:
-            if "\x00" in str(key):
-                report.add(where, "must not have a key with the NUL character (no database can store it)")
+            if "\x00" in str(key) or _has_surrogates(str(key)):
+                report.add(where, "must not have a key with the NUL character or an unpaired surrogate "
+                                  "(no database can store them)")
         return {str(key): _plain_params(report, item, f"{where}.{key}") for key, item in value.items()}
     if isinstance(value, list):
         return [_plain_params(report, item, f"{where}[{index}]") for index, item in enumerate(value)]
@@ -692,8 +698,8 @@ def _plain_params(report: _Report, value: Any, where: str) -> Any:
         return value
     if isinstance(value, Decimal):
         return _show(value)
-    if isinstance(value, str) and "\x00" in value:
-        report.add(where, "must not contain the NUL character (no database can store it)")
+    if isinstance(value, str) and ("\x00" in value or _has_surrogates(value)):
+        report.add(where, "must not contain the NUL character or an unpaired surrogate (no database can store them)")
         return value
     if value is None or isinstance(value, (str, int, bool)):
         return value
