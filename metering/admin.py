@@ -13,6 +13,10 @@ class MetricForm(forms.ModelForm):
         model = Metric
         fields = ("code", "name", "aggregation", "field", "filters", "divisor", "unit")
         field_classes = {"filters": JSONFormField}  # JSON nested too deep is a form error, not a crash
+        help_texts = {
+            "filters": 'Optional: {"status": ["2xx"], "http_method": ["GET"], "resource_path_prefix": ["/v1"]}. '
+                       'The format and bounds of every field: <a href="/admin/docs/plans/">docs/plans.md</a>.',
+        }
 
     def clean(self):
         cleaned = super().clean()

@@ -53,7 +53,7 @@ def test_single_tier_graduated_equals_volume(unit, flat, q, currency):
 
 @given(tiers=tier_lists(), q=quantities)
 def test_graduated_is_the_sum_of_its_tiers(tiers, q):
-    """A reference computation straight from PLANS.md's words, tier by tier."""
+    """A reference computation straight from the words of docs/plans.md, tier by tier."""
     expected = Decimal(0)
     lower = Decimal(0)
     for index, tier in enumerate(tiers):
