@@ -11,7 +11,7 @@ cannot carry a price exactly (:func:`loads_document` reads JSON numbers with a f
 which is accepted). The ``*_to_document`` functions give the canonical JSON form back, which parses
 to an equal spec: an export re-imports to the same state.
 
-Every value has bounds (docs/plans.md, "Bounds"), checked here before any database sees it, so that
+Every value has bounds (docs/plans.md: "Numbers" and the tables of fields), checked here before any database sees it, so that
 what is accepted fits the column or JSON value that stores it the same way on SQLite and PostgreSQL,
 and a bad document is a list of messages, never a database error or a crash: sizes of numbers and
 strings, counts of charges, tiers and filter values, the nesting of the whole document, characters

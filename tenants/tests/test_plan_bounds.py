@@ -204,3 +204,13 @@ def test_the_staff_api_refuses_a_plan_out_of_bounds_with_400(client, django_user
     assert response.status_code == 400
     assert "plan 'new', field 'trial_days': must be at most 3650 days" in json.dumps(response.json())
     assert not Plan.objects.filter(code="new").exists()
+
+
+def test_the_columns_a_metric_may_name_are_the_lakes():
+    """The parser checks a metric's field against the same columns the lake's queries are built on."""
+    from metering.lake.queries import COLUMNS, NUMERIC_COLUMNS
+    from metering.pricing.documents import ACCESS_LOG_COLUMNS
+    from metering.pricing.documents import NUMERIC_COLUMNS as DOCUMENT_NUMERIC_COLUMNS
+
+    assert set(ACCESS_LOG_COLUMNS) == set(COLUMNS)
+    assert set(DOCUMENT_NUMERIC_COLUMNS) == set(NUMERIC_COLUMNS)
