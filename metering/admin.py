@@ -10,12 +10,18 @@ from metering.models import Metric
 from metering.pricing import format_plain
 from metering.pricing.currency import ARITHMETIC_CONTEXT
 from portal.heartbeat import liveness
+from portal.jsoninput import JSONFormField
 
 
 class MetricForm(forms.ModelForm):
     class Meta:
         model = Metric
         fields = ("code", "name", "aggregation", "field", "filters", "divisor", "unit")
+        field_classes = {"filters": JSONFormField}  # JSON nested too deep is a form error, not a crash
+        help_texts = {
+            "filters": 'Optional: {"status": ["2xx"], "http_method": ["GET"], "resource_path_prefix": ["/v1"]}. '
+                       'The format and bounds of every field: <a href="/admin/docs/plans/">docs/plans.md</a>.',
+        }
 
     def clean(self):
         cleaned = super().clean()

@@ -7,6 +7,7 @@ class PortalConfig(AppConfig):
     verbose_name = "Portal"
 
     def ready(self):
+        from portal import checks  # noqa: F401  (registers the system checks)
         from portal.lockout import connect_signals
         from portal.schedules import ensure_schedules
 

@@ -2,7 +2,8 @@
 
 With nothing set, the portal runs on the embedded default: SQLite under var/, a filesystem
 Celery broker, the local Iceberg lake and local identity. Production mode (PORTAL_ENV=production)
-refuses to start without a secret key and allowed hosts.
+refuses to start on unsafe settings (a missing, default or short secret key, no or `*` allowed hosts,
+debug on) and on the embedded parts unless PORTAL_ALLOW_EMBEDDED=true (see the end of this file).
 """
 
 from datetime import timedelta
@@ -10,6 +11,8 @@ from pathlib import Path
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
+
+from portal import production
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -27,15 +30,11 @@ PRODUCTION = PORTAL_ENV == "production"
 
 DEBUG = env.bool("DJANGO_DEBUG", default=not PRODUCTION)
 if PRODUCTION:
-    # No default may stand in for a secret in production.
+    # No default may stand in for a secret in production (checked with the rest at the end of this file).
     SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
     ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=[])
-    if not SECRET_KEY:
-        raise ImproperlyConfigured("PORTAL_ENV=production needs DJANGO_SECRET_KEY")
-    if not ALLOWED_HOSTS:
-        raise ImproperlyConfigured("PORTAL_ENV=production needs DJANGO_ALLOWED_HOSTS")
 else:
-    SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="insecure-embedded-default-key-do-not-use-in-production")
+    SECRET_KEY = env.str("DJANGO_SECRET_KEY", default=production.DEVELOPMENT_SECRET_KEY)
     ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
@@ -233,6 +232,12 @@ REST_FRAMEWORK = {
     "COERCE_DECIMAL_TO_STRING": True,
     "DATETIME_FORMAT": "iso-8601",
     "EXCEPTION_HANDLER": "portal.errors.api_exception_handler",
+    # A browser gets the browsable API on every endpoint, an unknown ?format= a 406, JSON nested too deep a 400.
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer", "metering.api.renderers.BrowsableAPIRenderer"],
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "metering.api.renderers.ContentNegotiation",
+    "DEFAULT_PARSER_CLASSES": [
+        "portal.jsoninput.JSONParser", "rest_framework.parsers.FormParser", "rest_framework.parsers.MultiPartParser",
+    ],
 }
 API_THROTTLE_RATE = env.str("API_THROTTLE_RATE", default="1000/minute")
 API_MAX_RANGE_DAYS = env.int("API_MAX_RANGE_DAYS", default=400)
@@ -256,7 +261,17 @@ SPECTACULAR_SETTINGS = {
 if PRODUCTION:
     SESSION_COOKIE_SECURE = env.bool("DJANGO_SECURE_COOKIES", default=True)
     CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    # Behind a TLS-terminating proxy (a load balancer), the proxy's X-Forwarded-Proto says the request was
+    # HTTPS; the proxy must set it (overwriting the client's). Empty when the portal terminates TLS itself.
+    _proxy_ssl_header = env.str("DJANGO_SECURE_PROXY_SSL_HEADER", default="X-Forwarded-Proto")
+    SECURE_PROXY_SSL_HEADER = (
+        ("HTTP_" + _proxy_ssl_header.upper().replace("-", "_"), "https") if _proxy_ssl_header else None
+    )
+    SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=True)
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # load balancers probe the health check over plain HTTP
+    SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=365 * 24 * 3600)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+    SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=True)
 
 LOGGING = {
     "version": 1,
@@ -267,3 +282,19 @@ LOGGING = {
     # raises (one line, on the run), so only pyathena's critical messages are kept.
     "loggers": {"pyathena": {"level": "CRITICAL"}},
 }
+
+# Production refuses what is unsafe, every problem listed at once with its fix (portal/production.py).
+# The embedded parts are refused too unless PORTAL_ALLOW_EMBEDDED=true, which the portal.W001 check
+# then reports on every `manage.py check`, `migrate` and `runserver`.
+PORTAL_ALLOW_EMBEDDED = env.bool("PORTAL_ALLOW_EMBEDDED", default=False)
+if PRODUCTION:
+    _problems = production.unsafe_settings(secret_key=SECRET_KEY, allowed_hosts=ALLOWED_HOSTS, debug=DEBUG)
+    _embedded = production.embedded_parts(
+        database_engine=DATABASES["default"]["ENGINE"], broker_url=CELERY_BROKER_URL,
+        result_backend=CELERY_RESULT_BACKEND, cache_backend=CACHES["default"]["BACKEND"],
+        email_backend=EMAIL_CONFIG["EMAIL_BACKEND"],
+    )
+    if _problems or (_embedded and not PORTAL_ALLOW_EMBEDDED):
+        raise ImproperlyConfigured(
+            production.refusal_message(_problems, [] if PORTAL_ALLOW_EMBEDDED else _embedded)
+        )

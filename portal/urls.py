@@ -18,6 +18,7 @@ urlpatterns = [
     path("account/login/", auth_views.LoginView.as_view(), name="login"),
     path("account/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/dashboard/", admin.site.admin_view(dashboard_views.provider_dashboard), name="admin-dashboard"),
+    path("admin/docs/plans/", admin.site.admin_view(views.plans_doc), name="admin-plans-doc"),
     path("admin/", admin.site.urls),
     path("invoices/", include("metering.invoice_urls")),
     path("api/", include("metering.api.urls")),

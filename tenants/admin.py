@@ -86,11 +86,13 @@ class TenantAdmin(admin.ModelAdmin):
 
 
 class PlanForm(forms.ModelForm):
-    """The plan is edited as its PLANS.md document; saving validates it and versions it when it has subscribers."""
+    """The plan is edited as its document (docs/plans.md); saving validates it and versions it when it has subscribers."""
 
     document = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 24, "cols": 100, "style": "font-family: monospace"}),
-        help_text="The plan document of PLANS.md (JSON). Editing a plan that has subscribers makes a new version.",
+        help_text=('The plan as a JSON document, in the format of <a href="/admin/docs/plans/">docs/plans.md</a> '
+                   "(fields, bounds, charge models, worked examples). Editing a plan that has subscribers makes a "
+                   "new version."),
     )
 
     class Meta:

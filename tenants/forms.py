@@ -8,6 +8,12 @@ from tenants.identity.passwords import CognitoPasswordPolicyValidator
 from tenants.models import PlanVersion
 from tenants.models.commercial import slug_validator
 
+# Bounds of the fields, checked on the form so that the database never sees a longer value: an email
+# column is 254 characters (Django's EmailField form field alone would take 320), and Cognito takes
+# passwords up to 256 characters.
+EMAIL_MAX_LENGTH = 254
+PASSWORD_MAX_LENGTH = 256
+
 
 def _check_password(password: str) -> None:
     # Django's own checks (common, numeric, ...) and the pool's policy, so the pool never refuses it later.
@@ -27,8 +33,8 @@ class SignupForm(forms.Form):
         help_text="Lowercase letters, digits and hyphens; it names your tenant in usage data. "
                   "Leave empty to derive it from the company name.",
     )
-    email = forms.EmailField()
-    password = forms.CharField(widget=forms.PasswordInput, strip=False,
+    email = forms.EmailField(max_length=EMAIL_MAX_LENGTH)
+    password = forms.CharField(widget=forms.PasswordInput, strip=False, max_length=PASSWORD_MAX_LENGTH,
                                help_text=CognitoPasswordPolicyValidator().get_help_text())
     plan = PlanChoiceField(queryset=PlanVersion.objects.none(), empty_label=None)
 
@@ -55,20 +61,20 @@ class VerifyForm(forms.Form):
 
 
 class InviteForm(forms.Form):
-    email = forms.EmailField()
+    email = forms.EmailField(max_length=EMAIL_MAX_LENGTH)
 
 
 class TokenForm(forms.Form):
     """Cognito issues tokens only against the user's password, which the portal does not keep."""
 
-    password = forms.CharField(widget=forms.PasswordInput, strip=False)
+    password = forms.CharField(widget=forms.PasswordInput, strip=False, max_length=PASSWORD_MAX_LENGTH)
 
 
 class ChangePasswordForm(forms.Form):
-    current_password = forms.CharField(widget=forms.PasswordInput, strip=False)
-    new_password = forms.CharField(widget=forms.PasswordInput, strip=False,
+    current_password = forms.CharField(widget=forms.PasswordInput, strip=False, max_length=PASSWORD_MAX_LENGTH)
+    new_password = forms.CharField(widget=forms.PasswordInput, strip=False, max_length=PASSWORD_MAX_LENGTH,
                                    help_text=CognitoPasswordPolicyValidator().get_help_text())
-    confirm_password = forms.CharField(widget=forms.PasswordInput, strip=False)
+    confirm_password = forms.CharField(widget=forms.PasswordInput, strip=False, max_length=PASSWORD_MAX_LENGTH)
 
     def clean_new_password(self):
         password = self.cleaned_data["new_password"]

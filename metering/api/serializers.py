@@ -170,7 +170,7 @@ class SubscriptionSerializer(serializers.ModelSerializer):
 
 class PlanVersionSerializer(serializers.ModelSerializer):
     plan = serializers.CharField(source="plan.code")
-    document = serializers.JSONField(help_text="The plan document (PLANS.md), amounts as decimal strings.")
+    document = serializers.JSONField(help_text="The plan document (docs/plans.md), amounts as decimal strings.")
 
     class Meta:
         model = PlanVersion
@@ -197,7 +197,7 @@ class MetricSerializer(serializers.ModelSerializer):
 
 
 class MetricDocumentSerializer(serializers.Serializer):
-    """A metrics-document entry (PLANS.md); validated by the document parser in the service."""
+    """A metrics-document entry (docs/plans.md); validated by the document parser in the service."""
 
     code = serializers.SlugField(max_length=64)
     name = serializers.CharField(max_length=200)
@@ -228,7 +228,7 @@ class PlanSerializer(serializers.ModelSerializer):
 
 
 class PlanDocumentSerializer(serializers.Serializer):
-    document = serializers.JSONField(help_text="A plan document (PLANS.md).")
+    document = serializers.JSONField(help_text="A plan document (docs/plans.md).")
     is_public = serializers.BooleanField(required=False, allow_null=True, default=None)
 
 

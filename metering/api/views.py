@@ -11,12 +11,12 @@ from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import exceptions
 from rest_framework.generics import ListAPIView, RetrieveAPIView
-from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
 from metering.api import filters, serializers
 from metering.api.base import TenantScopedView
-from metering.api.renderers import CSVRenderer
+from metering.api.renderers import BrowsableAPIRenderer, CSVRenderer
 from metering.api.selectors import scaled, usage_buckets
 from metering.models import Invoice, InvoiceLine, InvoiceStatus, Metric
 from metering.pricing import (

@@ -3,7 +3,7 @@
 Nothing here formats SQL from strings: a metric's field is checked against the table's columns and
 its filter values become literals in the tree, so no metric definition (and no tenant or admin
 input) can change a query's shape. Every query first keeps one row per ``request_id``: Firehose
-delivers at least once, and a request counts once whatever the aggregation (PLANS.md).
+delivers at least once, and a request counts once whatever the aggregation (docs/plans.md).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 from sqlglot import exp
 
-# The access-log table (shared/DESIGN.md "The Iceberg table"), with status as int.
+# The access-log table (the columns docs/plans.md lists for metrics), with status as int.
 COLUMNS: dict[str, str] = {
     "request_id": "string",
     "ip": "string",
@@ -42,7 +42,7 @@ class QueryError(ValueError):
 
 @dataclass(frozen=True)
 class MetricQuery:
-    """What a query needs of a metric: its code, aggregation, field and filters (PLANS.md)."""
+    """What a query needs of a metric: its code, aggregation, field and filters (docs/plans.md)."""
 
     code: str
     aggregation: str

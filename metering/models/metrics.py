@@ -1,4 +1,4 @@
-"""Metrics: what is counted in the access-log table, as PLANS.md's metrics document defines it."""
+"""Metrics: what is counted in the access-log table, as a metric document (docs/plans.md) defines it."""
 
 from decimal import Decimal
 
@@ -41,7 +41,7 @@ class Metric(models.Model):
         return self.code
 
     def to_document(self) -> dict:
-        """The metric in PLANS.md's metrics-document form (canonical, so export re-imports unchanged)."""
+        """The metric in its document form (docs/plans.md) (canonical, so export re-imports unchanged)."""
         from metering.pricing.documents import metric_to_document, parse_metric
 
         return metric_to_document(parse_metric(self.raw_document()))

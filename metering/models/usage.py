@@ -3,7 +3,7 @@
 Values are the metric's raw aggregate (events, bytes, distinct values...) BEFORE its divisor: the
 divisor is applied once, by metering.selectors.period_quantities, so that changing a metric's
 divisor does not need a resync. For unique_count and max metrics an hourly row is informative only:
-a period's quantity is queried from the lake over the whole period (PLANS.md).
+a period's quantity is queried from the lake over the whole period (docs/plans.md).
 """
 
 from django.db import models

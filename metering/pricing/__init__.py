@@ -1,4 +1,4 @@
-"""Pricing: plan and metric documents, the pricing engine and currencies (shared/PLANS.md).
+"""Pricing: plan and metric documents, the pricing engine and currencies (docs/plans.md).
 
 Pure Python: nothing here touches the database or needs Django settings (custom rules read
 ``settings.PRICING_CUSTOM_RULES`` lazily when Django is configured).
@@ -15,6 +15,7 @@ from .currency import (
     quantum,
 )
 from .documents import (
+    MAX_DOCUMENT_BYTES,
     ChargeSpec,
     DocumentError,
     MetricSpec,
@@ -53,6 +54,7 @@ from .engine import (
 from .rules import DEFAULT_RULES, UnknownRuleError, capped_per_unit, get_rule, known_rules, rule_paths
 
 __all__ = [
+    "MAX_DOCUMENT_BYTES",
     "DEFAULT_RULES",
     "MINOR_UNITS",
     "ChargeSpec",

@@ -1,4 +1,4 @@
-"""Metric and plan documents (shared/PLANS.md): parsed and validated once into frozen specs, and back.
+"""Metric and plan documents (docs/plans.md): parsed and validated once into frozen specs, and back.
 
 This is the one place where a plan or metric document is checked: the import, the admin form and
 the price preview all call :func:`parse_plan_file`, :func:`parse_plan` or :func:`parse_metric`.
@@ -10,6 +10,12 @@ Amounts and quantities are decimal strings or JSON integers; a JSON float is ref
 cannot carry a price exactly (:func:`loads_document` reads JSON numbers with a fraction as Decimal,
 which is accepted). The ``*_to_document`` functions give the canonical JSON form back, which parses
 to an equal spec: an export re-imports to the same state.
+
+Every value has bounds (docs/plans.md: "Numbers" and the tables of fields), checked here before any database sees it, so that
+what is accepted fits the column or JSON value that stores it the same way on SQLite and PostgreSQL,
+and a bad document is a list of messages, never a database error or a crash: sizes of numbers and
+strings, counts of charges, tiers and filter values, the nesting of the whole document, characters
+PostgreSQL cannot store.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import copy
 import dataclasses
 import json
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation, localcontext
@@ -39,8 +46,33 @@ HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRA
 MAX_DECIMAL_PLACES = 12  # Stripe's limit for unit_amount_decimal
 MAX_INTEGER_DIGITS = 18
 
+# Bounds of the numbers, as (integer digits, decimal places); each fits the column that stores or bills it.
+# And at most 15 significant digits: SQLite keeps a decimal column as a double, exact to 15 digits only
+# (a longer value would come back changed, or not at all), so a value is the same on SQLite and PostgreSQL.
+MAX_SIGNIFICANT_DIGITS = 15
+QUANTITY = (MAX_INTEGER_DIGITS, MAX_DECIMAL_PLACES)  # up_to, package_size, free_units, divide_by
+DIVISOR = (MAX_INTEGER_DIGITS, 6)  # Metric.divisor is numeric(24, 6)
+UNIT_PRICE = (12, MAX_DECIMAL_PLACES)  # unit_amount: invoice lines keep it as numeric(30, 12)
+AMOUNT = (12, 6)  # base_fee, minimum_commitment (PlanVersion numeric(18, 6)), flat_amount, package_amount
+MAX_TRIAL_DAYS = 3650  # ten years; a trial's end must stay a date
+MAX_NAME_LENGTH = 200  # Plan.name, PlanVersion.name, Metric.name
+MAX_UNIT_LENGTH = 40  # Metric.unit
+MAX_PREFIX_LENGTH = 200  # a resource_path_prefix filter value
+MAX_FILTER_VALUES = 50  # values of one filter
+MAX_CHARGES = 100  # charges of one plan
+MAX_TIERS = 100  # tiers of one charge
+MAX_DEPTH = 20  # nesting of lists and objects; a plan file needs 7 (file, plans, plan, charges, charge, tiers, tier)
+MAX_DOCUMENT_BYTES = 5_000_000  # a plans file
+
+# The access-log table's columns a metric may aggregate (the lake's table; metering/lake/queries.py builds
+# the queries on the same columns, and a test keeps the two lists equal).
+ACCESS_LOG_COLUMNS = (
+    "request_id", "ip", "user", "request_time", "http_method", "resource_path", "status", "protocol",
+    "response_length", "tenant_id",
+)
+NUMERIC_COLUMNS = ("status", "response_length")  # sum and max need a number
+
 _CODE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-_FIELD_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 _STATUS_RE = re.compile(r"[1-5](?:xx|[0-9]{2})")
 
 _METRIC_KEYS = frozenset({"code", "name", "aggregation", "field", "filters", "divisor", "unit"})
@@ -172,8 +204,8 @@ _MISSING = object()
 
 
 def _decimal(
-    report: _Report, doc: Mapping[str, Any], key: str, fieldname: str, *, positive: bool = False,
-    default: Any = _MISSING,
+    report: _Report, doc: Mapping[str, Any], key: str, fieldname: str, *, bounds: tuple[int, int],
+    positive: bool = False, default: Any = _MISSING,
 ) -> Decimal | None:
     """A non-negative (or positive) decimal from a string, an int or a Decimal; None after an error."""
     value = doc.get(key, _MISSING)
@@ -182,20 +214,26 @@ def _decimal(
             report.add(fieldname, "is required")
             return None
         return default
-    return _to_decimal(report, value, fieldname, positive=positive)
+    return _to_decimal(report, value, fieldname, bounds=bounds, positive=positive)
 
 
-def _to_decimal(report: _Report, value: Any, fieldname: str, *, positive: bool = False) -> Decimal | None:
+def _to_decimal(
+    report: _Report, value: Any, fieldname: str, *, bounds: tuple[int, int], positive: bool = False
+) -> Decimal | None:
+    """``bounds``: (integer digits, decimal places) at most, e.g. AMOUNT."""
     if isinstance(value, float):
         report.add(fieldname, f"must be a decimal string such as \"{value!r}\", not a JSON float")
         return None
     if isinstance(value, bool) or not isinstance(value, (str, int, Decimal)):
-        report.add(fieldname, f"must be a decimal string, got {value!r}")
+        report.add(fieldname, f"must be a decimal string, got {_brief(value)}")
+        return None
+    if isinstance(value, str) and len(value) > 64:
+        report.add(fieldname, f"must be a decimal string of at most 64 characters, got {_brief(value)}")
         return None
     try:
         number = value if isinstance(value, Decimal) else Decimal(value.strip() if isinstance(value, str) else value)
     except InvalidOperation:
-        report.add(fieldname, f"must be a decimal string, got {value!r}")
+        report.add(fieldname, f"must be a decimal string, got {_brief(value)}")
         return None
     if not number.is_finite():
         report.add(fieldname, f"must be a finite decimal, got {value!r}")
@@ -206,17 +244,74 @@ def _to_decimal(report: _Report, value: Any, fieldname: str, *, positive: bool =
     if number < 0:
         report.add(fieldname, f"must not be negative, got {_show(number)}")
         return None
-    if number and number.adjusted() >= MAX_INTEGER_DIGITS:
-        report.add(fieldname, f"is too large (at most {MAX_INTEGER_DIGITS} integer digits)")
+    integer_digits, places = bounds
+    if number and number.adjusted() >= integer_digits:
+        report.add(fieldname, f"is too large (at most {integer_digits} integer digits, below 1{'0' * integer_digits})")
         return None
-    if number and number.normalize().as_tuple().exponent < -MAX_DECIMAL_PLACES:
-        report.add(fieldname, f"has more than {MAX_DECIMAL_PLACES} decimal places")
+    if number and number.normalize().as_tuple().exponent < -places:
+        report.add(fieldname, f"has more than {places} decimal places")
+        return None
+    if number and len(number.normalize().as_tuple().digits) > MAX_SIGNIFICANT_DIGITS:
+        report.add(fieldname, f"has more than {MAX_SIGNIFICANT_DIGITS} significant digits")
         return None
     return abs(number)  # abs() turns "-0" into "0"
 
 
 def _show(number: Decimal) -> str:
     return format(number, "f")
+
+
+def _brief(value: Any) -> str:
+    """A value for a message: its repr, cut short (a document may hold a megabyte string)."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _has_control_characters(text: str) -> bool:
+    """Control characters (NUL: PostgreSQL refuses it) and unpaired surrogates (no database can encode one)."""
+    return any(unicodedata.category(char) in ("Cc", "Cs") for char in text)
+
+
+def _has_surrogates(text: str) -> bool:
+    return any("\ud800" <= char <= "\udfff" for char in text)
+
+
+def _text(report: _Report, value: str, fieldname: str, max_length: int) -> bool:
+    """A displayed string's bounds: its length, and no control characters (PostgreSQL refuses NUL)."""
+    if len(value) > max_length:
+        report.add(fieldname, f"must be at most {max_length} characters, got {len(value)}")
+        return False
+    if _has_control_characters(value):
+        report.add(fieldname, "must not contain control characters (such as a newline or NUL) or unpaired surrogates")
+        return False
+    return True
+
+
+def nesting_depth(value: Any, *, limit: int | None = None) -> int:
+    """How deeply lists and objects nest in a parsed JSON value (a scalar is 0), counted without recursion.
+
+    Stops as soon as the depth passes ``limit``, so a hostile document costs little.
+    """
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, Mapping):
+            children = item.values()
+        elif isinstance(item, (list, tuple)):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, level)
+        if limit is not None and deepest > limit:
+            return deepest
+        stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
+def _check_depth(doc: Any, what: str) -> None:
+    if nesting_depth(doc, limit=MAX_DEPTH) > MAX_DEPTH:
+        raise DocumentError([f"{what} nests lists and objects more than {MAX_DEPTH} levels deep"])
 
 
 def _string(report: _Report, doc: Mapping[str, Any], key: str, *, default: Any = _MISSING) -> str | None:
@@ -227,7 +322,9 @@ def _string(report: _Report, doc: Mapping[str, Any], key: str, *, default: Any =
             return None
         return default
     if not isinstance(value, str) or not value.strip():
-        report.add(key, f"must be a non-empty string, got {value!r}")
+        report.add(key, f"must be a non-empty string, got {_brief(value)}")
+        return None
+    if not _text(report, value.strip(), key, MAX_NAME_LENGTH):
         return None
     return value.strip()
 
@@ -235,7 +332,7 @@ def _string(report: _Report, doc: Mapping[str, Any], key: str, *, default: Any =
 def _code(report: _Report, doc: Mapping[str, Any], key: str = "code") -> str | None:
     value = _string(report, doc, key)
     if value is not None and not _CODE_RE.fullmatch(value):
-        report.add(key, f"must be 1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit, got {value!r}")
+        report.add(key, f"must be 1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit, got {_brief(value)}")
         return None
     return value
 
@@ -249,8 +346,8 @@ def _choice(report: _Report, doc: Mapping[str, Any], key: str, choices: tuple[st
             report.add(fieldname, f"is required (one of {', '.join(choices)})")
             return None
         return default
-    if value not in choices:
-        report.add(fieldname, f"must be one of {', '.join(choices)}, got {value!r}")
+    if not isinstance(value, str) or value not in choices:
+        report.add(fieldname, f"must be one of {', '.join(choices)}, got {_brief(value)}")
         return None
     return value
 
@@ -258,7 +355,7 @@ def _choice(report: _Report, doc: Mapping[str, Any], key: str, choices: tuple[st
 def _unknown_keys(report: _Report, doc: Mapping[str, Any], allowed: frozenset[str], what: str, prefix: str = "") -> None:
     for key in doc:
         if key not in allowed:
-            report.add(f"{prefix}{key}", f"is not a field of {what}")
+            report.add(f"{prefix}{_brief(key)[1:-1] if isinstance(key, str) else key}", f"is not a field of {what}")
 
 
 def _label(kind: str, doc: Any, position: int | None) -> str:
@@ -272,6 +369,7 @@ def _label(kind: str, doc: Any, position: int | None) -> str:
 
 
 def parse_metric(doc: Any) -> MetricSpec:
+    _check_depth(doc, "the metric")
     errors: list[str] = []
     spec = _parse_metric(doc, None, errors)
     if errors or spec is None:
@@ -296,16 +394,23 @@ def _parse_metric(doc: Any, position: int | None, errors: list[str]) -> MetricSp
     elif aggregation is not None:
         if fieldname is None:
             report.add("field", f"is required for aggregation {aggregation!r}")
-        elif not isinstance(fieldname, str) or not _FIELD_RE.fullmatch(fieldname):
-            report.add("field", f"must be a column name (letters, digits and '_'), got {fieldname!r}")
+        elif not isinstance(fieldname, str) or fieldname not in ACCESS_LOG_COLUMNS:
+            report.add("field", f"must be a column of the access-log table ({', '.join(ACCESS_LOG_COLUMNS)}), "
+                                f"got {_brief(fieldname)}")
+            fieldname = None
+        elif aggregation in ("sum", "max") and fieldname not in NUMERIC_COLUMNS:
+            report.add("field", f"must be a numeric column ({', '.join(NUMERIC_COLUMNS)}) for aggregation "
+                                f"{aggregation!r}, got {fieldname!r}")
             fieldname = None
     filters = _parse_filters(report, doc.get("filters"))
-    divisor = _decimal(report, doc, "divisor", "divisor", positive=True, default=ONE)
+    divisor = _decimal(report, doc, "divisor", "divisor", bounds=DIVISOR, positive=True, default=ONE)
     unit = doc.get("unit", "")
     if unit is None:
         unit = ""
     if not isinstance(unit, str):
-        report.add("unit", f"must be a string, got {unit!r}")
+        report.add("unit", f"must be a string, got {_brief(unit)}")
+    else:
+        _text(report, unit.strip(), "unit", MAX_UNIT_LENGTH)
     if len(errors) > start:
         return None
     return MetricSpec(
@@ -318,7 +423,7 @@ def _parse_filters(report: _Report, filters: Any) -> dict[str, tuple[str, ...]]:
     if filters is None:
         return {}
     if not isinstance(filters, Mapping):
-        report.add("filters", f"must be an object, got {filters!r}")
+        report.add("filters", f"must be an object, got {_brief(filters)}")
         return {}
     parsed: dict[str, tuple[str, ...]] = {}
     for key in filters:
@@ -331,27 +436,32 @@ def _parse_filters(report: _Report, filters: Any) -> dict[str, tuple[str, ...]]:
         if isinstance(values, str):
             values = [values]
         if not isinstance(values, list) or not values:
-            report.add(f"filters.{key}", f"must be a non-empty list of strings, got {values!r}")
+            report.add(f"filters.{key}", f"must be a non-empty list of strings, got {_brief(values)}")
+            continue
+        if len(values) > MAX_FILTER_VALUES:
+            report.add(f"filters.{key}", f"must have at most {MAX_FILTER_VALUES} values, got {len(values)}")
             continue
         clean: list[str] = []
         for index, value in enumerate(values):
             where = f"filters.{key}[{index}]"
             if not isinstance(value, str) or not value.strip():
-                report.add(where, f"must be a non-empty string, got {value!r}")
+                report.add(where, f"must be a non-empty string, got {_brief(value)}")
                 continue
             value = value.strip()
+            if not _text(report, value, where, MAX_PREFIX_LENGTH):
+                continue
             if key == "status":
                 value = value.lower()
                 if not _STATUS_RE.fullmatch(value):
-                    report.add(where, f"must be a status class such as '2xx' or a code such as '429', got {value!r}")
+                    report.add(where, f"must be a status class such as '2xx' or a code such as '429', got {_brief(value)}")
                     continue
             elif key == "http_method":
                 value = value.upper()
                 if value not in HTTP_METHODS:
-                    report.add(where, f"must be an HTTP method ({', '.join(HTTP_METHODS)}), got {value!r}")
+                    report.add(where, f"must be an HTTP method ({', '.join(HTTP_METHODS)}), got {_brief(value)}")
                     continue
             elif not value.startswith("/"):
-                report.add(where, f"must start with '/', got {value!r}")
+                report.add(where, f"must start with '/', got {_brief(value)}")
                 continue
             if value not in clean:
                 clean.append(value)
@@ -378,6 +488,7 @@ def metric_to_document(spec: MetricSpec) -> dict[str, Any]:
 
 def parse_plan(doc: Any, *, metric_codes: Iterable[str] | None = None) -> PlanSpec:
     """Validate one plan document. ``metric_codes``: the metrics a charge may use (None: don't check)."""
+    _check_depth(doc, "the plan")
     errors: list[str] = []
     known = None if metric_codes is None else frozenset(metric_codes)
     spec = _parse_plan(doc, None, known, errors)
@@ -400,25 +511,31 @@ def _parse_plan(doc: Any, position: int | None, metric_codes: frozenset[str] | N
     if currency is None:
         report.add("currency", "is required (an ISO 4217 code such as 'USD')")
     elif not isinstance(currency, str) or currency.strip().upper() not in MINOR_UNITS:
-        report.add("currency", f"unknown currency {currency!r} (expected an ISO 4217 code such as 'USD')")
+        report.add("currency", f"unknown currency {_brief(currency)} (expected an ISO 4217 code such as 'USD')")
         currency = None
     else:
         currency = currency.strip().upper()
     interval = _choice(report, doc, "interval", INTERVALS)
-    base_fee = _decimal(report, doc, "base_fee", "base_fee", default=ZERO)
+    base_fee = _decimal(report, doc, "base_fee", "base_fee", bounds=AMOUNT, default=ZERO)
     trial_days = doc.get("trial_days", 0)
     if trial_days is None:
         trial_days = 0
     if isinstance(trial_days, bool) or not isinstance(trial_days, int) or trial_days < 0:
-        report.add("trial_days", f"must be a whole number of days, 0 or more, got {trial_days!r}")
-    minimum_commitment = _decimal(report, doc, "minimum_commitment", "minimum_commitment", default=None)
+        report.add("trial_days", f"must be a whole number of days, 0 or more, got {_brief(trial_days)}")
+    elif trial_days > MAX_TRIAL_DAYS:
+        report.add("trial_days", f"must be at most {MAX_TRIAL_DAYS} days (ten years), got {trial_days}")
+    minimum_commitment = _decimal(report, doc, "minimum_commitment", "minimum_commitment", bounds=AMOUNT,
+                                  default=None)
 
     charges_doc = doc.get("charges", [])
     charges: list[ChargeSpec] = []
     if charges_doc is None:
         charges_doc = []
     if not isinstance(charges_doc, list):
-        report.add("charges", f"must be a list of charges, got {charges_doc!r}")
+        report.add("charges", f"must be a list of charges, got {_brief(charges_doc)}")
+        charges_doc = []
+    elif len(charges_doc) > MAX_CHARGES:
+        report.add("charges", f"must be at most {MAX_CHARGES} charges, got {len(charges_doc)}")
         charges_doc = []
     seen: dict[str, int] = {}
     rules = None
@@ -463,12 +580,12 @@ def _parse_charge(report: _Report, doc: Any, metric_codes: frozenset[str] | None
     _unknown_keys(report, doc, _CHARGE_KEYS[model], f"a '{model}' charge")
     values: dict[str, Any] = {}
     if model == "per_unit":
-        values["unit_amount"] = _decimal(report, doc, "unit_amount", "unit_amount")
+        values["unit_amount"] = _decimal(report, doc, "unit_amount", "unit_amount", bounds=UNIT_PRICE)
         values["transform"] = _parse_transform(report, doc.get("transform"))
     elif model == "package":
-        values["package_size"] = _decimal(report, doc, "package_size", "package_size", positive=True)
-        values["package_amount"] = _decimal(report, doc, "package_amount", "package_amount")
-        values["free_units"] = _decimal(report, doc, "free_units", "free_units", default=ZERO)
+        values["package_size"] = _decimal(report, doc, "package_size", "package_size", bounds=QUANTITY, positive=True)
+        values["package_amount"] = _decimal(report, doc, "package_amount", "package_amount", bounds=AMOUNT)
+        values["free_units"] = _decimal(report, doc, "free_units", "free_units", bounds=QUANTITY, default=ZERO)
     elif model in ("graduated", "volume"):
         values["tiers"] = _parse_tiers(report, doc.get("tiers", _MISSING))
     else:
@@ -482,10 +599,10 @@ def _parse_transform(report: _Report, doc: Any) -> Transform | None:
     if doc is None:
         return None
     if not isinstance(doc, Mapping):
-        report.add("transform", f"must be an object such as {{\"divide_by\": 1000, \"round\": \"up\"}}, got {doc!r}")
+        report.add("transform", f"must be an object such as {{\"divide_by\": 1000, \"round\": \"up\"}}, got {_brief(doc)}")
         return None
     _unknown_keys(report, doc, _TRANSFORM_KEYS, "a transform", prefix="transform.")
-    divide_by = _decimal(report, doc, "divide_by", "transform.divide_by", positive=True)
+    divide_by = _decimal(report, doc, "divide_by", "transform.divide_by", bounds=QUANTITY, positive=True)
     rounding = _choice(report, doc, "round", ROUNDINGS, fieldname="transform.round")
     if divide_by is None or rounding is None:
         return None
@@ -497,7 +614,10 @@ def _parse_tiers(report: _Report, tiers: Any) -> tuple[Tier, ...]:
         report.add("tiers", "is required: a list of tiers, the last with \"up_to\": null")
         return ()
     if not isinstance(tiers, list) or not tiers:
-        report.add("tiers", f"must be a non-empty list of tiers, got {tiers!r}")
+        report.add("tiers", f"must be a non-empty list of tiers, got {_brief(tiers)}")
+        return ()
+    if len(tiers) > MAX_TIERS:
+        report.add("tiers", f"must be at most {MAX_TIERS} tiers, got {len(tiers)}")
         return ()
     parsed: list[Tier] = []
     previous: Decimal | None = None
@@ -505,7 +625,7 @@ def _parse_tiers(report: _Report, tiers: Any) -> tuple[Tier, ...]:
     for index, tier in enumerate(tiers):
         where = f"tiers[{index}]"
         if not isinstance(tier, Mapping):
-            report.add(where, f"must be an object with up_to, unit_amount and flat_amount, got {tier!r}")
+            report.add(where, f"must be an object with up_to, unit_amount and flat_amount, got {_brief(tier)}")
             continue
         _unknown_keys(report, tier, _TIER_KEYS, "a tier", prefix=f"{where}.")
         if "up_to" not in tier:
@@ -516,7 +636,7 @@ def _parse_tiers(report: _Report, tiers: Any) -> tuple[Tier, ...]:
             if index != last:
                 report.add(f"{where}.up_to", "only the last tier may be unbounded (null)")
         else:
-            up_to = _to_decimal(report, tier["up_to"], f"{where}.up_to", positive=True)
+            up_to = _to_decimal(report, tier["up_to"], f"{where}.up_to", bounds=QUANTITY, positive=True)
             if up_to is not None:
                 if index == last:
                     report.add(f"{where}.up_to", f"the last tier must be unbounded (null), got {_show(up_to)}")
@@ -528,8 +648,8 @@ def _parse_tiers(report: _Report, tiers: Any) -> tuple[Tier, ...]:
         if "unit_amount" not in tier and "flat_amount" not in tier:
             report.add(f"{where}.unit_amount", "is required (or give the tier a flat_amount)")
             continue
-        unit_amount = _decimal(report, tier, "unit_amount", f"{where}.unit_amount", default=ZERO)
-        flat_amount = _decimal(report, tier, "flat_amount", f"{where}.flat_amount", default=ZERO)
+        unit_amount = _decimal(report, tier, "unit_amount", f"{where}.unit_amount", bounds=UNIT_PRICE, default=ZERO)
+        flat_amount = _decimal(report, tier, "flat_amount", f"{where}.flat_amount", bounds=AMOUNT, default=ZERO)
         if unit_amount is not None and flat_amount is not None:
             parsed.append(Tier(up_to=up_to, unit_amount=unit_amount, flat_amount=flat_amount))
     return tuple(parsed)
@@ -541,7 +661,7 @@ def _parse_custom(report: _Report, doc: Mapping[str, Any], rules: frozenset[str]
     if params is None:
         params = {}
     if not isinstance(params, Mapping):
-        report.add("params", f"must be an object, got {params!r}")
+        report.add("params", f"must be an object, got {_brief(params)}")
         return rule, {}
     params = _plain_params(report, params, "params")
     if rule is None:
@@ -566,6 +686,10 @@ def _parse_custom(report: _Report, doc: Mapping[str, Any], rules: frozenset[str]
 def _plain_params(report: _Report, value: Any, where: str) -> Any:
     """A deep copy of JSON params with Decimals as canonical strings; floats refused."""
     if isinstance(value, Mapping):
+        for key in value:
+            if "\x00" in str(key) or _has_surrogates(str(key)):
+                report.add(where, "must not have a key with the NUL character or an unpaired surrogate "
+                                  "(no database can store them)")
         return {str(key): _plain_params(report, item, f"{where}.{key}") for key, item in value.items()}
     if isinstance(value, list):
         return [_plain_params(report, item, f"{where}[{index}]") for index, item in enumerate(value)]
@@ -574,14 +698,17 @@ def _plain_params(report: _Report, value: Any, where: str) -> Any:
         return value
     if isinstance(value, Decimal):
         return _show(value)
+    if isinstance(value, str) and ("\x00" in value or _has_surrogates(value)):
+        report.add(where, "must not contain the NUL character or an unpaired surrogate (no database can store them)")
+        return value
     if value is None or isinstance(value, (str, int, bool)):
         return value
-    report.add(where, f"must be a JSON value, got {value!r}")
+    report.add(where, f"must be a JSON value, got {_brief(value)}")
     return value
 
 
 def _quantity_json(value: Decimal) -> int | str:
-    """Quantities (up_to, package_size, ...) print as JSON integers when whole, as PLANS.md writes them."""
+    """Quantities (up_to, package_size, ...) print as JSON integers when whole, as docs/plans.md writes them."""
     return int(value) if value == value.to_integral_value() else _show(value)
 
 
@@ -632,13 +759,25 @@ def plan_to_document(spec: PlanSpec) -> dict[str, Any]:
 
 
 def loads_document(text: str | bytes) -> Any:
-    """Parse JSON text, reading numbers with a fraction as exact Decimals (never floats)."""
+    """Parse JSON text, reading numbers with a fraction as exact Decimals (never floats).
+
+    Any text gives a document or a DocumentError: too long, nested too deep (json recurses), a number
+    with thousands of digits (Python refuses to convert it) are errors like a syntax error.
+    """
+    if len(text) > MAX_DOCUMENT_BYTES:
+        raise DocumentError([f"the document is larger than {MAX_DOCUMENT_BYTES:,} bytes"])
     try:
-        return json.loads(text, parse_float=Decimal)
+        document = json.loads(text, parse_float=Decimal)
     except json.JSONDecodeError as exc:
         raise DocumentError([f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"]) from None
     except UnicodeDecodeError as exc:
         raise DocumentError([f"invalid JSON: not UTF-8 text ({exc.reason})"]) from None
+    except RecursionError:
+        raise DocumentError([f"the document nests lists and objects more than {MAX_DEPTH} levels deep"]) from None
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        raise DocumentError([f"invalid JSON: {exc}"]) from None
+    _check_depth(document, "the document")
+    return document
 
 
 def parse_plan_file(
@@ -651,6 +790,7 @@ def parse_plan_file(
     must be one of them or be defined in the file. None: metric existence is not checked (the price
     preview, which reads only the file).
     """
+    _check_depth(doc, "the file")
     errors: list[str] = []
     if not isinstance(doc, Mapping):
         raise DocumentError([f"the file must hold a JSON object (a plan, or metrics and plans), got {type(doc).__name__}"])

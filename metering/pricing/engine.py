@@ -1,4 +1,4 @@
-"""The pricing engine: a period's invoice lines from parsed plans and quantities (shared/PLANS.md).
+"""The pricing engine: a period's invoice lines from parsed plans and quantities (docs/plans.md).
 
 Pure arithmetic on :mod:`decimal` values; no database and no Django. The specs come from
 :mod:`metering.pricing.documents`, parsed once; pricing a charge is then a few Decimal operations.
@@ -408,7 +408,7 @@ def isoformat_z(moment: datetime) -> str:
 
 
 def format_quantity(quantity: Decimal) -> str:
-    """A quantity as PLANS.md prints it: plain digits, never an exponent ("12000", "1.5")."""
+    """A quantity as docs/plans.md prints it: plain digits, never an exponent ("12000", "1.5")."""
     quantity = Decimal(quantity)
     return format(quantity if quantity else abs(quantity), "f")
 
@@ -432,7 +432,7 @@ def tiers_document(tiers: Sequence[TierAmount], currency: str) -> list[dict]:
 
 
 def preview_document(priced: PricedPeriod) -> dict:
-    """The JSON object of PLANS.md's "The price preview's output".
+    """The JSON object of the price preview (docs/plans.md, "The price preview").
 
     With several plans (a plan change) each line also names its ``plan`` and the object lists
     ``plans``; ``plan`` is then the plan in force at the end of the period.

@@ -120,6 +120,10 @@ def _validate_capped_per_unit(params: Mapping[str, Any]) -> list[tuple[str, str]
             continue
         if not value.is_finite() or value < 0:
             problems.append((f"params.{key}", f"must be a non-negative decimal, got {params[key]!r}"))
+        elif value and value.adjusted() >= 12:  # the bounds of a plan's unit prices and amounts (docs/plans.md)
+            problems.append((f"params.{key}", "is too large (at most 12 integer digits, below 1000000000000)"))
+        elif value and value.normalize().as_tuple().exponent < -12:
+            problems.append((f"params.{key}", "has more than 12 decimal places"))
     for key in sorted(set(params) - {"unit_amount", "cap"}):
         problems.append((f"params.{key}", "is not a parameter of rule 'capped_per_unit'"))
     return problems

@@ -1,6 +1,6 @@
 """Billing: price each subscription's closed periods into invoices, exactly once, and finalize them after a grace period.
 
-The rules (PLANS.md, issue 5):
+The rules (docs/plans.md, "A period's invoice"):
 - A period is closed when it has ended, or when the subscription ended inside it; it is billed on
   one invoice (a partial constraint makes a second live invoice for the same period impossible).
 - Each subscription is billed in its own short transaction, holding its row lock

@@ -1,4 +1,4 @@
-"""PLANS.md's worked example, shared by the engine and price-preview tests: the Pro plan and its preview output."""
+"""The Pro plan worked example, shared by the engine and price-preview tests: the plan and its preview output."""
 
 PRO = {
     "code": "pro", "name": "Pro", "currency": "USD", "interval": "month",
@@ -12,7 +12,7 @@ PRO = {
     ],
 }
 
-# `price_preview --usage api_calls=12000` for November 2026, exactly as PLANS.md prints it.
+# `price_preview --usage api_calls=12000` for November 2026, exactly as the preview prints it.
 PLANS_MD_OUTPUT = {
     "plan": "pro", "currency": "USD",
     "period_start": "2026-11-01T00:00:00Z", "period_end": "2026-12-01T00:00:00Z",

@@ -1,4 +1,4 @@
-"""Billing runs: exactly one invoice per subscription and period, priced as PLANS.md says, to the cent."""
+"""Billing runs: exactly one invoice per subscription and period, priced as docs/plans.md says, to the cent."""
 
 import json
 import threading

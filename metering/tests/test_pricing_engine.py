@@ -1,4 +1,4 @@
-"""The pricing engine against shared/PLANS.md: each charge model at its boundaries, and whole periods."""
+"""The pricing engine against docs/plans.md: each charge model at its boundaries, and whole periods."""
 
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
@@ -132,7 +132,7 @@ PLANS_TIERS = [{"up_to": 100, "unit_amount": "1.00", "flat_amount": "5.00"}, {"u
 
 
 def test_plans_md_examples():
-    """The examples of PLANS.md's "Charge models"."""
+    """Small examples of each charge model (docs/plans.md, "Charges")."""
     graduated = charge("graduated", tiers=PLANS_TIERS)
     volume = charge("volume", tiers=PLANS_TIERS)
     assert price(graduated, 0) == D("5.00")

@@ -1,4 +1,4 @@
-"""`manage.py price_preview`: the output and errors of PLANS.md, with an empty database."""
+"""`manage.py price_preview`: the output and errors of docs/plans.md, with an empty database."""
 
 import json
 import os

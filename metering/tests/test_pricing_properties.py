@@ -55,7 +55,7 @@ def test_single_tier_graduated_equals_volume(unit, flat, q, currency):
 
 @given(tiers=tier_lists(), q=quantities)
 def test_graduated_is_the_sum_of_its_tiers(tiers, q):
-    """A reference computation straight from PLANS.md's words, tier by tier."""
+    """A reference computation straight from the words of docs/plans.md, tier by tier."""
     expected = Decimal(0)
     lower = Decimal(0)
     for index, tier in enumerate(tiers):
@@ -73,7 +73,7 @@ def test_graduated_is_the_sum_of_its_tiers(tiers, q):
 @given(tiers=tier_lists(), q=quantities, currency=currencies)
 def test_graduated_breakdown_adds_up_to_the_line_and_follows_the_tiers(tiers, q, currency):
     """The invoice's tier rows: consecutive ranges from 0, units adding up to q, amounts adding up to the
-    line's amount exactly, each within one minor unit of its tier's exact amount (computed from PLANS.md's
+    line's amount exactly, each within one minor unit of its tier's exact amount (computed from docs/plans.md's
     words here, not by the engine)."""
     spec = charge_of("graduated", tiers, currency)
     rows = tier_breakdown(spec, q, currency)

@@ -1,6 +1,6 @@
 """Worked examples from Stripe's and Lago's public documentation, priced by our engine.
 
-PLANS.md promises Stripe's and Lago's semantics, so that a provider moving from either gets the
+The pricing follows Stripe's and Lago's semantics, so that a provider moving from either gets the
 same totals; each test names the page its numbers come from.
 """
 

@@ -8,7 +8,7 @@ import pytest
 
 from metering import transform
 
-# A copy of shared/data/apigw_access_log_sample.jsonl (46 lines; edge cases described in its README).
+# A sample API Gateway access log (46 lines) with the edge cases real logs have.
 SAMPLE = Path(__file__).parent / "data" / "apigw_access_log_sample.jsonl"
 
 

@@ -3,12 +3,21 @@
 from datetime import date, timedelta
 
 from django import forms
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.utils import timezone
 
 from tenants.models import Tenant
 
 DEFAULT_DAYS = 30
 MAX_DAYS = 366
+# Dates are bounded so that the range arithmetic (a day before, a day after, a month's start) stays
+# within Python's years 1 to 9999: year 1 or 9999 in the query string was a server error.
+MIN_DATE = date(1970, 1, 1)
+MAX_DATE = date(2999, 12, 31)
+_DATE_BOUNDS = [
+    MinValueValidator(MIN_DATE, message=f"Enter a date between {MIN_DATE} and {MAX_DATE}."),
+    MaxValueValidator(MAX_DATE, message=f"Enter a date between {MIN_DATE} and {MAX_DATE}."),
+]
 
 
 def default_range(today: date | None = None) -> tuple[date, date]:
@@ -18,8 +27,10 @@ def default_range(today: date | None = None) -> tuple[date, date]:
 
 
 class DashboardFilterForm(forms.Form):
-    start = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}), label="From")
-    end = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}), label="To")
+    start = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}), label="From",
+                            validators=_DATE_BOUNDS)
+    end = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}), label="To",
+                          validators=_DATE_BOUNDS)
     tenant = forms.ChoiceField(required=False, label="Tenant")
 
     def __init__(self, *args, **kwargs):

@@ -56,7 +56,7 @@ class ChargeUsage:
 def tier_position(charge: ChargeSpec, quantity: Decimal) -> tuple[list[TierRow], Decimal | None]:
     """The charge's tiers, the one `quantity` falls in marked current, and where the next tier starts.
 
-    Tier i covers (up_to of tier i-1, up_to of tier i], the first from 0 (PLANS.md); a quantity of 0
+    Tier i covers (up_to of tier i-1, up_to of tier i], the first from 0 (docs/plans.md); a quantity of 0
     is in the first tier, for graduated and volume alike."""
     rows, previous, found = [], Decimal(0), False
     for tier in charge.tiers:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from django.contrib import admin, messages
+from django.db import models
 from django.http import HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -20,6 +21,7 @@ from portal.deployments.services import (
 )
 from portal.errors import ApplicationError
 from portal.heartbeat import liveness
+from portal.jsoninput import JSONFormField
 
 
 def _pretty(value) -> str:
@@ -74,6 +76,7 @@ class PipelineEnvironmentAdmin(admin.ModelAdmin):
     )
     inlines = [DeploymentInline]
     actions = ["synthesize", "diff", "deploy", "destroy", "make_active"]
+    formfield_overrides = {models.JSONField: {"form_class": JSONFormField}}  # deep JSON: a form error
 
     @admin.display(description="Portal configuration (from the outputs)")
     def config_display(self, obj):

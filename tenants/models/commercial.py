@@ -65,7 +65,7 @@ class Plan(models.Model):
 class PlanVersion(models.Model):
     plan = models.ForeignKey(Plan, on_delete=models.CASCADE, related_name="versions")
     version = models.PositiveIntegerField()
-    # The canonical plan document (PLANS.md) is the source of truth; the typed columns below are
+    # The canonical plan document (docs/plans.md) is the source of truth; the typed columns below are
     # derived from it so the database can check them and queries can filter on them.
     document = models.JSONField()
     name = models.CharField(max_length=200)
@@ -114,7 +114,7 @@ class Charge(models.Model):
     position = models.PositiveIntegerField()
     metric = models.ForeignKey("metering.Metric", on_delete=models.PROTECT, related_name="charges")
     model = models.CharField(max_length=20, choices=ChargeModel.choices)
-    spec = models.JSONField(default=dict, help_text="The charge's document, as in PLANS.md.")
+    spec = models.JSONField(default=dict, help_text="The charge's document, as in docs/plans.md.")
 
     class Meta:
         ordering = ["plan_version", "position"]

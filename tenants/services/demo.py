@@ -44,6 +44,15 @@ def _demo_start() -> datetime:
     return datetime(year, month, 1, tzinfo=UTC)
 
 
+def _write_private(path, text: str) -> None:
+    """Write a secret readable by its owner only (0600), also when the file existed with wider rights."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        os.fchmod(fh.fileno(), 0o600)  # os.open's mode applies only to a new file (and the umask narrows it)
+        fh.write(text)
+
+
 def demo_load(*, admin_username: str = "admin", admin_password: str | None = None) -> DemoResult:
     result = DemoResult()
     start = _demo_start()
@@ -64,12 +73,12 @@ def demo_load(*, admin_username: str = "admin", admin_password: str | None = Non
     if admin is None:
         password = admin_password or secrets.token_urlsafe(12)
         User.objects.create_superuser(admin_username, f"{admin_username}@localhost", password)
-        password_file.write_text(password + "\n")
+        _write_private(password_file, password + "\n")
         result.logins.append(f"admin login created: {admin_username} / {password}")
     elif admin_password:
         admin.set_password(admin_password)
         admin.save(update_fields=["password"])
-        password_file.write_text(admin_password + "\n")
+        _write_private(password_file, admin_password + "\n")
         result.logins.append(f"admin login: {admin_username} / {admin_password}")
     elif password_file.exists():
         result.logins.append(f"admin login: {admin_username} / {password_file.read_text().strip()}")
@@ -81,15 +90,6 @@ def demo_load(*, admin_username: str = "admin", admin_password: str | None = Non
 
 def demo_tenant_email(slug: str) -> str:
     return f"demo@{slug}.example"
-
-
-def _private_write(path, text: str) -> None:
-    """Write a file only its owner can read (it holds passwords)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.chmod(path, 0o600)  # a file left by an older version may have had wider rights
-    with os.fdopen(descriptor, "w") as handle:
-        handle.write(text)
 
 
 def demo_tenant_logins(result: DemoResult) -> None:
@@ -117,4 +117,4 @@ def demo_tenant_logins(result: DemoResult) -> None:
         else:
             result.logins.append(f"tenant login ({slug}): {email} (password set earlier; Admin -> Tenant users -> Reset the password)")
     if changed:
-        _private_write(path, "".join(f"{email} {password}\n" for email, password in known.items()))
+        _write_private(path, "".join(f"{email} {password}\n" for email, password in known.items()))

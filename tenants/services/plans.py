@@ -1,4 +1,4 @@
-"""Plans as documents (PLANS.md): save with versioning, import a file, export everything."""
+"""Plans as documents (docs/plans.md): save with versioning, import a file, export everything."""
 
 from dataclasses import dataclass, field
 from decimal import Decimal

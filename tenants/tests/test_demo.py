@@ -126,3 +126,22 @@ def test_demo_traffic_is_generated_synced_and_billed_once(capsys, settings, tmp_
     assert (get_lake().count_requests(start=start, end=end, distinct=False), HourlyUsage.objects.count(),
             list(Invoice.objects.values_list("number", "total"))) == state
     assert tenant_logins(again) == tenant_logins(out)
+
+
+def test_the_admin_password_file_is_readable_by_its_owner_only(capsys, settings, tmp_path):
+    import os
+    import stat
+
+    settings.VAR_DIR = tmp_path
+    password_file = tmp_path / "admin-password.txt"
+    old_umask = os.umask(0o000)  # the widest umask: the file's mode must not depend on it
+    try:
+        call_command("load_demo")
+        assert stat.S_IMODE(password_file.stat().st_mode) == 0o600
+        # A file left with wider rights (an older version wrote 0644) is narrowed when rewritten.
+        password_file.chmod(0o644)
+        call_command("load_demo", admin_password="Another-Pass-42")
+    finally:
+        os.umask(old_umask)
+    assert stat.S_IMODE(password_file.stat().st_mode) == 0o600
+    assert password_file.read_text() == "Another-Pass-42\n"

@@ -1,4 +1,4 @@
-"""`manage.py price_preview`: price one period of a plan file's plan for given usage (PLANS.md).
+"""`manage.py price_preview`: price one period of a plan file's plan for given usage (docs/plans.md).
 
 Reads only the plan file, so it works on an empty database. Prints the preview JSON object on
 standard output; any problem ends with a non-zero exit and one line on standard error.
@@ -14,6 +14,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from metering.pricing import (
+    MAX_DOCUMENT_BYTES,
     DocumentError,
     PlanSpec,
     add_months,
@@ -97,7 +98,8 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         path = options["plan_file"]
         try:
-            text = Path(path).read_bytes()
+            with Path(path).open("rb") as fh:
+                text = fh.read(MAX_DOCUMENT_BYTES + 1)  # past the limit loads_document refuses it
         except OSError as exc:
             raise CommandError(f"cannot read plan file {path!r}: {exc.strerror or exc}") from None
         try:

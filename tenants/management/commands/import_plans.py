@@ -1,10 +1,10 @@
-"""Import metrics and plans from a PLANS.md JSON file; importing the same file twice changes nothing."""
+"""Import metrics and plans from a plans file (docs/plans.md); importing the same file twice changes nothing."""
 
 import sys
 
 from django.core.management.base import BaseCommand, CommandError
 
-from metering.pricing.documents import DocumentError, loads_document
+from metering.pricing.documents import MAX_DOCUMENT_BYTES, DocumentError, loads_document
 from portal.errors import ApplicationError
 from tenants.services.plans import plans_import
 
@@ -17,11 +17,12 @@ class Command(BaseCommand):
 
     def handle(self, *args, file, **options):
         try:
+            # One byte past the limit is enough to refuse a file too large, without reading all of it.
             if file == "-":
-                raw = sys.stdin.buffer.read()
+                raw = sys.stdin.buffer.read(MAX_DOCUMENT_BYTES + 1)
             else:
                 with open(file, "rb") as fh:
-                    raw = fh.read()
+                    raw = fh.read(MAX_DOCUMENT_BYTES + 1)
             # Numbers are read as exact Decimals, never floats.
             document = loads_document(raw)
         except OSError as exc:
