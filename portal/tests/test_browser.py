@@ -101,6 +101,7 @@ def drawn_charts(page) -> list[dict]:
 
 def test_staff_sees_the_provider_dashboard_drawn(live_server, transactional_db, browser_page, portal_env,
                                                   django_user_model):
+    from metering.lake import get_lake
     from portal.dashboards import sample
     from tenants.tests.factories import import_sample_plans
 
@@ -109,7 +110,7 @@ def test_staff_sees_the_provider_dashboard_drawn(live_server, transactional_db, 
     tenants = sample.seed_tenants(count=8, plan_versions=[plans["pro"], plans["starter"]],
                                   started_at=timezone.now() - timedelta(days=120))
     today = timezone.now().date()
-    sample.seed_hourly_usage(tenants=tenants, metrics=metrics, end=today, days=14)
+    sample.seed_hourly_usage(tenants=tenants, metrics=metrics, end=today, days=14, lake=get_lake())
     months = [(today.replace(day=1) - timedelta(days=31 * i)).replace(day=1) for i in (3, 2, 1, 0)]
     sample.seed_invoices(tenants=tenants, months=months)
     sample.seed_pipeline(now=timezone.now(), metric=metrics[0])
