@@ -131,10 +131,26 @@ from metering.models import DailyUsage  # noqa: E402
 
 @admin.register(DailyUsage)
 class DailyUsageAdmin(_ReadOnlyAdmin):
-    """The hourly rows rolled up by UTC day (the usage sync keeps them equal): what the dashboards chart."""
+    """Each tenant's UTC day per metric, its exact figure (the usage sync keeps it with the hours): what the
+    dashboards chart and the API's day buckets serve."""
 
     list_display = ("day", "tenant", "metric", "value", "peak")
     list_filter = ("metric", "tenant")
     search_fields = ("tenant__slug",)
     date_hierarchy = "day"
+    list_select_related = ("tenant", "metric")
+
+
+from metering.models import MonthlyUsage  # noqa: E402
+
+
+@admin.register(MonthlyUsage)
+class MonthlyUsageAdmin(_ReadOnlyAdmin):
+    """Each tenant's calendar month per metric (the usage sync keeps it with the days): what a calendar
+    month's invoice bills for max and unique_count metrics, and the API's month buckets."""
+
+    list_display = ("month", "tenant", "metric", "value")
+    list_filter = ("metric", "tenant")
+    search_fields = ("tenant__slug",)
+    date_hierarchy = "month"
     list_select_related = ("tenant", "metric")

@@ -436,3 +436,39 @@ def test_whole_period_queries_render_for_athena_and_parse_back():
     calls = queries.MetricQuery(code="calls", aggregation="count")
     with pytest.raises(queries.QueryError):
         queries.whole_period_query([calls], parts=[(None, OCT, NOV)], table="t")
+
+
+def test_the_admin_lists_monthly_usage_read_only(admin_client, acme):
+    MonthlyUsage.objects.create(tenant=acme, metric=Metric.objects.get(code="active_ips"), month=OCT.date(), value=42)
+    response = admin_client.get("/admin/metering/monthlyusage/")
+    assert response.status_code == 200 and "t-acme" in response.content.decode()
+    assert admin_client.get("/admin/metering/monthlyusage/add/").status_code == 403
+
+
+def test_a_month_is_asked_of_the_lake_again_only_when_a_day_gained_a_value(lake, acme, monkeypatch):
+    day = datetime(2026, 10, 7, tzinfo=UTC)
+    lake.append([record(f"r{i}", day + timedelta(hours=i), tenant_id="t-acme", ip=f"10.0.0.{i % 3}")
+                 for i in range(6)])
+    lake.append([record("early", datetime(2026, 10, 2, 5, tzinfo=UTC), tenant_id="t-acme", ip="10.0.0.9")])
+    usage_sync(start=datetime(2026, 10, 1, tzinfo=UTC), end=datetime(2026, 10, 8, tzinfo=UTC), lake=lake)
+    asked = []
+    real = lake.whole_period
+    monkeypatch.setattr(lake, "whole_period", lambda **kw: asked.append([p[0] for p in kw["parts"]]) or real(**kw))
+
+    def month_ips():
+        return MonthlyUsage.objects.get(tenant=acme, metric__code="active_ips", month=OCT.date()).value
+
+    window = (day + timedelta(hours=3), day + timedelta(hours=6))
+    assert month_ips() == 4
+    usage_sync(start=window[0], end=window[1], lake=lake)  # nothing new: the day's count is unchanged
+    lake.append([record("again", day + timedelta(hours=4, minutes=9), tenant_id="t-acme", ip="10.0.0.1")])
+    usage_sync(start=window[0], end=window[1], lake=lake)  # a value the day had: still unchanged
+    assert asked == [["day"], ["day"]] and month_ips() == 4
+    lake.append([record("new", day + timedelta(hours=4, minutes=10), tenant_id="t-acme", ip="10.0.0.7")])
+    usage_sync(start=window[0], end=window[1], lake=lake)
+    assert asked[-2:] == [["day"], ["month"]] and month_ips() == 5
+    # A value new to the day but seen earlier in the month: the month is asked, and does not change.
+    lake.append([record("seen", day + timedelta(hours=4, minutes=11), tenant_id="t-acme", ip="10.0.0.9")])
+    usage_sync(start=window[0], end=window[1], lake=lake)
+    assert asked[-2:] == [["day"], ["month"]] and month_ips() == 5
+    assert DailyUsage.objects.get(tenant=acme, metric__code="active_ips", day=day.date()).value == 5

@@ -135,6 +135,9 @@ def test_staff_sees_the_provider_dashboard_drawn(live_server, transactional_db, 
     # The figures are on the page as text too.
     page.click("#usage-api_calls summary")
     assert page.locator("#usage-api_calls table tbody tr").count() == 30
+    # A distinct count's days do not add up, and the page says so in words, with what its figure is.
+    ips = page.locator("section.dash-card", has=page.locator("#usage-active_ips")).inner_text()
+    assert "days do not add up" in ips and "Distinct values in range, each tenant's added up" in ips
     assert "Usage pipeline" in page.inner_text("#pipeline")
     page.screenshot(path=str(ARTIFACTS / "provider-dashboard.png"), full_page=True)
     # The tenant filter.
