@@ -388,4 +388,11 @@ def render(query: exp.Expression, dialect: str) -> str:
     """The query's SQL in ``athena`` or ``duckdb``, every identifier quoted (``user`` is a keyword)."""
     if dialect not in DIALECTS:
         raise QueryError(f"unknown dialect {dialect!r}")
+    if dialect == "duckdb" and any(cte.alias == _ATTRIBUTED for cte in query.find_all(exp.CTE)):
+        # DuckDB materializes a CTE read more than once: here every column of the window's rows, which
+        # past its memory limit spills to disk (30% slower over 10M rows). Athena inlines CTEs.
+        query = query.copy()
+        for cte in query.find_all(exp.CTE):
+            if cte.alias == _ATTRIBUTED:
+                cte.set("materialized", False)
     return query.sql(dialect=dialect, identify=True)
