@@ -105,11 +105,20 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _check_calendar(start: datetime, end: datetime) -> None:
+    """Whole-bucket arithmetic (the next hour, the next month) must stay within datetime's years."""
+    try:
+        bucket_end(bucket_start(hour_bounds(start, end)[1], "month"), "month")
+    except (OverflowError, ValueError):
+        raise serializers.ValidationError({"end": f"{_iso(end)} is out of the supported range of times."}) from None
+
+
 def _check_whole_buckets(start: datetime, end: datetime, unit: str, codes: list[str]) -> None:
     """A unique_count metric's day or month bucket is its distinct count over the whole bucket, which
     the usage sync keeps; a range that cuts its first or last bucket would need a scan of the lake per
     request, so it is refused with what to ask instead (a range ending now covers its last bucket:
     nothing comes after now)."""
+    _check_calendar(start, end)
     first, last = hour_bounds(start, end)
     if last <= first:
         return
@@ -150,6 +159,11 @@ class TopTenantsQuerySerializer(RangeQuerySerializer):
         if metric is None:
             raise serializers.ValidationError(f"Unknown metric {code!r}.")
         return metric
+
+    def validate(self, attrs):
+        attrs = super().validate(attrs)
+        _check_calendar(attrs["start"], attrs["end"])
+        return attrs
 
 
 class InvoiceQuerySerializer(serializers.Serializer):

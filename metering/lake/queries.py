@@ -203,14 +203,19 @@ def attributed_log(*, start: datetime, end: datetime, table: str, database: str 
     others = [name for name in COLUMNS if name != "tenant_id"]
     own = (exp.select(*[exp.column(name) for name in COLUMNS]).from_(source.copy())
            .where(exp.and_(_window(start, end), exp.column("tenant_id").is_(exp.not_(exp.null())))))
-    names = sorted(user_tenants)
-    users = exp.values([(name, user_tenants[name]) for name in names], alias="u", columns=["username", "slug"])
+    # Built node by node (exp.values() parses each value: a second for a few thousand usernames).
+    users = exp.Values(
+        expressions=[exp.Tuple(expressions=[exp.Literal.string(name), exp.Literal.string(user_tenants[name])])
+                     for name in sorted(user_tenants)],
+        alias=exp.TableAlias(this=exp.to_identifier("u"),
+                             columns=[exp.to_identifier("username"), exp.to_identifier("slug")]))
     by_user = (exp.select(*[exp.column(name, table="l") for name in others],
                           exp.alias_(exp.column("slug", table="u"), "tenant_id"))
                .from_(exp.alias_(source.copy(), "l", table=True))
-               .join(users, join_type="left", on=exp.column("user", table="l").eq(exp.column("username", table="u")))
+               .join(users, join_type="left", on=exp.column("user", table="l").eq(exp.column("username", table="u")),
+                     copy=False)
                .where(exp.and_(_window(start, end), exp.column("tenant_id", table="l").is_(exp.null()))))
-    return exp.union(own, by_user, distinct=False)
+    return exp.Union(this=own, expression=by_user, distinct=False)
 
 
 def _with_attribution(*, start: datetime, end: datetime, table: str, database: str | None,
@@ -222,7 +227,7 @@ def _with_attribution(*, start: datetime, end: datetime, table: str, database: s
     cte = attributed_log(start=start, end=end, table=table, database=database, user_tenants=user_tenants)
 
     def finish(query: exp.Select) -> exp.Select:
-        query = query.with_(_ATTRIBUTED, as_=cte)
+        query = query.with_(_ATTRIBUTED, as_=cte, copy=False)
         with_ = query.args["with_"]
         # First: the other CTEs read it, and a CTE may only name the ones before it.
         with_.set("expressions", [with_.expressions[-1], *with_.expressions[:-1]])
@@ -388,11 +393,14 @@ def render(query: exp.Expression, dialect: str) -> str:
     """The query's SQL in ``athena`` or ``duckdb``, every identifier quoted (``user`` is a keyword)."""
     if dialect not in DIALECTS:
         raise QueryError(f"unknown dialect {dialect!r}")
-    if dialect == "duckdb" and any(cte.alias == _ATTRIBUTED for cte in query.find_all(exp.CTE)):
-        # DuckDB materializes a CTE read more than once: here every column of the window's rows, which
-        # past its memory limit spills to disk (30% slower over 10M rows). Athena inlines CTEs.
-        query = query.copy()
-        for cte in query.find_all(exp.CTE):
-            if cte.alias == _ATTRIBUTED:
-                cte.set("materialized", False)
-    return query.sql(dialect=dialect, identify=True)
+    attributed = [cte for cte in query.find_all(exp.CTE) if cte.alias == _ATTRIBUTED] if dialect == "duckdb" else []
+    # DuckDB materializes a CTE read more than once: here every column of the window's rows, which past
+    # its memory limit spills to disk (30% slower over 10M rows). Athena inlines CTEs. Set for this
+    # rendering only (a copy of the tree would cost more than the rendering).
+    for cte in attributed:
+        cte.set("materialized", False)
+    try:
+        return query.sql(dialect=dialect, identify=True)
+    finally:
+        for cte in attributed:
+            cte.set("materialized", None)

@@ -472,3 +472,14 @@ def test_a_month_is_asked_of_the_lake_again_only_when_a_day_gained_a_value(lake,
     usage_sync(start=window[0], end=window[1], lake=lake)
     assert asked[-2:] == [["day"], ["month"]] and month_ips() == 5
     assert DailyUsage.objects.get(tenant=acme, metric__code="active_ips", day=day.date()).value == 5
+
+
+def test_ranges_at_the_end_of_time_are_a_400_not_an_error(acme, local_identity, staff_client):
+    owner, _ = identity_services.tenant_user_create(tenant=acme, email="ann@acme.example", role=TenantRole.OWNER,
+                                                    password=PASSWORD)
+    client = api(identity_services.tenant_user_issue_token(tenant_user=owner))
+    response = client.get("/api/v1/usage/", {"start": "9999-12-01", "end": "9999-12-31T23:30:00Z"})
+    assert response.status_code == 400 and "out of the supported range" in response.json()["end"][0]
+    response = staff_client.get("/api/v1/admin/usage/top/", {"metric": "active_ips", "start": "9999-12-01",
+                                                              "end": "9999-12-31T23:30:00Z"})
+    assert response.status_code == 400 and "out of the supported range" in response.json()["end"][0]
