@@ -275,7 +275,8 @@ def hourly_usage_query(metrics: Sequence, *, start: datetime, end: datetime, tab
     count_star = exp.Count(this=exp.Star())
     dups = (exp.select(exp.column("request_id"), exp.alias_(exp.Sub(this=count_star.copy(), expression=exp.Literal.number(1)),
                                                           "extra"))
-            .from_(source.copy()).where(window.copy()).group_by(exp.column("request_id"))
+            # The table itself: which requests are duplicated does not depend on their attribution.
+            .from_(_source(table, database)).where(window.copy()).group_by(exp.column("request_id"))
             .having(exp.GT(this=count_star.copy(), expression=exp.Literal.number(1))))
     per_dup = (exp.select(
         exp.alias_(exp.AnyValue(this=exp.column("tenant_id", table="w")), "tenant_id"),
