@@ -51,8 +51,10 @@ def main() -> None:
     os.environ["LAKE_BACKEND"] = "local"
     os.environ["LAKE_WAREHOUSE_DIR"] = str(tmp / "lake")
     os.environ.setdefault("DATABASE_URL", f"sqlite:///{tmp / 'portal.sqlite3'}")
-    os.environ["DATABASE_TEST_NAME"] = str(tmp / "bench.sqlite3") if os.environ["DATABASE_URL"].startswith(
-        "sqlite") else "test_portal_bench"
+    if os.environ["DATABASE_URL"].startswith("sqlite"):
+        os.environ["DATABASE_TEST_NAME"] = str(tmp / "bench.sqlite3")
+    else:  # a name of one's own (DATABASE_TEST_NAME) keeps parallel runs apart, as bench_dashboard does
+        os.environ.setdefault("DATABASE_TEST_NAME", "test_portal_bench")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
     import django
 
