@@ -8,9 +8,12 @@ sum of response_length; active_ips: a unique count of ip). It then times:
 
 - the sync (``usage_sync``: the Iceberg scan plans the files, one DuckDB GROUP BY over them with the
   request_id dedupe, attribution in Python, one bulk upsert), over the whole generated period;
+- the beat's common case: a window of the last 3 hours (USAGE_SYNC_LOOKBACK_HOURS) at the period's
+  end, ``--repeat`` times, with the share of the lake query that recomputes the distinct counts of
+  the day and the month the window touches (a scan of the month so far);
 - the naive path on ``--naive-events`` events (default 1,000,000: the naive path over 10M events
-  would take minutes and more than 2 GB): pyiceberg scan to Arrow, Arrow to Python rows, dedupe and
-  aggregation in Python dicts, and the ORM's bulk_create with update_conflicts;
+  would take minutes and more than 2 GB; 0 skips it): pyiceberg scan to Arrow, Arrow to Python rows,
+  dedupe and aggregation in Python dicts, and the ORM's bulk_create with update_conflicts;
 
 and prints events per second for each and their ratio. Generation is timed but not counted.
 Issue 4's target: 10M events (200 tenants, 30 days, three metrics) synced in under 20 seconds.
@@ -38,6 +41,7 @@ def main() -> None:
     parser.add_argument("--tenants", type=int, default=200)
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--naive-events", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=5, help="syncs of the common 3-hour window to time")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (lake, database)")
     args = parser.parse_args()
@@ -47,8 +51,10 @@ def main() -> None:
     os.environ["LAKE_BACKEND"] = "local"
     os.environ["LAKE_WAREHOUSE_DIR"] = str(tmp / "lake")
     os.environ.setdefault("DATABASE_URL", f"sqlite:///{tmp / 'portal.sqlite3'}")
-    os.environ["DATABASE_TEST_NAME"] = str(tmp / "bench.sqlite3") if os.environ["DATABASE_URL"].startswith(
-        "sqlite") else "test_portal_bench"
+    if os.environ["DATABASE_URL"].startswith("sqlite"):
+        os.environ["DATABASE_TEST_NAME"] = str(tmp / "bench.sqlite3")
+    else:  # a name of one's own (DATABASE_TEST_NAME) keeps parallel runs apart, as bench_dashboard does
+        os.environ.setdefault("DATABASE_TEST_NAME", "test_portal_bench")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
     import django
 
@@ -112,8 +118,11 @@ def run(args, tmp: Path, settings, connection) -> None:
     peak_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak resident memory: {peak_before:,.0f} MB after generation, {peak_after:,.0f} MB after the sync "
           f"(DuckDB memory_limit {settings.LAKE_DUCKDB_MEMORY_LIMIT})")
+    common_case(args, lake, start=start, end=end)
 
     naive_events = min(args.naive_events, args.events)
+    if naive_events <= 0:
+        return
     naive_lake = make_lake("naive-lake")
     for batch in generate_batches(tenants=tenants, events=naive_events, start=start, end=end, seed=args.seed):
         naive_lake.append_arrow(batch)
@@ -125,6 +134,45 @@ def run(args, tmp: Path, settings, connection) -> None:
     print(f"naive path (pyiceberg -> Arrow -> Python -> ORM bulk_create): {naive:.2f} s for {naive_events:,} events, "
           f"{written:,} hourly rows -> {naive_rate:,.0f} events/s")
     print(f"ratio: the sync is {fast_rate / naive_rate:.1f}x the naive path's events/s")
+
+
+def common_case(args, lake, *, start: datetime, end: datetime) -> None:
+    """The beat's sync every 5 minutes: the last 3 hours, here those of the period's last day."""
+    import statistics
+
+    from metering.models import Metric
+    from metering.services.sync import usage_sync
+
+    window = (end - timedelta(hours=3), end)
+    times = []
+    for _ in range(args.repeat):
+        began = time.perf_counter()
+        usage_sync(start=window[0], end=window[1], lake=lake, triggered_by="bench")
+        times.append(time.perf_counter() - began)
+    print(f"common case, a 3-hour window at the end of {(end - start).days} days: median "
+          f"{statistics.median(times):.2f} s, min {min(times):.2f} s over {len(times)} syncs")
+    try:
+        from metering.services.sync import exact_figures, month_of, next_month, tenant_usernames
+    except ImportError:  # a version without exact distinct counts
+        return
+    metrics, users = list(Metric.objects.order_by("pk")), tenant_usernames()
+    unique = [m for m in metrics if m.aggregation == "unique_count"]
+
+    def median_of(call) -> float:
+        times = []
+        for _ in range(args.repeat):
+            began = time.perf_counter()
+            call()
+            times.append(time.perf_counter() - began)
+        return statistics.median(times)
+
+    days = median_of(lambda: exact_figures(lake, metrics=metrics, start=window[0], end=window[1], user_tenants=users))
+    month = month_of((window[1] - timedelta(hours=1)).date())
+    bounds = [datetime.combine(m, datetime.min.time(), tzinfo=UTC) for m in (month, next_month(month))]
+    scan = median_of(lambda: lake.whole_period(metrics=unique, parts=[("month", *bounds)], user_tenants=users))
+    print(f"  of which the distinct counts of the window's day (one lake query, the month kept: no day gained "
+          f"a value): median {days:.2f} s")
+    print(f"  when a day gains a value, its month so far is asked of the lake too: median {scan:.2f} s more")
 
 
 def naive_sync(lake, *, start: datetime, end: datetime) -> int:

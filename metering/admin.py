@@ -166,7 +166,8 @@ from metering.models import DailyUsage  # noqa: E402
 
 @admin.register(DailyUsage)
 class DailyUsageAdmin(_UsageColumns, _ReadOnlyAdmin):
-    """The hourly rows rolled up by UTC day (the usage sync keeps them equal): what the dashboards chart."""
+    """Each tenant's UTC day per metric, its exact figure (the usage sync keeps it with the hours): what the
+    dashboards chart and the API's day buckets serve."""
 
     list_display = ("day", "tenant", "metric", "usage", "busiest_hour", "raw_value")
 
@@ -176,4 +177,19 @@ class DailyUsageAdmin(_UsageColumns, _ReadOnlyAdmin):
     list_filter = ("metric", "tenant")
     search_fields = ("tenant__slug",)
     date_hierarchy = "day"
+    list_select_related = ("tenant", "metric")
+
+
+from metering.models import MonthlyUsage  # noqa: E402
+
+
+@admin.register(MonthlyUsage)
+class MonthlyUsageAdmin(_UsageColumns, _ReadOnlyAdmin):
+    """Each tenant's calendar month per metric (the usage sync keeps it with the days): what a calendar
+    month's invoice bills for max and unique_count metrics, and the API's month buckets."""
+
+    list_display = ("month", "tenant", "metric", "usage", "raw_value")
+    list_filter = ("metric", "tenant")
+    search_fields = ("tenant__slug",)
+    date_hierarchy = "month"
     list_select_related = ("tenant", "metric")

@@ -1,18 +1,83 @@
-"""Reads on usage: the period quantities that billing, the price preview and dashboards price."""
+"""Reads on usage: the period quantities that billing, the price preview, the API and dashboards show.
+
+One truth per figure (docs/plans.md): a period's quantity is what an invoice of that period bills. Count
+and sum metrics add their hours up. A max metric's figure is the largest of its hours (the hourly
+rows are exact maxima, so their maximum is). A unique_count metric's figure is the distinct count
+over the whole period: read from the rollup the usage sync computed from the lake when the period
+is one whole hour, UTC day or calendar month, else asked of the lake over the period's hours.
+"""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, localcontext
 
-from django.db.models import Sum
+from django.db.models import Max, Sum
+from django.utils import timezone
 
-from metering.models import Aggregation, HourlyUsage, Metric
+from metering.models import (
+    Aggregation,
+    DailyUsage,
+    HourlyUsage,
+    Metric,
+    MonthlyUsage,
+    RollupBackfill,
+)
+from metering.services.sync import HOUR, ceil_hour
 
 # Aggregations whose period value is the sum of the hourly values; the others (max, unique_count)
-# must be computed over the whole period in the lake.
+# are computed over the whole period.
 ADDITIVE = frozenset({Aggregation.COUNT, Aggregation.SUM})
+
+
+def hour_bounds(start: datetime, end: datetime) -> tuple[datetime, datetime]:
+    """The hours a range [start, end) counts, those that start in it, as [first hour, last hour + 1)."""
+    return ceil_hour(start), ceil_hour(end)
+
+
+def bucket_start(moment: datetime, unit: str) -> datetime:
+    """The start of the UTC hour, day or month that contains ``moment``."""
+    moment = moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    if unit == "hour":
+        return moment
+    moment = moment.replace(hour=0)
+    return moment if unit == "day" else moment.replace(day=1)
+
+
+def bucket_end(start: datetime, unit: str) -> datetime:
+    if unit == "hour":
+        return start + HOUR
+    if unit == "day":
+        return start + timedelta(days=1)
+    return (start.replace(day=28) + timedelta(days=4)).replace(day=1)
+
+
+def covers_to_bucket_end(end: datetime, bucket_end_: datetime, *, now: datetime | None = None) -> bool:
+    """Whether hours up to ``end`` (whole hours) cover a bucket up to ``bucket_end_``: they reach it, or
+    they reach the current hour, after which no usage exists yet."""
+    return end >= bucket_end_ or end >= ceil_hour(now or timezone.now())
+
+
+def whole_bucket(start: datetime, end: datetime, *, now: datetime | None = None) -> tuple[str, datetime] | None:
+    """``(unit, bucket start)`` when the hours of [start, end) are all the hours of one UTC hour, day or
+    month that can have usage (the whole bucket, or its start up to the current hour); else None."""
+    start, end = hour_bounds(start, end)
+    if end <= start:
+        return None
+    for unit in ("hour", "day", "month"):
+        first = bucket_start(start, unit)
+        last = bucket_end(first, unit)
+        if first == start and end <= last and covers_to_bucket_end(end, last, now=now):
+            return unit, first
+    return None
+
+
+def backfill_pending(start: datetime, end: datetime) -> bool:
+    """Whether a month of [start, end) still waits for its distinct counts (RollupBackfill)."""
+    return RollupBackfill.objects.filter(month__gte=bucket_start(start, "month").date(),
+                                         month__lt=end.astimezone(UTC).date()).exists()
 
 
 def _resolve_metrics(metrics) -> list[Metric]:
@@ -47,9 +112,10 @@ def period_quantities(*, subscription_or_tenant, metrics: Iterable, start: datet
     - count and sum metrics: the sum of the synced hourly rows whose hour starts in [start, end)
       (bounds are meant to be whole hours; call metering.services.sync.usage_sync first for the
       period's last hours).
-    - unique_count and max metrics: one query to the lake over the whole period (distinct values
-      in a month are not the sum of distinct values per hour), with the tenant's records
-      attributed by tenant_id, or by user for records without one.
+    - max and unique_count metrics: their figure over all those hours (whole_period_figures): the
+      largest hour; the distinct count over the whole period (distinct values in a month are not the
+      sum of distinct values per hour), from the sync's rollup of a whole day or month or from the
+      lake, with the tenant's records attributed by tenant_id, or by user for records without one.
 
     Duplicated request_ids count once in both. The quantity is the raw aggregate divided by the
     metric's divisor, exactly (Decimal with 28+ significant digits, not rounded here).
@@ -61,7 +127,8 @@ def period_quantities(*, subscription_or_tenant, metrics: Iterable, start: datet
 def period_quantities_many(*, tenants: Iterable, metrics: Iterable, start: datetime, end: datetime,
                            lake=None) -> dict[int, dict[str, Decimal]]:
     """period_quantities for several tenants over the same window, keyed by tenant id: the hourly
-    sums of count and sum metrics come from one grouped query (a billing run prices many tenants)."""
+    sums of count and sum metrics come from one grouped query (a billing run prices many tenants),
+    the figures of max and unique_count metrics from whole_period_figures."""
     tenants = list(tenants)
     resolved = _resolve_metrics(metrics)
     raw: dict[int, dict[str, Decimal]] = {tenant.pk: {} for tenant in tenants}
@@ -75,13 +142,10 @@ def period_quantities_many(*, tenants: Iterable, metrics: Iterable, start: datet
             raw[tenant_id][codes[metric_id]] = total
     whole_period = [m for m in resolved if m.aggregation not in ADDITIVE]
     if whole_period and tenants:
-        from metering.lake import get_lake
-
-        lake = lake or get_lake()
-        for tenant in tenants:
-            usernames = list(tenant.users.values_list("username", flat=True))
-            raw[tenant.pk].update(lake.period_usage(metrics=whole_period, start=start, end=end,
-                                                    tenant_id=tenant.slug, usernames=usernames))
+        codes = {metric.pk: metric.code for metric in whole_period}
+        found = whole_period_figures(metrics=whole_period, start=start, end=end, tenants=tenants, lake=lake)
+        for tenant_id, values in found.items():
+            raw[tenant_id].update({codes[metric_id]: value for metric_id, value in values.items()})
     quantities: dict[int, dict[str, Decimal]] = {}
     with localcontext() as ctx:
         ctx.prec = 40
@@ -91,3 +155,81 @@ def period_quantities_many(*, tenants: Iterable, metrics: Iterable, start: datet
                 value = Decimal(values.get(metric.code) or 0)
                 quantities[tenant_id][metric.code] = value / metric.divisor if metric.divisor != 1 else value
     return quantities
+
+
+def whole_period_figures(*, metrics: Iterable[Metric], start: datetime, end: datetime, tenants: Iterable | None = None,
+                         lake=None) -> dict[int, dict[int, Decimal]]:
+    """{tenant id: {metric id: raw figure}} of max and unique_count metrics over the hours that start
+    in [start, end), for ``tenants`` (every tenant with usage when None); tenants without usage are
+    left out.
+
+    - max: the largest of the hourly rows (each hour's row is that hour's exact maximum).
+    - unique_count: the distinct count over all those hours. When they are one whole hour, UTC day or
+      calendar month (or one up to now), the rollup row the usage sync computed from the lake; for
+      any other window (an anniversary period, a plan change's part, a range of days) one lake query
+      over the window for all the tenants at once, attributed as the sync attributes. Raises LakeError
+      when the lake cannot answer.
+    """
+    metrics = list(metrics)
+    start, end = hour_bounds(start, end)
+    found: dict[int, dict[int, Decimal]] = defaultdict(dict)
+    if end <= start:
+        return found
+    tenant_ids = None if tenants is None else [getattr(t, "pk", t) for t in tenants]
+
+    def scoped(queryset):
+        return queryset if tenant_ids is None else queryset.filter(tenant_id__in=tenant_ids)
+
+    maxes = [m for m in metrics if m.aggregation == Aggregation.MAX]
+    if maxes:
+        for tenant_id, metric_id, top in (
+            scoped(HourlyUsage.objects.filter(metric__in=maxes, hour__gte=start, hour__lt=end))
+            .values("tenant_id", "metric_id").annotate(top=Max("value")).order_by()
+            .values_list("tenant_id", "metric_id", "top")
+        ):
+            found[tenant_id][metric_id] = top
+    unique = [m for m in metrics if m.aggregation == Aggregation.UNIQUE_COUNT]
+    if not unique:
+        return found
+    bucket = whole_bucket(start, end)
+    if bucket is not None and (bucket[0] == "hour" or not backfill_pending(start, end)):
+        unit, first = bucket
+        if unit == "hour":
+            rows = HourlyUsage.objects.filter(hour=first)
+        elif unit == "day":
+            rows = DailyUsage.objects.filter(day=first.date())
+        else:
+            rows = MonthlyUsage.objects.filter(month=first.date())
+        for tenant_id, metric_id, value in (scoped(rows.filter(metric__in=unique)).order_by()
+                                            .values_list("tenant_id", "metric_id", "value")):
+            found[tenant_id][metric_id] = value
+        return found
+    found_in_lake = _lake_figures(metrics=unique, start=start, end=end, tenant_ids=tenant_ids, lake=lake)
+    for tenant_id, values in found_in_lake.items():
+        found[tenant_id].update(values)
+    return found
+
+
+def _lake_figures(*, metrics: list[Metric], start: datetime, end: datetime, tenant_ids: list[int] | None,
+                  lake=None) -> dict[int, dict[int, Decimal]]:
+    from metering.lake import get_lake
+    from tenants.models import Tenant, TenantUser
+
+    tenants = Tenant.objects.all() if tenant_ids is None else Tenant.objects.filter(pk__in=tenant_ids)
+    by_slug = dict(tenants.values_list("slug", "pk"))
+    if not by_slug:
+        return {}
+    users = TenantUser.objects.all() if tenant_ids is None else TenantUser.objects.filter(tenant_id__in=tenant_ids)
+    lake = lake or get_lake()
+    rows = lake.whole_period(metrics=metrics, parts=[(None, start, end)],
+                             user_tenants=dict(users.values_list("username", "tenant__slug")),
+                             tenants=None if tenant_ids is None else list(by_slug))
+    found: dict[int, dict[int, Decimal]] = defaultdict(dict)
+    for row in rows:
+        tenant_id = by_slug.get(row.tenant_id)
+        if tenant_id is None:
+            continue
+        for metric, value in zip(metrics, row.values, strict=True):
+            if value:
+                found[tenant_id][metric.pk] = value
+    return found

@@ -9,7 +9,9 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date
 from rest_framework import serializers
 
-from metering.models import InvoiceStatus, Metric
+from metering.models import Aggregation, InvoiceStatus, Metric
+from metering.selectors import bucket_end, bucket_start, covers_to_bucket_end, hour_bounds
+from metering.services.sync import HOUR
 
 GRANULARITIES = ("hour", "day", "month")
 
@@ -93,7 +95,48 @@ class UsageQuerySerializer(RangeQuerySerializer):
         attrs = super().validate(attrs)
         if not attrs.get("metric"):
             attrs["metric"] = list(Metric.objects.all())
+        distinct = [m.code for m in attrs["metric"] if m.aggregation == Aggregation.UNIQUE_COUNT]
+        if distinct and attrs["granularity"] != "hour":
+            _check_whole_buckets(attrs["start"], attrs["end"], attrs["granularity"], distinct)
         return attrs
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _check_calendar(start: datetime, end: datetime) -> None:
+    """Whole-bucket arithmetic (the next hour, the next month) must stay within datetime's years."""
+    try:
+        bucket_end(bucket_start(hour_bounds(start, end)[1], "month"), "month")
+    except (OverflowError, ValueError):
+        raise serializers.ValidationError({"end": f"{_iso(end)} is out of the supported range of times."}) from None
+
+
+def _check_whole_buckets(start: datetime, end: datetime, unit: str, codes: list[str]) -> None:
+    """A unique_count metric's day or month bucket is its distinct count over the whole bucket, which
+    the usage sync keeps; a range that cuts its first or last bucket would need a scan of the lake per
+    request, so it is refused with what to ask instead (a range ending now covers its last bucket:
+    nothing comes after now)."""
+    _check_calendar(start, end)
+    first, last = hour_bounds(start, end)
+    if last <= first:
+        return
+    names = ", ".join(codes)
+    head = bucket_start(first, unit)
+    label = "%Y-%m-%d" if unit == "day" else "%Y-%m"
+    advice = f"use granularity=hour, or leave {names} out of metric"
+    if head != first:
+        raise serializers.ValidationError({"start": (
+            f"{names} count distinct values, so their {unit} buckets are whole UTC {unit}s: start "
+            f"{_iso(start)} cuts the {unit} {head:{label}}. Start at {_iso(head)} or "
+            f"{_iso(bucket_end(head, unit))}, or {advice}.")})
+    tail = bucket_start(last - HOUR, unit)
+    if not covers_to_bucket_end(last, bucket_end(tail, unit)):
+        raise serializers.ValidationError({"end": (
+            f"{names} count distinct values, so their {unit} buckets are whole UTC {unit}s: end "
+            f"{_iso(end)} cuts the {unit} {tail:{label}}. End at {_iso(tail)} or "
+            f"{_iso(bucket_end(tail, unit))} (or leave end out: now), or {advice}.")})
 
 
 class CurrentUsageQuerySerializer(serializers.Serializer):
@@ -116,6 +159,11 @@ class TopTenantsQuerySerializer(RangeQuerySerializer):
         if metric is None:
             raise serializers.ValidationError(f"Unknown metric {code!r}.")
         return metric
+
+    def validate(self, attrs):
+        attrs = super().validate(attrs)
+        _check_calendar(attrs["start"], attrs["end"])
+        return attrs
 
 
 class InvoiceQuerySerializer(serializers.Serializer):

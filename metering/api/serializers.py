@@ -81,7 +81,9 @@ class UsageBucketSerializer(serializers.Serializer):
     metric = serializers.CharField(help_text="The metric's code.")
     unit = serializers.CharField(help_text="The metric's unit ('' for a plain count).")
     start = serializers.DateTimeField(help_text="Start of the bucket (UTC).")
-    value = Decimal(help_text="The bucket's quantity, after the metric's divisor.")
+    value = Decimal(help_text="The bucket's quantity, after the metric's divisor: what an invoice of the bucket "
+                              "would bill (the sum for count and sum metrics, the largest value for max, the "
+                              "distinct count over the whole bucket for unique_count).")
 
 
 class MetricQuantitySerializer(serializers.Serializer):

@@ -26,8 +26,9 @@ from metering.pricing import (
     tier_breakdown,
     tiers_document,
 )
-from metering.selectors import period_quantities
+from metering.selectors import backfill_pending, period_quantities
 from metering.services.billing import projected_bill, subscription_period
+from metering.services.sync import floor_hour
 from tenants.models import Subscription, SubscriptionStatus, TenantUser
 
 CSV_RENDERERS = [JSONRenderer, CSVRenderer, BrowsableAPIRenderer]
@@ -37,6 +38,7 @@ ERRORS = {
     403: OpenApiResponse(description="The caller may not use this endpoint (e.g. a tenant token on a staff endpoint)."),
     404: OpenApiResponse(description="No such object for this tenant (another tenant's objects are never found)."),
     429: OpenApiResponse(description="Too many requests for this token: retry after the Retry-After header's seconds."),
+    503: OpenApiResponse(description="The figures asked for are being computed (after an upgrade): retry in a few minutes."),
 }
 
 
@@ -53,11 +55,14 @@ def active_subscription(tenant) -> Subscription | None:
 
 
 class UsageView(TenantScopedView):
-    """Usage by metric in hour, day or month buckets (UTC), aggregated from the hourly rows.
+    """Usage by metric in hour, day or month buckets (UTC): each bucket's value is what an invoice of
+    that bucket would bill.
 
-    Buckets without usage are left out. For unique_count and max metrics, day and month buckets are
-    sums of the hourly values (informative only): the billable quantity of a period is in
-    `usage/current/`, which asks the lake over the whole period.
+    count and sum metrics add up their hours; a max metric's bucket is its largest value; a
+    unique_count metric's bucket is the distinct count over the whole bucket (so its day buckets do not
+    add up to its month). Buckets without usage are left out. A range that cuts the first or last day
+    (or month) bucket of a unique_count metric is refused (400, saying what to ask instead): use
+    granularity=hour, whole days or months, or leave the metric out.
     """
 
     renderer_classes = CSV_RENDERERS
@@ -65,11 +70,14 @@ class UsageView(TenantScopedView):
 
     @extend_schema(
         parameters=[filters.UsageQuerySerializer],
-        responses={200: serializers.UsageBucketSerializer(many=True), **errors(400, 401, 403, 404, 429)},
+        responses={200: serializers.UsageBucketSerializer(many=True), **errors(400, 401, 403, 404, 429, 503)},
     )
     def get(self, request, *args, **kwargs):
         params = filters.validated(filters.UsageQuerySerializer, request)
         metrics = {metric.pk: metric for metric in params["metric"]}
+        if (params["granularity"] != "hour" and any(m.aggregation == "unique_count" for m in metrics.values())
+                and backfill_pending(params["start"], params["end"])):
+            raise FiguresPending()
         # One query: the buckets are few (the range is bounded), so the page is cut from the list
         # rather than counting the aggregation a second time.
         rows = list(usage_buckets(tenant=self.tenant, metrics=list(metrics.values()), start=params["start"],
@@ -89,6 +97,13 @@ class UsageView(TenantScopedView):
         return self.get_paginated_response(data)
 
 
+class FiguresPending(exceptions.APIException):
+    status_code = 503
+    default_detail = ("The distinct counts of this range are being computed from the lake by the next usage "
+                      "sync (after an upgrade); retry in a few minutes, or ask granularity=hour.")
+    default_code = "figures_pending"
+
+
 def utc_iso(moment) -> str:
     """ISO 8601 in UTC with a Z, as DRF's DateTimeField writes it."""
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
@@ -97,8 +112,10 @@ def utc_iso(moment) -> str:
 class CurrentUsageView(TenantScopedView):
     """Totals of the current billing period so far (the calendar month without a subscription).
 
-    count and sum metrics add the hourly rows; unique_count and max metrics are computed over the whole
-    period in the lake, as billing does.
+    Each quantity is what the period's invoice would bill for it so far (before any trial is taken
+    out): count and sum metrics add their hours, a max metric is its largest value and a unique_count
+    metric its distinct count over the whole period. The period's hours are counted as billing counts
+    them (a boundary inside an hour moves to that hour's start).
     """
 
     serializer_class = serializers.CurrentUsageSerializer
@@ -111,7 +128,8 @@ class CurrentUsageView(TenantScopedView):
         now = timezone.now()
         subscription = active_subscription(self.tenant)
         start, end = subscription_period(subscription, now) if subscription else calendar_period(now)
-        quantities = period_quantities(subscription_or_tenant=self.tenant, metrics=params["metric"], start=start, end=end)
+        quantities = period_quantities(subscription_or_tenant=self.tenant, metrics=params["metric"],
+                                       start=floor_hour(start), end=floor_hour(end))
         totals = [
             {"metric": m.code, "name": m.name, "unit": m.unit, "aggregation": m.aggregation,
              "quantity": scaled(quantities[m.code], _NO_DIVISOR)}

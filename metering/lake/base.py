@@ -7,7 +7,7 @@ files under var/, queried by DuckDB) and ``athena`` (Glue catalog + S3, queried 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -41,6 +41,24 @@ class LakeTimeout(LakeError):
     """A lake query that did not finish within the configured time."""
 
 
+# Usernames inlined in a query to attribute rows without tenant_id (about 50 bytes each); beyond this
+# many, a query first asks which of them appear without tenant_id in its window (Athena takes query
+# texts up to 256 kB).
+INLINE_USERS = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class WholePeriodRow:
+    """One row of the whole-period query: the tenant's slug, the part's unit ('hour', 'day', 'month', or
+    'window' for a whole window), the bucket's start (UTC, aware; None for a whole window) and one
+    figure per metric, in the metrics' order."""
+
+    tenant_id: str
+    unit: str
+    bucket: datetime | None
+    values: tuple[Decimal | None, ...]
+
+
 @dataclass(frozen=True, slots=True)
 class HourlyRow:
     """One group of the hourly query: ``tenant_id`` (None when the log had none), ``user`` (only when
@@ -61,20 +79,24 @@ class Lake(ABC):
     def execute(self, query) -> list[tuple]:
         """Run one sqlglot query (rendered in this backend's dialect) and return its rows."""
 
-    def hourly_usage(self, *, metrics: Sequence, start: datetime, end: datetime) -> list[HourlyRow]:
-        """The metrics per tenant and hour over [start, end), duplicates of a request_id counted once."""
+    def hourly_usage(self, *, metrics: Sequence, start: datetime, end: datetime,
+                     user_tenants: Mapping[str, str] | None = None) -> list[HourlyRow]:
+        """The metrics per tenant and hour over [start, end), duplicates of a request_id counted once;
+        with ``user_tenants`` (username -> tenant slug) rows without tenant_id are attributed in the lake."""
         if not metrics:
             return []
-        query = queries.hourly_usage_query(metrics, start=start, end=end, **self.table_ref())
+        query = queries.hourly_usage_query(metrics, start=start, end=end, **self.table_ref(),
+                                           user_tenants=self.inline_users(user_tenants, start=start, end=end))
         return [HourlyRow(tenant_id=row[0], user=row[1], hour=_aware(row[2]), values=tuple(_dec(v) for v in row[3:]))
                 for row in self.execute(query)]
 
-    def hourly_usage_table(self, *, metrics: Sequence, start: datetime, end: datetime):
+    def hourly_usage_table(self, *, metrics: Sequence, start: datetime, end: datetime,
+                           user_tenants: Mapping[str, str] | None = None):
         """The same as :meth:`hourly_usage`, as an Arrow table (``tenant_id, user, hour, m0, m1...``),
         the form the sync post-processes in bulk. Backends override it to skip Python rows."""
         import pyarrow as pa
 
-        rows = self.hourly_usage(metrics=metrics, start=start, end=end)
+        rows = self.hourly_usage(metrics=metrics, start=start, end=end, user_tenants=user_tenants)
         columns = {
             "tenant_id": pa.array([r.tenant_id for r in rows], pa.string()),
             "user": pa.array([r.user for r in rows], pa.string()),
@@ -108,6 +130,32 @@ class Lake(ABC):
     @abstractmethod
     def check_table(self) -> None:
         """Raise LakeError, saying what is missing, unless the table exists; create nothing."""
+
+    def whole_period(self, *, metrics: Sequence, parts: Sequence[tuple[str | None, datetime, datetime]],
+                     user_tenants: Mapping[str, str] | None = None,
+                     tenants: Iterable[str] | None = None) -> list[WholePeriodRow]:
+        """Figures of max and unique_count metrics per tenant over whole buckets or windows, each over
+        all of its rows (queries.whole_period_query): the exact figure of a day, a month or a billing
+        period, which the hours' figures cannot give."""
+        if not metrics:
+            return []
+        low, high = min(p[1] for p in parts), max(p[2] for p in parts)
+        query = queries.whole_period_query(metrics, parts=parts, **self.table_ref(), tenants=tenants,
+                                           user_tenants=self.inline_users(user_tenants, start=low, end=high))
+        return [WholePeriodRow(tenant_id=row[0], unit=row[1], bucket=None if row[2] is None else _aware(row[2]),
+                               values=tuple(_dec(v) for v in row[3:]))
+                for row in self.execute(query)]
+
+    def inline_users(self, user_tenants: Mapping[str, str] | None, *, start: datetime,
+                     end: datetime) -> dict[str, str]:
+        """The part of ``user_tenants`` a query over [start, end) inlines: all of it, or beyond
+        INLINE_USERS usernames only those the window's rows without tenant_id name (one cheap query)."""
+        if not user_tenants:
+            return {}
+        if len(user_tenants) <= INLINE_USERS:
+            return dict(user_tenants)
+        named = self.execute(queries.legacy_users_query(start=start, end=end, **self.table_ref()))
+        return {row[0]: user_tenants[row[0]] for row in named if row[0] in user_tenants}
 
     def count_requests(self, *, start: datetime, end: datetime, distinct: bool = True) -> int:
         query = queries.count_query(start=start, end=end, distinct=distinct, **self.table_ref())

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -228,10 +228,12 @@ class LocalLake(Lake):
             con.execute(f'CREATE VIEW "{VIEW}" AS {_EMPTY_DUCKDB}')
         return con
 
-    def hourly_usage_table(self, *, metrics: Sequence, start: datetime, end: datetime) -> pa.Table:
+    def hourly_usage_table(self, *, metrics: Sequence, start: datetime, end: datetime,
+                           user_tenants: Mapping[str, str] | None = None) -> pa.Table:
         if not metrics:
             return super().hourly_usage_table(metrics=metrics, start=start, end=end)
-        query = queries.hourly_usage_query(metrics, start=start, end=end, **self.table_ref())
+        query = queries.hourly_usage_query(metrics, start=start, end=end, **self.table_ref(),
+                                           user_tenants=self.inline_users(user_tenants, start=start, end=end))
         files = self.data_files(start=start, end=end)
         with _read_errors("local lake query failed"):
             con = self.connect(files)

@@ -9,7 +9,7 @@ delivers at least once, and a request counts once whatever the aggregation (docs
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -34,6 +34,12 @@ DIALECTS = ("athena", "duckdb")
 
 _STATUS_RE = re.compile(r"([1-5])(xx|[0-9]{2})")
 _DEDUPED = "deduped"
+_ATTRIBUTED = "attributed"
+# Aggregations whose figure over a bucket is not the sum of the figures of its hours; a query of their
+# figures over whole days, months or periods asks the lake (the sync's rollups, period quantities).
+WHOLE_PERIOD = ("max", "unique_count")
+# Units the figures of whole buckets are grouped by.
+BUCKETS = ("hour", "day", "month")
 
 
 class QueryError(ValueError):
@@ -181,13 +187,66 @@ def _pos(*numbers: int) -> list[exp.Expression]:
     return [exp.Literal.number(n) for n in numbers]
 
 
+def attributed_log(*, start: datetime, end: datetime, table: str, database: str | None = None,
+                   user_tenants: Mapping[str, str]) -> exp.Select:
+    """The access-log rows of [start, end) whose ``tenant_id`` is the tenant they belong to: their own
+    ``tenant_id``, or for a row without one (older logs) the slug of the tenant whose user it names
+    (``user_tenants``: username -> tenant slug), else NULL; every other column as in the table.
+
+    Attribution happens in the lake so that a tenant is one group per bucket: the distinct values of
+    a tenant's hour (or day, or month) are then counted over all its rows at once, where counting
+    them per (tenant_id, user) group and adding the groups up would count a value seen in two groups
+    twice. Rows with a tenant_id pass straight through; only the rows without one meet the (small)
+    list of usernames, so the common case costs no join.
+    """
+    source = _source(table, database)
+    others = [name for name in COLUMNS if name != "tenant_id"]
+    own = (exp.select(*[exp.column(name) for name in COLUMNS]).from_(source.copy())
+           .where(exp.and_(_window(start, end), exp.column("tenant_id").is_(exp.not_(exp.null())))))
+    # Built node by node (exp.values() parses each value: a second for a few thousand usernames).
+    users = exp.Values(
+        expressions=[exp.Tuple(expressions=[exp.Literal.string(name), exp.Literal.string(user_tenants[name])])
+                     for name in sorted(user_tenants)],
+        alias=exp.TableAlias(this=exp.to_identifier("u"),
+                             columns=[exp.to_identifier("username"), exp.to_identifier("slug")]))
+    by_user = (exp.select(*[exp.column(name, table="l") for name in others],
+                          exp.alias_(exp.column("slug", table="u"), "tenant_id"))
+               .from_(exp.alias_(source.copy(), "l", table=True))
+               .join(users, join_type="left", on=exp.column("user", table="l").eq(exp.column("username", table="u")),
+                     copy=False)
+               .where(exp.and_(_window(start, end), exp.column("tenant_id", table="l").is_(exp.null()))))
+    return exp.Union(this=own, expression=by_user, distinct=False)
+
+
+def _with_attribution(*, start: datetime, end: datetime, table: str, database: str | None,
+                      user_tenants: Mapping[str, str] | None) -> tuple[exp.Expression, Callable]:
+    """The relation a query reads rows from (the table, or the attributed rows when ``user_tenants``
+    names any user) and a function that gives the finished query the CTE it needs."""
+    if not user_tenants:
+        return _source(table, database), lambda finished: finished
+    cte = attributed_log(start=start, end=end, table=table, database=database, user_tenants=user_tenants)
+
+    def finish(query: exp.Select) -> exp.Select:
+        query = query.with_(_ATTRIBUTED, as_=cte, copy=False)
+        with_ = query.args["with_"]
+        # First: the other CTEs read it, and a CTE may only name the ones before it.
+        with_.set("expressions", [with_.expressions[-1], *with_.expressions[:-1]])
+        return query
+
+    return exp.table_(_ATTRIBUTED), finish
+
+
 def hourly_usage_query(metrics: Sequence, *, start: datetime, end: datetime, table: str,
-                       database: str | None = None) -> exp.Select:
+                       database: str | None = None, user_tenants: Mapping[str, str] | None = None) -> exp.Select:
     """Per hour and tenant, one column per metric: ``tenant_id, user, hour, m0, m1...``.
 
     ``user`` is only kept where ``tenant_id`` is missing (older logs): those rows are attributed to
     a tenant through the tenant user that owns them. Grouping every row by user too would multiply
-    the groups by the users per tenant for nothing.
+    the groups by the users per tenant for nothing. With ``user_tenants`` (username -> tenant slug)
+    that attribution happens in the lake (``attributed_log``): the rows of a known user get its
+    tenant's slug as ``tenant_id``, so each tenant is one group per hour and its max and distinct
+    count are those of all its rows (the groups of the tenant_id and of each user, added up after
+    the query, would count a value seen in two of them twice and add maxima up).
 
     Duplicates of a request_id count once. Redeliveries are copies of the same record, so they
     change no max and no distinct count; for count and sum metrics the query aggregates every row,
@@ -197,7 +256,8 @@ def hourly_usage_query(metrics: Sequence, *, start: datetime, end: datetime, tab
     """
     queries = [MetricQuery.of(m) for m in metrics]
     parts = [_metric_parts(q) for q in queries]
-    source = _source(table, database)
+    source, finish = _with_attribution(start=start, end=end, table=table, database=database,
+                                       user_tenants=user_tenants)
     window = _window(start, end)
     user_if_no_tenant = exp.Case(ifs=[exp.If(this=exp.column("tenant_id").is_(exp.null()),
                                              true=exp.column("user"))])
@@ -210,12 +270,13 @@ def hourly_usage_query(metrics: Sequence, *, start: datetime, end: datetime, tab
 
     additive = [i for i, (_, kind) in enumerate(parts) if kind == "sum"]
     if not additive:
-        return raw
+        return finish(raw)
 
     count_star = exp.Count(this=exp.Star())
     dups = (exp.select(exp.column("request_id"), exp.alias_(exp.Sub(this=count_star.copy(), expression=exp.Literal.number(1)),
                                                           "extra"))
-            .from_(source.copy()).where(window.copy()).group_by(exp.column("request_id"))
+            # The table itself: which requests are duplicated does not depend on their attribution.
+            .from_(_source(table, database)).where(window.copy()).group_by(exp.column("request_id"))
             .having(exp.GT(this=count_star.copy(), expression=exp.Literal.number(1))))
     per_dup = (exp.select(
         exp.alias_(exp.AnyValue(this=exp.column("tenant_id", table="w")), "tenant_id"),
@@ -242,13 +303,13 @@ def hourly_usage_query(metrics: Sequence, *, start: datetime, end: datetime, tab
             value = exp.Sub(this=value, expression=exp.func("COALESCE", exp.column(f"c{i}", table="c"),
                                                             exp.Literal.number(0)))
         columns.append(exp.alias_(value, f"m{i}"))
-    return (exp.select(exp.column("tenant_id", table="r"), exp.column("user", table="r"),
-                       exp.column("hour", table="r"), *columns)
-            .from_(exp.table_("raw", alias="r"))
-            .join(exp.table_("corrections", alias="c"), join_type="left",
-                  on=exp.and_(same("tenant_id"), same("user"),
-                              exp.column("hour", table="r").eq(exp.column("hour", table="c"))))
-            .with_("dups", as_=dups).with_("raw", as_=raw).with_("corrections", as_=corrections))
+    return finish(exp.select(exp.column("tenant_id", table="r"), exp.column("user", table="r"),
+                             exp.column("hour", table="r"), *columns)
+                  .from_(exp.table_("raw", alias="r"))
+                  .join(exp.table_("corrections", alias="c"), join_type="left",
+                        on=exp.and_(same("tenant_id"), same("user"),
+                                    exp.column("hour", table="r").eq(exp.column("hour", table="c"))))
+                  .with_("dups", as_=dups).with_("raw", as_=raw).with_("corrections", as_=corrections))
 
 
 def period_usage_query(metrics: Sequence, *, start: datetime, end: datetime, tenant_id: str,
@@ -269,6 +330,58 @@ def period_usage_query(metrics: Sequence, *, start: datetime, end: datetime, ten
     ).from_(deduped)
 
 
+def whole_period_query(metrics: Sequence, *, parts: Sequence[tuple[str | None, datetime, datetime]], table: str,
+                       database: str | None = None, user_tenants: Mapping[str, str] | None = None,
+                       tenants: Iterable[str] | None = None) -> exp.Query:
+    """Figures of max and unique_count metrics per tenant, each computed over all the rows of its
+    bucket: ``tenant_id, unit, bucket, m0, m1...``.
+
+    Each part ``(unit, start, end)`` groups the rows of [start, end) by tenant and by ``unit``
+    ('hour', 'day' or 'month', ``bucket`` being its start), or with ``unit`` None by tenant only
+    (the whole window; ``bucket`` NULL); the parts are answered together (UNION ALL). Rows are
+    attributed as ``attributed_log`` does with ``user_tenants``; rows of no known tenant are left
+    out, and ``tenants`` (slugs) keeps only those tenants. No request_id dedupe is needed: a
+    redelivery is a copy of the same record, so it changes no maximum and no distinct count.
+    """
+    specs = [MetricQuery.of(m) for m in metrics]
+    if not specs or not parts:
+        raise QueryError("a whole-period query needs metrics and at least one window")
+    for spec in specs:
+        if spec.aggregation not in WHOLE_PERIOD:
+            raise QueryError(f"metric {spec.code}: {spec.aggregation} figures add up hour by hour; "
+                             "whole-period queries are for max and unique_count")
+    values = [_metric_parts(spec) for spec in specs]
+    source, finish = _with_attribution(start=min(p[1] for p in parts), end=max(p[2] for p in parts), table=table,
+                                       database=database, user_tenants=user_tenants)
+    slugs = sorted(set(tenants)) if tenants is not None else None
+    selects = []
+    for unit, start, end in parts:
+        if unit is not None and unit not in BUCKETS:
+            raise QueryError(f"unknown bucket unit {unit!r}")
+        conditions = [_window(start, end), exp.column("tenant_id").is_(exp.not_(exp.null()))]
+        if slugs is not None:
+            conditions.append(exp.column("tenant_id").isin(*[exp.Literal.string(slug) for slug in slugs])
+                              if slugs else exp.false())
+        bucket = (exp.TimestampTrunc(this=exp.column("request_time"), unit=exp.var(unit.upper())) if unit
+                  else exp.cast(exp.null(), exp.DataType.build("timestamp")))
+        select = (exp.select(exp.column("tenant_id"), exp.alias_(exp.Literal.string(unit or "window"), "unit"),
+                             exp.alias_(bucket, "bucket"),
+                             *[exp.alias_(_outer(kind, value), f"m{i}") for i, (value, kind) in enumerate(values)])
+                  .from_(source.copy()).where(exp.and_(*conditions)))
+        selects.append(select.group_by(*_pos(1, 3)) if unit else select.group_by(*_pos(1)))
+    query = selects[0]
+    for select in selects[1:]:
+        query = exp.union(query, select, distinct=False)
+    return finish(query)
+
+
+def legacy_users_query(*, start: datetime, end: datetime, table: str, database: str | None = None) -> exp.Select:
+    """The users named by the rows of [start, end) that have no tenant_id (older logs)."""
+    return (exp.select(exp.column("user")).distinct().from_(_source(table, database))
+            .where(exp.and_(_window(start, end), exp.column("tenant_id").is_(exp.null()),
+                            exp.column("user").is_(exp.not_(exp.null())))))
+
+
 def count_query(*, start: datetime, end: datetime, table: str, database: str | None = None,
                 distinct: bool = True) -> exp.Select:
     """Requests in the window (distinct request ids, or raw rows): for checks and tests."""
@@ -281,4 +394,14 @@ def render(query: exp.Expression, dialect: str) -> str:
     """The query's SQL in ``athena`` or ``duckdb``, every identifier quoted (``user`` is a keyword)."""
     if dialect not in DIALECTS:
         raise QueryError(f"unknown dialect {dialect!r}")
-    return query.sql(dialect=dialect, identify=True)
+    attributed = [cte for cte in query.find_all(exp.CTE) if cte.alias == _ATTRIBUTED] if dialect == "duckdb" else []
+    # DuckDB materializes a CTE read more than once: here every column of the window's rows, which past
+    # its memory limit spills to disk (30% slower over 10M rows). Athena inlines CTEs. Set for this
+    # rendering only (a copy of the tree would cost more than the rendering).
+    for cte in attributed:
+        cte.set("materialized", False)
+    try:
+        return query.sql(dialect=dialect, identify=True)
+    finally:
+        for cte in attributed:
+            cte.set("materialized", None)

@@ -11,7 +11,16 @@ from metering.models.billing import (
     LineType,
 )
 from metering.models.metrics import Aggregation, Metric
-from metering.models.usage import DailyUsage, HourlyUsage, SyncCursor, SyncOutcome, SyncRun, UnattributedUsage
+from metering.models.usage import (
+    DailyUsage,
+    HourlyUsage,
+    MonthlyUsage,
+    RollupBackfill,
+    SyncCursor,
+    SyncOutcome,
+    SyncRun,
+    UnattributedUsage,
+)
 
 __all__ = [
     "BillingRun",
@@ -22,4 +31,4 @@ __all__ = [
     "InvoiceSequence",
     "InvoiceStatus",
     "LineType",
-    "Aggregation", "DailyUsage", "HourlyUsage", "Metric", "SyncCursor", "SyncOutcome", "SyncRun", "UnattributedUsage"]
+    "Aggregation", "DailyUsage", "HourlyUsage", "Metric", "MonthlyUsage", "RollupBackfill", "SyncCursor", "SyncOutcome", "SyncRun", "UnattributedUsage"]

@@ -1,9 +1,12 @@
-"""Usage in the portal database: hourly rows per tenant and metric, their daily rollup, unattributed usage, sync state.
+"""Usage in the portal database: hourly rows per tenant and metric, their daily and monthly rollups, unattributed usage, sync state.
 
 Values are the metric's raw aggregate (events, bytes, distinct values...) BEFORE its divisor: the
 divisor is applied once, by metering.selectors.period_quantities, so that changing a metric's
-divisor does not need a resync. For unique_count and max metrics an hourly row is informative only:
-a period's quantity is queried from the lake over the whole period (docs/plans.md).
+divisor does not need a resync. Every row holds its bucket's exact figure (docs/plans.md): count and sum
+metrics add up from hours to days and months; a max metric's day or month is the largest of its
+hours; a unique_count metric's day or month is the distinct count over the whole day or month,
+which the usage sync asks of the lake (distinct values in a month are not the sum of those of its
+days).
 """
 
 from django.db import models
@@ -33,13 +36,14 @@ class HourlyUsage(models.Model):
 
 
 class DailyUsage(models.Model):
-    """The hourly rows of a UTC day added up, per tenant and metric: what the dashboards chart by day.
+    """A tenant's UTC day per metric: what the dashboards chart by day and the API's day buckets serve.
 
-    Derived from HourlyUsage, never written any other way: the usage sync recomputes every day its
-    window touches, in the transaction that writes the hourly rows (metering.services.sync.
-    daily_usage_refresh), so a day here always equals its hours. ``value`` is raw like the hourly
-    values (before the divisor); ``peak`` is the day's largest hourly value, the busiest hour that
-    the dashboards show for unique_count and max metrics, whose hours do not add up.
+    Written by the usage sync only, for every day its window touches, in the transaction that writes
+    the hourly rows (metering.services.sync.daily_usage_refresh), so a day never disagrees with its
+    hours. ``value`` is the day's exact figure, raw like the hourly values (before the divisor): the
+    sum of its hours for count and sum metrics, the largest hour for max metrics, and for
+    unique_count metrics the distinct count over the whole day, from the lake. ``peak`` is the day's
+    largest hourly value (its busiest hour).
     """
 
     tenant = models.ForeignKey("tenants.Tenant", on_delete=models.PROTECT, related_name="daily_usage",
@@ -47,7 +51,9 @@ class DailyUsage(models.Model):
     metric = models.ForeignKey("metering.Metric", on_delete=models.CASCADE, related_name="daily_usage")
     day = models.DateField(help_text="The UTC day.")
     value = models.DecimalField(max_digits=30, decimal_places=6,
-                                help_text="Sum of the day's hourly values, before the divisor.")
+                                help_text="The day's figure, before the divisor: the sum of its hours (count, "
+                                          "sum), the largest hour (max), the distinct count over the day "
+                                          "(unique_count).")
     peak = models.DecimalField(max_digits=30, decimal_places=6, help_text="The day's largest hourly value.")
 
     class Meta:
@@ -63,6 +69,52 @@ class DailyUsage(models.Model):
 
     def __str__(self):
         return f"{self.tenant_id} {self.metric_id} {self.day:%Y-%m-%d} = {self.value}"
+
+
+class MonthlyUsage(models.Model):
+    """A tenant's UTC calendar month per metric: the API's month buckets, and the quantity an invoice
+    of a calendar month bills for max and unique_count metrics.
+
+    Written by the usage sync only, for every month its window touches, with the days: ``value`` is
+    the month's exact figure before the divisor (the sum of its days for count and sum, the largest
+    day for max, the distinct count over the whole month from the lake for unique_count).
+    """
+
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.PROTECT, related_name="monthly_usage",
+                               db_index=False)  # the unique (tenant, metric, month) index serves tenant lookups
+    metric = models.ForeignKey("metering.Metric", on_delete=models.CASCADE, related_name="monthly_usage")
+    month = models.DateField(help_text="The month's first day (UTC).")
+    value = models.DecimalField(max_digits=30, decimal_places=6,
+                                help_text="The month's figure, before the divisor: the sum of its days (count, "
+                                          "sum), the largest day (max), the distinct count over the month "
+                                          "(unique_count).")
+
+    class Meta:
+        ordering = ["-month", "tenant", "metric"]
+        verbose_name_plural = "monthly usage"
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "metric", "month"], name="monthly_usage_one_per_month"),
+            models.CheckConstraint(condition=Q(value__gte=0), name="monthly_usage_value_non_negative"),
+        ]
+        indexes = [models.Index(fields=["month"], name="monthly_usage_month")]
+
+    def __str__(self):
+        return f"{self.tenant_id} {self.metric_id} {self.month:%Y-%m} = {self.value}"
+
+
+class RollupBackfill(models.Model):
+    """A month whose distinct counts (unique_count metrics, by day and for the month) the usage sync
+    still has to compute from the lake: listed by the migration that made those figures exact, for
+    the usage synced before it. Until then the period quantities of that month ask the lake."""
+
+    month = models.DateField(unique=True, help_text="The month's first day (UTC).")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-month"]
+
+    def __str__(self):
+        return f"backfill {self.month:%Y-%m}"
 
 
 class UnattributedUsage(models.Model):

@@ -7,7 +7,10 @@ windows, gives the same rows, and a failed query leaves the previous rows intact
 not there (a missing warehouse, catalog or table) is a failed query too, never an empty answer, so
 an unmounted volume or a wrong setting cannot wipe a window's usage. Records whose
 tenant cannot be attributed are written as UnattributedUsage, never dropped. In the same transaction
-the DailyUsage rows of every UTC day the window touches are recomputed from the hourly rows.
+the DailyUsage and MonthlyUsage rows of every UTC day and month the window touches are recomputed:
+from the hourly rows for count, sum and max metrics, and for unique_count metrics from distinct
+counts over the whole days and months that the run asks of the lake with the hours (a distinct
+count does not add up from hours).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as day_time
+from decimal import Decimal
 from pathlib import Path
 
 import duckdb
@@ -32,9 +36,12 @@ from metering.db import UTCDay
 from metering.lake import Lake, LakeError, get_lake
 from metering.lake.base import one_line
 from metering.models import (
+    Aggregation,
     DailyUsage,
     HourlyUsage,
     Metric,
+    MonthlyUsage,
+    RollupBackfill,
     SyncCursor,
     SyncOutcome,
     SyncRun,
@@ -102,6 +109,7 @@ def usage_sync(*, start: datetime | None = None, end: datetime | None = None, la
     runs_fail_stale(kind=USAGE_SYNCS, by=f"usage sync {run.pk}")
     began = time.monotonic()
     metrics = list(Metric.objects.order_by("pk"))
+    user_tenants = tenant_usernames()
     with heartbeat(run):
         try:
             rows = None
@@ -109,7 +117,8 @@ def usage_sync(*, start: datetime | None = None, end: datetime | None = None, la
                 run.attempts = attempt
                 beat()
                 try:
-                    rows = lake.hourly_usage_table(metrics=metrics, start=start, end=end)
+                    rows = lake.hourly_usage_table(metrics=metrics, start=start, end=end, user_tenants=user_tenants)
+                    figures = exact_figures(lake, metrics=metrics, start=start, end=end, user_tenants=user_tenants)
                     break
                 except LakeError as exc:
                     logger.warning("usage sync %s: attempt %s of %s failed: %s", run.pk, attempt, attempts, exc)
@@ -118,7 +127,8 @@ def usage_sync(*, start: datetime | None = None, end: datetime | None = None, la
                     beat()
                     time.sleep(retry_delay * 2 ** (attempt - 1))
             beat()
-            written, unattributed = write_hourly_rows(rows, metrics=metrics, start=start, end=end)
+            written, unattributed = write_hourly_rows(rows, metrics=metrics, start=start, end=end,
+                                                     figures=figures)
         except Exception as exc:
             run.outcome = SyncOutcome.FAILED
             run.error = one_line(f"{type(exc).__name__}: {exc}", limit=4000)
@@ -136,6 +146,7 @@ def usage_sync(*, start: datetime | None = None, end: datetime | None = None, la
     synced = min(end, run.started_at)
     SyncCursor.objects.filter(pk=cursor.pk).filter(
         Q(synced_until__isnull=True) | Q(synced_until__lt=synced)).update(synced_until=synced)
+    rollup_backfill(lake=lake, user_tenants=user_tenants)
     return run
 
 
@@ -149,6 +160,11 @@ def attribution_maps() -> tuple[dict[str, int], dict[str, int]]:
     """{tenant slug: tenant id} and {tenant user's username: tenant id}."""
     return (dict(Tenant.objects.values_list("slug", "pk")),
             dict(TenantUser.objects.values_list("username", "tenant_id")))
+
+
+def tenant_usernames() -> dict[str, str]:
+    """{tenant user's username: its tenant's slug}: how the lake queries attribute rows without tenant_id."""
+    return dict(TenantUser.objects.values_list("username", "tenant__slug"))
 
 
 def _rows_table(rows) -> pa.Table:
@@ -179,13 +195,17 @@ WITH attributed AS (
 ), long AS (
     UNPIVOT attributed ON {columns} INTO NAME col VALUE value
 ), valued AS (
-    SELECT l.tenant, l.tenant_id, l."user", m.metric, l.hour, CAST(l.value AS HUGEINT) AS value
+    SELECT l.tenant, l.tenant_id, l."user", m.metric, m.additive, l.hour, CAST(l.value AS HUGEINT) AS value
     FROM long l JOIN metric_columns m ON m.col = l.col
     WHERE l.value > 0
 )
 """
+# A tenant is one group per hour when the lake attributed the rows without tenant_id (user_tenants);
+# should a user become known between the query and this step, its group joins the tenant's: added
+# for count and sum, the larger for max and unique_count (a lower bound the next sync makes exact).
 _ATTRIBUTED_SQL = """
-SELECT tenant, metric, strftime(hour, '%Y-%m-%d %H:%M:%S') || $suffix, CAST(sum(value) AS VARCHAR), $updated
+SELECT tenant, metric, strftime(hour, '%Y-%m-%d %H:%M:%S') || $suffix,
+       CAST(CASE WHEN bool_and(additive) THEN sum(value) ELSE max(value) END AS VARCHAR), $updated
 FROM valued WHERE tenant IS NOT NULL GROUP BY tenant, metric, hour ORDER BY tenant, metric, hour
 """
 _ORPHAN_SQL = """
@@ -226,8 +246,9 @@ def shape_rows(rows, *, metrics: Sequence[Metric], updated: str, tz_suffix: str 
                                          "tenant": pa.array(list(by_slug.values()), pa.int64())}))
         con.register("usernames", pa.table({"username": pa.array(list(by_username), pa.string()),
                                             "tenant": pa.array(list(by_username.values()), pa.int64())}))
-        con.register("metric_columns", pa.table({"col": names, "metric": pa.array([m.pk for m in metrics],
-                                                                                  pa.int64())}))
+        con.register("metric_columns", pa.table({
+            "col": names, "metric": pa.array([m.pk for m in metrics], pa.int64()),
+            "additive": pa.array([m.aggregation in ADDITIVE for m in metrics], pa.bool_())}))
         shape = _SHAPE_SQL.format(columns=", ".join(f'"{n}"' for n in names))
         params = {"suffix": tz_suffix, "updated": updated}
         if csv_dir is None:
@@ -246,8 +267,10 @@ def shape_rows(rows, *, metrics: Sequence[Metric], updated: str, tz_suffix: str 
         con.close()
 
 
-def write_hourly_rows(rows, *, metrics: Sequence[Metric], start: datetime, end: datetime) -> tuple[int, int]:
-    """Replace the window's hourly rows (attributed and not) by the lake's ``rows``, in one transaction.
+def write_hourly_rows(rows, *, metrics: Sequence[Metric], start: datetime, end: datetime,
+                      figures: ExactFigures | None = None) -> tuple[int, int]:
+    """Replace the window's hourly rows (attributed and not) by the lake's ``rows``, in one transaction,
+    with the rollups of the days and months the window touches (``figures``: their distinct counts).
 
     ``rows`` is the lake's hourly groups (an Arrow table or HourlyRow objects). Returns (attributed
     rows written, unattributed rows written).
@@ -263,12 +286,12 @@ def write_hourly_rows(rows, *, metrics: Sequence[Metric], start: datetime, end: 
         # PostgreSQL takes the rows as CSV files that DuckDB writes (COPY ... CSV), SQLite as tuples.
         attributed, orphans = shape_rows(rows, metrics=metrics, updated=updated, tz_suffix=suffix,
                                          csv_dir=Path(scratch) if connection.vendor == "postgresql" else None)
-        _replace_rows(attributed, orphans, metric_ids=metric_ids, start=start, end=end, now=now)
+        _replace_rows(attributed, orphans, metric_ids=metric_ids, start=start, end=end, now=now, figures=figures)
     return len(attributed), len(orphans)
 
 
 def _replace_rows(attributed, orphans, *, metric_ids: list[int], start: datetime, end: datetime,
-                  now: datetime) -> None:
+                  now: datetime, figures: ExactFigures | None = None) -> None:
     with transaction.atomic():
         # Serialises concurrent syncs (a beat tick and a billing run's final sync).
         list(SyncCursor.objects.select_for_update().filter(name=settings.LAKE_BACKEND))
@@ -285,7 +308,7 @@ def _replace_rows(attributed, orphans, *, metric_ids: list[int], start: datetime
         stale = {"hour__gte": start, "hour__lt": end, "metric_id__in": metric_ids, "updated_at__lt": now}
         HourlyUsage.objects.filter(**stale).delete()
         UnattributedUsage.objects.filter(**stale).delete()
-        daily_usage_refresh(start=start, end=end)
+        daily_usage_refresh(start=start, end=end, figures=figures)
 
 
 def utc_days(start: datetime, end: datetime) -> tuple[date, date]:
@@ -295,39 +318,216 @@ def utc_days(start: datetime, end: datetime) -> tuple[date, date]:
     return start.date(), max(last, start.date() + timedelta(days=1))
 
 
-def daily_usage_refresh(*, start: datetime, end: datetime) -> None:
-    """Recompute the DailyUsage rows of every UTC day that [start, end) touches from HourlyUsage.
+ADDITIVE = frozenset({Aggregation.COUNT, Aggregation.SUM})
 
-    Whole days, whatever the window's hours: a day's row is the sum (and the largest) of all its
-    hours, not only of the window's. Exact and idempotent (the days' rows are replaced); call it in
-    the transaction that changed the hourly rows, as the usage sync does, so that no reader sees
-    hours and days disagree.
+
+def month_of(day: date) -> date:
+    return day.replace(day=1)
+
+
+def next_month(month: date) -> date:
+    return (month.replace(day=28) + timedelta(days=4)).replace(day=1)
+
+
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, day_time.min, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class ExactFigures:
+    """Distinct counts of unique_count metrics over whole UTC days and months, from the lake, keyed by
+    (tenant id, metric id, day or month's first day); raw, before the divisor."""
+
+    days: dict[tuple[int, int, date], Decimal]
+    months: dict[tuple[int, int, date], Decimal]
+
+
+def exact_figures(lake: Lake, *, metrics: Sequence[Metric], start: datetime, end: datetime,
+                  user_tenants: dict[str, str] | None = None) -> ExactFigures | None:
+    """The distinct counts of every UTC day and month that [start, end) touches, for its unique_count
+    metrics, from the lake (None without such metrics).
+
+    The days cost one query over them. A month costs a scan of the whole month so far, which a sync
+    every 5 minutes would mostly repeat for nothing: records are only ever added to the lake, so a
+    day's set of values can only grow, and a day whose distinct count did not change gained no value,
+    nor did its month. So a month is asked of the lake (one more query) only when the count of one of
+    its touched days changed or it has no figure yet; otherwise its stored figure stands. Measured in
+    bench/bench_sync.py."""
+    unique = [m for m in metrics if m.aggregation == Aggregation.UNIQUE_COUNT]
+    if not unique:
+        return None
+    first, last = utc_days(start, end)
+    tenants = dict(Tenant.objects.values_list("slug", "pk"))
+
+    def keyed(rows) -> dict[tuple[int, int, date], Decimal]:
+        found = {}
+        for row in rows:
+            tenant = tenants.get(row.tenant_id)
+            if tenant is None:
+                continue  # a tenant_id that names no tenant: unattributed usage, kept by the hours
+            for metric, value in zip(unique, row.values, strict=True):
+                if value:
+                    found[(tenant, metric.pk, row.bucket.date())] = value
+        return found
+
+    days = keyed(lake.whole_period(metrics=unique, user_tenants=user_tenants,
+                                   parts=[("day", _midnight(first), _midnight(last))]))
+    stored_days = {(t, m, d): v for t, m, d, v in DailyUsage.objects.filter(
+        metric__in=unique, day__gte=first, day__lt=last).values_list("tenant_id", "metric_id", "day", "value")}
+    months = {month_of(first + timedelta(days=i)) for i in range((last - first).days)}
+    stored_months = {(t, m, month): v for t, m, month, v in MonthlyUsage.objects.filter(
+        metric__in=unique, month__in=months).values_list("tenant_id", "metric_id", "month", "value")}
+    stale = {month_of(key[2]) for key in days.keys() | stored_days.keys() if days.get(key) != stored_days.get(key)}
+    stale |= {month_of(d) for t, m, d in days if (t, m, month_of(d)) not in stored_months}
+    stale |= set(RollupBackfill.objects.filter(month__in=months).values_list("month", flat=True))
+    month_figures = {key: value for key, value in stored_months.items() if key[2] not in stale}
+    if stale:
+        month_figures.update(keyed(lake.whole_period(
+            metrics=unique, user_tenants=user_tenants,
+            parts=[("month", _midnight(month), _midnight(next_month(month))) for month in sorted(stale)])))
+    return ExactFigures(days=days, months=month_figures)
+
+
+def daily_usage_refresh(*, start: datetime, end: datetime, figures: ExactFigures | None = None) -> None:
+    """Recompute the DailyUsage rows of every UTC day that [start, end) touches, then the MonthlyUsage
+    rows of their months.
+
+    Whole days and months, whatever the window's hours: a day's row is computed from all its hours,
+    a month's from all its days. ``figures`` gives the distinct counts of unique_count metrics (the
+    sync asks the lake for them); without them a unique_count day or month can only be given its
+    busiest hour or day, a lower bound (for tests and sample data, never the sync). Exact and
+    idempotent (the rows are replaced); call it in the transaction that changed the hourly rows, as
+    the usage sync does, so that no reader sees hours, days and months disagree.
     """
     first, last = utc_days(start, end)
+    months = []
+    month = month_of(first)
+    while month < last:
+        months.append(month)
+        month = next_month(month)
     with transaction.atomic():
-        rollup_days(HourlyUsage, DailyUsage, first=first, last=last)
+        rollup_days(HourlyUsage, DailyUsage, first=first, last=last, distinct=figures.days if figures else None)
+        rollup_months(DailyUsage, MonthlyUsage, months=months, distinct=figures.months if figures else None)
 
 
-def rollup_days(hourly_model, daily_model, *, first: date, last: date, using: str = DEFAULT_DB_ALIAS) -> None:
-    """Replace the daily rows of the days [first, last) by the sums of their hourly rows.
+def _kinds(metric_model, using: str) -> dict[str, list[int]]:
+    """Metric ids by how their hours combine: 'additive' (count, sum), 'max', 'unique' (unique_count)."""
+    kinds: dict[str, list[int]] = {"additive": [], "max": [], "unique": []}
+    for pk, aggregation in metric_model.objects.using(using).values_list("pk", "aggregation"):
+        kind = "additive" if aggregation in ADDITIVE else "max" if aggregation == Aggregation.MAX else "unique"
+        kinds[kind].append(pk)
+    return kinds
 
-    The models are arguments so that the data migration that fills the rollup runs this very code
-    with its historical models. One INSERT ... SELECT ... GROUP BY, the SELECT built by the ORM (so
-    each database gets its own day truncation): no row passes through Python, where a first sync's
-    month of 200 tenants (18,000 daily rows) would cost a bulk_create of Python objects."""
-    start = datetime.combine(first, day_time.min, tzinfo=UTC)
-    end = datetime.combine(last, day_time.min, tzinfo=UTC)
+
+def _as_day(value) -> date:
+    # SQLite's UTCDay is text, PostgreSQL's a date.
+    return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
+
+
+def rollup_days(hourly_model, daily_model, *, first: date, last: date, using: str = DEFAULT_DB_ALIAS,
+                distinct: dict | None = None) -> None:
+    """Replace the daily rows of the days [first, last) by the figures of their hourly rows.
+
+    The models are arguments so that the data migrations that fill the rollups run this very code
+    with their historical models. Count and sum metrics (the sum of the hours) and max metrics (the
+    largest hour) are each one INSERT ... SELECT ... GROUP BY, the SELECT built by the ORM (so each
+    database gets its own day truncation): no row passes through Python, where a first sync's month
+    of 200 tenants (18,000 daily rows) would cost a bulk_create of Python objects. A unique_count
+    metric's day is its distinct count from ``distinct`` ({(tenant id, metric id, day): value}),
+    never below its busiest hour; one row per tenant and day with usage, written from Python."""
+    start, end = _midnight(first), _midnight(last)
+    kinds = _kinds(hourly_model._meta.get_field("metric").related_model, using)
     daily_model.objects.using(using).filter(day__gte=first, day__lt=last).delete()
-    # Selected in this order: the values() fields, then the annotations in the order they were added.
-    grouped = (hourly_model.objects.using(using).filter(hour__gte=start, hour__lt=end)
-               .annotate(utc_day=UTCDay("hour")).values("tenant_id", "metric_id", "utc_day")
-               .annotate(day_value=Sum("value"), day_peak=Max("value")).order_by())
-    select, params = grouped.query.get_compiler(using).as_sql()
+
+    def grouped(metric_ids):
+        return (hourly_model.objects.using(using).filter(hour__gte=start, hour__lt=end, metric_id__in=metric_ids)
+                .annotate(utc_day=UTCDay("hour")).values("tenant_id", "metric_id", "utc_day"))
+
     qn = connections[using].ops.quote_name
     columns = ", ".join(qn(daily_model._meta.get_field(name).column)
                         for name in ("tenant", "metric", "day", "value", "peak"))
-    with connections[using].cursor() as cursor:
-        cursor.execute(f"INSERT INTO {qn(daily_model._meta.db_table)} ({columns}) {select}", params)
+    for metric_ids, value in ((kinds["additive"], Sum("value")), (kinds["max"], Max("value"))):
+        if not metric_ids:
+            continue
+        # Selected in this order: the values() fields, then the annotations in the order they were added.
+        select, params = (grouped(metric_ids).annotate(day_value=value, day_peak=Max("value")).order_by()
+                          .query.get_compiler(using).as_sql())
+        with connections[using].cursor() as cursor:
+            cursor.execute(f"INSERT INTO {qn(daily_model._meta.db_table)} ({columns}) {select}", params)
+    if kinds["unique"]:
+        rows = []
+        for tenant_id, metric_id, day, peak in (grouped(kinds["unique"]).annotate(day_peak=Max("value"))
+                                                .order_by().values_list("tenant_id", "metric_id", "utc_day",
+                                                                        "day_peak")):
+            key = (tenant_id, metric_id, _as_day(day))
+            value = _exact_or_bound(distinct, key, peak)
+            rows.append(daily_model(tenant_id=tenant_id, metric_id=metric_id, day=key[2], value=value, peak=peak))
+        daily_model.objects.using(using).bulk_create(rows, batch_size=2000)
+
+
+def _exact_or_bound(distinct: dict | None, key: tuple, bound: Decimal) -> Decimal:
+    """The lake's distinct count of ``key``, never below ``bound`` (what its hours or days show: the
+    lake answered after them, with at least their records); ``bound`` when the lake gave none."""
+    if distinct is None:
+        return bound
+    value = distinct.get(key)
+    if value is None:
+        logger.warning("no distinct count from the lake for %s; its largest part (%s) stands in", key, bound)
+        return bound
+    return max(Decimal(value), bound)
+
+
+def rollup_months(daily_model, monthly_model, *, months: Sequence[date], using: str = DEFAULT_DB_ALIAS,
+                  distinct: dict | None = None) -> None:
+    """Replace the monthly rows of ``months`` (first days) by the figures of their daily rows: the sum
+    of the days for count and sum metrics, the largest day for max, and for unique_count the distinct
+    count from ``distinct`` ({(tenant id, metric id, month): value}), never below its largest day.
+
+    A few hundred rows a month (tenants x metrics), so grouped in the database and written from Python."""
+    kinds = _kinds(daily_model._meta.get_field("metric").related_model, using)
+    for month in months:
+        monthly_model.objects.using(using).filter(month=month).delete()
+        days = daily_model.objects.using(using).filter(day__gte=month, day__lt=next_month(month))
+        rows = []
+        for metric_ids, aggregate in ((kinds["additive"], Sum("value")), (kinds["max"] + kinds["unique"], Max("value"))):
+            if not metric_ids:
+                continue
+            for tenant_id, metric_id, figure in (days.filter(metric_id__in=metric_ids).values("tenant_id", "metric_id")
+                                                 .annotate(figure=aggregate).order_by()
+                                                 .values_list("tenant_id", "metric_id", "figure")):
+                if metric_id in kinds["unique"]:
+                    figure = _exact_or_bound(distinct, (tenant_id, metric_id, month), figure)
+                rows.append(monthly_model(tenant_id=tenant_id, metric_id=metric_id, month=month, value=figure))
+        monthly_model.objects.using(using).bulk_create(rows, batch_size=2000)
+
+
+def rollup_backfill(*, lake: Lake, user_tenants: dict[str, str] | None = None) -> int:
+    """Compute the distinct counts of the months listed in RollupBackfill (newest first), each in its
+    own transaction; returns how many were done.
+
+    The migration that made day and month figures exact lists the months synced before it: their
+    unique_count days and months need the lake, which a migration must not depend on. Each month
+    costs one lake query over the month; a failure is logged and the month stays listed for the next
+    sync (readers ask the lake for it meanwhile). Hourly rows are not rewritten."""
+    done = 0
+    months = list(RollupBackfill.objects.order_by("-month").values_list("month", flat=True))
+    if not months:
+        return 0
+    metrics = list(Metric.objects.order_by("pk"))
+    for month in months:
+        start, end = _midnight(month), _midnight(next_month(month))
+        try:
+            figures = exact_figures(lake, metrics=metrics, start=start, end=end, user_tenants=user_tenants)
+        except LakeError as exc:
+            logger.warning("rollup backfill of %s: the lake did not answer (%s); retried by the next sync", month, exc)
+            return done
+        with transaction.atomic():
+            list(SyncCursor.objects.select_for_update().filter(name=settings.LAKE_BACKEND))
+            daily_usage_refresh(start=start, end=end, figures=figures)
+            RollupBackfill.objects.filter(month=month).delete()
+        done += 1
+        logger.info("rollup backfill: %s done", f"{month:%Y-%m}")
+    return done
 
 
 def _bulk_upsert(model, key_columns: tuple[str, ...], rows: list[tuple] | CsvRows, *,

@@ -1,4 +1,4 @@
-"""The daily rollup: after every sync, re-sync, late record or re-attribution, each day equals the sum of its hours."""
+"""The daily rollup: after every sync, re-sync, late record or re-attribution, each day holds its exact figure."""
 
 import importlib
 from collections import defaultdict
@@ -14,7 +14,7 @@ from metering.models import DailyUsage, HourlyUsage, Metric
 from metering.services.sync import daily_usage_refresh, usage_sync, utc_days
 from metering.tests import test_sync
 from metering.tests.test_sync import OLD_FORMAT_USER, sample_records
-from tenants.models import TenantUser
+from tenants.models import Tenant, TenantUser
 
 lake, portal = test_sync.lake, test_sync.portal  # the sync tests' fixtures: a local lake, tenants and metrics
 
@@ -39,16 +39,45 @@ def rollup():
     return {(r.tenant_id, r.metric_id, r.day): (r.value, r.peak) for r in DailyUsage.objects.all()}
 
 
-def from_hours():
-    """What the rollup must hold, computed in Python from the hourly rows."""
+def distinct_by_day(lake):
+    """Each tenant's distinct values per UTC day of every unique_count metric, from the lake's records
+    themselves (attributed by tenant_id, else through the tenant user), in Python."""
+    slugs = dict(Tenant.objects.values_list("slug", "pk"))
+    users = dict(TenantUser.objects.values_list("username", "tenant_id"))
+    seen = defaultdict(set)
+    unique = list(Metric.objects.filter(aggregation="unique_count"))
+    for record in lake.table().scan().to_arrow().to_pylist():
+        tenant = slugs.get(record["tenant_id"]) if record["tenant_id"] else users.get(record["user"])
+        for metric in unique:
+            assert not metric.filters, "this reference counts unfiltered metrics only"
+            if tenant is not None and record[metric.field] is not None:
+                seen[(tenant, metric.pk, record["request_time"].date())].add(record[metric.field])
+    return {key: len(values) for key, values in seen.items()}
+
+
+def from_hours(lake=None):
+    """What the rollup must hold: a day's sum of hours for count and sum metrics, its largest hour for
+    max metrics and, for unique_count metrics, the distinct count of the day's records; with its
+    busiest hour as the peak."""
+    kinds = dict(Metric.objects.values_list("pk", "aggregation"))
     days = defaultdict(list)
     for row in HourlyUsage.objects.all():
         days[(row.tenant_id, row.metric_id, row.hour.astimezone(UTC).date())].append(row.value)
-    return {key: (sum(values, Decimal(0)), max(values)) for key, values in days.items()}
+    distinct = distinct_by_day(lake) if lake is not None else {}
+    expected = {}
+    for key, values in days.items():
+        kind = kinds[key[1]]
+        if kind == "unique_count":
+            assert lake is not None, "a unique_count day is checked against the lake's records"
+            value = Decimal(distinct[key])
+        else:
+            value = max(values) if kind == "max" else sum(values, Decimal(0))
+        expected[key] = (value, max(values))
+    return expected
 
 
-def assert_exact():
-    expected = from_hours()
+def assert_exact(lake=None):
+    expected = from_hours(lake)
     assert expected, "no hourly rows: the test proves nothing"
     assert rollup() == expected
 
@@ -67,13 +96,15 @@ def test_utc_days_cover_the_window_with_whole_days():
 def test_a_sync_rolls_its_days_up(lake, portal):
     lake.append(spread_records())
     usage_sync(start=START, end=END)
-    assert_exact()
+    assert_exact(lake)
     assert {day for _, _, day in rollup()} == {date(2026, 10, 31), date(2026, 11, 1), date(2026, 11, 2)}
-    # Busiest hour of a metric that does not add up: the largest hourly value, not their sum.
+    # A metric that does not add up: its day is the distinct count over the day (from the lake),
+    # its peak the busiest hour.
     ips = Metric.objects.get(code="active_ips")
     day = DailyUsage.objects.get(tenant=portal["acme"], metric=ips, day=date(2026, 11, 1))
     hours = HourlyUsage.objects.filter(tenant=portal["acme"], metric=ips, hour__date=date(2026, 11, 1))
-    assert day.peak == max(h.value for h in hours) and day.value == sum(h.value for h in hours)
+    assert day.peak == max(h.value for h in hours)
+    assert day.value == distinct_by_day(lake)[(portal["acme"].pk, ips.pk, date(2026, 11, 1))]
     assert hours.count() > 1 and day.peak < day.value
 
 
@@ -88,7 +119,7 @@ def test_a_resync_of_an_overlapping_partial_window_keeps_whole_days(lake, portal
     assert rollup() == first
     usage_sync(start=datetime(2026, 11, 1, 12, 30, tzinfo=UTC), end=END)  # widened to whole hours
     assert rollup() == first
-    assert_exact()
+    assert_exact(lake)
 
 
 def test_late_data_updates_its_day(lake, portal, monkeypatch, settings):
@@ -105,7 +136,7 @@ def test_late_data_updates_its_day(lake, portal, monkeypatch, settings):
     run = usage_sync()  # from the cursor minus USAGE_SYNC_LOOKBACK_HOURS
     assert run.window_start <= datetime(2026, 11, 1, 13, tzinfo=UTC)
     assert DailyUsage.objects.get(tenant=portal["acme"], metric=calls, day=date(2026, 11, 1)).value == before + 1
-    assert_exact()
+    assert_exact(lake)
 
 
 def test_re_attributed_usage_moves_between_tenants_days(lake, portal):
@@ -116,7 +147,7 @@ def test_re_attributed_usage_moves_between_tenants_days(lake, portal):
     TenantUser.objects.create(tenant=portal["globex"], username=OLD_FORMAT_USER, email="ops@globex.example")
     usage_sync(start=datetime(2026, 11, 1, tzinfo=UTC), end=datetime(2026, 11, 1, 1, tzinfo=UTC))
     assert DailyUsage.objects.get(tenant=portal["globex"], metric=calls).value == before + 1
-    assert_exact()
+    assert_exact(lake)
 
 
 def test_hours_pruned_by_a_sync_leave_their_day(lake, portal):
@@ -129,7 +160,7 @@ def test_hours_pruned_by_a_sync_leave_their_day(lake, portal):
     usage_sync(start=START, end=END)
     days_after = set(DailyUsage.objects.filter(metric=calls).values_list("tenant_id", "day"))
     assert days_after < days_before
-    assert_exact()
+    assert_exact(lake)
 
 
 def test_the_migration_fills_the_rollup_of_existing_hours(portal):

@@ -342,10 +342,11 @@ UNIQUE_PLAN = {
 
 @pytest.fixture
 def ip_tenant(db, settings, tmp_path):
-    """A tenant billed per distinct IP (asked of the lake over the whole period), with the lake missing."""
+    """A tenant billed per distinct IP on an anniversary cycle (its period is no calendar month, so its
+    distinct count is asked of the lake over the whole period), with the lake missing."""
     from django.utils import timezone
 
-    from tenants.models import Plan
+    from tenants.models import BillingCycle, Plan
     from tenants.services.plans import plans_import
     from tenants.services.subscriptions import subscription_create
 
@@ -354,7 +355,8 @@ def ip_tenant(db, settings, tmp_path):
     plans_import(document=UNIQUE_PLAN)
     tenant = TenantFactory(slug="t-ips")
     subscription_create(tenant=tenant, plan_version=Plan.objects.get(code="ips").current_version,
-                        started_at=timezone.now() - timedelta(days=40), with_trial=False)
+                        started_at=timezone.now() - timedelta(days=40, hours=5), with_trial=False,
+                        billing_cycle=BillingCycle.ANNIVERSARY)
     return tenant
 
 

@@ -57,16 +57,61 @@ def seed_tenants(*, count: int, plan_versions: list[PlanVersion], started_at: da
 
 
 def seed_hourly_usage(*, tenants: list[Tenant], metrics: list[Metric], end: date, days: int, seed: int = 7,
-                      batch_size: int = 5000) -> int:
+                      batch_size: int = 5000, lake=None) -> int:
     """Hourly rows for every tenant, metric and hour of the `days` days up to `end` (included), and their daily
-    rollup, computed as the usage sync computes it."""
+    and monthly rollups, computed as the usage sync computes them.
+
+    A unique_count metric's values are the distinct counts of records whose values are a prefix of the
+    tenant's pool (hour after hour the same first values), so a day's, a month's or any range's distinct
+    count is its busiest hour: what the rollups hold when no lake gives them figures. With ``lake`` (a
+    local lake) those records are written to it, so that a range the dashboards ask the lake about
+    agrees with the rows."""
     rng = random.Random(seed)
     start = datetime.combine(end - timedelta(days=days - 1), time.min, tzinfo=UTC)
     hours = [start + timedelta(hours=h) for h in range(days * 24)]
     with transaction.atomic():  # one commit, not one per batch (SQLite syncs the file at each)
         written = _seed_hourly(rng, tenants, metrics, hours, batch_size)
         daily_usage_refresh(start=start, end=start + timedelta(days=days))
+    if lake is not None:
+        seed_distinct_records(lake=lake, tenants=tenants, metrics=metrics, start=start,
+                              end=start + timedelta(days=days))
     return written
+
+
+def seed_distinct_records(*, lake, tenants: list[Tenant], metrics: list[Metric], start: datetime,
+                          end: datetime) -> int:
+    """Access-log records behind the seeded hourly rows of unique_count metrics of ``ip`` (see
+    seed_hourly_usage): hour h of a tenant whose row says v gets v records from the tenant's first v IPs."""
+    import pyarrow as pa
+
+    from metering.lake.local import ARROW_SCHEMA
+
+    unique = [m for m in metrics if m.aggregation == "unique_count"]
+    if not unique:
+        return 0
+    if any(m.field != "ip" or m.filters for m in unique):
+        raise ValueError("the sample writes records for unfiltered unique counts of ip only")
+    index = {t.pk: (i, t.slug) for i, t in enumerate(tenants)}
+    columns: dict[str, list] = {name: [] for name in ("request_id", "ip", "request_time", "tenant_id")}
+    peaks: dict[tuple[int, datetime], int] = {}
+    for tenant_id, hour, value in (HourlyUsage.objects.filter(metric__in=unique, tenant_id__in=list(index),
+                                                              hour__gte=start, hour__lt=end)
+                                   .values_list("tenant_id", "hour", "value")):
+        key = (tenant_id, hour)
+        peaks[key] = max(peaks.get(key, 0), int(value))
+    for (tenant_id, hour), count in peaks.items():
+        i, slug = index[tenant_id]
+        for k in range(count):
+            columns["request_id"].append(f"sample-{slug}-{hour:%Y%m%d%H}-{k}")
+            columns["ip"].append(f"10.{i // 256}.{i % 256}.{k + 1}")
+            columns["request_time"].append(hour.astimezone(UTC).replace(tzinfo=None) + timedelta(seconds=k))
+            columns["tenant_id"].append(slug)
+    rows = len(columns["ip"])
+    table = pa.Table.from_pydict({
+        **columns, "user": [None] * rows, "http_method": ["GET"] * rows, "resource_path": ["/random/strings"] * rows,
+        "status": [200] * rows, "protocol": ["HTTP/1.1"] * rows, "response_length": [100] * rows,
+    }, schema=ARROW_SCHEMA)
+    return lake.append_arrow(table) if rows else 0
 
 
 def _seed_hourly(rng, tenants, metrics, hours, batch_size) -> int:

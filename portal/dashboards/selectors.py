@@ -1,14 +1,18 @@
-"""Reads for the dashboards: every figure is grouped and summed in the database, in a fixed number of queries.
+"""Reads for the dashboards: every figure is grouped in the database, in a fixed number of queries.
 
 The provider's dashboard issues the same number of queries whether there are 3 tenants or 3,000
 (portal/tests/test_dashboards.py checks it): tenants are never looped over with a query each. Usage
-is read from DailyUsage, the hourly rows rolled up by UTC day by the usage sync: the ranges are whole
-days, and a month of 200 tenants is 18,000 daily rows where it was 432,000 hourly ones.
+is read from DailyUsage, the usage sync's rollup by UTC day: the ranges are whole days, and a month
+of 200 tenants is 18,000 daily rows where it was 432,000 hourly ones. Every figure is what an invoice
+of its period bills: a day's row is its exact figure, and a unique_count metric's figure over the
+range is its distinct count over the whole range (metering.selectors.whole_period_figures: the
+month's rollup for a calendar month, else one lake query for all tenants, cached with the rest).
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -20,7 +24,9 @@ from django.db.models import Count, F, Max, Q, Sum
 from django.db.models.functions import TruncMonth
 from django.utils import timezone
 
+from metering.lake import LakeError
 from metering.models import (
+    Aggregation,
     DailyUsage,
     Invoice,
     InvoiceStatus,
@@ -31,9 +37,11 @@ from metering.models import (
     UnattributedUsage,
 )
 from metering.pricing import UnknownCurrencyError, quantize_amount
-from metering.selectors import ADDITIVE
+from metering.selectors import ADDITIVE, whole_period_figures
 from portal.dashboards.charts import OTHER_COLOUR, Chart, Series
 from tenants.models import DeliveryStatus, EmailDelivery, Tenant
+
+logger = logging.getLogger(__name__)
 
 TOP_TENANTS = 5  # stacked in the usage charts; the rest is "Other tenants"
 TOP_TABLE = 10  # rows in the top-tenants table
@@ -69,8 +77,22 @@ def display_quantity(raw: Decimal | None, metric: Metric) -> Decimal:
 
 def metric_label(metric: Metric) -> str:
     unit = f" ({metric.unit})" if metric.unit else ""
-    how = "" if metric.aggregation in ADDITIVE else ", busiest hour"
+    how = {Aggregation.MAX: ", largest value per day", Aggregation.UNIQUE_COUNT: ", distinct per day"}.get(
+        metric.aggregation, "")
     return f"{metric.name}{unit}{how}"
+
+
+def day_note(metric: Metric, *, tenants: bool) -> str:
+    """What a day of a metric that does not add up shows, in words (empty for count and sum)."""
+    who = "each of the top tenants" if tenants else "the day"
+    if metric.aggregation == Aggregation.UNIQUE_COUNT:
+        return (f"Each day shows the distinct values of {who} over that whole day. A value seen on several "
+                "days (or by several tenants) counts in each, so days do not add up to a month or a range"
+                + (", and there is no 'other tenants' line." if tenants else "."))
+    if metric.aggregation == Aggregation.MAX:
+        return (f"Each day shows the largest value of {who} that day; a range's figure is the largest of its "
+                "days" + (", and there is no 'other tenants' line." if tenants else "."))
+    return ""
 
 
 # --- usage ---------------------------------------------------------------------------------------
@@ -80,24 +102,31 @@ def metric_label(metric: Metric) -> str:
 class MetricUsage:
     metric: Metric
     chart: Chart
-    total: Decimal
+    total: Decimal | None  # None: the lake could not answer
     top: list[tuple[Tenant, Decimal]] = field(default_factory=list)
     by_tenant: dict[int, Decimal] = field(default_factory=dict)  # every tenant's figure, by tenant id
+    total_label: str = "Total in range"
+    unavailable: bool = False  # the range's distinct counts could not be asked of the lake
 
 
-def _usage_value(row: dict, metric: Metric) -> Decimal:
-    # count/sum metrics add up over hours; max and unique_count do not, so their day is the busiest hour.
-    return row["total"] if metric.aggregation in ADDITIVE else row["peak"]
+def total_label(metric: Metric) -> str:
+    """What the figure under a metric's chart is, in words."""
+    if metric.aggregation == Aggregation.UNIQUE_COUNT:
+        return "Distinct values in range, each tenant's added up (what their invoices for the range would bill)"
+    if metric.aggregation == Aggregation.MAX:
+        return "Largest value of any tenant in range"
+    return "Total in range"
 
 
 def usage_by_metric(*, start: date, end: date, tenant: Tenant | None = None,
                     metrics: list[Metric] | None = None) -> list[MetricUsage]:
     """Per metric: daily usage stacked by its top tenants (the rest as one series), and the ranking.
 
-    Four queries whatever the number of tenants: totals per (metric, tenant), the tenants named in
-    the rankings, daily totals per metric, and the daily rows of the top tenants. A day's total is
-    DailyUsage.value (the sum of its hours), its busiest hour DailyUsage.peak: sums of values and
-    maxima of peaks give the same figures as sums and maxima of the hourly rows."""
+    Four queries whatever the number of tenants: figures per (metric, tenant), the tenants named in
+    the rankings, daily totals per metric, and the daily rows of the top tenants. A day is its
+    DailyUsage.value (its exact figure); a tenant's figure over the range is the sum of its days for
+    count and sum metrics, the largest day for max, and for unique_count the distinct count over the
+    whole range (one more read: the month's rollup, or one lake query for all tenants)."""
     metrics = list(Metric.objects.order_by("code")) if metrics is None else metrics
     if not metrics:
         return []
@@ -108,16 +137,30 @@ def usage_by_metric(*, start: date, end: date, tenant: Tenant | None = None,
 
     ranking: dict[int, list[tuple[int, Decimal]]] = defaultdict(list)
     # order_by(): no join for DailyUsage's default ordering in a GROUP BY.
-    for row in rows.values("metric_id", "tenant_id").annotate(total=Sum("value"), peak=Max("peak")).order_by():
+    for row in rows.values("metric_id", "tenant_id").annotate(total=Sum("value"), top=Max("value")).order_by():
         metric = by_id.get(row["metric_id"])
-        if metric is not None:
-            ranking[metric.pk].append((row["tenant_id"], _usage_value(row, metric)))
+        if metric is not None and metric.aggregation != Aggregation.UNIQUE_COUNT:
+            ranking[metric.pk].append((row["tenant_id"], row["total"] if metric.aggregation in ADDITIVE
+                                       else row["top"]))
+    unique = [m for m in metrics if m.aggregation == Aggregation.UNIQUE_COUNT]
+    unavailable = False
+    if unique:
+        start_dt, end_dt = day_bounds(start, end)
+        try:
+            figures = whole_period_figures(metrics=unique, start=start_dt, end=end_dt,
+                                           tenants=None if tenant is None else [tenant])
+        except LakeError:
+            logger.exception("dashboard: the lake did not answer for the distinct counts of %s to %s", start, end)
+            figures, unavailable = {}, True
+        for tenant_id, values in figures.items():
+            for metric_id, value in values.items():
+                ranking[metric_id].append((tenant_id, value))
     totals: dict[int, Decimal] = {}
     for metric_id, items in ranking.items():
         items.sort(key=lambda item: (-item[1], item[0]))
         metric = by_id[metric_id]
         values = [v for _, v in items]
-        totals[metric_id] = sum(values, Decimal(0)) if metric.aggregation in ADDITIVE else max(values)
+        totals[metric_id] = max(values) if metric.aggregation == Aggregation.MAX else sum(values, Decimal(0))
     top_ids = {metric_id: [tid for tid, _ in items[:TOP_TENANTS]] for metric_id, items in ranking.items()}
     named_ids = {tid for items in ranking.values() for tid, _ in items[:TOP_TABLE]}
     tenants = {t.pk: t for t in Tenant.objects.filter(pk__in=named_ids).only("id", "slug", "name")}
@@ -126,21 +169,20 @@ def usage_by_metric(*, start: date, end: date, tenant: Tenant | None = None,
     # metric and day); "other tenants" is the difference, for metrics that add up.
     daily: dict[tuple[int, int], dict[date, Decimal]] = defaultdict(dict)
     all_days: dict[int, dict[date, Decimal]] = defaultdict(dict)
-    for row in rows.values("metric_id", "day").annotate(total=Sum("value"), peak=Max("peak")).order_by():
+    for row in rows.values("metric_id", "day").annotate(total=Sum("value")).order_by():
         metric = by_id.get(row["metric_id"])
         if metric is not None:
-            all_days[metric.pk][_as_date(row["day"])] = _usage_value(row, metric)
+            all_days[metric.pk][_as_date(row["day"])] = row["total"]
     wanted = {(metric_id, tid) for metric_id, ids in top_ids.items() for tid in ids}
     if wanted:
         for row in (rows.filter(tenant_id__in={tid for _, tid in wanted})
-                    .values("metric_id", "tenant_id", "day", "value", "peak").order_by()):
+                    .values("metric_id", "tenant_id", "day", "value").order_by()):
             metric = by_id.get(row["metric_id"])
             if metric is not None and (metric.pk, row["tenant_id"]) in wanted:
-                figure = row["value"] if metric.aggregation in ADDITIVE else row["peak"]
-                daily[(metric.pk, row["tenant_id"])][_as_date(row["day"])] = figure
+                daily[(metric.pk, row["tenant_id"])][_as_date(row["day"])] = row["value"]
     for metric_id, per_day in all_days.items():
         if by_id[metric_id].aggregation not in ADDITIVE:
-            continue  # a busiest hour minus busiest hours means nothing
+            continue  # a largest value (or a distinct count) minus those of the top tenants means nothing
         for day, total in per_day.items():
             rest = total - sum((daily[(metric_id, tid)].get(day, 0) for tid in top_ids.get(metric_id, [])),
                                Decimal(0))
@@ -165,13 +207,14 @@ def usage_by_metric(*, start: date, end: date, tenant: Tenant | None = None,
                       series=series, stacked=metric.aggregation in ADDITIVE, unit=metric.unit)
         if metric.aggregation not in ADDITIVE:
             chart.stacked = False
-            chart.kind = "line"  # busiest hours side by side read better as lines than as grouped bars
-            chart.note = ("Each day shows the busiest hour of each of the top tenants (hourly figures of this "
-                          "metric do not add up, so there is no 'other tenants' line).")
+            chart.kind = "line"  # figures that do not add up read better side by side as lines than stacked
+            chart.note = day_note(metric, tenants=True)
+        missing = unavailable and metric.aggregation == Aggregation.UNIQUE_COUNT
         top = [(tenants[tid], display_quantity(v, metric)) for tid, v in ranking.get(metric.pk, [])[:TOP_TABLE]]
         by_tenant = {tid: display_quantity(v, metric) for tid, v in ranking.get(metric.pk, [])}
-        result.append(MetricUsage(metric=metric, chart=chart, total=display_quantity(totals.get(metric.pk), metric),
-                                  top=top, by_tenant=by_tenant))
+        result.append(MetricUsage(metric=metric, chart=chart, top=top, by_tenant=by_tenant,
+                                  total=None if missing else display_quantity(totals.get(metric.pk), metric),
+                                  total_label=total_label(metric), unavailable=missing))
     return result
 
 
@@ -289,7 +332,11 @@ def unattributed_usage(*, start: date, end: date, metrics: list[Metric]) -> dict
     for row in rows.values("metric_id").annotate(total=Sum("value"), peak=Max("value")).order_by("metric_id"):
         metric = by_id.get(row["metric_id"])
         if metric is not None:
-            totals.append({"metric": metric, "value": display_quantity(_usage_value(row, metric), metric)})
+            # Unattributed rows are kept per hour and source only: a unique_count metric's range figure
+            # cannot be had from them, so its busiest hour is shown, and said to be.
+            figure = row["total"] if metric.aggregation in ADDITIVE else row["peak"]
+            how = {Aggregation.UNIQUE_COUNT: "busiest hour", Aggregation.MAX: "largest value"}.get(metric.aggregation, "")
+            totals.append({"metric": metric, "value": display_quantity(figure, metric), "how": how})
     sources = []
     for row in (rows.values("tenant_key", "user_key", "metric_id").annotate(total=Sum("value"), hours=Count("id"))
                 .order_by("-hours", "-total", "tenant_key", "user_key")[:TOP_TABLE]):
@@ -375,7 +422,8 @@ def cached_usage_by_metric(*, start: date, end: date, tenant: Tenant | None, met
     usage = cache.get(key)
     if usage is None:
         usage = usage_by_metric(start=start, end=end, tenant=tenant, metrics=metrics)
-        cache.set(key, usage, seconds)
+        if not any(item.unavailable for item in usage):  # a lake that did not answer is asked again
+            cache.set(key, usage, seconds)
     return usage
 
 

@@ -17,8 +17,9 @@ from metering.pricing.documents import ChargeSpec
 from metering.pricing.engine import calendar_period
 from metering.selectors import ADDITIVE, period_quantities
 from metering.services.billing import projected_bill, subscription_period
+from metering.services.sync import floor_hour
 from portal.dashboards.charts import Chart, Series
-from portal.dashboards.selectors import _as_date, days_between, display_quantity, metric_label
+from portal.dashboards.selectors import _as_date, day_note, days_between, display_quantity, metric_label
 from portal.errors import ApplicationError
 from tenants.models import Subscription, SubscriptionStatus, Tenant
 from tenants.views_tenant import tenant_view
@@ -88,16 +89,14 @@ def _active_subscription(tenant: Tenant) -> Subscription | None:
 
 def usage_over_time(*, tenant: Tenant, metrics: list[Metric], days: int = USAGE_DAYS) -> list[Chart]:
     """Daily usage of each metric for the last `days` days, one line chart per metric (units differ); one query
-    on the daily rollup (a day's sum of hours, and its busiest hour for metrics that do not add up)."""
+    on the daily rollup (each day's exact figure: for metrics that do not add up, the chart says so)."""
     end = timezone.now().date()
     start = end - timedelta(days=days - 1)
-    by_id = {m.pk: m for m in metrics}
     daily: dict[int, dict] = {m.pk: {} for m in metrics}
     rows = (DailyUsage.objects.filter(tenant=tenant, metric__in=metrics, day__gte=start, day__lte=end)
-            .values("metric_id", "day", "value", "peak").order_by())
+            .values("metric_id", "day", "value").order_by())
     for row in rows:
-        metric = by_id[row["metric_id"]]
-        daily[metric.pk][_as_date(row["day"])] = row["value"] if metric.aggregation in ADDITIVE else row["peak"]
+        daily[row["metric_id"]][_as_date(row["day"])] = row["value"]
     labels = [d.isoformat() for d in days_between(start, end)]
     charts = []
     for metric in metrics:
@@ -105,7 +104,7 @@ def usage_over_time(*, tenant: Tenant, metrics: list[Metric], days: int = USAGE_
         chart = Chart(id=f"tenant-usage-{metric.code}", title=metric_label(metric), kind="line", labels=labels,
                       series=[Series(metric.name, values)], unit=metric.unit)
         if metric.aggregation not in ADDITIVE:
-            chart.note = "Each day shows its busiest hour."
+            chart.note = day_note(metric, tenants=False)
         charts.append(chart)
     return charts
 
@@ -124,8 +123,9 @@ def tenant_dashboard(request):
         charged_codes = [charge.metric for charge in spec.charges]
         metrics = {m.code: m for m in Metric.objects.filter(code__in=charged_codes)}
         try:
+            # The period's hours as billing counts them (a boundary inside an hour moves to its start).
             quantities = period_quantities(subscription_or_tenant=tenant, metrics=list(metrics.values()),
-                                           start=start, end=end)
+                                           start=floor_hour(start), end=floor_hour(end))
         except LakeError:
             logger.exception("tenant dashboard: the lake did not answer for %s", tenant.slug)
             quantities = {}

@@ -101,6 +101,7 @@ def drawn_charts(page) -> list[dict]:
 
 def test_staff_sees_the_provider_dashboard_drawn(live_server, transactional_db, browser_page, portal_env,
                                                   django_user_model):
+    from metering.lake import get_lake
     from portal.dashboards import sample
     from tenants.tests.factories import import_sample_plans
 
@@ -109,7 +110,7 @@ def test_staff_sees_the_provider_dashboard_drawn(live_server, transactional_db, 
     tenants = sample.seed_tenants(count=8, plan_versions=[plans["pro"], plans["starter"]],
                                   started_at=timezone.now() - timedelta(days=120))
     today = timezone.now().date()
-    sample.seed_hourly_usage(tenants=tenants, metrics=metrics, end=today, days=14)
+    sample.seed_hourly_usage(tenants=tenants, metrics=metrics, end=today, days=14, lake=get_lake())
     months = [(today.replace(day=1) - timedelta(days=31 * i)).replace(day=1) for i in (3, 2, 1, 0)]
     sample.seed_invoices(tenants=tenants, months=months)
     sample.seed_pipeline(now=timezone.now(), metric=metrics[0])
@@ -134,6 +135,9 @@ def test_staff_sees_the_provider_dashboard_drawn(live_server, transactional_db, 
     # The figures are on the page as text too.
     page.click("#usage-api_calls summary")
     assert page.locator("#usage-api_calls table tbody tr").count() == 30
+    # A distinct count's days do not add up, and the page says so in words, with what its figure is.
+    ips = page.locator("section.dash-card", has=page.locator("#usage-active_ips")).inner_text()
+    assert "days do not add up" in ips and "Distinct values in range, each tenant's added up" in ips
     assert "Usage pipeline" in page.inner_text("#pipeline")
     page.screenshot(path=str(ARTIFACTS / "provider-dashboard.png"), full_page=True)
     # The tenant filter.

@@ -12,6 +12,7 @@ from django.db.models import F
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from metering.lake import get_lake
 from metering.models import DailyUsage, HourlyUsage, Metric
 from metering.services.sync import daily_usage_refresh
 from portal.dashboards import sample
@@ -33,13 +34,21 @@ def plans(db):
     return import_sample_plans()
 
 
+@pytest.fixture(autouse=True)
+def lake(settings, tmp_path):
+    """A private local lake: a unique_count metric's figure over a range of days is asked of it."""
+    settings.LAKE_BACKEND = "local"
+    settings.LAKE_WAREHOUSE_DIR = str(tmp_path / "lake")
+    return get_lake()
+
+
 def seeded(plans, count, *, days=3, prefix="tenant"):
     metrics = sample.sample_metrics()
     started = timezone.now() - timedelta(days=90)
     tenants = sample.seed_tenants(count=count, plan_versions=[plans["pro"], plans["starter"]], started_at=started,
                                   prefix=prefix)
     today = timezone.now().date()
-    sample.seed_hourly_usage(tenants=tenants, metrics=metrics, end=today, days=days)
+    sample.seed_hourly_usage(tenants=tenants, metrics=metrics, end=today, days=days, lake=get_lake())
     months = [(today.replace(day=1) - timedelta(days=31 * i)).replace(day=1) for i in (2, 1, 0)]
     sample.seed_invoices(tenants=tenants, months=months)
     sample.seed_pipeline(now=timezone.now(), metric=metrics[0])
