@@ -41,6 +41,7 @@ serve: migrate
 
 lint: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports --no-cache
 
 # Set up and run the whole test suite. Tests that need PostgreSQL or Redis are skipped, and listed, without them.
 test: lint

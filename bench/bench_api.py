@@ -80,8 +80,8 @@ def seed(reseed: bool) -> None:
     from django.core.management import call_command
     from django.db import connection, transaction
 
-    from metering.models import HourlyUsage, Metric
-    from tenants.models import Tenant
+    from metering.models import HourlyUsage
+    from tenants.models import Metric, Tenant
 
     call_command("migrate", verbosity=0, interactive=False)
     start, end = window()

@@ -74,9 +74,9 @@ def main() -> None:
     from django.core.management import call_command
     from django.db import connection, transaction
 
-    from metering.models import HourlyUsage, Invoice, Metric
+    from metering.models import HourlyUsage, Invoice
     from metering.services.billing import billing_run
-    from tenants.models import EmailDelivery, Plan, Subscription, Tenant
+    from tenants.models import EmailDelivery, Metric, Plan, Subscription, Tenant
     from tenants.services.plans import plans_import
 
     call_command("migrate", verbosity=0)

@@ -76,9 +76,10 @@ def main() -> None:
 
 def run(args, tmp: Path, settings, connection) -> None:
     from metering.lake.local import LocalLake
-    from metering.models import HourlyUsage, Metric
+    from metering.models import HourlyUsage
     from metering.services.sync import usage_sync
     from metering.services.traffic import generate_batches, traffic_tenants_ensure
+    from tenants.models import Metric
 
     start = datetime(2026, 10, 1, tzinfo=UTC)
     end = start + timedelta(days=args.days)
@@ -140,8 +141,8 @@ def common_case(args, lake, *, start: datetime, end: datetime) -> None:
     """The beat's sync every 5 minutes: the last 3 hours, here those of the period's last day."""
     import statistics
 
-    from metering.models import Metric
     from metering.services.sync import usage_sync
+    from tenants.models import Metric
 
     window = (end - timedelta(hours=3), end)
     times = []
@@ -181,8 +182,9 @@ def naive_sync(lake, *, start: datetime, end: datetime) -> int:
 
     from pyiceberg.expressions import And, GreaterThanOrEqual, LessThan
 
-    from metering.models import HourlyUsage, Metric
+    from metering.models import HourlyUsage
     from metering.services.sync import attribution_maps
+    from tenants.models import Metric
 
     by_slug, by_username = attribution_maps()
     metrics = list(Metric.objects.order_by("pk"))

@@ -14,9 +14,9 @@ from django.utils.safestring import mark_safe
 
 from metering.models import BillingRun, BillingRunStatus, Invoice, InvoiceLine, InvoiceStatus, LineType
 from metering.pricing import format_amount, format_plain, format_unit_amount
+from metering.runs import liveness
 from metering.services import billing as billing_services
-from portal.errors import ApplicationError
-from portal.heartbeat import liveness
+from portal.kernel import ApplicationError
 from tenants.models import DeliveryStatus, EmailDelivery, EmailKind
 
 

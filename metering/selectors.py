@@ -17,15 +17,9 @@ from decimal import Decimal, localcontext
 from django.db.models import Max, Sum
 from django.utils import timezone
 
-from metering.models import (
-    Aggregation,
-    DailyUsage,
-    HourlyUsage,
-    Metric,
-    MonthlyUsage,
-    RollupBackfill,
-)
+from metering.models import DailyUsage, HourlyUsage, MonthlyUsage, RollupBackfill
 from metering.services.sync import HOUR, ceil_hour
+from tenants.models import Aggregation, Metric
 
 # Aggregations whose period value is the sum of the hourly values; the others (max, unique_count)
 # are computed over the whole period.

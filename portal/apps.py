@@ -8,10 +8,7 @@ class PortalConfig(AppConfig):
 
     def ready(self):
         from portal import checks  # noqa: F401  (registers the system checks)
-        from portal.lockout import connect_signals
         from portal.schedules import ensure_schedules
-
-        connect_signals()
 
         # Django sends post_migrate only for apps with models, and the portal app has none: the sender is the
         # app whose tables the schedules live in, so every `migrate` (and a test database's) creates them.

@@ -1,4 +1,4 @@
-"""One error type for expected failures, and the REST API's handler that maps it to a clear response."""
+"""The REST API's exception handler: an ApplicationError (portal.kernel) becomes a clear JSON answer."""
 
 import logging
 
@@ -6,19 +6,10 @@ from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
+from portal.kernel import ApplicationError
+
 logger = logging.getLogger(__name__)
 UNAVAILABLE = "The usage figures are unavailable right now; try again in a few minutes."
-
-
-class ApplicationError(Exception):
-    """An expected failure with a message fit to show a user (and optional structured extra)."""
-
-    status_code = 400  # the REST API's answer; a subclass for a failure that is not the caller's says so
-
-    def __init__(self, message: str, extra: dict | None = None):
-        super().__init__(message)
-        self.message = message
-        self.extra = extra or {}
 
 
 def api_exception_handler(exc, context):
@@ -31,7 +22,7 @@ def api_exception_handler(exc, context):
         return Response({"detail": exc.message, **exc.extra}, status=exc.status_code)
     if isinstance(exc, exceptions.AuthenticationFailed) and getattr(context.get("request"), "axes_locked_out", False):
         # HTTP Basic for a locked-out username or client (django-axes marked DRF's request): say so, with 429.
-        from portal.lockout import SignInLockedOut
+        from tenants.identity.lockout import SignInLockedOut
 
         exc = SignInLockedOut()
     return exception_handler(exc, context)

@@ -64,7 +64,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "axes.middleware.AxesMiddleware",  # last, as django-axes asks: turns a lockout into portal.lockout's answer
+    "axes.middleware.AxesMiddleware",  # last, as django-axes asks: turns a lockout into tenants.identity.lockout's answer
 ]
 
 ROOT_URLCONF = "portal.urls"
@@ -193,7 +193,7 @@ AUTHENTICATION_BACKENDS = [
 # Password guessing (django-axes): LOGIN_FAILURE_LIMIT failed sign-ins lock that username out, and separately
 # that client IP, for LOGIN_COOLOFF_MINUTES after the last failure: the sign-in pages, the admin's and HTTP
 # Basic on the API. Failures are counted in the database (shared by every process and host, unlike the
-# default per-process cache) and shown in the admin. See portal/lockout.py.
+# default per-process cache) and shown in the admin. See tenants/identity/lockout.py.
 LOGIN_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
 LOGIN_COOLOFF_MINUTES = env.int("LOGIN_COOLOFF_MINUTES", default=15)
 if LOGIN_FAILURE_LIMIT < 1 or LOGIN_COOLOFF_MINUTES < 1:
@@ -202,11 +202,11 @@ AXES_FAILURE_LIMIT = LOGIN_FAILURE_LIMIT
 AXES_COOLOFF_TIME = timedelta(minutes=LOGIN_COOLOFF_MINUTES)
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # each on its own: per user AND per client
 AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
-AXES_USERNAME_CALLABLE = "portal.lockout.username_key"
-AXES_CLIENT_IP_CALLABLE = "portal.lockout.client_ip"
-AXES_LOCKOUT_CALLABLE = "portal.lockout.lockout_response"
+AXES_USERNAME_CALLABLE = "tenants.identity.lockout.username_key"
+AXES_CLIENT_IP_CALLABLE = "tenants.identity.lockout.client_ip"
+AXES_LOCKOUT_CALLABLE = "tenants.identity.lockout.lockout_response"
 AXES_DISABLE_ACCESS_LOG = True  # failures are what is kept; no table of every successful sign-in
-AXES_VERBOSE = False  # no start-up banner on every command's stderr; portal.lockout logs each lockout
+AXES_VERBOSE = False  # no start-up banner on every command's stderr; tenants.identity.lockout logs each lockout
 SIGNUP_RATE_LIMIT = env.str("SIGNUP_RATE_LIMIT", default="5/hour")
 SIGNUP_CODE_TTL_MINUTES = env.int("SIGNUP_CODE_TTL_MINUTES", default=30)
 METERED_API_BASE_URL = env.str("METERED_API_BASE_URL", default="http://127.0.0.1:8000/demo-api")

@@ -2,7 +2,8 @@
 
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import include, path
+from django.urls import include, path, re_path
+from django.views.generic import RedirectView
 
 from portal import views
 from portal.dashboards import tenant as tenant_dashboard
@@ -19,6 +20,9 @@ urlpatterns = [
     path("account/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/dashboard/", admin.site.admin_view(dashboard_views.provider_dashboard), name="admin-dashboard"),
     path("admin/docs/plans/", admin.site.admin_view(views.plans_doc), name="admin-plans-doc"),
+    # Metrics moved to the catalog (the tenants app): links and bookmarks to their old admin pages still work.
+    re_path(r"^admin/metering/metric/(?P<rest>.*)$",
+            RedirectView.as_view(url="/admin/tenants/metric/%(rest)s", permanent=True, query_string=True)),
     path("admin/", admin.site.urls),
     path("invoices/", include("metering.invoice_urls")),
     path("api/", include("metering.api.urls")),

@@ -10,9 +10,8 @@ from django.utils import timezone
 
 from metering.pricing import format_unit_amount
 from metering.pricing.documents import DocumentError, loads_document, parse_plan
-from portal.errors import ApplicationError
-from portal.text import end_sentence
-from tenants import admin_email  # noqa: F401  (registers the email deliveries' admin)
+from portal.kernel import ApplicationError, end_sentence
+from tenants import admin_email, admin_metrics  # noqa: F401  (register the email deliveries' and metrics' admins)
 from tenants.models import (
     Charge,
     Plan,
@@ -121,7 +120,7 @@ class PlanForm(forms.ModelForm):
         cleaned = super().clean()
         document = cleaned.get("document")
         if document is not None:
-            from metering.models import Metric
+            from tenants.models import Metric
 
             try:
                 parse_plan(document, metric_codes=Metric.objects.values_list("code", flat=True))

@@ -4,7 +4,7 @@ from django.contrib import admin, messages
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 
-from portal.errors import ApplicationError
+from portal.kernel import ApplicationError
 from tenants.models import EmailDelivery
 from tenants.services.email import email_delivery_resend
 

@@ -1,9 +1,11 @@
-"""Forms of the signup pages and the tenant area: input validation only, the work is in services."""
+"""Forms of the signup pages, the tenant area and the admin: input validation only, the work is in services."""
 
 from django import forms
 from django.contrib.auth.password_validation import get_default_password_validators, validate_password
+from django.core.exceptions import ValidationError
 from django.utils.text import slugify
 
+from metering.pricing.documents import json_loads_bounded
 from tenants.identity.passwords import CognitoPasswordPolicyValidator
 from tenants.models import PlanVersion
 from tenants.models.commercial import slug_validator
@@ -86,3 +88,22 @@ class ChangePasswordForm(forms.Form):
         if cleaned.get("new_password") and cleaned.get("new_password") != cleaned.get("confirm_password"):
             self.add_error("confirm_password", "The two passwords differ.")
         return cleaned
+
+
+class JSONFormField(forms.JSONField):
+    """A model's JSONField in a form (the admin): JSON nested too deep, or with a number of thousands of
+    digits (which Python refuses to convert), is a form error like any invalid JSON."""
+
+    def to_python(self, value):
+        if isinstance(value, str) and not self.disabled and value not in self.empty_values:
+            try:
+                json_loads_bounded(value, cls=self.decoder)
+            except ValueError as exc:
+                raise ValidationError(f"Enter a valid JSON: {exc}.", code="invalid") from None
+        return super().to_python(value)
+
+    def bound_data(self, data, initial):
+        try:
+            return super().bound_data(data, initial)
+        except (RecursionError, ValueError):  # redisplaying the refused input must not crash either
+            return forms.fields.InvalidJSONInput(data)

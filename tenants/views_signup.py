@@ -12,7 +12,7 @@ from django.contrib.auth import login
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
-from portal.errors import ApplicationError
+from portal.kernel import ApplicationError
 from tenants.forms import SignupForm, VerifyForm
 from tenants.models import SignupStatus
 from tenants.services import signup as signup_services

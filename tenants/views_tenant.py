@@ -14,11 +14,10 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
-from portal.deployments.config import pipeline_setting
-from portal.errors import ApplicationError
-from portal.lockout import guarded_password_check
+from portal.kernel import ApplicationError, pipeline_setting
 from tenants.forms import ChangePasswordForm, InviteForm, TokenForm
 from tenants.identity import InvalidCredentials, get_identity_backend
+from tenants.identity.lockout import guarded_password_check
 from tenants.models import SubscriptionStatus, TenantRole, TenantStatus, TenantUser
 from tenants.services import identity as svc
 

@@ -16,8 +16,7 @@ from metering.api import filters, serializers
 from metering.api.base import APIBase
 from metering.api.selectors import scaled, top_tenants
 from metering.api.views import errors
-from metering.models import Metric
-from tenants.models import Plan, Subscription, SubscriptionStatus, Tenant, TenantStatus
+from tenants.models import Metric, Plan, Subscription, SubscriptionStatus, Tenant, TenantStatus
 from tenants.services.lifecycle import tenant_create, tenant_transition
 from tenants.services.plans import metric_document_save, plan_save
 from tenants.services.subscriptions import subscription_create

@@ -9,9 +9,10 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date
 from rest_framework import serializers
 
-from metering.models import Aggregation, InvoiceStatus, Metric
+from metering.models import InvoiceStatus
 from metering.selectors import bucket_end, bucket_start, covers_to_bucket_end, hour_bounds
 from metering.services.sync import HOUR
+from tenants.models import Aggregation, Metric
 
 GRANULARITIES = ("hour", "day", "month")
 

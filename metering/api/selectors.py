@@ -8,10 +8,10 @@ from decimal import Decimal
 from django.db.models import Max, Sum
 from django.db.models.functions import TruncDay, TruncHour, TruncMonth
 
-from metering.models import Aggregation, DailyUsage, HourlyUsage, Metric, MonthlyUsage
+from metering.models import DailyUsage, HourlyUsage, MonthlyUsage
 from metering.selectors import ADDITIVE, bucket_start, hour_bounds, whole_period_figures
 from metering.services.sync import HOUR
-from tenants.models import Tenant
+from tenants.models import Aggregation, Metric, Tenant
 
 TRUNC = {"hour": TruncHour, "day": TruncDay, "month": TruncMonth}
 

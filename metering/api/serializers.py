@@ -8,9 +8,9 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from metering.models import Invoice, InvoiceLine, Metric
+from metering.models import Invoice, InvoiceLine
 from metering.pricing import format_amount, format_plain, format_unit_amount
-from tenants.models import Plan, PlanVersion, Subscription, Tenant, TenantStatus, TenantUser
+from tenants.models import Metric, Plan, PlanVersion, Subscription, Tenant, TenantStatus, TenantUser
 
 # Decimals as strings with no fixed number of places (quantities can be fractional to many digits).
 Decimal = lambda **kw: serializers.DecimalField(max_digits=None, decimal_places=None, **kw)  # noqa: E731

@@ -18,7 +18,7 @@ from metering.api import filters, serializers
 from metering.api.base import TenantScopedView
 from metering.api.renderers import BrowsableAPIRenderer, CSVRenderer
 from metering.api.selectors import scaled, usage_buckets
-from metering.models import Invoice, InvoiceLine, InvoiceStatus, Metric
+from metering.models import Invoice, InvoiceLine, InvoiceStatus
 from metering.pricing import (
     calendar_period,
     format_amount,
@@ -29,7 +29,7 @@ from metering.pricing import (
 from metering.selectors import backfill_pending, period_quantities
 from metering.services.billing import projected_bill, subscription_period
 from metering.services.sync import floor_hour
-from tenants.models import Subscription, SubscriptionStatus, TenantUser
+from tenants.models import Metric, Subscription, SubscriptionStatus, TenantUser
 
 CSV_RENDERERS = [JSONRenderer, CSVRenderer, BrowsableAPIRenderer]
 ERRORS = {

@@ -19,7 +19,7 @@ from django.conf import settings
 
 from metering.lake import queries
 from metering.lake.base import Lake, LakeError, LakeTimeout
-from portal.heartbeat import beat
+from metering.runs import beat
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class AthenaLake(Lake):
     @classmethod
     def from_settings(cls) -> AthenaLake:
         # A deployed pipeline environment (portal.deployments) supplies these unless the environment sets them.
-        from portal.deployments.config import pipeline_setting as setting
+        from portal.kernel import pipeline_setting as setting
 
         return cls(workgroup=setting("ATHENA_WORKGROUP"), output_location=setting("ATHENA_OUTPUT_LOCATION"),
                    database=setting("LAKE_DATABASE"), table=setting("LAKE_TABLE"), region=setting("AWS_REGION"),

@@ -13,7 +13,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from metering.lake import queries
-from portal.errors import ApplicationError
+from portal.kernel import ApplicationError
 
 
 class LakeError(ApplicationError):

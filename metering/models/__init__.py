@@ -1,4 +1,6 @@
-"""Metering models, a module per concern; import them all here so Django finds them."""
+"""Metering models, a module per concern; import them all here so Django finds them.
+
+Metrics are part of the catalog: ``tenants.models.Metric``."""
 
 from metering.models.billing import (
     BillingRun,
@@ -10,7 +12,6 @@ from metering.models.billing import (
     InvoiceStatus,
     LineType,
 )
-from metering.models.metrics import Aggregation, Metric
 from metering.models.usage import (
     DailyUsage,
     HourlyUsage,
@@ -31,4 +32,4 @@ __all__ = [
     "InvoiceSequence",
     "InvoiceStatus",
     "LineType",
-    "Aggregation", "DailyUsage", "HourlyUsage", "Metric", "MonthlyUsage", "RollupBackfill", "SyncCursor", "SyncOutcome", "SyncRun", "UnattributedUsage"]
+    "DailyUsage", "HourlyUsage", "MonthlyUsage", "RollupBackfill", "SyncCursor", "SyncOutcome", "SyncRun", "UnattributedUsage"]

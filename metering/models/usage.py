@@ -18,7 +18,7 @@ class HourlyUsage(models.Model):
     # and every extra index slows the sync's bulk writes (~430k rows for a month of 200 tenants).
     tenant = models.ForeignKey("tenants.Tenant", on_delete=models.PROTECT, related_name="hourly_usage",
                                db_index=False)
-    metric = models.ForeignKey("metering.Metric", on_delete=models.CASCADE, related_name="hourly_usage")
+    metric = models.ForeignKey("tenants.Metric", on_delete=models.CASCADE, related_name="hourly_usage")
     hour = models.DateTimeField(help_text="Start of the hour (UTC).")
     value = models.DecimalField(max_digits=30, decimal_places=6, help_text="Raw aggregate, before the divisor.")
     updated_at = models.DateTimeField(auto_now=True)
@@ -48,7 +48,7 @@ class DailyUsage(models.Model):
 
     tenant = models.ForeignKey("tenants.Tenant", on_delete=models.PROTECT, related_name="daily_usage",
                                db_index=False)  # the unique (tenant, metric, day) index serves tenant lookups
-    metric = models.ForeignKey("metering.Metric", on_delete=models.CASCADE, related_name="daily_usage")
+    metric = models.ForeignKey("tenants.Metric", on_delete=models.CASCADE, related_name="daily_usage")
     day = models.DateField(help_text="The UTC day.")
     value = models.DecimalField(max_digits=30, decimal_places=6,
                                 help_text="The day's figure, before the divisor: the sum of its hours (count, "
@@ -82,7 +82,7 @@ class MonthlyUsage(models.Model):
 
     tenant = models.ForeignKey("tenants.Tenant", on_delete=models.PROTECT, related_name="monthly_usage",
                                db_index=False)  # the unique (tenant, metric, month) index serves tenant lookups
-    metric = models.ForeignKey("metering.Metric", on_delete=models.CASCADE, related_name="monthly_usage")
+    metric = models.ForeignKey("tenants.Metric", on_delete=models.CASCADE, related_name="monthly_usage")
     month = models.DateField(help_text="The month's first day (UTC).")
     value = models.DecimalField(max_digits=30, decimal_places=6,
                                 help_text="The month's figure, before the divisor: the sum of its days (count, "
@@ -126,7 +126,7 @@ class UnattributedUsage(models.Model):
 
     tenant_key = models.CharField(max_length=128, blank=True, help_text="The log's tenant_id ('' if none).")
     user_key = models.CharField(max_length=128, blank=True, help_text="The log's user ('' if none).")
-    metric = models.ForeignKey("metering.Metric", on_delete=models.CASCADE, related_name="unattributed_usage")
+    metric = models.ForeignKey("tenants.Metric", on_delete=models.CASCADE, related_name="unattributed_usage")
     hour = models.DateTimeField()
     value = models.DecimalField(max_digits=30, decimal_places=6)
     updated_at = models.DateTimeField(auto_now=True)

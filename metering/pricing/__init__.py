@@ -1,7 +1,7 @@
 """Pricing: plan and metric documents, the pricing engine and currencies (docs/plans.md).
 
-Pure Python: nothing here touches the database or needs Django settings (custom rules read
-``settings.PRICING_CUSTOM_RULES`` lazily when Django is configured).
+Pure Python: nothing here imports Django or the project (an import-linter contract keeps it so); the
+metering app hands in the configured custom rules (``configure_rules``) when it starts.
 """
 
 from .currency import (
@@ -51,7 +51,15 @@ from .engine import (
     trial_end_for,
     unit_amount_shown,
 )
-from .rules import DEFAULT_RULES, UnknownRuleError, capped_per_unit, get_rule, known_rules, rule_paths
+from .rules import (
+    DEFAULT_RULES,
+    UnknownRuleError,
+    capped_per_unit,
+    configure_rules,
+    get_rule,
+    known_rules,
+    rule_paths,
+)
 
 __all__ = [
     "MAX_DOCUMENT_BYTES",
@@ -82,6 +90,7 @@ __all__ = [
     "is_known_currency",
     "isoformat_z",
     "known_rules",
+    "configure_rules",
     "loads_document",
     "metric_to_document",
     "minor_units",

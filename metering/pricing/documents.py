@@ -309,6 +309,25 @@ def nesting_depth(value: Any, *, limit: int | None = None) -> int:
     return deepest
 
 
+MAX_JSON_DEPTH = 32  # the deepest JSON the portal takes in from people (forms, API bodies)
+
+
+def json_loads_bounded(text: str | bytes, *, max_depth: int = MAX_JSON_DEPTH, **kwargs) -> Any:
+    """json.loads, with ValueError (never RecursionError) for JSON nested deeper than ``max_depth``.
+
+    Python's json recurses: a body nested 100,000 deep raises RecursionError, which Django and DRF do not
+    catch (a 500). Here it is a ValueError like any syntax error, raised before code that walks the value
+    recursively (serializers, the database's JSON encoder) sees it.
+    """
+    try:
+        value = json.loads(text, **kwargs)
+    except RecursionError:
+        raise ValueError(f"nested more than {max_depth} levels deep") from None
+    if nesting_depth(value, limit=max_depth) > max_depth:
+        raise ValueError(f"nested more than {max_depth} levels deep")
+    return value
+
+
 def _check_depth(doc: Any, what: str) -> None:
     if nesting_depth(doc, limit=MAX_DEPTH) > MAX_DEPTH:
         raise DocumentError([f"{what} nests lists and objects more than {MAX_DEPTH} levels deep"])

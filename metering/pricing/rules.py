@@ -5,14 +5,14 @@ exact (unrounded) amount of the line; the engine rounds it. A rule may carry a `
 attribute, ``(params) -> list[tuple[field, message]]``, that the document validation calls at import
 time, so that a bad parameter is refused before billing ever sees it.
 
-The mapping name -> dotted path comes from ``settings.PRICING_CUSTOM_RULES`` when Django settings are
-available, else from :data:`DEFAULT_RULES`; Django is imported lazily, so the engine works without it.
+The mapping name -> dotted path is handed in with :func:`configure_rules` (the metering app passes
+``settings.PRICING_CUSTOM_RULES`` when it starts); until then it is :data:`DEFAULT_RULES`. This package
+imports nothing of Django or of the project.
 """
 
 from __future__ import annotations
 
 import importlib
-import os
 from collections.abc import Callable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -31,21 +31,19 @@ class UnknownRuleError(LookupError):
         self.name = name
 
 
+_configured: Mapping[str, str] | None = None
+
+
+def configure_rules(mapping: Mapping[str, str] | None) -> None:
+    """Set the mapping in force (the metering app hands in ``settings.PRICING_CUSTOM_RULES`` when it
+    starts and whenever a test changes it); None restores :data:`DEFAULT_RULES`."""
+    global _configured
+    _configured = None if mapping is None else dict(mapping)
+
+
 def rule_paths() -> Mapping[str, str]:
-    """The mapping in force: Django's ``PRICING_CUSTOM_RULES`` if settings can be read, else the default."""
-    try:
-        from django.conf import settings
-    except ImportError:
-        return DEFAULT_RULES
-    # `settings.configured` stays False until first access even when DJANGO_SETTINGS_MODULE is set,
-    # so the environment variable counts as configured too.
-    if not (settings.configured or os.environ.get("DJANGO_SETTINGS_MODULE")):
-        return DEFAULT_RULES
-    try:
-        mapping = getattr(settings, "PRICING_CUSTOM_RULES", None)
-    except Exception:  # ImproperlyConfigured, or a settings module that fails to import
-        return DEFAULT_RULES
-    return DEFAULT_RULES if mapping is None else mapping
+    """The mapping in force: the configured one, else the default."""
+    return DEFAULT_RULES if _configured is None else _configured
 
 
 def known_rules(mapping: Mapping[str, str] | None = None) -> frozenset[str]:

@@ -39,7 +39,6 @@ from metering.models import (
     InvoiceSequence,
     InvoiceStatus,
     LineType,
-    Metric,
 )
 from metering.pricing import (
     PricedPeriod,
@@ -52,11 +51,11 @@ from metering.pricing import (
     tier_breakdown,
     tiers_document,
 )
+from metering.runs import BILLING_RUNS, beat, heartbeat, runs_fail_stale
 from metering.selectors import period_quantities_many
 from metering.services.sync import ceil_hour, floor_hour
-from portal.errors import ApplicationError
-from portal.heartbeat import BILLING_RUNS, beat, heartbeat, runs_fail_stale
-from tenants.models import BillingCycle, EmailKind, PlanVersion, Subscription, SubscriptionStatus
+from portal.kernel import ApplicationError
+from tenants.models import BillingCycle, EmailKind, Metric, PlanVersion, Subscription, SubscriptionStatus
 from tenants.services.email import EmailDraft, email_deliveries_cancel, email_queue_many
 
 logger = logging.getLogger(__name__)

@@ -36,10 +36,8 @@ from metering.db import UTCDay
 from metering.lake import Lake, LakeError, get_lake
 from metering.lake.base import one_line
 from metering.models import (
-    Aggregation,
     DailyUsage,
     HourlyUsage,
-    Metric,
     MonthlyUsage,
     RollupBackfill,
     SyncCursor,
@@ -47,8 +45,8 @@ from metering.models import (
     SyncRun,
     UnattributedUsage,
 )
-from portal.heartbeat import USAGE_SYNCS, beat, heartbeat, runs_fail_stale
-from tenants.models import Tenant, TenantUser
+from metering.runs import USAGE_SYNCS, beat, heartbeat, runs_fail_stale
+from tenants.models import Aggregation, Metric, Tenant, TenantUser
 
 logger = logging.getLogger(__name__)
 HOUR = timedelta(hours=1)

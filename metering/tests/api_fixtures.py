@@ -12,10 +12,10 @@ import pytest
 from django.contrib.auth import get_user_model
 from rest_framework.test import APIClient
 
-from metering.models import HourlyUsage, Metric
+from metering.models import HourlyUsage
 from metering.services.billing import invoice_create, invoice_finalize
 from tenants.identity import tokens
-from tenants.models import TenantRole
+from tenants.models import Metric, TenantRole
 from tenants.services import identity as identity_services
 from tenants.services.subscriptions import subscription_create
 from tenants.tests.factories import TenantFactory, import_sample_plans

@@ -2,9 +2,8 @@
 
 import pytest
 
-from metering.models import Metric
 from metering.tests.api_fixtures import *  # noqa: F403
-from tenants.models import Subscription, Tenant
+from tenants.models import Metric, Subscription, Tenant
 
 pytestmark = pytest.mark.django_db
 

@@ -13,8 +13,9 @@ from moto.core import DEFAULT_ACCOUNT_ID
 
 from metering.lake import LakeError, LakeTimeout, get_lake, queries
 from metering.lake.athena import AthenaLake
-from metering.models import HourlyUsage, Metric, SyncOutcome, SyncRun, UnattributedUsage
+from metering.models import HourlyUsage, SyncOutcome, SyncRun, UnattributedUsage
 from metering.services.sync import usage_sync
+from tenants.models import Metric
 from tenants.tests.factories import TenantFactory, import_sample_plans
 
 REGION = "us-east-1"

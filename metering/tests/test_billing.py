@@ -11,10 +11,10 @@ from django.core import mail
 from django.core.management import call_command
 from django.db import connection
 
-from metering.models import FinalizedInvoiceError, HourlyUsage, Invoice, InvoiceStatus, LineType, Metric
+from metering.models import FinalizedInvoiceError, HourlyUsage, Invoice, InvoiceStatus, LineType
 from metering.services import billing
 from metering.services.billing import billing_run, invoice_finalize, invoice_reissue, projected_bill
-from tenants.models import BillingCycle
+from tenants.models import BillingCycle, Metric
 from tenants.services.subscriptions import subscription_change_plan, subscription_create, subscription_end
 from tenants.tests.factories import SAMPLE_FILE, TenantFactory, import_sample_plans
 

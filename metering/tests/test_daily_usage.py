@@ -10,11 +10,11 @@ import pytest
 from django.apps import apps
 from django.db import IntegrityError, connection, transaction
 
-from metering.models import DailyUsage, HourlyUsage, Metric
+from metering.models import DailyUsage, HourlyUsage
 from metering.services.sync import daily_usage_refresh, usage_sync, utc_days
 from metering.tests import test_sync
 from metering.tests.test_sync import OLD_FORMAT_USER, sample_records
-from tenants.models import Tenant, TenantUser
+from tenants.models import Metric, Tenant, TenantUser
 
 lake, portal = test_sync.lake, test_sync.portal  # the sync tests' fixtures: a local lake, tenants and metrics
 

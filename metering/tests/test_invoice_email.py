@@ -12,9 +12,9 @@ from django.core.management import call_command
 from django.db import connection
 from django.utils import timezone
 
-from metering.models import HourlyUsage, Invoice, InvoiceStatus, Metric
+from metering.models import HourlyUsage, Invoice, InvoiceStatus
 from metering.services.billing import invoice_void
-from tenants.models import DeliveryStatus, EmailDelivery, EmailKind
+from tenants.models import DeliveryStatus, EmailDelivery, EmailKind, Metric
 from tenants.services import email as email_services
 from tenants.services.email import _enqueue as enqueue_on_the_broker
 from tenants.services.subscriptions import subscription_create
@@ -227,8 +227,7 @@ def mail_down(monkeypatch):
 @pytest.fixture
 def mail_worker(mail_down, celery_worker_process, monkeypatch):
     """A real worker on the test's queue; this process (billing, the admin) queues emails to it."""
-    from portal.celery import app
-
+    app = deliver_emails.app  # the project's Celery app (shared_task binds to it)
     monkeypatch.setattr(email_services, "_enqueue", enqueue_on_the_broker)
     default_queue = app.conf.task_default_queue
     app.conf.task_default_queue = celery_worker_process  # (Celery's settings object cannot be monkeypatched)

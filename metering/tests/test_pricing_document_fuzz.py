@@ -16,7 +16,6 @@ from django.db import transaction
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from metering.models import Metric
 from metering.pricing.documents import (
     ACCESS_LOG_COLUMNS,
     MAX_DEPTH,
@@ -31,6 +30,7 @@ from metering.pricing.documents import (
     parse_plan_file,
     plan_to_document,
 )
+from tenants.models import Metric
 
 METRICS = ("m1", "m2", "m3")
 

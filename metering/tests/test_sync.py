@@ -11,11 +11,11 @@ from django.core.management import call_command
 
 from metering.lake import LakeError
 from metering.lake.local import LocalLake
-from metering.models import HourlyUsage, Metric, SyncCursor, SyncOutcome, SyncRun, UnattributedUsage
+from metering.models import HourlyUsage, SyncCursor, SyncOutcome, SyncRun, UnattributedUsage
 from metering.selectors import period_quantities
 from metering.services.sync import usage_sync
 from metering.transform import transform_record
-from tenants.models import TenantUser
+from tenants.models import Metric, TenantUser
 from tenants.tests.factories import TenantFactory, import_sample_plans
 
 SAMPLE = Path(__file__).parent / "data" / "apigw_access_log_sample.jsonl"
@@ -185,16 +185,6 @@ def test_sync_task_runs_the_service_eagerly(lake, portal):
     lake.append(sample_records())
     result = sync_usage.apply(kwargs={"start": START.isoformat(), "end": END.isoformat()}).get()
     assert result["outcome"] == "succeeded" and result["rows_written"] > 0
-
-
-def test_sync_is_scheduled_in_beat(db):
-    from django_celery_beat.models import PeriodicTask
-
-    from portal.schedules import DEFAULT_SCHEDULES, ensure_schedules
-
-    assert ("metering.tasks.sync_usage", {"minute": "*/5"}) in DEFAULT_SCHEDULES.values()
-    ensure_schedules()
-    assert PeriodicTask.objects.filter(task="metering.tasks.sync_usage").exists()
 
 
 @pytest.fixture

@@ -12,14 +12,13 @@ from metering.models import (
     HourlyUsage,
     Invoice,
     InvoiceStatus,
-    Metric,
     SyncCursor,
     SyncOutcome,
     SyncRun,
     UnattributedUsage,
 )
 from metering.services.sync import daily_usage_refresh
-from tenants.models import PlanVersion, Subscription, Tenant, TenantStatus
+from tenants.models import Metric, PlanVersion, Subscription, Tenant, TenantStatus
 
 SAMPLE_METRICS = [
     {"code": "api_calls", "name": "API calls", "aggregation": "count", "filters": {"status": ["2xx"]}},

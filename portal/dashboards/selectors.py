@@ -26,11 +26,9 @@ from django.utils import timezone
 
 from metering.lake import LakeError
 from metering.models import (
-    Aggregation,
     DailyUsage,
     Invoice,
     InvoiceStatus,
-    Metric,
     SyncCursor,
     SyncOutcome,
     SyncRun,
@@ -39,7 +37,7 @@ from metering.models import (
 from metering.pricing import UnknownCurrencyError, quantize_amount
 from metering.selectors import ADDITIVE, whole_period_figures
 from portal.dashboards.charts import OTHER_COLOUR, Chart, Series
-from tenants.models import DeliveryStatus, EmailDelivery, Tenant
+from tenants.models import Aggregation, DeliveryStatus, EmailDelivery, Metric, Tenant
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from django.shortcuts import render
 from django.utils import timezone
 
 from metering.lake import LakeError
-from metering.models import DailyUsage, Invoice, InvoiceStatus, Metric
+from metering.models import DailyUsage, Invoice, InvoiceStatus
 from metering.pricing.documents import ChargeSpec
 from metering.pricing.engine import calendar_period
 from metering.selectors import ADDITIVE, period_quantities
@@ -20,8 +20,8 @@ from metering.services.billing import projected_bill, subscription_period
 from metering.services.sync import floor_hour
 from portal.dashboards.charts import Chart, Series
 from portal.dashboards.selectors import _as_date, day_note, days_between, display_quantity, metric_label
-from portal.errors import ApplicationError
-from tenants.models import Subscription, SubscriptionStatus, Tenant
+from portal.kernel import ApplicationError
+from tenants.models import Metric, Subscription, SubscriptionStatus, Tenant
 from tenants.views_tenant import tenant_view
 
 logger = logging.getLogger(__name__)

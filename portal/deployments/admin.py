@@ -12,6 +12,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from metering.runs import liveness
 from portal.deployments.models import Deployment, DeploymentAction, DeploymentStatus, PipelineEnvironment
 from portal.deployments.services import (
     deployment_abandon,
@@ -19,9 +20,8 @@ from portal.deployments.services import (
     environment_activate,
     environment_destroy_start,
 )
-from portal.errors import ApplicationError
-from portal.heartbeat import liveness
-from portal.jsoninput import JSONFormField
+from portal.kernel import ApplicationError
+from tenants.forms import JSONFormField
 
 
 def _pretty(value) -> str:

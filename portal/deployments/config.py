@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import logging
-import os
 
-from django.conf import settings
 from django.db import DatabaseError
 
 logger = logging.getLogger(__name__)
 
 # Portal settings whose infra/outputs.py name differs (infra calls the API endpoint METERED_API_URL).
 _OUTPUT_NAMES = {"METERED_API_BASE_URL": "METERED_API_URL"}
-
-_UNSET = object()
 
 
 def active_config() -> dict[str, str]:
@@ -32,13 +28,7 @@ def active_config() -> dict[str, str]:
     return dict(row or {})
 
 
-def pipeline_setting(name: str, default=_UNSET):
-    """The value of setting `name`: an explicitly set environment variable wins, then the active pipeline
-    environment's deployed outputs, then settings (whose defaults suit the embedded mode)."""
-    if name not in os.environ:
-        value = active_config().get(_OUTPUT_NAMES.get(name, name))
-        if value not in (None, ""):
-            return value
-    if default is _UNSET:
-        return getattr(settings, name)
-    return getattr(settings, name, default)
+def deployed_setting(name: str) -> str | None:
+    """The active environment's deployed value of portal setting `name`, or None (registered with
+    ``portal.kernel.register_pipeline_config`` when the deployments app starts)."""
+    return active_config().get(_OUTPUT_NAMES.get(name, name))

@@ -20,8 +20,8 @@ from django.db.models import Value
 from django.db.models.functions import Concat
 
 from infra.config import CDK_JSON, CONTEXT_FILE, INFRA_DIR
+from metering.runs import beat
 from portal.deployments.models import Deployment, DeploymentAction, PipelineEnvironment
-from portal.heartbeat import beat
 
 logger = logging.getLogger(__name__)
 

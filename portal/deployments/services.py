@@ -11,6 +11,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from infra.outputs import MissingOutputError, settings_from_outputs
+from metering.runs import RunKind, heartbeat, runs_fail_stale
 from portal.deployments import runner
 from portal.deployments.models import (
     MUTATING_ACTIONS,
@@ -20,10 +21,12 @@ from portal.deployments.models import (
     DeploymentStatus,
     PipelineEnvironment,
 )
-from portal.errors import ApplicationError
-from portal.heartbeat import DEPLOYMENTS, heartbeat, runs_fail_stale
+from portal.kernel import ApplicationError
 
 logger = logging.getLogger(__name__)
+
+# Deployments keep heartbeats like metering's runs (registered in metering.runs by DeploymentsConfig.ready).
+DEPLOYMENTS = RunKind("deployment", "deployments.Deployment", state_field="status", error_field="error")
 
 
 def running_deployment(environment: PipelineEnvironment) -> Deployment | None:

@@ -2,7 +2,7 @@
 
 from django import template
 
-from portal.text import end_sentence as _end_sentence
+from portal.kernel import end_sentence as _end_sentence
 
 register = template.Library()
 

@@ -29,8 +29,8 @@ def beat_env(monkeypatch, tmp_path, settings):
 def lake_totals(lake, start, end) -> dict[str, int]:
     """Per metric, the sum of the lake's hourly groups, records without tenant_id attributed through their
     user as the sync does: what the hourly rows (attributed or not) must hold."""
-    from metering.models import Metric
     from metering.services.sync import tenant_usernames
+    from tenants.models import Metric
 
     metrics = list(Metric.objects.order_by("pk"))
     table = lake.hourly_usage_table(metrics=metrics, start=start, end=end, user_tenants=tenant_usernames())
@@ -38,7 +38,8 @@ def lake_totals(lake, start, end) -> dict[str, int]:
 
 
 def portal_totals() -> dict[str, int]:
-    from metering.models import HourlyUsage, Metric, UnattributedUsage
+    from metering.models import HourlyUsage, UnattributedUsage
+    from tenants.models import Metric
 
     totals = {}
     for metric in Metric.objects.order_by("pk"):

@@ -13,10 +13,11 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from metering.lake import get_lake
-from metering.models import DailyUsage, HourlyUsage, Metric
+from metering.models import DailyUsage, HourlyUsage
 from metering.services.sync import daily_usage_refresh
 from portal.dashboards import sample
 from portal.dashboards.forms import default_range
+from tenants.models import Metric
 from tenants.tests.factories import TenantFactory, import_sample_plans
 
 URL = "/admin/dashboard/"

@@ -76,7 +76,7 @@ def test_the_admin_links_the_plan_format_and_serves_it_to_staff(client, django_u
     anonymous = client.get("/admin/docs/plans/")
     assert anonymous.status_code == 302 and "/admin/login/" in anonymous["Location"]
     client.force_login(django_user_model.objects.create_superuser("staff", "staff@example.com", "pw-for-tests-1"))
-    for page in ("/admin/tenants/plan/add/", "/admin/metering/metric/add/"):
+    for page in ("/admin/tenants/plan/add/", "/admin/tenants/metric/add/"):
         assert 'href="/admin/docs/plans/">docs/plans.md</a>' in client.get(page).content.decode(), page
     served = client.get("/admin/docs/plans/")
     assert served.status_code == 200 and served["Content-Type"] == "text/plain; charset=utf-8"

@@ -10,8 +10,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from metering.models import BillingRun, BillingRunStatus, SyncOutcome, SyncRun
+from metering.runs import beat, heartbeat
 from portal.deployments.models import Deployment, DeploymentStatus, PipelineEnvironment
-from portal.heartbeat import beat, heartbeat
 
 WINDOW = {"window_start": datetime(2026, 11, 1, tzinfo=UTC), "window_end": datetime(2026, 11, 1, 1, tzinfo=UTC)}
 

@@ -72,3 +72,13 @@ def test_the_test_database_was_migrated_with_the_schedules(db):
 
     rows = {t.name: (t.task, t.enabled) for t in PeriodicTask.objects.all()}
     assert {name: (task, True) for name, (task, _) in DEFAULT_SCHEDULES.items()}.items() <= rows.items()
+
+
+def test_sync_is_scheduled_in_beat(db):
+    from django_celery_beat.models import PeriodicTask
+
+    from portal.schedules import DEFAULT_SCHEDULES, ensure_schedules
+
+    assert ("metering.tasks.sync_usage", {"minute": "*/5"}) in DEFAULT_SCHEDULES.values()
+    ensure_schedules()
+    assert PeriodicTask.objects.filter(task="metering.tasks.sync_usage").exists()

@@ -128,13 +128,13 @@ def test_http_basic_on_the_api_is_locked_out_with_a_json_429(people, who, url):
 
 
 def test_a_json_client_gets_json_and_the_lockout_is_logged(people, caplog):
-    with caplog.at_level(logging.WARNING, logger="portal.lockout"):
+    with caplog.at_level(logging.WARNING, logger="tenants.identity.lockout"):
         for _ in range(5):
             response = Client().post("/account/login/", {"username": "Staff", "password": WRONG},
                                      REMOTE_ADDR="10.4.4.4", HTTP_ACCEPT="application/json")
     assert response.status_code == 429 and response.json()["code"] == "locked_out"
     assert "Too many failed sign-ins" in response.json()["detail"]
-    lines = [r.getMessage() for r in caplog.records if r.name == "portal.lockout"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "tenants.identity.lockout"]
     assert lines == ["sign-in locked out: username='staff' ip=10.4.4.4 path=/account/login/ (5 failures within 15 minutes)"]
 
 

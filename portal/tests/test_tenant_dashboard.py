@@ -9,11 +9,11 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
-from metering.models import HourlyUsage, Invoice, InvoiceStatus, Metric
+from metering.models import HourlyUsage, Invoice, InvoiceStatus
 from metering.pricing.documents import ChargeSpec, Tier
 from metering.services.sync import daily_usage_refresh
 from portal.dashboards.tenant import tier_position
-from tenants.models import TenantRole, TenantUser
+from tenants.models import Metric, TenantRole, TenantUser
 from tenants.tests.factories import SubscriptionFactory, TenantFactory, import_sample_plans
 
 URL = "/tenant/dashboard/"

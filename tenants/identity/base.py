@@ -7,7 +7,7 @@ import string
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
-from portal.errors import ApplicationError
+from portal.kernel import ApplicationError
 
 
 class IdentityError(ApplicationError):

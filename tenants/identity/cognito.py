@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from portal.deployments.config import pipeline_setting
+from portal.kernel import pipeline_setting
 from tenants.identity.base import (
     IdentityBackend,
     IdentityError,

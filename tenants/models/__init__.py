@@ -14,6 +14,7 @@ from tenants.models.commercial import (
 from tenants.models.email import DeliveryStatus, EmailDelivery, EmailKind
 from tenants.models.identity import TenantRole, TenantUser
 from tenants.models.local_identity import LocalIdentity
+from tenants.models.metrics import Aggregation, Metric
 from tenants.models.signup import SignupRequest, SignupStatus
 
 __all__ = [
@@ -29,6 +30,8 @@ __all__ = [
     "TenantRole",
     "TenantUser",
     "LocalIdentity",
+    "Aggregation",
+    "Metric",
     "SignupRequest",
     "SignupStatus",
     "DeliveryStatus",

@@ -112,7 +112,7 @@ class Charge(models.Model):
 
     plan_version = models.ForeignKey(PlanVersion, on_delete=models.CASCADE, related_name="charges")
     position = models.PositiveIntegerField()
-    metric = models.ForeignKey("metering.Metric", on_delete=models.PROTECT, related_name="charges")
+    metric = models.ForeignKey("tenants.Metric", on_delete=models.PROTECT, related_name="charges")
     model = models.CharField(max_length=20, choices=ChargeModel.choices)
     spec = models.JSONField(default=dict, help_text="The charge's document, as in docs/plans.md.")
 

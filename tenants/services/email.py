@@ -34,7 +34,7 @@ from django.db import models, transaction
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
-from portal.errors import ApplicationError
+from portal.kernel import ApplicationError
 from tenants.models import DeliveryStatus, EmailDelivery, Tenant
 from tenants.models.email import SECRET_KINDS
 

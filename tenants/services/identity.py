@@ -10,8 +10,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
-from portal.errors import ApplicationError
-from portal.text import end_sentence
+from portal.kernel import ApplicationError, end_sentence
 from tenants.identity import IdentityError, get_identity_backend
 from tenants.identity.base import generate_temporary_password
 from tenants.models import EmailKind, Tenant, TenantRole, TenantStatus, TenantUser

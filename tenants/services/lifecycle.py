@@ -5,7 +5,7 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 
-from portal.errors import ApplicationError
+from portal.kernel import ApplicationError
 from tenants.models import Subscription, SubscriptionStatus, Tenant, TenantStatus
 from tenants.signals import tenant_status_changed
 

@@ -5,7 +5,6 @@ from decimal import Decimal
 
 from django.db import transaction
 
-from metering.models import Metric
 from metering.pricing.documents import (
     DocumentError,
     metric_to_document,
@@ -14,8 +13,8 @@ from metering.pricing.documents import (
     parse_plan_file,
     plan_to_document,
 )
-from portal.errors import ApplicationError
-from tenants.models import Charge, Plan, PlanVersion, Subscription, SubscriptionChange
+from portal.kernel import ApplicationError
+from tenants.models import Charge, Metric, Plan, PlanVersion, Subscription, SubscriptionChange
 
 
 @dataclass

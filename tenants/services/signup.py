@@ -27,7 +27,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare, salted_hmac
 
-from portal.errors import ApplicationError
+from portal.kernel import ApplicationError
 from tenants.identity import IdentityError
 from tenants.models import (
     PlanVersion,

@@ -5,7 +5,7 @@ from datetime import datetime, timedelta
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from portal.errors import ApplicationError
+from portal.kernel import ApplicationError
 from tenants.models import (
     BillingCycle,
     Plan,

@@ -20,7 +20,7 @@ def staff_client(client, django_user_model):
 
 @pytest.mark.parametrize(
     "name",
-    ["tenants_tenant", "tenants_plan", "tenants_planversion", "tenants_subscription", "metering_metric"],
+    ["tenants_tenant", "tenants_plan", "tenants_planversion", "tenants_subscription", "tenants_metric"],
 )
 def test_changelists_and_add_pages_render(staff_client, name):
     import_sample_plans()
@@ -117,3 +117,11 @@ def test_plan_amounts_read_as_the_plan_writes_them(staff_client):
     for html in pages:
         assert "49.00<" in html and "49.000000" not in html
     assert "100.00<" in pages[1] and "100.000000" not in pages[1]
+
+
+@pytest.mark.django_db
+def test_the_metrics_old_admin_pages_redirect_to_the_catalog(client, django_user_model):
+    client.force_login(django_user_model.objects.create_superuser("boss", "boss@example.com", "Corr3ct-Horse-Battery!"))
+    response = client.get("/admin/metering/metric/add/?code=x")
+    assert response.status_code == 301 and response["Location"] == "/admin/tenants/metric/add/?code=x"
+    assert client.get(response["Location"]).status_code == 200

@@ -4,7 +4,7 @@ import pytest
 from django.contrib.auth import authenticate
 from django.test import RequestFactory
 
-from portal.errors import ApplicationError
+from portal.kernel import ApplicationError
 from tenants.identity import IdentityError, InvalidCredentials, get_identity_backend
 from tenants.identity.cognito import CognitoIdentityBackend
 from tenants.identity.tokens import TokenError, verify_token

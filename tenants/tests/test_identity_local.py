@@ -6,7 +6,7 @@ import stat
 import jwt
 import pytest
 
-from portal.errors import ApplicationError
+from portal.kernel import ApplicationError
 from tenants.identity import IdentityError, InvalidCredentials, get_identity_backend
 from tenants.identity.local import LocalIdentityBackend, local_jwks, signing_key_path
 from tenants.models import LocalIdentity, TenantRole, TenantStatus, TenantUser

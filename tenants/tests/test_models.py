@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 import pytest
 from django.db import IntegrityError, transaction
 
-from portal.errors import ApplicationError
+from portal.kernel import ApplicationError
 from tenants.models import Subscription, SubscriptionStatus, TenantStatus
 from tenants.services.lifecycle import ALLOWED_TRANSITIONS, tenant_transition
 from tenants.services.subscriptions import subscription_change_plan, subscription_create, subscription_end

@@ -8,8 +8,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from metering.models import Metric
-from tenants.models import Plan, PlanVersion
+from tenants.models import Metric, Plan, PlanVersion
 from tenants.services.plans import plan_save, plans_export, plans_import
 from tenants.services.subscriptions import subscription_create
 from tenants.tests.factories import SAMPLE_FILE, TenantFactory

@@ -8,7 +8,7 @@ from django.core.cache import cache
 from django.test import Client
 from django.utils import timezone
 
-from portal.errors import ApplicationError
+from portal.kernel import ApplicationError
 from tenants.identity import IdentityError, get_identity_backend
 from tenants.identity.local import LocalIdentityBackend
 from tenants.models import Plan, SignupRequest, SignupStatus, Subscription, Tenant, TenantStatus, TenantUser

@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 from metering.management import retries_logged
 from metering.pricing import format_amount
 from metering.services.billing import billing_run
-from portal.errors import ApplicationError
+from portal.kernel import ApplicationError
 
 
 def _instant(text: str) -> datetime:

@@ -8,11 +8,11 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from portal import heartbeat
+from metering import runs as heartbeat
 from portal.deployments.models import Deployment, DeploymentStatus
 from portal.deployments.services import deployment_start
 from portal.deployments.tasks import run_deployment
-from portal.errors import ApplicationError
+from portal.kernel import ApplicationError
 
 pytestmark = pytest.mark.django_db
 

@@ -13,12 +13,11 @@ from django.db import IntegrityError, transaction
 from django.urls import reverse
 
 from infra.outputs import API_STACK, settings_from_outputs
-from portal.deployments.config import pipeline_setting
 from portal.deployments.models import Deployment, DeploymentStatus, PipelineEnvironment
 from portal.deployments.services import deployment_start, environment_activate, environment_destroy_start
 from portal.deployments.tasks import run_deployment
 from portal.deployments.tests.conftest import ACCOUNT, REGION, fake_outputs
-from portal.errors import ApplicationError
+from portal.kernel import ApplicationError, pipeline_setting
 
 pytestmark = pytest.mark.django_db
 

@@ -5,7 +5,7 @@ import sys
 from django.core.management.base import BaseCommand, CommandError
 
 from metering.pricing.documents import MAX_DOCUMENT_BYTES, DocumentError, loads_document
-from portal.errors import ApplicationError
+from portal.kernel import ApplicationError
 from tenants.services.plans import plans_import
 
 

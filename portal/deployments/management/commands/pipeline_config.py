@@ -2,8 +2,8 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from portal.deployments.config import pipeline_setting
 from portal.deployments.models import PipelineEnvironment
+from portal.kernel import pipeline_setting
 
 
 class Command(BaseCommand):

@@ -4,7 +4,7 @@ A run records ``heartbeat_at`` while it works: ``with heartbeat(run):`` around t
 ``beat()`` at its progress points (between billing batches, at each phase of a sync and while it
 waits for Athena, while a deployment streams its log). A worker killed with SIGKILL, or a machine
 that vanished, cannot record the end of its run; its heartbeat then ages, and the next run of the
-same kind, or the periodic check (``portal.tasks.fail_stale_runs``), marks it failed once the
+same kind, or the periodic check (``portal.tasks.fail_stale_runs``, over every registered kind), marks it failed once the
 heartbeat is older than RUN_STALE_AFTER_SECONDS. A run marked so that was only slow still records
 its real outcome when it ends.
 """
@@ -43,8 +43,14 @@ class RunKind:
 
 BILLING_RUNS = RunKind("billing run", "metering.BillingRun", state_field="status", error_field="errors")
 USAGE_SYNCS = RunKind("usage sync", "metering.SyncRun", state_field="outcome", error_field="error")
-DEPLOYMENTS = RunKind("deployment", "deployments.Deployment", state_field="status", error_field="error")
-RUN_KINDS = (BILLING_RUNS, USAGE_SYNCS, DEPLOYMENTS)
+# The kinds the periodic check looks at: metering's own, and those a layer above adds when it starts
+# (the deployments app registers its Deployment runs).
+RUN_KINDS: list[RunKind] = [BILLING_RUNS, USAGE_SYNCS]
+
+
+def register_run_kind(kind: RunKind) -> None:
+    if kind not in RUN_KINDS:
+        RUN_KINDS.append(kind)
 
 
 def beat_interval() -> float:

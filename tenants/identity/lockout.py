@@ -85,7 +85,7 @@ def _log_lockout(sender, request=None, username=None, ip_address=None, **kwargs)
 def connect_signals() -> None:
     from axes.signals import user_locked_out
 
-    user_locked_out.connect(_log_lockout, dispatch_uid="portal.lockout.log")
+    user_locked_out.connect(_log_lockout, dispatch_uid="tenants.identity.lockout.log")
 
 
 def guarded_password_check(request, username: str, check):

@@ -1,4 +1,8 @@
-"""Metrics: what is counted in the access-log table, as a metric document (docs/plans.md) defines it."""
+"""Metrics: what is counted in the access-log table, as a metric document (docs/plans.md) defines it.
+
+Part of the catalog (metrics, plans and their charges): who pays for what. The table keeps the name it had
+when the model lived in the metering app (``metering_metric``): moving the model moved no data.
+"""
 
 from decimal import Decimal
 
@@ -25,6 +29,7 @@ class Metric(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
+        db_table = "metering_metric"
         ordering = ["code"]
         constraints = [
             models.CheckConstraint(

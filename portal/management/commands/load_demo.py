@@ -1,4 +1,5 @@
-"""Load the demo metrics, plans and tenants (idempotent: a second run changes nothing)."""
+"""Load the demo metrics, plans and tenants, and with --with-traffic their usage and invoices (idempotent: a
+second run changes nothing). A project command: it sets up every app's demo data."""
 
 from pathlib import Path
 
@@ -6,6 +7,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
+from metering.services.demo import demo_traffic_load
 from tenants.services.demo import demo_load
 
 
@@ -22,7 +24,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, admin_username, admin_password, with_traffic=False, **options):
-        plans_file = Path(__file__).resolve().parents[2] / "fixtures" / "demo_plans.json"
+        plans_file = Path(__file__).resolve().parents[3] / "tenants" / "fixtures" / "demo_plans.json"
         call_command("import_plans", str(plans_file), stdout=self.stdout, stderr=self.stderr)
         with transaction.atomic():
             result = demo_load(admin_username=admin_username, admin_password=admin_password)
@@ -31,8 +33,6 @@ class Command(BaseCommand):
         for line in result.lines:
             self.stdout.write(line)
         if with_traffic:
-            from metering.services.demo import demo_traffic_load
-
             traffic = demo_traffic_load()
             self.stdout.write(
                 f"demo traffic: {traffic.generated} records generated for last month and "
