@@ -47,8 +47,10 @@ from .engine import (
     price_period,
     price_plan,
     tier_breakdown,
+    tier_index,
     tiers_document,
     trial_end_for,
+    trial_ends_at,
     unit_amount_shown,
 )
 from .rules import DEFAULT_RULES, UnknownRuleError, capped_per_unit, get_rule, known_rules, rule_paths
@@ -98,7 +100,9 @@ __all__ = [
     "quantum",
     "rule_paths",
     "tier_breakdown",
+    "tier_index",
     "tiers_document",
     "trial_end_for",
+    "trial_ends_at",
     "unit_amount_shown",
 ]
