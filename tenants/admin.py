@@ -1,7 +1,6 @@
 """Admin for tenants, plans and subscriptions: lifecycle actions call the same services as everything else."""
 
 import json
-from datetime import timedelta
 
 from django import forms
 from django.contrib import admin, messages
@@ -10,8 +9,9 @@ from django.utils import timezone
 
 from metering.pricing import format_unit_amount
 from metering.pricing.documents import DocumentError, loads_document, parse_plan
-from portal.kernel import ApplicationError, end_sentence
+from portal.kernel import ApplicationError
 from tenants import admin_email, admin_metrics  # noqa: F401  (register the email deliveries' and metrics' admins)
+from tenants.admin_writes import ServiceWriteAdmin
 from tenants.models import (
     Charge,
     Plan,
@@ -21,9 +21,16 @@ from tenants.models import (
     SubscriptionStatus,
     Tenant,
 )
+from tenants.selectors import subscriptions_active
 from tenants.services import lifecycle
 from tenants.services.plans import plan_save
-from tenants.services.subscriptions import subscription_end, subscription_move_to_latest
+from tenants.services.subscriptions import (
+    subscription_change_plan,
+    subscription_create,
+    subscription_end,
+    subscription_move_to_latest,
+    subscription_set_trial_end,
+)
 
 
 def _run_for_each(modeladmin, request, queryset, service, verb):
@@ -128,14 +135,6 @@ class PlanForm(forms.ModelForm):
                 raise forms.ValidationError([forms.ValidationError(e) for e in exc.errors]) from exc
         return cleaned
 
-    def save(self, commit=True):
-        version, self.outcome = plan_save(document=self.cleaned_data["document"], is_public=self.cleaned_data["is_public"])
-        self.instance = version.plan
-        return self.instance
-
-    def save_m2m(self):
-        pass
-
 
 class _PlanAmounts:
     """A plan version's amounts as the plan document writes them ("49.00", not the column's 49.000000)."""
@@ -164,11 +163,11 @@ class PlanVersionInline(_PlanAmounts, admin.TabularInline):
 
     @admin.display(description="active subscribers")
     def subscribers(self, version):
-        return version.subscriptions.filter(status=SubscriptionStatus.ACTIVE).count()
+        return subscriptions_active(plan_version=version).count()
 
 
 @admin.register(Plan)
-class PlanAdmin(admin.ModelAdmin):
+class PlanAdmin(ServiceWriteAdmin):
     form = PlanForm
     list_display = ("code", "name", "is_public", "latest_version", "active_subscribers", "updated_at")
     list_filter = ("is_public",)
@@ -205,7 +204,9 @@ class PlanAdmin(admin.ModelAdmin):
         return plan._active
 
     def save_model(self, request, obj, form, change):
-        messages.info(request, f"Plan {form.instance.code}: {form.outcome}.")
+        version, outcome = plan_save(document=form.cleaned_data["document"], is_public=form.cleaned_data["is_public"])
+        self.saved_as(obj, version.plan)
+        messages.info(request, f"Plan {obj.code}: {outcome}.")
 
     @admin.action(description="Move active subscribers to the latest version, from now")
     def move_subscribers_to_latest(self, request, queryset):
@@ -253,22 +254,19 @@ class SubscriptionChangeInline(admin.TabularInline):
 
 
 class SubscriptionForm(forms.ModelForm):
+    """Input only: saving calls the subscription services (start, change plan, set the trial's end, end)."""
+
     class Meta:
         model = Subscription
         fields = ("tenant", "plan_version", "billing_cycle", "started_at", "trial_ends_at", "ends_at")
-
-    def clean(self):
-        cleaned = super().clean()
-        tenant = cleaned.get("tenant")
-        if self.instance.pk is None and tenant is not None:
-            # The database refuses it too (subscription_one_active_per_tenant); this says it on the form.
-            if Subscription.objects.filter(tenant=tenant, status=SubscriptionStatus.ACTIVE).exists():
-                raise forms.ValidationError(f"Tenant {tenant.slug} already has an active subscription: end it first.")
-        return cleaned
+        help_texts = {
+            "trial_ends_at": "Empty when adding: the plan's trial, from the start.",
+            "ends_at": "Setting it ends the subscription (it is billed up to then); an end cannot be removed.",
+        }
 
 
 @admin.register(Subscription)
-class SubscriptionAdmin(admin.ModelAdmin):
+class SubscriptionAdmin(ServiceWriteAdmin):
     form = SubscriptionForm
     list_display = ("tenant", "plan_version", "status", "billing_cycle", "started_at", "trial_ends_at", "ends_at")
     list_filter = ("status", "billing_cycle", "plan_version__plan")
@@ -282,15 +280,35 @@ class SubscriptionAdmin(admin.ModelAdmin):
         return self.inlines if obj is not None else []
 
     def get_readonly_fields(self, request, obj=None):
-        if obj is not None:
-            # Plan changes go through the "change plan" path so they are recorded with their time.
-            return (*self.readonly_fields, "tenant", "plan_version", "started_at")
-        return self.readonly_fields
+        if obj is None:
+            return self.readonly_fields
+        if obj.status == SubscriptionStatus.ENDED:
+            return (*self.readonly_fields, *SubscriptionForm.Meta.fields)  # history: nothing to change
+        # No service moves a start or changes a billing cycle (past invoices were billed on them).
+        return (*self.readonly_fields, "tenant", "started_at", "billing_cycle")
 
     def save_model(self, request, obj, form, change):
-        if not change and obj.trial_ends_at is None and obj.plan_version.trial_days:
-            obj.trial_ends_at = obj.started_at + timedelta(days=obj.plan_version.trial_days)
-        super().save_model(request, obj, form, change)
+        data, changed = form.cleaned_data, set(form.changed_data)
+        if not change:
+            saved = subscription_create(
+                tenant=data["tenant"], plan_version=data["plan_version"], started_at=data["started_at"],
+                billing_cycle=data["billing_cycle"], trial_ends_at=data.get("trial_ends_at"),
+            )
+            if data.get("ends_at"):
+                saved = subscription_end(subscription=saved, at=data["ends_at"])
+        else:
+            saved = Subscription.objects.get(pk=obj.pk)
+            if "plan_version" in changed:
+                # From now on, recorded with its time (billing prices each part of the period under its version).
+                saved = subscription_change_plan(subscription=saved, plan_version=data["plan_version"],
+                                                 at=timezone.now())
+            if "trial_ends_at" in changed:
+                saved = subscription_set_trial_end(subscription=saved, trial_ends_at=data["trial_ends_at"])
+            if "ends_at" in changed:
+                if data["ends_at"] is None:
+                    raise ApplicationError("An end cannot be removed: start a new subscription instead.")
+                saved = subscription_end(subscription=saved, at=data["ends_at"])
+        self.saved_as(obj, saved)
 
     @admin.action(description="End the selected subscriptions now")
     def end_now(self, request, queryset):
@@ -301,44 +319,25 @@ class SubscriptionAdmin(admin.ModelAdmin):
 # --- Identity (issue 6): tenant users and signups. Every change goes through the identity services, so the
 # identity store (Cognito or local) and the portal's mirror stay in step.
 
-from django.db import transaction  # noqa: E402
-
 from tenants.models import SignupRequest, SignupStatus, TenantUser  # noqa: E402
 from tenants.services import identity as identity_services  # noqa: E402
 from tenants.services.signup import signup_provision  # noqa: E402
 
 
 class TenantUserAddForm(forms.ModelForm):
+    """Input only: the identity service creates the user in save_model (a refusal, such as a taken email or
+    the identity provider unavailable, shows on the form: see ServiceWriteAdmin)."""
+
     class Meta:
         model = TenantUser
         fields = ("tenant", "email", "role")
 
-    def clean(self):
-        cleaned = super().clean()
-        if self.errors:
-            return cleaned
-        # The user is created here rather than in save_model so that a refusal of the identity provider
-        # (a taken email, Cognito unavailable) shows on the form instead of failing the request.
-        try:
-            with transaction.atomic():
-                tenant_user, temporary = identity_services.tenant_user_create(
-                    tenant=cleaned["tenant"], email=cleaned["email"], role=cleaned["role"]
-                )
-                identity_services.send_temporary_password(
-                    tenant_user=tenant_user, password=temporary,
-                    reason=end_sentence(f"An account was made for you at {tenant_user.tenant.name}"),
-                )
-        except ApplicationError as exc:
-            raise forms.ValidationError(exc.message) from exc
-        self.created = tenant_user
-        return cleaned
-
     def _post_clean(self):
-        pass  # the instance is created by the service in clean(); nothing to validate on an unsaved copy
+        pass  # the service validates; the username and login it needs come from the identity store
 
 
 @admin.register(TenantUser)
-class TenantUserAdmin(admin.ModelAdmin):
+class TenantUserAdmin(ServiceWriteAdmin):
     list_display = ("email", "tenant", "role", "is_active", "password_change_required", "username", "disabled_at",
                     "identity_deleted_at", "created_at")
     list_filter = ("role", "is_active", "tenant__status", "password_change_required")
@@ -359,11 +358,11 @@ class TenantUserAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request, obj=None):
         return () if obj is None else self.readonly_fields
 
-    def save_form(self, request, form, change):
-        return form.created if not change else super().save_form(request, form, change)
-
     def save_model(self, request, obj, form, change):
         if not change:
+            data = form.cleaned_data
+            created = identity_services.tenant_user_add(tenant=data["tenant"], email=data["email"], role=data["role"])
+            self.saved_as(obj, created)
             messages.info(request, f"Created the user {obj.email}; a temporary password was emailed to them.")
 
     def save_related(self, request, form, formsets, change):

@@ -1,13 +1,18 @@
-"""Admin for metrics: what is counted, part of the catalog with plans and their charges."""
+"""Admin for metrics: what is counted, part of the catalog with plans and their charges. Writes go through
+the metric services (tenants/services/metrics.py)."""
 
 from django import forms
 from django.contrib import admin
 
+from tenants.admin_writes import ServiceWriteAdmin
 from tenants.forms import JSONFormField
 from tenants.models import Metric
+from tenants.services.metrics import metric_create, metric_update
 
 
 class MetricForm(forms.ModelForm):
+    """Input only: the metric services validate the metric as a document and save it."""
+
     class Meta:
         model = Metric
         fields = ("code", "name", "aggregation", "field", "filters", "divisor", "unit")
@@ -17,29 +22,18 @@ class MetricForm(forms.ModelForm):
                        'The format and bounds of every field: <a href="/admin/docs/plans/">docs/plans.md</a>.',
         }
 
-    def clean(self):
-        cleaned = super().clean()
-        if self.errors:
-            return cleaned
-        from metering.pricing.documents import DocumentError, parse_metric
-
-        probe = Metric(**{k: cleaned.get(k) for k in self.Meta.fields if k in cleaned})
-        probe.field = probe.field or ""
-        probe.unit = probe.unit or ""
-        probe.filters = probe.filters or {}
-        try:
-            parse_metric(probe.raw_document())
-        except DocumentError as exc:
-            raise forms.ValidationError([forms.ValidationError(e) for e in exc.errors]) from exc
-        return cleaned
-
 
 @admin.register(Metric)
-class MetricAdmin(admin.ModelAdmin):
+class MetricAdmin(ServiceWriteAdmin):
     form = MetricForm
     list_display = ("code", "name", "aggregation", "field", "unit", "plans_using")
     list_filter = ("aggregation",)
     search_fields = ("code", "name")
+
+    def save_model(self, request, obj, form, change):
+        values = {name: form.cleaned_data.get(name) for name in MetricForm.Meta.fields}
+        saved = metric_update(metric=obj, **values) if change else metric_create(**values)
+        self.saved_as(obj, saved)
 
     @admin.display(description="charges using it")
     def plans_using(self, metric):

@@ -18,10 +18,9 @@ from portal.kernel import ApplicationError, pipeline_setting
 from tenants.forms import ChangePasswordForm, InviteForm, TokenForm
 from tenants.identity import InvalidCredentials, get_identity_backend
 from tenants.identity.lockout import guarded_password_check
-from tenants.models import SubscriptionStatus, TenantRole, TenantStatus, TenantUser
+from tenants.models import USABLE_TENANT_STATUSES, TenantRole, TenantUser
+from tenants.selectors import tenant_active_subscription, tenant_user_of_login, tenant_users_listed
 from tenants.services import identity as svc
-
-USABLE = (TenantStatus.TRIALING, TenantStatus.ACTIVE)
 
 
 def tenant_view(view=None, *, password_page=False):
@@ -33,12 +32,12 @@ def tenant_view(view=None, *, password_page=False):
     @login_required
     @wraps(view)
     def wrapper(request, *args, **kwargs):
-        tenant_user = TenantUser.objects.select_related("tenant").filter(user=request.user).first()
+        tenant_user = tenant_user_of_login(user=request.user)
         if tenant_user is None:
             # Still a 403 (no tenant's data is served), but a provider's staff get told why and where to look instead.
             return render(request, "tenants/area_denied.html",
                           {"reason": "This sign-in belongs to no tenant.", "staff": request.user.is_staff}, status=403)
-        if not tenant_user.is_active or tenant_user.tenant.status not in USABLE:
+        if not tenant_user.is_active or tenant_user.tenant.status not in USABLE_TENANT_STATUSES:
             return render(request, "tenants/area_denied.html",
                           {"reason": "This account is suspended. Contact us to restore it."}, status=403)
         if tenant_user.password_change_required and not password_page:
@@ -58,9 +57,7 @@ def _curl(token: str) -> str:
 @tenant_view
 def tenant_home(request):
     tenant = request.tenant_user.tenant
-    subscription = (
-        tenant.subscriptions.filter(status=SubscriptionStatus.ACTIVE).select_related("plan_version__plan").first()
-    )
+    subscription = tenant_active_subscription(tenant=tenant)
     return render(request, "tenants/area_home.html", {"tenant": tenant, "subscription": subscription,
                                                        "tenant_user": request.tenant_user})
 
@@ -81,7 +78,7 @@ def tenant_users(request):
             else:
                 messages.success(request, f"{invited.email} is invited: a temporary password is on its way.")
                 return redirect("tenant-users")
-    users = TenantUser.objects.filter(tenant=me.tenant, identity_deleted_at__isnull=True).order_by("email")
+    users = tenant_users_listed(tenant=me.tenant)
     return render(request, "tenants/area_users.html", {"users": users, "form": form, "me": me})
 
 

@@ -19,8 +19,8 @@ from rest_framework.generics import GenericAPIView
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.throttling import SimpleRateThrottle
 
-from tenants.identity.authentication import USABLE_TENANT_STATUSES, TokenAuthentication
-from tenants.models import Tenant
+from tenants.identity.authentication import TokenAuthentication
+from tenants.models import USABLE_TENANT_STATUSES, Tenant
 
 TENANT_URL_KWARG = "tenant"
 

@@ -29,7 +29,8 @@ from metering.pricing import (
 from metering.selectors import backfill_pending, period_quantities
 from metering.services.billing import projected_bill, subscription_period
 from metering.services.sync import floor_hour
-from tenants.models import Metric, Subscription, SubscriptionStatus, TenantUser
+from tenants.models import Metric, Subscription, TenantUser
+from tenants.selectors import tenant_active_subscription
 
 CSV_RENDERERS = [JSONRenderer, CSVRenderer, BrowsableAPIRenderer]
 ERRORS = {
@@ -47,11 +48,7 @@ def errors(*codes):
 
 
 def active_subscription(tenant) -> Subscription | None:
-    return (
-        Subscription.objects.filter(tenant=tenant, status=SubscriptionStatus.ACTIVE)
-        .select_related("plan_version__plan")
-        .first()
-    )
+    return tenant_active_subscription(tenant=tenant)
 
 
 class UsageView(TenantScopedView):

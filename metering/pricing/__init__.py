@@ -47,8 +47,10 @@ from .engine import (
     price_period,
     price_plan,
     tier_breakdown,
+    tier_index,
     tiers_document,
     trial_end_for,
+    trial_ends_at,
     unit_amount_shown,
 )
 from .rules import (
@@ -107,7 +109,9 @@ __all__ = [
     "quantum",
     "rule_paths",
     "tier_breakdown",
+    "tier_index",
     "tiers_document",
     "trial_end_for",
+    "trial_ends_at",
     "unit_amount_shown",
 ]

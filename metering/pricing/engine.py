@@ -85,6 +85,18 @@ def _tier_index(charge: ChargeSpec, quantity: Decimal) -> int:
     raise ValueError(f"quantity {quantity} of {charge.metric!r} is past the last tier")
 
 
+def tier_index(charge: ChargeSpec, quantity: Decimal) -> int:
+    """The position (from 0) of the tier of a graduated or volume charge that ``quantity`` falls in.
+
+    Tier i covers (up_to of tier i-1, up_to of tier i], the first from 0 (docs/plans.md): a quantity on a
+    boundary is in the lower tier, and 0 is in the first, for graduated and volume alike. Each tier's lower
+    bound is ``charge.tier_table[i][1]``.
+    """
+    if not charge.tier_table:
+        raise ValueError(f"the charge of {charge.metric!r} ({charge.model}) has no tiers")
+    return _tier_index(charge, quantity)
+
+
 def price_charge(charge: ChargeSpec, quantity: Decimal, currency: str) -> Decimal:
     """One usage line's amount: the charge priced at ``quantity``, rounded half-up to the currency."""
     step = quantum(currency)
@@ -282,7 +294,7 @@ def price_period(
                     amount = zero_amount
                 lines.append(InvoiceLine(
                     "usage", f"{charge.metric} usage", amount, charge.metric, charge.model, quantity,
-                    charge.unit_amount if charge.model == "per_unit" else None, plan.code, start, end,
+                    unit_amount_shown(charge), plan.code, start, end,
                     charge if active_us else None,
                 ))
 
@@ -392,11 +404,19 @@ def period_bounds(at: datetime, interval: str = "month", *, anchor: datetime | N
     return anniversary_period(anchor, at, interval)
 
 
+def trial_ends_at(started_at: datetime, trial_days: int) -> datetime | None:
+    """When a trial of ``trial_days`` days ends for a subscription started at ``started_at``, in UTC (None: no trial).
+
+    The one place the trial end is computed: subscriptions store it when they start, and billing bills from it.
+    """
+    if not trial_days:
+        return None
+    return _utc("started_at", started_at) + timedelta(days=trial_days)
+
+
 def trial_end_for(plan: PlanSpec, subscription_start: datetime) -> datetime | None:
     """When the plan's trial ends for a subscription starting then (None: the plan has no trial)."""
-    if not plan.trial_days:
-        return None
-    return _utc("subscription_start", subscription_start) + timedelta(days=plan.trial_days)
+    return trial_ends_at(subscription_start, plan.trial_days)
 
 
 # --- the preview's JSON -------------------------------------------------------------------------------

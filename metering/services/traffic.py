@@ -17,7 +17,7 @@ import duckdb
 import pyarrow as pa
 from django.db import transaction
 
-from tenants.models import Plan, Subscription, SubscriptionStatus, Tenant, TenantStatus, TenantUser
+from tenants.models import Plan, Tenant, TenantStatus, TenantUser
 
 USER_NAMESPACE = uuid.UUID("6f1e0c3a-8b2d-4c57-9a41-3d2e1f0b7c65")
 USERS_PER_DEMO_TENANT = 3
@@ -42,6 +42,7 @@ def traffic_tenants_ensure(*, count: int, start: datetime) -> list[TrafficTenant
     logins) and a subscription to an imported plan (round robin over the public plans), starting at
     ``start`` with no trial, so that the generated period can be synced and billed.
     """
+    from tenants.selectors import tenant_has_active_subscription
     from tenants.services.lifecycle import tenant_create
     from tenants.services.subscriptions import subscription_create
 
@@ -65,8 +66,7 @@ def traffic_tenants_ensure(*, count: int, start: datetime) -> list[TrafficTenant
                                role="owner" if k == 0 else "member")
                     for k in range(USERS_PER_DEMO_TENANT)
                 ])
-                if versions and not Subscription.objects.filter(tenant=tenant,
-                                                                status=SubscriptionStatus.ACTIVE).exists():
+                if versions and not tenant_has_active_subscription(tenant=tenant):
                     subscription_create(tenant=tenant, plan_version=versions[(n - 1) % len(versions)],
                                         started_at=start, with_trial=False)
                 tenants.append(tenant)

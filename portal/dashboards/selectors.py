@@ -468,3 +468,33 @@ def provider_dashboard(*, start: date, end: date, tenant: Tenant | None = None) 
         "pipeline": pipeline,
         "email": email_health(),
     }
+
+
+# --- the tenant's dashboard ------------------------------------------------------------------------
+
+
+def tenant_usage_charts(*, tenant: Tenant, metrics: list[Metric], end: date, days: int) -> list[Chart]:
+    """Daily usage of each metric for the `days` days to `end`, one line chart per metric (units differ); one
+    query on the daily rollup (each day's exact figure: for metrics that do not add up, the chart says so)."""
+    start = end - timedelta(days=days - 1)
+    daily: dict[int, dict] = {m.pk: {} for m in metrics}
+    rows = (DailyUsage.objects.filter(tenant=tenant, metric__in=metrics, day__gte=start, day__lte=end)
+            .values("metric_id", "day", "value").order_by())
+    for row in rows:
+        daily[row["metric_id"]][_as_date(row["day"])] = row["value"]
+    labels = [d.isoformat() for d in days_between(start, end)]
+    charts = []
+    for metric in metrics:
+        values = [display_quantity(daily[metric.pk].get(d), metric) for d in days_between(start, end)]
+        chart = Chart(id=f"tenant-usage-{metric.code}", title=metric_label(metric), kind="line", labels=labels,
+                      series=[Series(metric.name, values)], unit=metric.unit)
+        if metric.aggregation not in ADDITIVE:
+            chart.note = day_note(metric, tenants=False)
+        charts.append(chart)
+    return charts
+
+
+def tenant_invoices_issued(*, tenant: Tenant, limit: int) -> list[Invoice]:
+    """The tenant's latest invoices past draft (what it was sent), newest period first."""
+    return list(Invoice.objects.filter(tenant=tenant).exclude(status=InvoiceStatus.DRAFT)
+                .order_by("-period_start", "-created_at")[:limit])

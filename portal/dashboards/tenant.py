@@ -12,22 +12,26 @@ from django.shortcuts import render
 from django.utils import timezone
 
 from metering.lake import LakeError
-from metering.models import DailyUsage, Invoice, InvoiceStatus
+from metering.pricing import tier_index, unit_amount_shown
 from metering.pricing.documents import ChargeSpec
 from metering.pricing.engine import calendar_period
-from metering.selectors import ADDITIVE, period_quantities
+from metering.selectors import period_quantities
 from metering.services.billing import projected_bill, subscription_period
 from metering.services.sync import floor_hour
-from portal.dashboards.charts import Chart, Series
-from portal.dashboards.selectors import _as_date, day_note, days_between, display_quantity, metric_label
+from portal.dashboards.selectors import (
+    tenant_invoices_issued,
+    tenant_usage_charts,
+)
 from portal.kernel import ApplicationError
-from tenants.models import Metric, Subscription, SubscriptionStatus, Tenant
+from tenants.models import Metric
+from tenants.selectors import metrics_by_code, tenant_active_subscription
 from tenants.views_tenant import tenant_view
 
 logger = logging.getLogger(__name__)
 
 USAGE_DAYS = 30
 TIERED = ("graduated", "volume")
+INVOICES_SHOWN = 24
 
 
 @dataclass
@@ -53,21 +57,19 @@ class ChargeUsage:
     def model(self) -> str:
         return self.charge.model.replace("_", " ")
 
+    @property
+    def unit_amount(self) -> Decimal | None:
+        """The unit price an invoice line of this charge prints (per_unit only)."""
+        return unit_amount_shown(self.charge)
+
 
 def tier_position(charge: ChargeSpec, quantity: Decimal) -> tuple[list[TierRow], Decimal | None]:
-    """The charge's tiers, the one `quantity` falls in marked current, and where the next tier starts.
-
-    Tier i covers (up_to of tier i-1, up_to of tier i], the first from 0 (docs/plans.md); a quantity of 0
-    is in the first tier, for graduated and volume alike."""
-    rows, previous, found = [], Decimal(0), False
-    for tier in charge.tiers:
-        current = not found and (tier.up_to is None or quantity <= tier.up_to)
-        found = found or current
-        rows.append(TierRow(start=previous, up_to=tier.up_to, unit_amount=tier.unit_amount,
-                            flat_amount=tier.flat_amount, current=current))
-        previous = tier.up_to if tier.up_to is not None else previous
-    current = next((row for row in rows if row.current), None)
-    return rows, (current.up_to if current is not None else None)
+    """The charge's tiers as rows, the one `quantity` falls in (the pricing engine's `tier_index`) marked
+    current, and where the next tier starts (None: in the last tier)."""
+    current = tier_index(charge, quantity)
+    rows = [TierRow(start=lower, up_to=up_to, unit_amount=unit_amount, flat_amount=flat_amount, current=i == current)
+            for i, (up_to, lower, unit_amount, flat_amount, _below) in enumerate(charge.tier_table)]
+    return rows, rows[current].up_to
 
 
 def charge_usage(metric: Metric, charge: ChargeSpec, quantity: Decimal | None) -> ChargeUsage:
@@ -82,38 +84,11 @@ def charge_usage(metric: Metric, charge: ChargeSpec, quantity: Decimal | None) -
     return item
 
 
-def _active_subscription(tenant: Tenant) -> Subscription | None:
-    return (Subscription.objects.filter(tenant=tenant, status=SubscriptionStatus.ACTIVE)
-            .select_related("plan_version__plan").first())
-
-
-def usage_over_time(*, tenant: Tenant, metrics: list[Metric], days: int = USAGE_DAYS) -> list[Chart]:
-    """Daily usage of each metric for the last `days` days, one line chart per metric (units differ); one query
-    on the daily rollup (each day's exact figure: for metrics that do not add up, the chart says so)."""
-    end = timezone.now().date()
-    start = end - timedelta(days=days - 1)
-    daily: dict[int, dict] = {m.pk: {} for m in metrics}
-    rows = (DailyUsage.objects.filter(tenant=tenant, metric__in=metrics, day__gte=start, day__lte=end)
-            .values("metric_id", "day", "value").order_by())
-    for row in rows:
-        daily[row["metric_id"]][_as_date(row["day"])] = row["value"]
-    labels = [d.isoformat() for d in days_between(start, end)]
-    charts = []
-    for metric in metrics:
-        values = [display_quantity(daily[metric.pk].get(d), metric) for d in days_between(start, end)]
-        chart = Chart(id=f"tenant-usage-{metric.code}", title=metric_label(metric), kind="line", labels=labels,
-                      series=[Series(metric.name, values)], unit=metric.unit)
-        if metric.aggregation not in ADDITIVE:
-            chart.note = day_note(metric, tenants=False)
-        charts.append(chart)
-    return charts
-
-
 @tenant_view
 def tenant_dashboard(request):
     tenant = request.tenant_user.tenant
     now = timezone.now()
-    subscription = _active_subscription(tenant)
+    subscription = tenant_active_subscription(tenant=tenant)
     context = {"tenant": tenant, "tenant_user": request.tenant_user, "subscription": subscription, "now": now,
                "charges": [], "bill": None, "bill_error": "", "usage_error": ""}
     charged_codes: list[str] = []
@@ -121,7 +96,7 @@ def tenant_dashboard(request):
         start, end = subscription_period(subscription, now)
         spec = subscription.plan_version.to_spec()
         charged_codes = [charge.metric for charge in spec.charges]
-        metrics = {m.code: m for m in Metric.objects.filter(code__in=charged_codes)}
+        metrics = metrics_by_code(codes=charged_codes)
         try:
             # The period's hours as billing counts them (a boundary inside an hour moves to its start).
             quantities = period_quantities(subscription_or_tenant=tenant, metrics=list(metrics.values()),
@@ -141,9 +116,7 @@ def tenant_dashboard(request):
     else:
         context.update(zip(("period_start", "period_end"), calendar_period(now, "month"), strict=True))
     context["period_last_day"] = context["period_end"] - timedelta(seconds=1)  # the end is exclusive
-    chart_metrics = list(Metric.objects.filter(code__in=charged_codes).order_by("code")) if charged_codes else \
-        list(Metric.objects.order_by("code"))
-    context["usage_charts"] = usage_over_time(tenant=tenant, metrics=chart_metrics)
-    context["invoices"] = list(Invoice.objects.filter(tenant=tenant).exclude(status=InvoiceStatus.DRAFT)
-                               .order_by("-period_start", "-created_at")[:24])
+    chart_metrics = list(metrics_by_code(codes=charged_codes or None).values())
+    context["usage_charts"] = tenant_usage_charts(tenant=tenant, metrics=chart_metrics, end=now.date(), days=USAGE_DAYS)
+    context["invoices"] = tenant_invoices_issued(tenant=tenant, limit=INVOICES_SHOWN)
     return render(request, "portal/dashboards/tenant.html", context)

@@ -11,7 +11,7 @@ from tenants.identity import IdentityError, get_identity_backend
 
 class TenantUserBackend:
     def authenticate(self, request, username=None, password=None, **kwargs):
-        from tenants.models import TenantUser
+        from tenants.models import USABLE_TENANT_STATUSES, TenantUser
 
         if not username or not password:
             return None
@@ -23,7 +23,7 @@ class TenantUserBackend:
             return None
         if not tenant_user.is_active or not tenant_user.user.is_active:
             return None
-        if tenant_user.tenant.status not in ("trialing", "active"):
+        if tenant_user.tenant.status not in USABLE_TENANT_STATUSES:
             return None
         try:
             get_identity_backend().authenticate(username=tenant_user.username, password=password)

@@ -17,8 +17,6 @@ from tenants.identity.tokens import TokenError, verify_token
 
 logger = logging.getLogger(__name__)
 
-USABLE_TENANT_STATUSES = ("trialing", "active")
-
 
 def _refuse(reason: str):
     logger.info("token refused: %s", reason)
@@ -53,7 +51,7 @@ class TokenAuthentication(BaseAuthentication):
         return self.authenticate_token(token)
 
     def authenticate_token(self, token: str):
-        from tenants.models import TenantUser
+        from tenants.models import USABLE_TENANT_STATUSES, TenantUser
 
         try:
             config = get_identity_backend().verifier_config()

@@ -1,6 +1,7 @@
 """Tenant-side models, a module per concern; import them all here so Django finds them."""
 
 from tenants.models.commercial import (
+    USABLE_TENANT_STATUSES,
     BillingCycle,
     Charge,
     Plan,
@@ -27,6 +28,7 @@ __all__ = [
     "SubscriptionStatus",
     "Tenant",
     "TenantStatus",
+    "USABLE_TENANT_STATUSES",
     "TenantRole",
     "TenantUser",
     "LocalIdentity",

@@ -12,6 +12,11 @@ class TenantStatus(models.TextChoices):
     CANCELLED = "cancelled", "Cancelled"
 
 
+# The statuses in which a tenant's users sign in, get tokens and call the API (and in which a tenant starts):
+# the one definition every check uses.
+USABLE_TENANT_STATUSES = frozenset({TenantStatus.TRIALING, TenantStatus.ACTIVE})
+
+
 slug_validator = RegexValidator(
     r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$",
     "Use 1 to 63 lowercase letters, digits and inner hyphens (the slug names the tenant's Cognito group).",

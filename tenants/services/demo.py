@@ -12,13 +12,12 @@ from tenants.identity.base import generate_temporary_password
 from tenants.models import (
     BillingCycle,
     Plan,
-    Subscription,
-    SubscriptionStatus,
     Tenant,
     TenantRole,
     TenantStatus,
     TenantUser,
 )
+from tenants.selectors import tenant_has_active_subscription
 from tenants.services.identity import tenant_user_create
 from tenants.services.lifecycle import tenant_create
 from tenants.services.subscriptions import subscription_create
@@ -61,7 +60,7 @@ def demo_load(*, admin_username: str = "admin", admin_password: str | None = Non
         if tenant is None:
             tenant = tenant_create(slug=slug, name=name, contact_email=f"billing@{slug}.example", status=TenantStatus.ACTIVE)
             result.lines.append(f"tenant {slug}: created")
-        if not Subscription.objects.filter(tenant=tenant, status=SubscriptionStatus.ACTIVE).exists():
+        if not tenant_has_active_subscription(tenant=tenant):
             version = Plan.objects.get(code=plan_code).current_version
             # No trial for the demo: its point is to show a billed month on the first start.
             subscription_create(tenant=tenant, plan_version=version, started_at=start, billing_cycle=cycle, with_trial=False)

@@ -13,12 +13,10 @@ from django.utils import timezone
 from portal.kernel import ApplicationError, end_sentence
 from tenants.identity import IdentityError, get_identity_backend
 from tenants.identity.base import generate_temporary_password
-from tenants.models import EmailKind, Tenant, TenantRole, TenantStatus, TenantUser
+from tenants.models import USABLE_TENANT_STATUSES, EmailKind, Tenant, TenantRole, TenantStatus, TenantUser
 from tenants.services.email import email_queue
 
 logger = logging.getLogger(__name__)
-
-USABLE_TENANT_STATUSES = (TenantStatus.TRIALING, TenantStatus.ACTIVE)
 
 
 def _portal_login(username: str, email: str):
@@ -158,6 +156,17 @@ def tenant_user_invite(*, tenant: Tenant, email: str, invited_by: TenantUser | N
         tenant_user, temporary = tenant_user_create(tenant=tenant, email=email, role=TenantRole.MEMBER)
         send_temporary_password(
             tenant_user=tenant_user, password=temporary, reason=end_sentence(f"You were invited to {tenant.name} on {settings.PROVIDER_NAME}")
+        )
+    return tenant_user
+
+
+def tenant_user_add(*, tenant: Tenant, email: str, role: str = TenantRole.MEMBER) -> TenantUser:
+    """Staff add a user of any role to a tenant: created with a temporary password that is emailed to them."""
+    with transaction.atomic():  # the user and its email stand or fall together
+        tenant_user, temporary = tenant_user_create(tenant=tenant, email=email, role=role)
+        send_temporary_password(
+            tenant_user=tenant_user, password=temporary,
+            reason=end_sentence(f"An account was made for you at {tenant.name}"),
         )
     return tenant_user
 

@@ -1,12 +1,12 @@
 """The tenant status lifecycle: the allowed transitions, enforced here and nowhere else."""
 
-from datetime import timedelta
-
 from django.db import transaction
 from django.utils import timezone
 
 from portal.kernel import ApplicationError
-from tenants.models import Subscription, SubscriptionStatus, Tenant, TenantStatus
+from tenants.models import USABLE_TENANT_STATUSES, Tenant, TenantStatus
+from tenants.selectors import subscriptions_active, tenants_with_trial_over
+from tenants.services.subscriptions import subscription_end
 from tenants.signals import tenant_status_changed
 
 ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
@@ -18,7 +18,7 @@ ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
 
 
 def tenant_create(*, slug: str, name: str, contact_email: str, status: str = TenantStatus.ACTIVE) -> Tenant:
-    if status not in (TenantStatus.TRIALING, TenantStatus.ACTIVE):
+    if status not in USABLE_TENANT_STATUSES:
         raise ApplicationError(f"A new tenant starts trialing or active, not {status}.")
     tenant = Tenant(slug=slug, name=name, contact_email=contact_email, status=status, status_changed_at=timezone.now())
     tenant.full_clean()
@@ -46,11 +46,8 @@ def tenant_transition(*, tenant: Tenant, to_status: str, at=None) -> Tenant:
         locked.save(update_fields=["status", "status_changed_at", "updated_at"])
         if to_status == TenantStatus.CANCELLED:
             # A cancelled tenant is billed up to now and no further.
-            for sub in Subscription.objects.select_for_update().filter(tenant=locked, status=SubscriptionStatus.ACTIVE):
-                sub.status = SubscriptionStatus.ENDED
-                if sub.ends_at is None or sub.ends_at > at:
-                    sub.ends_at = max(at, sub.started_at + timedelta(seconds=1))
-                sub.save(update_fields=["status", "ends_at", "updated_at"])
+            for sub in subscriptions_active(tenant=locked):
+                subscription_end(subscription=sub, at=at, before_start="clamp")
         transaction.on_commit(
             lambda: tenant_status_changed.send(
                 sender=Tenant, tenant=locked, from_status=from_status, to_status=to_status
@@ -75,9 +72,5 @@ def tenant_cancel(*, tenant: Tenant) -> Tenant:
 def tenants_end_trials(*, now=None) -> list[Tenant]:
     """Trialing tenants whose subscription's trial has ended become active (a second run finds none)."""
     now = now or timezone.now()
-    due = Tenant.objects.filter(
-        status=TenantStatus.TRIALING,
-        subscriptions__status=SubscriptionStatus.ACTIVE,
-        subscriptions__trial_ends_at__lte=now,
-    ).distinct()
-    return [tenant_transition(tenant=tenant, to_status=TenantStatus.ACTIVE, at=now) for tenant in due]
+    return [tenant_transition(tenant=tenant, to_status=TenantStatus.ACTIVE, at=now)
+            for tenant in tenants_with_trial_over(now=now)]

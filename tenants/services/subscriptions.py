@@ -1,10 +1,12 @@
-"""Subscriptions: start one, change its plan (recorded with its time), end it."""
+"""Subscriptions: start one, change its plan (recorded with its time), set its trial's end, end it."""
 
 from datetime import datetime, timedelta
+from typing import Literal
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from metering.pricing import trial_ends_at as plan_trial_end
 from portal.kernel import ApplicationError
 from tenants.models import (
     BillingCycle,
@@ -15,6 +17,10 @@ from tenants.models import (
     SubscriptionStatus,
     Tenant,
 )
+from tenants.selectors import subscriptions_active, tenant_has_active_subscription
+
+# The database wants an end after the start; a subscription ended before it starts lasts this long.
+SHORTEST_SUBSCRIPTION = timedelta(seconds=1)
 
 
 def subscription_create(
@@ -24,12 +30,16 @@ def subscription_create(
     started_at: datetime | None = None,
     billing_cycle: str = BillingCycle.CALENDAR,
     with_trial: bool = True,
+    trial_ends_at: datetime | None = None,
 ) -> Subscription:
-    """Subscribe a tenant; the database refuses a second active subscription, reported as ApplicationError."""
+    """Subscribe a tenant; the database refuses a second active subscription, reported as ApplicationError.
+
+    The trial ends as the plan version says (`with_trial=False`: no trial), unless `trial_ends_at` sets it.
+    """
     started_at = started_at or timezone.now()
-    trial_ends_at = None
-    if with_trial and plan_version.trial_days:
-        trial_ends_at = started_at + timedelta(days=plan_version.trial_days)
+    if trial_ends_at is None and with_trial:
+        trial_ends_at = plan_trial_end(started_at, plan_version.trial_days)
+    _check_trial_end(started_at, trial_ends_at)
     subscription = Subscription(
         tenant=tenant,
         plan_version=plan_version,
@@ -41,7 +51,7 @@ def subscription_create(
         with transaction.atomic():
             subscription.save()
     except IntegrityError as exc:
-        if Subscription.objects.filter(tenant=tenant, status=SubscriptionStatus.ACTIVE).exists():
+        if tenant_has_active_subscription(tenant=tenant):
             raise ApplicationError(f"Tenant {tenant.slug} already has an active subscription.") from exc
         raise
     return subscription
@@ -75,23 +85,51 @@ def subscription_move_to_latest(*, plan: Plan, at: datetime | None = None) -> in
     """Move every active subscriber of `plan` to its newest version; returns how many moved."""
     latest = plan.current_version
     moved = 0
-    for sub in Subscription.objects.filter(plan_version__plan=plan, status=SubscriptionStatus.ACTIVE).exclude(
-        plan_version=latest
-    ):
+    for sub in subscriptions_active(plan=plan).exclude(plan_version=latest):
         subscription_change_plan(subscription=sub, plan_version=latest, at=at)
         moved += 1
     return moved
 
 
-def subscription_end(*, subscription: Subscription, at: datetime | None = None) -> Subscription:
+def _check_trial_end(started_at: datetime, trial_ends_at: datetime | None) -> None:
+    if trial_ends_at is not None and trial_ends_at < started_at:
+        raise ApplicationError("A trial cannot end before the subscription starts.")
+
+
+def subscription_set_trial_end(*, subscription: Subscription, trial_ends_at: datetime | None) -> Subscription:
+    """Move (or remove, with None) the end of a subscription's trial, e.g. staff extending a trial."""
+    with transaction.atomic():
+        sub = Subscription.objects.select_for_update().get(pk=subscription.pk)
+        if sub.trial_ends_at == trial_ends_at:
+            return sub
+        _check_trial_end(sub.started_at, trial_ends_at)
+        sub.trial_ends_at = trial_ends_at
+        sub.save(update_fields=["trial_ends_at", "updated_at"])
+    return sub
+
+
+def subscription_end(
+    *, subscription: Subscription, at: datetime | None = None, before_start: Literal["refuse", "clamp"] = "refuse"
+) -> Subscription:
+    """End a subscription at `at` (default now): it is ended, and billed up to its end.
+
+    The one rule for ending, whoever asks. An end already set earlier than `at` is kept (the subscription is
+    billed to the earlier one). An end at or before the start is the caller's choice of two: "refuse" (an
+    ApplicationError: staff ending one by hand are told) or "clamp" (it ends SHORTEST_SUBSCRIPTION after its
+    start: a tenant's cancellation must end every subscription, also one that has not started yet).
+    An ended subscription is left as it is (a second call changes nothing).
+    """
     at = at or timezone.now()
     with transaction.atomic():
         sub = Subscription.objects.select_for_update().get(pk=subscription.pk)
         if sub.status == SubscriptionStatus.ENDED:
             return sub
         if at <= sub.started_at:
-            raise ApplicationError("A subscription cannot end before it starts.")
+            if before_start == "refuse":
+                raise ApplicationError("A subscription cannot end before it starts.")
+            at = sub.started_at + SHORTEST_SUBSCRIPTION
         sub.status = SubscriptionStatus.ENDED
-        sub.ends_at = at
+        if sub.ends_at is None or sub.ends_at > at:
+            sub.ends_at = at
         sub.save(update_fields=["status", "ends_at", "updated_at"])
     return sub
