@@ -12,8 +12,10 @@ from django.core.management import call_command
 from django.db import connection
 
 from metering.models import FinalizedInvoiceError, HourlyUsage, Invoice, InvoiceStatus, LineType, Metric
-from metering.services import billing
-from metering.services.billing import billing_run, invoice_finalize, invoice_reissue, projected_bill
+from metering.selectors.billing import projected_bill
+from metering.services.billing import run as billing_module
+from metering.services.billing.invoices import invoice_finalize, invoice_reissue
+from metering.services.billing.run import billing_run
 from tenants.models import BillingCycle
 from tenants.services.subscriptions import subscription_change_plan, subscription_create, subscription_end
 from tenants.tests.factories import SAMPLE_FILE, TenantFactory, import_sample_plans
@@ -187,7 +189,7 @@ def test_cancelled_subscription_bills_its_last_partial_period(versions):
 
 def test_run_killed_half_way_is_finished_by_a_rerun(versions):
     subs = [_subscribe(f"t{i}", versions["starter"]) for i in range(4)]
-    real = billing.invoice_create
+    real = billing_module.invoice_create
     calls = {"n": 0}
 
     def dies_on_the_third(**kwargs):
@@ -196,8 +198,8 @@ def test_run_killed_half_way_is_finished_by_a_rerun(versions):
             raise RuntimeError("worker killed")
         return real(**kwargs)
 
-    with (mock.patch.object(billing, "BATCH_SIZE", 2),
-          mock.patch.object(billing, "invoice_create", side_effect=dies_on_the_third), pytest.raises(RuntimeError)):
+    with (mock.patch.object(billing_module, "BATCH_SIZE", 2),
+          mock.patch.object(billing_module, "invoice_create", side_effect=dies_on_the_third), pytest.raises(RuntimeError)):
         bill(NOV)
     assert Invoice.objects.count() == 2, "the first batch is committed, the one that died is rolled back whole"
     assert not Invoice.objects.filter(lines__isnull=True).exists(), "no half-written invoice"

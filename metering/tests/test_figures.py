@@ -23,7 +23,7 @@ from metering.models import (
     MonthlyUsage,
     UnattributedUsage,
 )
-from metering.services.billing import billing_run
+from metering.services.billing.run import billing_run
 from metering.services.sync import usage_sync
 from metering.services.traffic import generate_batches, traffic_tenants_ensure
 from metering.tests.api_fixtures import *  # noqa: F403

@@ -16,7 +16,8 @@ from metering.models import DailyUsage, Invoice, InvoiceStatus, Metric
 from metering.pricing.documents import ChargeSpec
 from metering.pricing.engine import calendar_period
 from metering.selectors import ADDITIVE, period_quantities
-from metering.services.billing import projected_bill, subscription_period
+from metering.selectors.billing import projected_bill
+from metering.services.billing.periods import subscription_period
 from metering.services.sync import floor_hour
 from portal.dashboards.charts import Chart, Series
 from portal.dashboards.selectors import _as_date, day_note, days_between, display_quantity, metric_label
