@@ -12,6 +12,7 @@ from django.core.management import call_command
 from django.db import connection
 
 from metering.models import FinalizedInvoiceError, HourlyUsage, Invoice, InvoiceStatus, LineType, Metric
+from metering.pricing import price_added_usage, price_charge
 from metering.selectors.billing import projected_bill
 from metering.services.billing import run as billing_module
 from metering.services.billing.invoices import invoice_finalize, invoice_reissue
@@ -130,6 +131,25 @@ def test_late_usage_after_finalization_goes_on_the_next_invoice(versions):
     # The late usage is billed once: the next invoice does not bill it again.
     january = bill(datetime(2027, 1, 1, tzinfo=UTC), finalize_now=True).created[0]
     assert not january.lines.filter(type=LineType.LATE_USAGE).exists()
+
+
+def test_late_usage_of_a_graduated_charge_is_priced_by_the_engine_at_the_margin(versions):
+    sub = _subscribe("acme", versions["pro"])
+    add_usage(sub.tenant, "api_calls", OCT + timedelta(days=2), 999_000)
+    october = bill(NOV, finalize_now=True).created[0]
+    assert october.lines.get(type=LineType.USAGE, metric_code="api_calls").amount == Decimal("494.50")
+    add_usage(sub.tenant, "api_calls", OCT + timedelta(days=30), 3001)  # crosses into the third tier
+    november = bill(DEC, finalize_now=True).created[0]
+    late = november.lines.get(type=LineType.LATE_USAGE)
+    charge = versions["pro"].to_spec().charges[0]
+    # What the period's whole quantity costs less what was billed (not the 3,001 calls priced alone, 0.00):
+    # 990,000 × 0.0005 + 2,001 × 0.0002 + 25.00 = 520.40, less 494.50.
+    engine = price_charge(charge, Decimal(1_002_001), "USD") - price_charge(charge, Decimal(999_000), "USD")
+    assert (late.quantity, late.amount, late.unit_amount) == (Decimal("3001"), engine, None)
+    assert late.amount == Decimal("25.90")
+    assert late.amount == price_added_usage(charge, billed=Decimal(999_000), quantity=Decimal(1_002_001),
+                                            currency="USD")
+    assert november.total == Decimal("100.00") + Decimal("25.90")  # the true-up concerns November's own lines
 
 
 def test_anniversary_cycle(versions):

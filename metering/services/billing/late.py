@@ -4,9 +4,8 @@ to (docs/plans.md, "Drafts and late usage").
 
 Each metric's added quantity is its quantity over the period now less what was billed for it (the sent
 invoice's usage lines and the late lines that adjusted it since, drafts not counted), summed over the
-period's parts; it is priced with the pricing engine's ``price_charge`` under the charge of the plan
-in force at the period's end: the charge at the whole quantity less the charge at the billed one,
-never below 0.
+period's parts; it is priced by the pricing engine (``price_added_usage``) under the charge of the plan
+in force at the period's end: the charge at the whole quantity less the charge at the billed one.
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ from decimal import Decimal
 from django.db.models import Q, Sum
 
 from metering.models import Invoice, InvoiceLine, InvoiceStatus, LineType
-from metering.pricing import price_charge
+from metering.pricing import price_added_usage, unit_amount_shown
 from metering.services.billing.catalog import Catalog
 from metering.services.billing.periods import period_segments
 from tenants.models import Subscription
@@ -89,9 +88,8 @@ def late_usage_rows(
                 "metric_code": code,
                 "model": charge.model,
                 "quantity": quantity - already,
-                "unit_amount": charge.unit_amount if charge.model == "per_unit" else None,
-                "amount": max(price_charge(charge, quantity, plan.currency) - price_charge(charge, already, plan.currency),
-                              Decimal(0)),
+                "unit_amount": unit_amount_shown(charge),
+                "amount": price_added_usage(charge, billed=already, quantity=quantity, currency=plan.currency),
                 "period_start": invoice.period_start,
                 "period_end": invoice.period_end,
                 "adjusts": invoice,
