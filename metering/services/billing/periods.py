@@ -8,11 +8,11 @@ period, the hours of usage each part counts, and the pricing of one period (docs
 - Trials: usage before the trial ends is not counted (the engine bills no base fee for that time).
 - A cancellation ends the subscription: its last period is billed up to the end, prorated. A
   suspension does not: the base fee keeps running (only the tenant's API calls are refused).
-- Usage is kept per hour: a part counts the hours that begin in it, with the subscription's end moved up
-  to the end of its hour (its last partial hour is billed).
+- Usage is kept per hour: a boundary inside an hour moves to the start of that hour, except the
+  subscription's end, which moves to the end of it (the first and last partial hours are billed).
 
-Nothing here writes; the billing run, the invoices and the projected bill (metering.selectors.billing)
-all price a period through price_subscription_period.
+Nothing here writes. Invoices and the projected bill (metering.selectors.billing) price a period through
+price_subscription_period; late usage reads a period's segments again (period_segments).
 """
 
 from __future__ import annotations

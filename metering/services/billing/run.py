@@ -24,8 +24,8 @@ Locking and transactions (the one place this is written):
   billing run, at its start, marks failed any run whose heartbeat is older than RUN_STALE_AFTER_SECONDS.
 - A rerun, or a second run at the same time, bills only the periods without a live invoice and
   finalizes only what is still a draft: each (subscription, period) gets exactly one live invoice (a
-  partial unique constraint holds that in the database too). The beat task is ``acks_late``: a
-  worker killed mid-run leaves the task to be run again.
+  partial unique constraint holds that in the database too). Nothing retries a killed run itself:
+  the next one (the beat runs billing every hour) bills the rest.
 - On SQLite ``select_for_update`` is a no-op; its writers are serialized by the database lock instead.
 """
 
