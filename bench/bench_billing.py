@@ -75,7 +75,7 @@ def main() -> None:
     from django.db import connection, transaction
 
     from metering.models import HourlyUsage, Invoice
-    from metering.services.billing import billing_run
+    from metering.services.billing.run import billing_run
     from tenants.models import EmailDelivery, Metric, Plan, Subscription, Tenant
     from tenants.services.plans import plans_import
 

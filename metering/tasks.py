@@ -31,7 +31,7 @@ def run_billing(as_of: str | None = None, period: str | None = None) -> dict:
     """Bill closed periods and finalize due drafts; a rerun (or a second worker) adds nothing."""
     from datetime import datetime
 
-    from metering.services.billing import billing_run
+    from metering.services.billing.run import billing_run
 
     result = billing_run(
         as_of=datetime.fromisoformat(as_of) if as_of else None, period=period, triggered_by="celery"

@@ -27,7 +27,8 @@ from metering.pricing import (
     tiers_document,
 )
 from metering.selectors import backfill_pending, period_quantities
-from metering.services.billing import projected_bill, subscription_period
+from metering.selectors.billing import projected_bill
+from metering.services.billing.periods import subscription_period
 from metering.services.sync import floor_hour
 from tenants.models import Metric, Subscription, TenantUser
 from tenants.selectors import tenant_active_subscription

@@ -1,12 +1,15 @@
 """Usage in the portal database: hourly rows per tenant and metric, their daily and monthly rollups, unattributed usage, sync state.
 
 Values are the metric's raw aggregate (events, bytes, distinct values...) BEFORE its divisor: the
-divisor is applied once, by metering.selectors.period_quantities, so that changing a metric's
-divisor does not need a resync. Every row holds its bucket's exact figure (docs/plans.md): count and sum
-metrics add up from hours to days and months; a max metric's day or month is the largest of its
-hours; a unique_count metric's day or month is the distinct count over the whole day or month,
-which the usage sync asks of the lake (distinct values in a month are not the sum of those of its
-days).
+divisor is applied when a figure is read, never stored (metering.selectors.period_quantities for
+billing and the current totals, metering.api.selectors.scaled for the API's buckets, and the
+dashboards' and the admin's display), so that changing a metric's divisor does not need a resync.
+Every row holds its bucket's exact figure (docs/plans.md): count and sum metrics add up from hours to
+days and months; a max metric's day or month is the largest of its hours; a unique_count metric's day
+or month is the distinct count over the whole day or month, which the usage sync asks of the lake
+(distinct values in a month are not the sum of those of its days). The one exception: the distinct
+counts of a month listed in RollupBackfill (synced before they were exact) wait for the sync to
+compute them, and meanwhile the period quantities of that month ask the lake.
 """
 
 from django.db import models

@@ -20,6 +20,9 @@ The rules, to the cent:
   commitment, and a segment wholly inside the trial prices its usage at 0 (not even a first tier's
   flat amount). The quantities given for a segment that ends after the trial are priced as they are:
   the caller passes quantities that already exclude usage recorded during the trial.
+- Late usage (usage of a period that reached the portal after its invoice was sent) is priced at the
+  margin by ``price_added_usage``: the charge at the period's whole quantity less the charge at the
+  quantity already billed, both rounded as usage lines are, never below 0.
 - Metric divisors are applied by the usage side; the engine receives the final quantity.
 """
 
@@ -102,6 +105,15 @@ def price_charge(charge: ChargeSpec, quantity: Decimal, currency: str) -> Decima
     step = quantum(currency)
     with localcontext(ARITHMETIC_CONTEXT):
         return _exact_amount(charge, quantity, currency).quantize(step, rounding=ROUND_HALF_UP)
+
+
+def price_added_usage(charge: ChargeSpec, *, billed: Decimal, quantity: Decimal, currency: str) -> Decimal:
+    """What usage added after ``billed`` was invoiced costs (a late-usage line): the charge priced at the
+    whole ``quantity`` less the charge priced at ``billed``, each rounded as ``price_charge`` rounds a usage
+    line, so that the lines of a period add up to the price of its final quantity. Never below 0: a volume
+    tier or a custom rule can price more usage lower, and a sent invoice is not credited."""
+    added = price_charge(charge, quantity, currency) - price_charge(charge, billed, currency)
+    return added if added > 0 else ZERO.quantize(quantum(currency))
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ from django.utils import timezone
 from sqlglot import exp
 
 from metering.lake import Lake, get_lake, queries
-from metering.services.billing import billing_run
+from metering.services.billing.run import billing_run
 from metering.services.sync import ceil_hour, usage_sync
 from metering.services.traffic import traffic_generate
 from tenants.models import Tenant, TenantStatus

@@ -13,7 +13,7 @@ from django.contrib.auth import get_user_model
 from rest_framework.test import APIClient
 
 from metering.models import HourlyUsage
-from metering.services.billing import invoice_create, invoice_finalize
+from metering.services.billing.invoices import invoice_create, invoice_finalize
 from tenants.identity import tokens
 from tenants.models import Metric, TenantRole
 from tenants.services import identity as identity_services

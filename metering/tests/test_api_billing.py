@@ -7,7 +7,7 @@ import pytest
 
 from metering.models import Invoice, InvoiceStatus
 from metering.pricing import format_amount
-from metering.services.billing import projected_bill
+from metering.selectors.billing import projected_bill
 from metering.tests.api_fixtures import *  # noqa: F403
 
 pytestmark = pytest.mark.django_db

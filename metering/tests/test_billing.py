@@ -12,8 +12,11 @@ from django.core.management import call_command
 from django.db import connection
 
 from metering.models import FinalizedInvoiceError, HourlyUsage, Invoice, InvoiceStatus, LineType
-from metering.services import billing
-from metering.services.billing import billing_run, invoice_finalize, invoice_reissue, projected_bill
+from metering.pricing import price_added_usage, price_charge
+from metering.selectors.billing import projected_bill
+from metering.services.billing import run as billing_module
+from metering.services.billing.invoices import invoice_finalize, invoice_reissue
+from metering.services.billing.run import billing_run
 from tenants.models import BillingCycle, Metric
 from tenants.services.subscriptions import subscription_change_plan, subscription_create, subscription_end
 from tenants.tests.factories import SAMPLE_FILE, TenantFactory, import_sample_plans
@@ -130,6 +133,25 @@ def test_late_usage_after_finalization_goes_on_the_next_invoice(versions):
     assert not january.lines.filter(type=LineType.LATE_USAGE).exists()
 
 
+def test_late_usage_of_a_graduated_charge_is_priced_by_the_engine_at_the_margin(versions):
+    sub = _subscribe("acme", versions["pro"])
+    add_usage(sub.tenant, "api_calls", OCT + timedelta(days=2), 999_000)
+    october = bill(NOV, finalize_now=True).created[0]
+    assert october.lines.get(type=LineType.USAGE, metric_code="api_calls").amount == Decimal("494.50")
+    add_usage(sub.tenant, "api_calls", OCT + timedelta(days=30), 3001)  # crosses into the third tier
+    november = bill(DEC, finalize_now=True).created[0]
+    late = november.lines.get(type=LineType.LATE_USAGE)
+    charge = versions["pro"].to_spec().charges[0]
+    # What the period's whole quantity costs less what was billed (not the 3,001 calls priced alone, 0.00):
+    # 990,000 × 0.0005 + 2,001 × 0.0002 + 25.00 = 520.40, less 494.50.
+    engine = price_charge(charge, Decimal(1_002_001), "USD") - price_charge(charge, Decimal(999_000), "USD")
+    assert (late.quantity, late.amount, late.unit_amount) == (Decimal("3001"), engine, None)
+    assert late.amount == Decimal("25.90")
+    assert late.amount == price_added_usage(charge, billed=Decimal(999_000), quantity=Decimal(1_002_001),
+                                            currency="USD")
+    assert november.total == Decimal("100.00") + Decimal("25.90")  # the true-up concerns November's own lines
+
+
 def test_anniversary_cycle(versions):
     start = datetime(2026, 9, 15, 12, tzinfo=UTC)
     sub = _subscribe("acme", versions["pro"], start=start, billing_cycle=BillingCycle.ANNIVERSARY)
@@ -187,7 +209,7 @@ def test_cancelled_subscription_bills_its_last_partial_period(versions):
 
 def test_run_killed_half_way_is_finished_by_a_rerun(versions):
     subs = [_subscribe(f"t{i}", versions["starter"]) for i in range(4)]
-    real = billing.invoice_create
+    real = billing_module.invoice_create
     calls = {"n": 0}
 
     def dies_on_the_third(**kwargs):
@@ -196,8 +218,8 @@ def test_run_killed_half_way_is_finished_by_a_rerun(versions):
             raise RuntimeError("worker killed")
         return real(**kwargs)
 
-    with (mock.patch.object(billing, "BATCH_SIZE", 2),
-          mock.patch.object(billing, "invoice_create", side_effect=dies_on_the_third), pytest.raises(RuntimeError)):
+    with (mock.patch.object(billing_module, "BATCH_SIZE", 2),
+          mock.patch.object(billing_module, "invoice_create", side_effect=dies_on_the_third), pytest.raises(RuntimeError)):
         bill(NOV)
     assert Invoice.objects.count() == 2, "the first batch is committed, the one that died is rolled back whole"
     assert not Invoice.objects.filter(lines__isnull=True).exists(), "no half-written invoice"

@@ -15,7 +15,7 @@ from django.db.models.functions import TruncDay
 
 from metering.lake.local import LocalLake
 from metering.models import DailyUsage, HourlyUsage, InvoiceLine, LineType, MonthlyUsage, UnattributedUsage
-from metering.services.billing import billing_run
+from metering.services.billing.run import billing_run
 from metering.services.sync import usage_sync
 from metering.services.traffic import generate_batches, traffic_tenants_ensure
 from metering.tests.api_fixtures import *  # noqa: F403

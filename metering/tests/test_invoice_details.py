@@ -16,7 +16,8 @@ from django.urls import reverse
 from rest_framework.test import APIClient
 
 from metering.models import FinalizedInvoiceError, Invoice, InvoiceStatus
-from metering.services.billing import billing_run, invoice_finalize
+from metering.services.billing.invoices import invoice_finalize
+from metering.services.billing.run import billing_run
 from metering.tests.test_billing import NOV, OCT, add_usage
 from tenants.models import TenantUser
 from tenants.services.subscriptions import subscription_create
@@ -276,7 +277,7 @@ def test_metric_divisors_are_plain_decimals(tenant_api):
 
 
 def test_a_paid_or_void_invoice_asks_for_no_payment(invoice, staff_client):
-    from metering.services.billing import invoice_mark_paid, invoice_void
+    from metering.services.billing.invoices import invoice_mark_paid, invoice_void
 
     invoice_mark_paid(invoice=invoice, at=datetime(2026, 11, 20, tzinfo=UTC))
     page = " ".join(staff_client.get(invoice.get_absolute_url()).content.decode().split())
@@ -289,7 +290,7 @@ def test_a_paid_or_void_invoice_asks_for_no_payment(invoice, staff_client):
 
 def _invoice_for_void(invoice):
     """Another finalized invoice of the same tenant (November), to void."""
-    from metering.services.billing import invoice_create
+    from metering.services.billing.invoices import invoice_create
 
     nov = invoice_create(subscription=invoice.subscription, period_start=NOV, period_end=datetime(2026, 12, 1, tzinfo=UTC),
                          as_of=datetime(2026, 12, 1, tzinfo=UTC))

@@ -13,7 +13,7 @@ from django.db import connection
 from django.utils import timezone
 
 from metering.models import HourlyUsage, Invoice, InvoiceStatus
-from metering.services.billing import invoice_void
+from metering.services.billing.invoices import invoice_void
 from tenants.models import DeliveryStatus, EmailDelivery, EmailKind, Metric
 from tenants.services import email as email_services
 from tenants.services.email import _enqueue as enqueue_on_the_broker

@@ -9,7 +9,8 @@ from django.urls import reverse
 
 from metering.lake import get_lake
 from metering.models import Invoice, InvoiceStatus
-from metering.services.billing import billing_run, invoice_finalize
+from metering.services.billing.invoices import invoice_finalize
+from metering.services.billing.run import billing_run
 from metering.tests.test_billing import NOV, OCT, add_usage
 from tenants.models import TenantUser
 from tenants.services.subscriptions import subscription_create

@@ -14,6 +14,7 @@ from metering.pricing import (
     parse_plan,
     period_bounds,
     preview_document,
+    price_added_usage,
     price_charge,
     price_period,
     price_plan,
@@ -126,6 +127,17 @@ def test_graduated_boundaries(quantity, expected):
 )
 def test_volume_boundaries(quantity, expected):
     assert price(charge("volume", tiers=THREE_TIERS), quantity) == D(expected)
+
+
+def test_added_usage_is_priced_at_the_margin_and_never_below_zero():
+    graduated = charge("graduated", tiers=THREE_TIERS)
+    volume = charge("volume", tiers=THREE_TIERS)
+    # 10 -> 11 units: tier 2's first unit and its flat amount (15.50 - 12.00), not 1 unit priced alone.
+    assert price_added_usage(graduated, billed=D(10), quantity=D(11), currency="USD") == D("3.50")
+    assert price_added_usage(volume, billed=D(5), quantity=D(10), currency="USD") == D("5.00")
+    # Volume: 11 units cost less than 10 (8.50 < 12.00); a sent invoice is not credited.
+    added = price_added_usage(volume, billed=D(10), quantity=D(11), currency="USD")
+    assert added == D(0) and str(added) == "0.00"
 
 
 PLANS_TIERS = [{"up_to": 100, "unit_amount": "1.00", "flat_amount": "5.00"}, {"up_to": None, "unit_amount": "0.50"}]

@@ -16,7 +16,8 @@ from metering.pricing import tier_index, unit_amount_shown
 from metering.pricing.documents import ChargeSpec
 from metering.pricing.engine import calendar_period
 from metering.selectors import period_quantities
-from metering.services.billing import projected_bill, subscription_period
+from metering.selectors.billing import projected_bill
+from metering.services.billing.periods import subscription_period
 from metering.services.sync import floor_hour
 from portal.dashboards.selectors import (
     tenant_invoices_issued,

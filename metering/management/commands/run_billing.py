@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from metering.management import retries_logged
 from metering.pricing import format_amount
-from metering.services.billing import billing_run
+from metering.services.billing.run import billing_run
 from portal.kernel import ApplicationError
 
 

@@ -1,4 +1,5 @@
-"""Reads on usage: the period quantities that billing, the price preview, the API and dashboards show.
+"""Reads on usage: a tenant's quantity of each metric over a period, as billing, the REST API and the
+dashboards count it, and the hour, day and month bucket arithmetic they share.
 
 One truth per figure (docs/plans.md): a period's quantity is what an invoice of that period bills. Count
 and sum metrics add their hours up. A max metric's figure is the largest of its hours (the hourly

@@ -1,0 +1,33 @@
+"""Reads on billing: the projected bill, what the tenant's next invoice would be if its period closed now.
+
+The API's /api/v1/projected-bill/ and the tenant dashboard both show this one figure; it is priced
+exactly as the billing run prices a period (metering.services.billing.periods), on the usage known now.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.utils import timezone
+
+from metering.pricing import PricedPeriod
+from metering.services.billing.catalog import Catalog
+from metering.services.billing.periods import (
+    price_subscription_period,
+    subscription_period,
+    with_metric_names,
+)
+from tenants.selectors import tenant_active_subscription
+
+
+def projected_bill(*, tenant, as_of: datetime | None = None) -> PricedPeriod | None:
+    """The tenant's upcoming invoice: its active subscription's period containing `as_of` (now by default)
+    priced on its usage so far, lines described as on invoices; None without an active subscription, or
+    before it starts. Late usage of earlier periods, which the invoice would add, is not included."""
+    as_of = as_of or timezone.now()
+    subscription = tenant_active_subscription(tenant=tenant)
+    if subscription is None or subscription.started_at > as_of:
+        return None
+    start, end = subscription_period(subscription, as_of)
+    catalog = Catalog()
+    return with_metric_names(price_subscription_period(subscription, start, end, catalog), catalog.metric_names())
