@@ -136,12 +136,12 @@ def tenant_api_keys_page(request):
             form = ApiKeyForm()
     return render(request, "tenants/area_api_keys.html", {
         "form": form, "keys": tenant_api_keys(tenant=me.tenant), "raw_key": raw_key,
-        "curl": _api_curl(request, raw_key) if raw_key else "",
+        "curl": _api_curl(raw_key) if raw_key else "",
     })
 
 
-def _api_curl(request, raw_key: str) -> str:
-    return f'curl -H "Authorization: Bearer {raw_key}" "{request.build_absolute_uri("/api/v1/usage/current/")}"'
+def _api_curl(raw_key: str) -> str:
+    return f'curl -H "Authorization: Bearer {raw_key}" "{settings.PORTAL_BASE_URL.rstrip("/")}/api/v1/usage/current/"'
 
 
 @tenant_view

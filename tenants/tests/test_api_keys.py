@@ -121,7 +121,8 @@ def test_last_used_is_written_at_most_once_a_minute(django_assert_num_queries):
 
 # --- the tenant area ---------------------------------------------------------------------------------------
 
-def test_the_owner_makes_a_key_that_is_shown_once(client, acme):
+def test_the_owner_makes_a_key_that_is_shown_once(client, acme, settings):
+    settings.PORTAL_BASE_URL = "https://portal.example/"
     tenant, owner, _ = acme
     client.force_login(owner.user)
     assert 'href="/tenant/api-keys/"' in client.get("/tenant/").content.decode()
@@ -130,6 +131,7 @@ def test_the_owner_makes_a_key_that_is_shown_once(client, acme):
     page = response.content.decode()
     raw_key = KEY_RE.search(page).group(0)
     assert "it is shown this once" in page and 'data-copy="api-key"' in page and "portal/copy.js" in page
+    assert f"Bearer {raw_key}" in page and "https://portal.example/api/v1/usage/current/" in page
     api_key = ApiKey.objects.get()
     assert (api_key.tenant, api_key.name, api_key.scopes, api_key.created_by) == (
         tenant, "billing export", ["usage:read"], owner.user)
