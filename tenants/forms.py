@@ -7,7 +7,8 @@ from django.utils.text import slugify
 
 from metering.pricing.documents import json_loads_bounded
 from tenants.identity.passwords import CognitoPasswordPolicyValidator
-from tenants.models import PlanVersion
+from tenants.models import ApiKeyScope, PlanVersion
+from tenants.models.api_keys import API_KEY_NAME_MAX_LENGTH
 from tenants.models.commercial import slug_validator
 
 # Bounds of the fields, checked on the form so that the database never sees a longer value: an email
@@ -64,6 +65,14 @@ class VerifyForm(forms.Form):
 
 class InviteForm(forms.Form):
     email = forms.EmailField(max_length=EMAIL_MAX_LENGTH)
+
+
+class ApiKeyForm(forms.Form):
+    """A new API key: what it is for, and what it may do (both scopes unless unticked)."""
+
+    name = forms.CharField(max_length=API_KEY_NAME_MAX_LENGTH, help_text="What the key is for, e.g. “billing export”.")
+    scopes = forms.MultipleChoiceField(choices=ApiKeyScope.choices, widget=forms.CheckboxSelectMultiple,
+                                       initial=ApiKeyScope.values)
 
 
 class TokenForm(forms.Form):

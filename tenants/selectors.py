@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet
 
 from tenants.models import (
+    ApiKey,
     Metric,
     Plan,
     PlanVersion,
@@ -67,3 +68,8 @@ def metrics_by_code(*, codes: Iterable[str] | None = None) -> dict[str, Metric]:
     if codes is not None:
         queryset = queryset.filter(code__in=list(codes))
     return {metric.code: metric for metric in queryset}
+
+
+def tenant_api_keys(*, tenant: Tenant) -> QuerySet[ApiKey]:
+    """The tenant's API keys, live ones first, newest first."""
+    return ApiKey.objects.filter(tenant=tenant).order_by(F("revoked_at").desc(nulls_first=True), "-created_at")

@@ -12,6 +12,8 @@ urlpatterns = [
     path("tenant/", views_tenant.tenant_home, name="tenant-home"),
     path("tenant/users/", views_tenant.tenant_users, name="tenant-users"),
     path("tenant/users/<int:pk>/<slug:action>/", views_tenant.tenant_user_action, name="tenant-user-action"),
+    path("tenant/api-keys/", views_tenant.tenant_api_keys_page, name="tenant-api-keys"),
+    path("tenant/api-keys/<int:pk>/revoke/", views_tenant.tenant_api_key_revoke, name="tenant-api-key-revoke"),
     path("tenant/token/", views_tenant.tenant_token, name="tenant-token"),
     path("tenant/password/", views_tenant.tenant_password, name="tenant-password"),
 ]

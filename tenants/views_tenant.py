@@ -1,4 +1,4 @@
-"""The tenant area: a signed-in tenant user's plan, users (the owner manages them) and API token.
+"""The tenant area: a signed-in tenant user's plan, users and API keys (the owner manages them) and API token.
 
 Every view goes through `tenant_view`, which resolves the caller's TenantUser and scopes everything to its
 tenant, so no view can reach another tenant's users.
@@ -15,12 +15,18 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
 from portal.kernel import ApplicationError, pipeline_setting
-from tenants.forms import ChangePasswordForm, InviteForm, TokenForm
+from tenants.forms import ApiKeyForm, ChangePasswordForm, InviteForm, TokenForm
 from tenants.identity import InvalidCredentials, get_identity_backend
 from tenants.identity.lockout import guarded_password_check
-from tenants.models import USABLE_TENANT_STATUSES, TenantRole, TenantUser
-from tenants.selectors import tenant_active_subscription, tenant_user_of_login, tenant_users_listed
+from tenants.models import USABLE_TENANT_STATUSES, ApiKey, TenantRole, TenantUser
+from tenants.selectors import (
+    tenant_active_subscription,
+    tenant_api_keys,
+    tenant_user_of_login,
+    tenant_users_listed,
+)
 from tenants.services import identity as svc
+from tenants.services.api_keys import api_key_create, api_key_revoke
 
 
 def tenant_view(view=None, *, password_page=False):
@@ -103,6 +109,52 @@ def tenant_user_action(request, pk: int, action: str):
     else:
         messages.success(request, f"{target.email}: {action}d.")
     return redirect("tenant-users")
+
+
+def _owner_only(request, reason: str):
+    return render(request, "tenants/area_denied.html", {"reason": reason}, status=403)
+
+
+@tenant_view
+@never_cache
+@require_http_methods(["GET", "POST"])
+def tenant_api_keys_page(request):
+    """The owner's API keys: make one (the key is on this answer only, never again), list them, revoke them."""
+    me = request.tenant_user
+    if me.role != TenantRole.OWNER:
+        return _owner_only(request, "Only the owner manages API keys.")
+    form = ApiKeyForm(request.POST or None)
+    raw_key = None
+    if request.method == "POST" and form.is_valid():
+        try:
+            api_key, raw_key = api_key_create(tenant=me.tenant, name=form.cleaned_data["name"],
+                                              scopes=form.cleaned_data["scopes"], created_by=request.user)
+        except ApplicationError as exc:
+            form.add_error(None, exc.message)
+        else:
+            messages.success(request, f"Key “{api_key.name}” is made: copy it now, it is not shown again.")
+            form = ApiKeyForm()
+    return render(request, "tenants/area_api_keys.html", {
+        "form": form, "keys": tenant_api_keys(tenant=me.tenant), "raw_key": raw_key,
+        "curl": _api_curl(raw_key) if raw_key else "",
+    })
+
+
+def _api_curl(raw_key: str) -> str:
+    return f'curl -H "Authorization: Bearer {raw_key}" "{settings.PORTAL_BASE_URL.rstrip("/")}/api/v1/usage/current/"'
+
+
+@tenant_view
+@require_POST
+def tenant_api_key_revoke(request, pk: int):
+    me = request.tenant_user
+    if me.role != TenantRole.OWNER:
+        return _owner_only(request, "Only the owner manages API keys.")
+    # Scoped to the caller's tenant: another tenant's key id is a 404.
+    api_key = get_object_or_404(ApiKey, pk=pk, tenant=me.tenant)
+    api_key_revoke(api_key=api_key, by=request.user)
+    messages.success(request, f"Key “{api_key.name}” (mk_{api_key.prefix}_…) is revoked.")
+    return redirect("tenant-api-keys")
 
 
 @tenant_view

@@ -1,7 +1,8 @@
 """The one base class of every tenant-facing API view: it resolves the caller's tenant and scopes querysets to it.
 
 Two ways in, one class:
-- /api/v1/<...>: a tenant user (ID token, or the tenant area's session). The tenant is the caller's own;
+- /api/v1/<...>: a tenant user (ID token, or the tenant area's session), or a tenant's API key
+  (`Bearer mk_…`, tenants.identity.api_keys) holding the view's `required_scopes`. The tenant is the caller's own (a key's: the key's tenant);
   a `tenant` query parameter naming any other tenant is answered 404, as is any object of another tenant
   (querysets are filtered by ``scope_queryset`` before a lookup, so an id of another tenant is "not found").
 - /api/v1/admin/tenants/<tenant>/<...>: staff only (tenant tokens get 403); the tenant is the one named.
@@ -19,6 +20,7 @@ from rest_framework.generics import GenericAPIView
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.throttling import SimpleRateThrottle
 
+from tenants.identity.api_keys import ApiKeyAuthentication, HasScopes, request_api_key
 from tenants.identity.authentication import TokenAuthentication
 from tenants.models import USABLE_TENANT_STATUSES, Tenant
 
@@ -40,7 +42,8 @@ class Pagination(PageNumberPagination):
 
 
 class TokenThrottle(SimpleRateThrottle):
-    """API_THROTTLE_RATE per caller: the token's `sub` for tenant tokens, the user for staff, the IP otherwise."""
+    """API_THROTTLE_RATE per caller: the key's prefix for API keys, the token's `sub` for tenant tokens, the user
+    for staff, the IP otherwise."""
 
     scope = "api"
 
@@ -49,7 +52,10 @@ class TokenThrottle(SimpleRateThrottle):
 
     def get_cache_key(self, request, view):
         claims = request.auth if isinstance(request.auth, dict) else None
-        if claims and claims.get("sub"):
+        api_key = request_api_key(request)
+        if api_key is not None:
+            ident = f"key:{api_key.prefix}"
+        elif claims and claims.get("sub"):
             ident = f"sub:{claims['sub']}"
         elif request.user and request.user.is_authenticated:
             ident = f"user:{request.user.pk}"
@@ -59,9 +65,12 @@ class TokenThrottle(SimpleRateThrottle):
 
 
 class IsTenantUser(permissions.BasePermission):
-    message = "This endpoint is for tenant users (an ID token); staff use /api/v1/admin/tenants/<tenant>/..."
+    message = ("This endpoint is for tenant users (an ID token) and tenant API keys; "
+               "staff use /api/v1/admin/tenants/<tenant>/...")
 
     def has_permission(self, request, view):
+        if request_api_key(request) is not None:
+            return True  # the key's tenant is usable: ApiKeyAuthentication refuses the others
         tenant_user = caller_tenant_user(request)
         if tenant_user is None:
             return False
@@ -87,23 +96,38 @@ def caller_tenant_user(request):
     return getattr(user, "tenant_user", None)
 
 
+def caller_tenant(request) -> Tenant | None:
+    """The tenant a tenant-scope request acts for: its API key's, or its tenant user's; None otherwise."""
+    api_key = request_api_key(request)
+    if api_key is not None:
+        return api_key.tenant
+    tenant_user = caller_tenant_user(request)
+    return tenant_user.tenant if tenant_user is not None else None
+
+
 class APIBase(GenericAPIView):
     """Authentication, throttling and pagination shared by the tenant and the admin scope."""
 
-    authentication_classes = [TokenAuthentication, SessionAuthentication, BasicAuthentication]
+    # ApiKeyAuthentication first: it takes only `Bearer mk_…` and leaves every other token to TokenAuthentication.
+    authentication_classes = [ApiKeyAuthentication, TokenAuthentication, SessionAuthentication, BasicAuthentication]
     throttle_classes = [TokenThrottle]
     pagination_class = Pagination
     permission_classes = [IsStaff]
 
 
 class TenantScopedView(APIBase):
-    """Base of every view that shows one tenant's data (see the module docstring)."""
+    """Base of every view that shows one tenant's data (see the module docstring).
+
+    `required_scopes`: what an API key must hold to call the view; None (the default) refuses keys.
+    """
+
+    required_scopes: tuple[str, ...] | None = None
 
     def is_admin_scope(self) -> bool:
         return TENANT_URL_KWARG in self.kwargs
 
     def get_permissions(self):
-        return [IsStaff()] if self.is_admin_scope() else [IsTenantUser()]
+        return [IsStaff()] if self.is_admin_scope() else [IsTenantUser(), HasScopes()]
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)  # authentication, permissions, throttling
@@ -112,7 +136,7 @@ class TenantScopedView(APIBase):
     def _resolve_tenant(self, request) -> Tenant:
         if self.is_admin_scope():
             return get_object_or_404(Tenant, slug=self.kwargs[TENANT_URL_KWARG])
-        tenant = caller_tenant_user(request).tenant
+        tenant = caller_tenant(request)
         asked = request.query_params.get(TENANT_URL_KWARG)
         if asked is not None and asked != tenant.slug:
             # Never confirm that another tenant exists: the same answer as for an unknown one.

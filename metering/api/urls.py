@@ -3,7 +3,7 @@
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from metering.api import admin_views, schema, views  # noqa: F401  (schema registers the token scheme)
+from metering.api import admin_views, schema, views  # noqa: F401  (schema registers the token and key schemes)
 
 # The tenant's data; mounted at /api/v1/ for tenant tokens and at /api/v1/admin/tenants/<tenant>/ for staff.
 tenant_patterns = [

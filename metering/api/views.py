@@ -1,6 +1,7 @@
 """Tenant-scope endpoints (/api/v1/...): usage, current totals, projected bill, invoices, plan, users.
 
 Every view is a TenantScopedView: the same classes serve staff under /api/v1/admin/tenants/<tenant>/...
+API keys with `usage:read` read everything here but the tenant's users (people's data is for people).
 """
 
 from __future__ import annotations
@@ -30,18 +31,21 @@ from metering.selectors import backfill_pending, period_quantities
 from metering.selectors.billing import projected_bill
 from metering.services.billing.periods import subscription_period
 from metering.services.sync import floor_hour
-from tenants.models import Metric, Subscription, TenantUser
+from tenants.models import ApiKeyScope, Metric, Subscription, TenantUser
 from tenants.selectors import tenant_active_subscription
 
 CSV_RENDERERS = [JSONRenderer, CSVRenderer, BrowsableAPIRenderer]
 ERRORS = {
     400: OpenApiResponse(description="A query parameter is invalid; the body names it and says why."),
     401: OpenApiResponse(description="No valid credentials."),
-    403: OpenApiResponse(description="The caller may not use this endpoint (e.g. a tenant token on a staff endpoint)."),
+    403: OpenApiResponse(description="The caller may not use this endpoint (e.g. a tenant token on a staff endpoint, or an API key without the scope the endpoint needs)."),
     404: OpenApiResponse(description="No such object for this tenant (another tenant's objects are never found)."),
     429: OpenApiResponse(description="Too many requests for this token: retry after the Retry-After header's seconds."),
     503: OpenApiResponse(description="The figures asked for are being computed (after an upgrade): retry in a few minutes."),
 }
+
+
+USAGE_READ = (ApiKeyScope.USAGE_READ.value,)
 
 
 def errors(*codes):
@@ -62,6 +66,8 @@ class UsageView(TenantScopedView):
     (or month) bucket of a unique_count metric is refused (400, saying what to ask instead): use
     granularity=hour, whole days or months, or leave the metric out.
     """
+
+    required_scopes = USAGE_READ
 
     renderer_classes = CSV_RENDERERS
     serializer_class = serializers.UsageBucketSerializer
@@ -116,6 +122,8 @@ class CurrentUsageView(TenantScopedView):
     them (a boundary inside an hour moves to that hour's start).
     """
 
+    required_scopes = USAGE_READ
+
     serializer_class = serializers.CurrentUsageSerializer
     pagination_class = None
 
@@ -142,6 +150,8 @@ _NO_DIVISOR = Metric(divisor=1)  # period_quantities has applied the divisor alr
 
 class ProjectedBillView(TenantScopedView):
     """The upcoming invoice: the current period priced on its usage so far, as billing would price it."""
+
+    required_scopes = USAGE_READ
 
     serializer_class = serializers.ProjectedBillSerializer
     pagination_class = None
@@ -186,6 +196,8 @@ class InvoiceQuerysetMixin:
 class InvoiceListView(InvoiceQuerysetMixin, TenantScopedView, ListAPIView):
     """Invoices, newest period first; filter by status and by period start."""
 
+    required_scopes = USAGE_READ
+
     renderer_classes = CSV_RENDERERS
     serializer_class = serializers.InvoiceSerializer
 
@@ -211,6 +223,8 @@ class InvoiceListView(InvoiceQuerysetMixin, TenantScopedView, ListAPIView):
 class InvoiceDetailView(InvoiceQuerysetMixin, TenantScopedView, RetrieveAPIView):
     """One invoice with its lines (`id` is the invoice's public UUID)."""
 
+    required_scopes = USAGE_READ
+
     serializer_class = serializers.InvoiceDetailSerializer
     lookup_field = "public_id"
     lookup_url_kwarg = "invoice"
@@ -227,6 +241,8 @@ class InvoiceDetailView(InvoiceQuerysetMixin, TenantScopedView, RetrieveAPIView)
 
 class InvoiceLinesView(InvoiceQuerysetMixin, TenantScopedView, ListAPIView):
     """The lines of one invoice, in order (JSON or CSV)."""
+
+    required_scopes = USAGE_READ
 
     renderer_classes = CSV_RENDERERS
     serializer_class = serializers.InvoiceLineSerializer
@@ -246,6 +262,8 @@ class InvoiceLinesView(InvoiceQuerysetMixin, TenantScopedView, ListAPIView):
 
 class PlanView(TenantScopedView):
     """The active subscription and its plan version's document."""
+
+    required_scopes = USAGE_READ
 
     serializer_class = serializers.TenantPlanSerializer
     pagination_class = None
@@ -285,6 +303,8 @@ class TenantUserDetailView(TenantScopedView, RetrieveAPIView):
 
 class MetricListView(TenantScopedView, ListAPIView):
     """The provider's metrics (the same catalogue for every tenant): the codes `usage/` accepts."""
+
+    required_scopes = USAGE_READ
 
     serializer_class = serializers.MetricSerializer
 

@@ -1,5 +1,6 @@
 """Tenant-side models, a module per concern; import them all here so Django finds them."""
 
+from tenants.models.api_keys import ApiKey, ApiKeyScope
 from tenants.models.commercial import (
     USABLE_TENANT_STATUSES,
     BillingCycle,
@@ -19,6 +20,8 @@ from tenants.models.metrics import Aggregation, Metric
 from tenants.models.signup import SignupRequest, SignupStatus
 
 __all__ = [
+    "ApiKey",
+    "ApiKeyScope",
     "BillingCycle",
     "Charge",
     "Plan",
