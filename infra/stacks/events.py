@@ -195,6 +195,8 @@ class EventsToIcebergStack(Stack):
                 cloud_watch_logging_options=logging,
                 # One table and no unique keys: every record is an insert. The portal sends an event once;
                 # a record Firehose redelivers is the same (tenant_id, transaction_id), which readers count once.
+                # Append-only lets a Direct PUT stream scale past its default throughput (5 MiB/s or less).
+                append_only=True,
                 destination_table_configuration_list=[
                     Cfn.DestinationTableConfigurationProperty(
                         destination_database_name=database, destination_table_name=table_name

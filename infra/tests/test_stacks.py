@@ -694,6 +694,7 @@ def test_events_stream_is_direct_put_into_the_events_table(synth):
                 {
                     "CatalogConfiguration": {"CatalogArn": f"arn:aws:glue:{REGION}:{ACCOUNT}:catalog"},
                     "RoleARN": role_arn,
+                    "AppendOnly": True,
                     "BufferingHints": {"IntervalInSeconds": 60, "SizeInMBs": 128},
                     "CloudWatchLoggingOptions": logging,
                     "DestinationTableConfigurationList": [
