@@ -45,6 +45,19 @@ ICEBERG_COLUMNS: tuple[tuple[str, str, int], ...] = (
 PARTITION_SOURCE_COLUMN = "request_time"
 PARTITION_TRANSFORM = "day"
 
+# The events table (issue 15), in the same database: the rows the portal sends to the events stream as
+# JSON (timestamps in UTC; `properties` the event's properties as compact JSON, keys sorted). Field ids are
+# fixed as above. Partitioned by day(timestamp), the event's own time, as the access log by request_time.
+EVENTS_COLUMNS: tuple[tuple[str, str, int], ...] = (
+    ("transaction_id", "string", 1),
+    ("tenant_id", "string", 2),
+    ("code", "string", 3),
+    ("timestamp", "timestamp", 4),
+    ("properties", "string", 5),
+    ("received_at", "timestamp", 6),
+)
+EVENTS_PARTITION_SOURCE_COLUMN = "timestamp"
+
 _NAME_RE = re.compile(r"^[a-z0-9_]{1,255}$")
 _STREAM_RE = re.compile(r"^[a-zA-Z0-9_.-]{1,64}$")
 _WORKGROUP_RE = re.compile(r"^[a-zA-Z0-9._-]{1,128}$")
@@ -99,6 +112,17 @@ class PipelineConfig:
     athena_output_prefix: str = "athena-results/"
     athena_results_expiration_days: int = 30
     cognito_self_sign_up: bool = False
+    # The events pipeline (events_configuration; every key optional). The table's location defaults to
+    # {database_name}/{events_table_name} in the bucket, beside the access-log table.
+    events_table_name: str = "events"
+    events_stream_name: str = "saas-metering-events"
+    events_buffering_interval_seconds: int = 60
+    events_buffering_size_mbs: int = 128
+    events_output_prefix: str = ""
+    events_error_output_prefix: str = (
+        "events-error/year=!{timestamp:yyyy}/month=!{timestamp:MM}/day=!{timestamp:dd}/hour=!{timestamp:HH}"
+        "/!{firehose:error-output-type}"
+    )
 
     # --- derived names -------------------------------------------------------------------------------
     @property
@@ -122,6 +146,24 @@ class PipelineConfig:
     def athena_output_location(self, bucket_name: str) -> str:
         return f"s3://{bucket_name}/{self.athena_output_prefix}"
 
+    @property
+    def events_log_group_name(self) -> str:
+        """The events stream's log group; its role's logs:PutLogEvents names exactly this."""
+        return f"/aws/kinesisfirehose/{self.events_stream_name}"
+
+    @property
+    def events_table_prefix(self) -> str:
+        """The events table's folder in the bucket: events_output_prefix, or {database}/{events table}."""
+        return self.events_output_prefix or f"{self.database_name}/{self.events_table_name}"
+
+    def events_table_location(self, bucket_name: str) -> str:
+        return f"s3://{bucket_name}/{self.events_table_prefix}"
+
+    @property
+    def events_error_prefix_static(self) -> str:
+        """The error prefix up to its first `!{...}` expression: the events role may write objects under it."""
+        return self.events_error_output_prefix.split("!{", 1)[0]
+
     # --- construction ------------------------------------------------------------------------------------
     @classmethod
     def from_context(cls, context: Mapping[str, Any]) -> PipelineConfig:
@@ -133,6 +175,7 @@ class PipelineConfig:
         table = _require(dfc, "destination_iceberg_table_configuration", where)
         athena = context.get("athena_configuration") or {}
         cognito = context.get("cognito_configuration") or {}
+        events = context.get("events_configuration") or {}
 
         stream_name = str(_require(dfc, "stream_name", where))
         if stream_name.startswith(APIGW_STREAM_PREFIX):
@@ -155,6 +198,7 @@ class PipelineConfig:
         error_output_prefix = str(_require(dfc, "error_output_prefix", where))
         if "!{" in error_output_prefix and "!{firehose:error-output-type}" not in error_output_prefix:
             raise ConfigError("error_output_prefix with expressions must contain !{firehose:error-output-type}")
+        output_prefix = str(_require(dfc, "output_prefix", where)).strip("/")
 
         workgroup = str(athena.get("workgroup_name", cls.athena_workgroup_name))
         if not _WORKGROUP_RE.match(workgroup):
@@ -171,7 +215,7 @@ class PipelineConfig:
             database_name=database_name,
             table_name=table_name,
             unique_keys=unique_keys,
-            output_prefix=str(_require(dfc, "output_prefix", where)).strip("/"),
+            output_prefix=output_prefix,
             error_output_prefix=error_output_prefix,
             s3_bucket=dfc.get("s3_bucket") or None,
             athena_workgroup_name=workgroup,
@@ -180,4 +224,59 @@ class PipelineConfig:
                 athena.get("results_expiration_days", cls.athena_results_expiration_days), 1, 3650,
                 "athena_configuration.results_expiration_days"),
             cognito_self_sign_up=bool(cognito.get("self_sign_up_enabled", cls.cognito_self_sign_up)),
+            **_events_fields(events, database_name=database_name, table_name=table_name,
+                             stream_name=APIGW_STREAM_PREFIX + stream_name, output_prefix=output_prefix,
+                             error_output_prefix=error_output_prefix),
         )
+
+
+def _overlaps(a: str, b: str) -> bool:
+    """Whether two S3 prefixes (no slashes at the ends) are the same or one holds the other."""
+    return a == b or a.startswith(b + "/") or b.startswith(a + "/")
+
+
+def _events_fields(
+    events: Mapping[str, Any], *, database_name: str, table_name: str, stream_name: str, output_prefix: str,
+    error_output_prefix: str,
+) -> dict[str, Any]:
+    """PipelineConfig's events_* fields from the optional `events_configuration` context key."""
+    where = "events_configuration"
+    if not isinstance(events, Mapping):
+        raise ConfigError(f"{where} must be an object, got {events!r}")
+    defaults = PipelineConfig.__dataclass_fields__
+    events_table = str(events.get("table_name", defaults["events_table_name"].default))
+    if not _NAME_RE.match(events_table):
+        raise ConfigError(f"{where}.table_name must be lowercase letters, digits and _ (Glue/Athena): {events_table!r}")
+    if events_table == table_name:
+        raise ConfigError(f"{where}.table_name must differ from the access-log table {table_name!r}")
+    events_stream = str(events.get("stream_name", defaults["events_stream_name"].default))
+    if not _STREAM_RE.match(events_stream):
+        raise ConfigError(f"{where}.stream_name is an invalid Firehose stream name: {events_stream!r}")
+    if events_stream == stream_name:
+        raise ConfigError(f"{where}.stream_name must differ from the access-log stream {stream_name!r}")
+    hints = events.get("buffering_hints") or {}
+    if not isinstance(hints, Mapping):
+        raise ConfigError(f"{where}.buffering_hints must be an object, got {hints!r}")
+    events_prefix = str(events.get("output_prefix") or f"{database_name}/{events_table}").strip("/")
+    if _overlaps(events_prefix, output_prefix):
+        raise ConfigError(f"{where}.output_prefix {events_prefix!r} overlaps the access-log table's {output_prefix!r}")
+    events_error = str(events.get("error_output_prefix", defaults["events_error_output_prefix"].default))
+    if "!{" in events_error and "!{firehose:error-output-type}" not in events_error:
+        raise ConfigError(f"{where}.error_output_prefix with expressions must contain !{{firehose:error-output-type}}")
+    static_error = events_error.split("!{", 1)[0].strip("/")
+    if not static_error or _overlaps(static_error, events_prefix):
+        raise ConfigError(f"{where}.error_output_prefix must start with a folder of its own outside the table: {events_error!r}")
+    if events_error == error_output_prefix:
+        raise ConfigError(f"{where}.error_output_prefix must differ from the access-log stream's")
+    return {
+        "events_table_name": events_table,
+        "events_stream_name": events_stream,
+        "events_buffering_interval_seconds": _int_in(
+            hints.get("interval_in_seconds", defaults["events_buffering_interval_seconds"].default), 0, 900,
+            f"{where}.buffering_hints.interval_in_seconds"),
+        "events_buffering_size_mbs": _int_in(
+            hints.get("size_in_mbs", defaults["events_buffering_size_mbs"].default), 1, 128,
+            f"{where}.buffering_hints.size_in_mbs"),
+        "events_output_prefix": events_prefix,
+        "events_error_output_prefix": events_error,
+    }

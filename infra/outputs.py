@@ -22,6 +22,7 @@ FIREHOSE_ROLE_STACK = "SaaSMeteringDemoFirehoseToIcebergRoleStack"
 LAKE_FORMATION_STACK = "SaaSMeteringDemoGrantLFPermissionsOnFirehoseRole"
 FIREHOSE_STACK = "SaaSMeteringDemoRandomGenApiLogToFirehose"
 API_STACK = "SaaSMeteringDemoRandomGenApiGw"
+EVENTS_STACK = "SaaSMeteringDemoEventsFirehoseToIceberg"
 
 STACK_NAMES: tuple[str, ...] = (
     S3_STACK,
@@ -32,6 +33,7 @@ STACK_NAMES: tuple[str, ...] = (
     LAKE_FORMATION_STACK,
     FIREHOSE_STACK,
     API_STACK,
+    EVENTS_STACK,
 )
 
 # Every output of every stack: {stack: {output key: description}}. The tests assert that each stack's
@@ -74,6 +76,15 @@ STACK_OUTPUTS: dict[str, dict[str, str]] = {
         "RestApiAccessLogToFirehoseARN": "Firehose stream receiving the prod stage's access logs",
         "Region": "region everything is deployed in",
     },
+    EVENTS_STACK: {
+        "EventsTableName": "the Iceberg table of events (same Glue database as the access-log table)",
+        "EventsTableLocation": "S3 location of the events table",
+        "EventsFirehoseStreamName": "name of the Direct PUT stream the portal sends events to",
+        "EventsFirehoseStreamArn": "ARN of the events stream",
+        "EventsFirehoseRoleArn": "ARN of the role the events stream assumes",
+        "EventsFirehoseLogGroupName": "CloudWatch log group of the events stream's delivery errors",
+        "EventsPutRecordsPolicyArn": "managed policy to attach to the portal's identity: PutRecordBatch on the events stream",
+    },
 }
 
 
@@ -87,7 +98,8 @@ class PortalSetting:
 
 
 # What the portal reads back after a deploy. Setting names are portal/settings.py's environment variables;
-# the last three have no setting yet and are listed so that a portal page can show them.
+# LAKE_S3_BUCKET and DATA_FIREHOSE_STREAM_NAME have no setting yet and are listed so that a portal page can
+# show them (METERED_API_URL is the portal's METERED_API_BASE_URL).
 PORTAL_SETTINGS: tuple[PortalSetting, ...] = (
     PortalSetting("AWS_REGION", API_STACK, "Region"),
     PortalSetting("COGNITO_REGION", API_STACK, "Region"),
@@ -100,6 +112,8 @@ PORTAL_SETTINGS: tuple[PortalSetting, ...] = (
     PortalSetting("METERED_API_URL", API_STACK, "RestApiEndpoint"),
     PortalSetting("LAKE_S3_BUCKET", S3_STACK, "S3BucketName"),
     PortalSetting("DATA_FIREHOSE_STREAM_NAME", FIREHOSE_STACK, "DataFirehoseStreamName"),
+    PortalSetting("LAKE_EVENTS_TABLE", EVENTS_STACK, "EventsTableName"),
+    PortalSetting("EVENTS_FIREHOSE_STREAM", EVENTS_STACK, "EventsFirehoseStreamName"),
 )
 
 

@@ -11,6 +11,7 @@ from infra.config import TRANSFORM_SOURCE, PipelineConfig
 from infra.stacks.api import RandomGenApiStack
 from infra.stacks.athena import AthenaWorkGroupStack
 from infra.stacks.catalog import IcebergTableStack
+from infra.stacks.events import EventsToIcebergStack
 from infra.stacks.firehose import FirehoseToIcebergStack
 from infra.stacks.firehose_role import FirehoseRoleStack
 from infra.stacks.lake_formation import DataLakePermissionsStack
@@ -19,7 +20,7 @@ from infra.stacks.transform_lambda import FirehoseDataProcLambdaStack
 
 # Stack-level tags (with @aws-cdk/core:explicitStackTags, Tags.of(stack) would not tag the stack).
 STACK_TAGS = {"project": "saas-metering-portal"}
-CONTEXT_KEYS = ("data_firehose_configuration", "athena_configuration", "cognito_configuration")
+CONTEXT_KEYS = ("data_firehose_configuration", "athena_configuration", "cognito_configuration", "events_configuration")
 
 
 def config_from_app(app: cdk.App) -> PipelineConfig:
@@ -33,7 +34,7 @@ def build_app(
     config: PipelineConfig | None = None,
     transform_source: Path = TRANSFORM_SOURCE,
 ) -> dict[str, cdk.Stack]:
-    """Add the eight stacks to `app`, each depending on the one before; return them by stack name.
+    """Add the nine stacks to `app`, each depending on the one before; return them by stack name.
 
     `config` defaults to the app's context; `transform_source` is the module the transform Lambda packages.
     """
@@ -66,7 +67,14 @@ def build_app(
         app, outputs.API_STACK, delivery_stream=firehose_stack.delivery_stream, **common
     )
 
-    ordered = [s3_stack, table_stack, athena_stack, lambda_stack, role_stack, lf_stack, firehose_stack, api_stack]
+    # The events pipeline (issue 15) comes last: it needs only the bucket and the database, and appending it
+    # leaves the eight access-log stacks as they were.
+    events_stack = EventsToIcebergStack(app, outputs.EVENTS_STACK, bucket=bucket, **common)
+
+    ordered = [
+        s3_stack, table_stack, athena_stack, lambda_stack, role_stack, lf_stack, firehose_stack, api_stack,
+        events_stack,
+    ]
     # A chain, as in the seed: `cdk deploy --all` deploys them one after another in this order, and any
     # single stack can be deployed once those before it exist.
     for before, after in zip(ordered, ordered[1:], strict=False):

@@ -70,3 +70,59 @@ def test_a_missing_key_is_named(context):
         PipelineConfig.from_context(context)
     with pytest.raises(ConfigError, match="context.data_firehose_configuration"):
         PipelineConfig.from_context({})
+
+
+def test_the_shipped_events_configuration(context):
+    config = PipelineConfig.from_context(context)
+    assert config.events_table_name == "events"
+    assert config.events_stream_name == "saas-metering-events"
+    assert config.events_log_group_name == "/aws/kinesisfirehose/saas-metering-events"
+    assert config.events_table_prefix == "restapi_access_log_iceberg_db/events"
+    assert config.events_table_location("b") == "s3://b/restapi_access_log_iceberg_db/events"
+    assert (config.events_buffering_interval_seconds, config.events_buffering_size_mbs) == (60, 128)
+    assert config.events_error_prefix_static == "events-error/year="
+
+
+def test_events_configuration_is_optional(context):
+    """Without the key (an environment override written before issue 15, say) the defaults apply."""
+    shipped = PipelineConfig.from_context(context)
+    del context["events_configuration"]
+    config = PipelineConfig.from_context(context)
+    for name in ("events_table_name", "events_stream_name", "events_table_prefix", "events_error_output_prefix",
+                 "events_buffering_interval_seconds", "events_buffering_size_mbs"):
+        assert getattr(config, name) == getattr(shipped, name), name
+
+
+def test_events_table_name_decides_its_location(context):
+    context["events_configuration"] = {"table_name": "usage_events"}
+    config = PipelineConfig.from_context(context)
+    assert config.events_table_name == "usage_events"
+    assert config.events_table_prefix == "restapi_access_log_iceberg_db/usage_events"
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("table_name", "Events", "lowercase"),
+        ("table_name", "restapi_access_log_iceberg", "differ from the access-log table"),
+        ("stream_name", "no spaces", "stream name"),
+        ("stream_name", "amazon-apigateway-random-gen", "differ from the access-log stream"),
+        ("buffering_hints", {"interval_in_seconds": 901}, "interval_in_seconds"),
+        ("buffering_hints", {"size_in_mbs": 0}, "size_in_mbs"),
+        ("output_prefix", "restapi_access_log_iceberg_db/restapi_access_log_iceberg/events", "overlaps"),
+        ("output_prefix", "restapi_access_log_iceberg_db", "overlaps"),
+        ("error_output_prefix", "events-error/!{timestamp:yyyy}/", "error-output-type"),
+        ("error_output_prefix", "!{firehose:error-output-type}/", "folder of its own"),
+        ("error_output_prefix", "restapi_access_log_iceberg_db/events/errors/", "folder of its own"),
+    ],
+)
+def test_unusable_events_values_are_refused(context, key, value, message):
+    context["events_configuration"][key] = value
+    with pytest.raises(ConfigError, match=message):
+        PipelineConfig.from_context(context)
+
+
+def test_events_configuration_must_be_an_object(context):
+    context["events_configuration"] = "events"
+    with pytest.raises(ConfigError, match="events_configuration must be an object"):
+        PipelineConfig.from_context(context)

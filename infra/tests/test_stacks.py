@@ -32,6 +32,7 @@ from aws_cdk.assertions import Annotations, Match, Template  # noqa: E402
 
 from infra import outputs  # noqa: E402
 from infra.config import (  # noqa: E402
+    EVENTS_COLUMNS,
     ICEBERG_COLUMNS,
     INFRA_DIR,
     TRANSFORM_SOURCE,
@@ -48,6 +49,8 @@ CONFIG = PipelineConfig.from_context(load_context_files())
 BUCKET = f"apigw-access-log-to-firehose-{REGION}-{ACCOUNT}"
 STREAM = "amazon-apigateway-random-gen"
 LOG_GROUP = f"/aws/kinesisfirehose/{STREAM}"
+EVENTS_STREAM = "saas-metering-events"
+EVENTS_LOG_GROUP = f"/aws/kinesisfirehose/{EVENTS_STREAM}"
 CURRENT_PYTHON_RUNTIMES = {"python3.12", "python3.13", "python3.14"}
 
 
@@ -630,6 +633,223 @@ def test_api_outputs(synth):
     endpoint = synth.template_json(outputs.API_STACK)["Outputs"]["RestApiEndpoint"]["Value"]["Fn::Join"][1]
     assert endpoint[0] == "https://" and endpoint[2] == f".execute-api.{REGION}."
     assert not isinstance(endpoint[-1], str) or not endpoint[-1].endswith("/")
+
+
+# --- stack 9: the events table, its Direct PUT stream and the portal's policy ----------------------------
+
+
+def events_template(synth) -> dict:
+    return synth.template_json(outputs.EVENTS_STACK)
+
+
+def test_events_table_columns_partitioning_and_location(synth):
+    table = only(events_template(synth), "AWS::Glue::Table")
+    props = table["Properties"]
+    assert props["CatalogId"] == ACCOUNT
+    assert props["DatabaseName"] == "restapi_access_log_iceberg_db"  # the access-log table's database
+    assert props["Name"] == "events"
+    iceberg = props["OpenTableFormatInput"]["IcebergInput"]
+    assert iceberg["MetadataOperation"] == "CREATE" and iceberg["Version"] == "2"
+    table_input = iceberg["IcebergTableInput"]
+    columns = [(f["Name"], f["Type"]) for f in table_input["Schema"]["Fields"]]
+    assert columns == [
+        ("transaction_id", "string"), ("tenant_id", "string"), ("code", "string"), ("timestamp", "timestamp"),
+        ("properties", "string"), ("received_at", "timestamp"),
+    ]
+    assert columns == [(name, kind) for name, kind, _ in EVENTS_COLUMNS]
+    ids = {f["Name"]: f["Id"] for f in table_input["Schema"]["Fields"]}
+    assert sorted(ids.values()) == [1, 2, 3, 4, 5, 6]
+    assert table_input["PartitionSpec"] == {
+        "SpecId": 0,
+        "Fields": [{"FieldId": 1000, "Name": "timestamp_day", "SourceId": ids["timestamp"], "Transform": "day"}],
+    }
+    assert table_input["Properties"] == {"write.format.default": "parquet", "write.parquet.compression-codec": "snappy"}
+    location = table_input["Location"]["Fn::Join"][1]
+    assert location[0] == "s3://"
+    assert location[1]["Fn::GetStackOutput"]["StackName"] == outputs.S3_STACK
+    assert location[2] == "/restapi_access_log_iceberg_db/events"
+
+
+def test_events_table_leaves_the_access_log_table_alone(synth):
+    # The events table is a table of its own, beside (not inside) the access-log table's location.
+    access_log = only(synth.template_json(outputs.TABLE_STACK), "AWS::Glue::Table")["Properties"]
+    events = only(events_template(synth), "AWS::Glue::Table")["Properties"]
+    assert access_log["Name"] != events["Name"]
+    access_location = access_log["OpenTableFormatInput"]["IcebergInput"]["IcebergTableInput"]["Location"]
+    events_location = events["OpenTableFormatInput"]["IcebergInput"]["IcebergTableInput"]["Location"]
+    assert not events_location["Fn::Join"][1][2].startswith(access_location["Fn::Join"][1][2] + "/")
+
+
+def test_events_stream_is_direct_put_into_the_events_table(synth):
+    template = synth.template(outputs.EVENTS_STACK)
+    role_id = next(iter(resources(events_template(synth), "AWS::IAM::Role")))
+    role_arn = {"Fn::GetAtt": [role_id, "Arn"]}
+    logging = {"Enabled": True, "LogGroupName": EVENTS_LOG_GROUP, "LogStreamName": "DestinationDelivery"}
+    template.has_resource_properties(
+        "AWS::KinesisFirehose::DeliveryStream",
+        {
+            "DeliveryStreamName": EVENTS_STREAM,
+            "DeliveryStreamType": "DirectPut",
+            "IcebergDestinationConfiguration": Match.object_like(
+                {
+                    "CatalogConfiguration": {"CatalogArn": f"arn:aws:glue:{REGION}:{ACCOUNT}:catalog"},
+                    "RoleARN": role_arn,
+                    "AppendOnly": True,
+                    "BufferingHints": {"IntervalInSeconds": 60, "SizeInMBs": 128},
+                    "CloudWatchLoggingOptions": logging,
+                    "DestinationTableConfigurationList": [
+                        {"DestinationDatabaseName": "restapi_access_log_iceberg_db", "DestinationTableName": "events"}
+                    ],
+                    "s3BackupMode": "FailedDataOnly",
+                    "S3Configuration": Match.object_like(
+                        {
+                            "BucketARN": stack_output_ref(outputs.S3_STACK),
+                            "RoleARN": role_arn,
+                            "CloudWatchLoggingOptions": logging,
+                            "Prefix": "restapi_access_log_iceberg_db/events",
+                            "ErrorOutputPrefix": CONFIG.events_error_output_prefix,
+                        }
+                    ),
+                }
+            ),
+        },
+    )
+    stream = only(events_template(synth), "AWS::KinesisFirehose::DeliveryStream")
+    destination = stream["Properties"]["IcebergDestinationConfiguration"]
+    # The portal sends rows in the table's shape: no transform Lambda, no upsert keys.
+    assert "ProcessingConfiguration" not in destination
+    assert "UniqueKeys" not in destination["DestinationTableConfigurationList"][0]
+    assert CONFIG.events_error_output_prefix.startswith("events-error/")
+    assert "!{firehose:error-output-type}" in CONFIG.events_error_output_prefix
+    # The log group the stream logs to exists (Firehose does not create it), with the stream's log stream.
+    template_json = events_template(synth)
+    assert only(template_json, "AWS::Logs::LogGroup")["Properties"]["LogGroupName"] == EVENTS_LOG_GROUP
+    assert only(template_json, "AWS::Logs::LogStream")["Properties"]["LogStreamName"] == "DestinationDelivery"
+
+
+def test_events_stream_is_created_after_what_firehose_checks(synth):
+    """Firehose checks at creation that its role can reach the table: the table, the role's policy and the
+    Lake Formation grants come first (and the log group, so the first errors are logged)."""
+    template = events_template(synth)
+    stream = only(template, "AWS::KinesisFirehose::DeliveryStream")
+    expected = {
+        *resources(template, "AWS::Glue::Table"),
+        *resources(template, "AWS::IAM::Policy"),
+        *resources(template, "AWS::LakeFormation::PrincipalPermissions"),
+        *resources(template, "AWS::Logs::LogGroup"),
+    }
+    assert expected <= set(stream["DependsOn"])
+
+
+def events_role_statements(synth) -> dict[str, dict]:
+    policy = only(events_template(synth), "AWS::IAM::Policy")
+    return {s["Sid"]: s for s in policy["Properties"]["PolicyDocument"]["Statement"]}
+
+
+def test_events_firehose_role_may_write_the_events_table_only(synth):
+    template = events_template(synth)
+    (role_id, role), = resources(template, "AWS::IAM::Role").items()
+    assert role["Properties"]["AssumeRolePolicyDocument"]["Statement"] == [
+        {
+            "Action": "sts:AssumeRole",
+            "Effect": "Allow",
+            "Principal": {"Service": "firehose.amazonaws.com"},
+            "Condition": {"StringEquals": {"sts:ExternalId": ACCOUNT}},
+        }
+    ]
+    assert only(template, "AWS::IAM::Policy")["Properties"]["Roles"] == [{"Ref": role_id}]
+    statements = events_role_statements(synth)
+    assert set(statements) == {"BucketLevel", "ObjectLevel", "GlueCatalog", "DeliveryErrorLogs"}
+    bucket_arn = stack_output_ref(outputs.S3_STACK)
+    Template.from_json({"Resources": {"P": {"Type": "X", "Properties": statements}}}).has_resource_properties(
+        "X",
+        {
+            "BucketLevel": Match.object_like({"Resource": bucket_arn}),
+            "ObjectLevel": Match.object_like(
+                {
+                    "Resource": Match.array_equals(
+                        [
+                            {"Fn::Join": ["", [bucket_arn, "/events-error/year=*"]]},
+                            {"Fn::Join": ["", [bucket_arn, "/restapi_access_log_iceberg_db/events/*"]]},
+                        ]
+                    )
+                }
+            ),
+        },
+    )
+    assert set(statements["ObjectLevel"]["Action"]) == {
+        "s3:AbortMultipartUpload", "s3:GetObject", "s3:PutObject", "s3:DeleteObject",
+    }
+    glue = statements["GlueCatalog"]
+    assert set(glue["Action"]) == {"glue:GetTable", "glue:GetDatabase", "glue:UpdateTable"}
+    assert glue["Resource"] == [
+        f"arn:aws:glue:{REGION}:{ACCOUNT}:catalog",
+        f"arn:aws:glue:{REGION}:{ACCOUNT}:database/restapi_access_log_iceberg_db",
+        f"arn:aws:glue:{REGION}:{ACCOUNT}:table/restapi_access_log_iceberg_db/events",
+    ]
+    logs = statements["DeliveryErrorLogs"]
+    assert logs["Action"] == "logs:PutLogEvents"
+    assert logs["Resource"] == f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{EVENTS_LOG_GROUP}:log-stream:*"
+
+
+def test_events_firehose_role_has_lake_formation_grants_on_the_events_table(synth):
+    template = synth.template(outputs.EVENTS_STACK)
+    role_id = next(iter(resources(events_template(synth), "AWS::IAM::Role")))
+    principal = {"DataLakePrincipalIdentifier": {"Fn::GetAtt": [role_id, "Arn"]}}
+    template.has_resource(
+        "AWS::LakeFormation::PrincipalPermissions",
+        {
+            "Properties": {
+                "Principal": principal,
+                "Permissions": ["SELECT", "INSERT", "DELETE", "DESCRIBE", "ALTER"],
+                "PermissionsWithGrantOption": [],
+                "Resource": {
+                    "Table": {"CatalogId": ACCOUNT, "DatabaseName": "restapi_access_log_iceberg_db", "Name": "events"}
+                },
+            },
+            "DependsOn": [next(iter(resources(events_template(synth), "AWS::Glue::Table")))],
+        },
+    )
+    template.has_resource_properties(
+        "AWS::LakeFormation::PrincipalPermissions",
+        {
+            "Principal": principal,
+            "Permissions": ["DESCRIBE"],
+            "Resource": {"Database": {"CatalogId": ACCOUNT, "Name": "restapi_access_log_iceberg_db"}},
+        },
+    )
+    template.resource_count_is("AWS::LakeFormation::PrincipalPermissions", 2)
+
+
+def test_portal_policy_puts_record_batches_on_the_events_stream_only(synth):
+    template = events_template(synth)
+    stream_id = next(iter(resources(template, "AWS::KinesisFirehose::DeliveryStream")))
+    (policy_id, policy), = resources(template, "AWS::IAM::ManagedPolicy").items()
+    assert policy["Properties"]["PolicyDocument"]["Statement"] == [
+        {
+            "Sid": "PutEvents",
+            "Action": "firehose:PutRecordBatch",
+            "Effect": "Allow",
+            "Resource": {"Fn::GetAtt": [stream_id, "Arn"]},
+        }
+    ]
+    # Attached to nobody here: the portal's identity is not this app's; the operator attaches the output.
+    for key in ("Roles", "Users", "Groups"):
+        assert key not in policy["Properties"]
+    assert template["Outputs"]["EventsPutRecordsPolicyArn"]["Value"] == {"Ref": policy_id}
+
+
+def test_events_outputs_are_what_the_portal_reads(synth):
+    template = synth.template(outputs.EVENTS_STACK)
+    template.has_output("EventsTableName", {"Value": "events"})
+    template.has_output("EventsFirehoseStreamName", {"Value": EVENTS_STREAM})
+    template.has_output("EventsFirehoseLogGroupName", {"Value": EVENTS_LOG_GROUP})
+    stream_id = next(iter(resources(events_template(synth), "AWS::KinesisFirehose::DeliveryStream")))
+    template.has_output("EventsFirehoseStreamArn", {"Value": {"Fn::GetAtt": [stream_id, "Arn"]}})
+    mapped = {item.setting: (item.stack, item.output_key) for item in outputs.PORTAL_SETTINGS}
+    assert mapped["LAKE_EVENTS_TABLE"] == (outputs.EVENTS_STACK, "EventsTableName")
+    assert mapped["EVENTS_FIREHOSE_STREAM"] == (outputs.EVENTS_STACK, "EventsFirehoseStreamName")
+    assert mapped["LAKE_DATABASE"] == (outputs.TABLE_STACK, "GlueDatabaseName")  # the events table's database too
 
 
 # --- the entry point ------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import textwrap
 import pytest
 from moto import mock_aws
 
-from infra.outputs import API_STACK, STACK_NAMES, STACK_OUTPUTS
+from infra.outputs import API_STACK, EVENTS_STACK, STACK_NAMES, STACK_OUTPUTS
 from portal.deployments.models import PipelineEnvironment
 
 ACCOUNT = "123456789012"  # moto's account: sts:GetCallerIdentity answers it under mock_aws
@@ -17,12 +17,13 @@ REGION = "eu-west-1"
 
 
 def fake_outputs(region: str = REGION) -> dict[str, dict[str, str]]:
-    """What `cdk deploy --outputs-file` writes for the eight stacks: a plausible value for every output."""
+    """What `cdk deploy --outputs-file` writes for the nine stacks: a plausible value for every output."""
     outputs = {stack: {key: f"{stack}-{key}" for key in keys} for stack, keys in STACK_OUTPUTS.items()}
     outputs[API_STACK].update({
         "UserPoolId": f"{region}_FakePool1", "UserPoolClientId": "fakeclient0123456789",
         "Region": region, "RestApiEndpoint": f"https://abc123.execute-api.{region}.amazonaws.com/prod",
     })
+    outputs[EVENTS_STACK].update({"EventsTableName": "events", "EventsFirehoseStreamName": "saas-metering-events"})
     return outputs
 
 
@@ -71,7 +72,8 @@ def fake_cdk(tmp_path, settings, monkeypatch):
     monkeypatch.setenv("FAKE_CDK_RECORD", str(record))
     monkeypatch.setenv("FAKE_CDK_MODE", "ok")
     for name in ("COGNITO_USER_POOL_ID", "COGNITO_CLIENT_ID", "COGNITO_REGION", "AWS_REGION", "LAKE_DATABASE",
-                 "LAKE_TABLE", "ATHENA_WORKGROUP", "ATHENA_OUTPUT_LOCATION", "METERED_API_BASE_URL"):
+                 "LAKE_TABLE", "ATHENA_WORKGROUP", "ATHENA_OUTPUT_LOCATION", "METERED_API_BASE_URL",
+                 "LAKE_EVENTS_TABLE", "EVENTS_FIREHOSE_STREAM"):
         monkeypatch.delenv(name, raising=False)
 
     def calls() -> list[dict]:

@@ -88,6 +88,23 @@ def test_no_active_environment_means_settings(db, settings, monkeypatch):
     assert pipeline_setting("ATHENA_WORKGROUP") == "primary"
 
 
+def test_deploy_outputs_name_the_events_stream_and_table(fake_cdk, aws_credentials, environment, queued,
+                                                        django_capture_on_commit_callbacks):
+    """Issue 15: the events stack's outputs become EVENTS_FIREHOSE_STREAM and LAKE_EVENTS_TABLE, which the
+    events sink reads with pipeline_setting; the run's context carries infra's events configuration."""
+    deployment = start_and_run(django_capture_on_commit_callbacks, queued, environment, "deploy")
+    assert deployment.status == DeploymentStatus.SUCCEEDED, deployment.log
+    environment.refresh_from_db()
+    assert environment.config["EVENTS_FIREHOSE_STREAM"] == "saas-metering-events"
+    assert environment.config["LAKE_EVENTS_TABLE"] == "events"
+    assert pipeline_setting("EVENTS_FIREHOSE_STREAM") == "saas-metering-events"
+    assert pipeline_setting("LAKE_EVENTS_TABLE") == "events"
+    assert pipeline_setting("LAKE_DATABASE") == environment.config["LAKE_DATABASE"]  # the events table's database
+    (call,) = fake_cdk()
+    context = json.loads((Path(call["cwd"]) / "cdk.context.json").read_text())
+    assert context["events_configuration"]["stream_name"] == "saas-metering-events"
+
+
 def test_failed_deploy_is_recorded_with_its_log(fake_cdk, aws_credentials, environment, queued, monkeypatch,
                                                  django_capture_on_commit_callbacks):
     monkeypatch.setenv("FAKE_CDK_MODE", "fail")
