@@ -111,6 +111,8 @@ class EventsView(TenantScopedView, ListAPIView):
         if caller_tenant_user(self.request) is not None:
             # Never confirm that another tenant exists: the same answer for any slug not the caller's.
             raise EventRefused("an event may only name the caller's own tenant")
+        if "\x00" in slug:
+            raise EventRefused("no such tenant")
         cache = self.__dict__.setdefault("_tenants", {})
         if slug not in cache:
             cache[slug] = Tenant.objects.filter(slug=slug).first()

@@ -128,6 +128,10 @@ def _insert_receipts(events: list[_Valid], *, received_at: datetime) -> set[tupl
 def _validated(event, *, tenant_for, now: datetime) -> _Valid:
     if not isinstance(event, dict):
         raise EventRefused("an event must be a JSON object")
+    try:
+        size = len(json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode())
+    except UnicodeEncodeError:
+        raise EventRefused("the event holds text that is not valid Unicode (a lone surrogate)") from None
     unknown = sorted(set(event) - EVENT_KEYS)
     if unknown:
         raise EventRefused(f"unknown field(s) {', '.join(map(repr, unknown))}; an event has transaction_id, "
@@ -139,6 +143,8 @@ def _validated(event, *, tenant_for, now: datetime) -> _Valid:
         raise EventRefused("transaction_id must be a non-empty string")
     if len(transaction_id) > MAX_TRANSACTION_ID:
         raise EventRefused(f"transaction_id is too long ({len(transaction_id)} characters; at most {MAX_TRANSACTION_ID})")
+    if "\x00" in transaction_id:
+        raise EventRefused("transaction_id must not contain a NUL character")
     code = event.get("code")
     if code is None:
         raise EventRefused("code is missing")
@@ -148,7 +154,6 @@ def _validated(event, *, tenant_for, now: datetime) -> _Valid:
     timestamp = _timestamp(event.get("timestamp"), now=now)
     properties = event.get("properties", {})
     _check_properties(properties)
-    size = len(json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode())
     if size > settings.EVENTS_MAX_EVENT_BYTES:
         raise EventRefused(f"the event is too large ({size} bytes of JSON; at most {settings.EVENTS_MAX_EVENT_BYTES})")
     tenant_name = event.get("tenant")
@@ -207,13 +212,18 @@ def _rejection(event, *, index: int, error: str, tenant_for, received_at: dateti
         except EventRefused:
             continue
     if isinstance(event, dict) and isinstance(event.get("transaction_id"), str):
-        transaction_id = event["transaction_id"][:MAX_TRANSACTION_ID]
+        transaction_id = _storable(event["transaction_id"])[:MAX_TRANSACTION_ID]
     try:
         payload = json.dumps(event, separators=(",", ":"), ensure_ascii=False)
     except (TypeError, ValueError):
         payload = repr(event)
-    return EventRejection(tenant=tenant, index=index, transaction_id=transaction_id, error=error,
-                          payload=payload[:PAYLOAD_KEPT_CHARS], received_at=received_at)
+    return EventRejection(tenant=tenant, index=index, transaction_id=transaction_id, error=_storable(error),
+                          payload=_storable(payload[:PAYLOAD_KEPT_CHARS]), received_at=received_at)
+
+
+def _storable(text: str) -> str:
+    """``text`` as any database stores it: no NUL, no lone surrogate (what a client sent is shown, not trusted)."""
+    return text.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
 
 
 def event_rejections_prune(*, now: datetime, keep_days: int | None = None) -> int:

@@ -17,8 +17,8 @@ SHOWN = 50
 @tenant_view
 def tenant_events(request):
     tenant = request.tenant_user.tenant
-    code = request.GET.get("code", "").strip()[:100]
-    transaction_id = request.GET.get("transaction_id", "").strip()[:255]
+    code = request.GET.get("code", "").replace("\x00", "").strip()[:100]
+    transaction_id = request.GET.get("transaction_id", "").replace("\x00", "").strip()[:255]
     receipts = event_receipts(tenant=tenant, code=code or None, transaction_id=transaction_id or None)
     rejections = event_rejections_recent(tenant=tenant, now=timezone.now(), transaction_id=transaction_id or None)
     return render(request, "portal/dashboards/events.html", {

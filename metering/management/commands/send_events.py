@@ -60,7 +60,7 @@ class Command(BaseCommand):
                     raise EventRefused("the event names no tenant (give --tenant SLUG or a tenant column)")
                 return default
             if slug not in tenants:
-                tenants[slug] = Tenant.objects.filter(slug=slug).first()
+                tenants[slug] = None if "\x00" in slug else Tenant.objects.filter(slug=slug).first()
             if tenants[slug] is None:
                 raise EventRefused(f"no tenant {slug[:100]!r}")
             return tenants[slug]
