@@ -22,7 +22,7 @@ from rest_framework.response import Response
 from metering.api import filters, serializers
 from metering.api.base import IsStaff, IsTenantUser, TenantScopedView, caller_tenant_user
 from metering.api.renderers import BrowsableAPIRenderer
-from metering.api.views import CSV_RENDERERS, errors
+from metering.api.views import errors
 from metering.event_sink import EventDeliveryError
 from metering.models import EventReceipt, EventRejection
 from metering.selectors.events import event_receipts, event_rejections_recent
@@ -124,7 +124,7 @@ class EventsView(TenantScopedView, ListAPIView):
 class EventRejectionsView(TenantScopedView, ListAPIView):
     """The tenant's rejected events of the last EVENTS_REJECTIONS_KEEP_DAYS days with their reasons, last first."""
 
-    renderer_classes = CSV_RENDERERS
+    renderer_classes = [JSONRenderer, BrowsableAPIRenderer]
     serializer_class = serializers.EventRejectionSerializer
     required_scopes = ("usage:read",)
 
