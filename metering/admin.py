@@ -1,4 +1,4 @@
-"""Admin for usage and sync runs (invoices and billing runs are in admin_billing; metrics, part of the catalog,
+"""Admin for usage, sync runs and posted events (their receipts and rejections; invoices and billing runs are in admin_billing; metrics, part of the catalog,
 in tenants.admin_metrics)."""
 
 from decimal import Decimal, localcontext
@@ -6,7 +6,15 @@ from decimal import Decimal, localcontext
 from django.contrib import admin
 
 from metering import admin_billing  # noqa: F401  (registers the invoice and billing-run admins)
-from metering.models import HourlyUsage, SyncCursor, SyncOutcome, SyncRun, UnattributedUsage
+from metering.models import (
+    EventReceipt,
+    EventRejection,
+    HourlyUsage,
+    SyncCursor,
+    SyncOutcome,
+    SyncRun,
+    UnattributedUsage,
+)
 from metering.pricing import format_plain
 from metering.pricing.currency import ARITHMETIC_CONTEXT
 from metering.runs import liveness
@@ -149,3 +157,26 @@ class MonthlyUsageAdmin(_UsageColumns, _ReadOnlyAdmin):
     search_fields = ("tenant__slug",)
     date_hierarchy = "month"
     list_select_related = ("tenant", "metric")
+
+
+@admin.register(EventReceipt)
+class EventReceiptAdmin(_ReadOnlyAdmin):
+    """The accepted events (written by POST /api/v1/events/ and send_events only; kept forever)."""
+
+    list_display = ("received_at", "tenant", "transaction_id", "code", "timestamp")
+    list_filter = ("tenant", "code")
+    search_fields = ("transaction_id",)
+    date_hierarchy = "received_at"
+    list_select_related = ("tenant",)
+    show_full_result_count = False  # the table grows without bound: no count(*) of all of it per page
+
+
+@admin.register(EventRejection)
+class EventRejectionAdmin(_ReadOnlyAdmin):
+    """Refused events with their reasons (kept EVENTS_REJECTIONS_KEEP_DAYS days)."""
+
+    list_display = ("received_at", "tenant", "transaction_id", "index", "error")
+    list_filter = ("tenant",)
+    search_fields = ("transaction_id",)
+    date_hierarchy = "received_at"
+    list_select_related = ("tenant",)

@@ -10,6 +10,9 @@ Accepted records are also appended to a spool file per process until they are in
 web process killed between two flushes loses nothing: the next sink to start (in any process)
 appends the spool of a process that is gone. Duplicates this may cause (a kill during a flush) are
 counted once, as every redelivery is.
+
+The same class buffers the accepted events of ``POST /api/v1/events/`` (``put_records``, with a
+spool of its own, fsynced: metering.event_sink).
 """
 
 from __future__ import annotations
@@ -32,12 +35,13 @@ logger = logging.getLogger(__name__)
 
 class BufferedSink:
     def __init__(self, *, lake=None, max_records: int, max_seconds: float, error_dir: Path | None = None,
-                 spool_dir: Path | None = None):
+                 spool_dir: Path | None = None, fsync: bool = False):
         self._lake = lake
         self.max_records = max(1, max_records)
         self.max_seconds = max_seconds
         self.error_dir = error_dir
         self.spool_dir = spool_dir
+        self.fsync = fsync
         self._buffer: list[dict] = []
         self._oldest: float | None = None
         self._lock = threading.Lock()
@@ -63,10 +67,16 @@ class BufferedSink:
             self.failed += 1
             self._write_error(raw, error)
             return False
-        flush_now = False
+        self.put_records([record])
+        return True
+
+    def put_records(self, records: list[dict]) -> None:
+        """Buffer records ready for the table (spooled first, so a killed process loses none)."""
+        if not records:
+            return
         with self._lock:
-            self._buffer.append(record)
-            self._spool_write([record])
+            self._spool_write(records)
+            self._buffer.extend(records)
             if self._oldest is None:
                 self._oldest = time.monotonic()
                 self._arm_timer()
@@ -74,7 +84,6 @@ class BufferedSink:
                 time.monotonic() - self._oldest >= self.max_seconds)
         if flush_now:
             self.flush()
-        return True
 
     def pending(self) -> int:
         return len(self._buffer)
@@ -111,6 +120,8 @@ class BufferedSink:
             self._spool = self._spool_path.open("a", encoding="utf-8")
         self._spool.write("".join(json.dumps(r) + "\n" for r in records))
         self._spool.flush()
+        if self.fsync:
+            os.fsync(self._spool.fileno())
 
     def _spool_rewrite(self, records: list[dict]) -> None:
         if self.spool_dir is None:

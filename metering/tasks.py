@@ -38,3 +38,13 @@ def run_billing(as_of: str | None = None, period: str | None = None) -> dict:
     )
     return {"billing_run": result.run.pk, "created": len(result.created), "finalized": len(result.finalized),
             "status": result.run.status}
+
+
+@shared_task
+def prune_event_rejections() -> dict:
+    """Delete event rejections older than EVENTS_REJECTIONS_KEEP_DAYS days (receipts are kept forever)."""
+    from django.utils import timezone
+
+    from metering.services.events import event_rejections_prune
+
+    return {"deleted": event_rejections_prune(now=timezone.now())}

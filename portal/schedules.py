@@ -20,6 +20,8 @@ DEFAULT_SCHEDULES: dict[str, tuple[str, dict]] = {
     "Sync usage from the lake": ("metering.tasks.sync_usage", {"minute": "*/5"}),
     # Hourly: closed periods are billed soon after they close, drafts finalized once their grace period is over.
     "Run billing": ("metering.tasks.run_billing", {"minute": "7"}),
+    # Rejected events are shown for EVENTS_REJECTIONS_KEEP_DAYS days (the receipts are kept forever).
+    "Prune old event rejections": ("metering.tasks.prune_event_rejections", {"minute": "41", "hour": "2"}),
     # Runs whose worker was killed (no heartbeat for RUN_STALE_AFTER_SECONDS) are marked failed.
     "Fail runs whose worker died": ("portal.tasks.fail_stale_runs", {"minute": "*/5"}),
 }

@@ -165,6 +165,16 @@ LAKE_TABLE = env.str("LAKE_TABLE", default="restapi_access_log_iceberg")
 LAKE_SINK_MAX_RECORDS = env.int("LAKE_SINK_MAX_RECORDS", default=500)
 LAKE_SINK_MAX_SECONDS = env.float("LAKE_SINK_MAX_SECONDS", default=60.0)
 LAKE_DUCKDB_MEMORY_LIMIT = env.str("LAKE_DUCKDB_MEMORY_LIMIT", default="1GB")
+LAKE_EVENTS_TABLE = env.str("LAKE_EVENTS_TABLE", default="events")
+
+# Events posted to POST /api/v1/events/ (issue 15): where accepted events go, and what is accepted.
+EVENTS_BACKEND = env.str("EVENTS_BACKEND", default="local")  # local (the portal's sink) or firehose
+EVENTS_FIREHOSE_STREAM = env.str("EVENTS_FIREHOSE_STREAM", default="")
+EVENTS_MAX_PAST_DAYS = env.int("EVENTS_MAX_PAST_DAYS", default=35)
+EVENTS_MAX_FUTURE_DAYS = env.int("EVENTS_MAX_FUTURE_DAYS", default=1)
+EVENTS_MAX_EVENT_BYTES = env.int("EVENTS_MAX_EVENT_BYTES", default=8192)
+EVENTS_MAX_BATCH = env.int("EVENTS_MAX_BATCH", default=1000)
+EVENTS_REJECTIONS_KEEP_DAYS = env.int("EVENTS_REJECTIONS_KEEP_DAYS", default=7)
 AWS_REGION = env.str("AWS_REGION", default=env.str("AWS_DEFAULT_REGION", default="us-east-1"))
 ATHENA_WORKGROUP = env.str("ATHENA_WORKGROUP", default="primary")
 ATHENA_OUTPUT_LOCATION = env.str("ATHENA_OUTPUT_LOCATION", default="")

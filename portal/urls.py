@@ -6,6 +6,7 @@ from django.urls import include, path, re_path
 from django.views.generic import RedirectView
 
 from portal import views
+from portal.dashboards import events as tenant_events
 from portal.dashboards import tenant as tenant_dashboard
 from portal.dashboards import views as dashboard_views
 
@@ -27,6 +28,7 @@ urlpatterns = [
     path("invoices/", include("metering.invoice_urls")),
     path("api/", include("metering.api.urls")),
     path("tenant/dashboard/", tenant_dashboard.tenant_dashboard, name="tenant-dashboard"),
+    path("tenant/events/", tenant_events.tenant_events, name="tenant-events"),
     path("", include("tenants.urls")),
     path("", include("metering.urls")),
 ]

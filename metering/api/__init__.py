@@ -1,1 +1,2 @@
-"""The REST API under /api/v1/: tenant-scoped reads for tenant tokens, and the admin scope for staff."""
+"""The REST API under /api/v1/: tenant-scoped reads for tenant tokens (and the events they post), and the admin
+scope for staff."""

@@ -186,3 +186,14 @@ def validated(serializer_class, request, **kwargs) -> dict:
     serializer = serializer_class(data=request.query_params, **kwargs)
     serializer.is_valid(raise_exception=True)
     return serializer.validated_data
+
+
+class EventQuerySerializer(serializers.Serializer):
+    code = serializers.CharField(required=False, max_length=100, help_text="Only events of this code.")
+    transaction_id = serializers.CharField(required=False, max_length=255, help_text="Only this transaction id.")
+    since = UTCDateTimeField(required=False, help_text="Events whose timestamp is at or after this time (ISO 8601).")
+    until = UTCDateTimeField(required=False, help_text="Events whose timestamp is before this time (ISO 8601).")
+
+
+class EventRejectionQuerySerializer(serializers.Serializer):
+    transaction_id = serializers.CharField(required=False, max_length=255, help_text="Only this transaction id.")

@@ -8,7 +8,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from metering.models import Invoice, InvoiceLine
+from metering.models import EventReceipt, EventRejection, Invoice, InvoiceLine
 from metering.pricing import format_amount, format_plain, format_unit_amount
 from tenants.models import Metric, Plan, PlanVersion, Subscription, Tenant, TenantStatus, TenantUser
 
@@ -246,3 +246,33 @@ class TopTenantSerializer(serializers.Serializer):
     tenant = serializers.CharField(help_text="The tenant's slug.")
     name = serializers.CharField()
     value = Decimal(help_text="The metric's quantity over the range, after its divisor.")
+
+
+class EventBatchSerializer(serializers.Serializer):
+    """The body of POST /api/v1/events/ (each event is validated on its own, so only the list's shape is checked here)."""
+
+    events = serializers.ListField(child=serializers.JSONField(), help_text=(
+        "1 to EVENTS_MAX_BATCH events, each {transaction_id, code, timestamp, properties?, tenant? (staff only)}."))
+
+
+class IngestResultSerializer(serializers.Serializer):
+    accepted = serializers.IntegerField(help_text="Events accepted now (counted exactly once from now on).")
+    duplicates = serializers.IntegerField(help_text="Events whose (tenant, transaction_id) was accepted before.")
+    rejected = serializers.ListField(child=serializers.DictField(), help_text=(
+        "One {index, error} per refused event (its position in `events` and why)."))
+
+
+class EventReceiptSerializer(serializers.ModelSerializer):
+    tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+
+    class Meta:
+        model = EventReceipt
+        fields = ["transaction_id", "tenant", "code", "timestamp", "received_at"]
+
+
+class EventRejectionSerializer(serializers.ModelSerializer):
+    tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+
+    class Meta:
+        model = EventRejection
+        fields = ["transaction_id", "tenant", "index", "error", "payload", "received_at"]

@@ -3,7 +3,7 @@
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from metering.api import admin_views, schema, views  # noqa: F401  (schema registers the token and key schemes)
+from metering.api import admin_views, events, schema, views  # noqa: F401  (schema registers the token and key schemes)
 
 # The tenant's data; mounted at /api/v1/ for tenant tokens and at /api/v1/admin/tenants/<tenant>/ for staff.
 tenant_patterns = [
@@ -16,6 +16,8 @@ tenant_patterns = [
     path("plan/", views.PlanView.as_view(), name="plan"),
     path("users/", views.TenantUserListView.as_view(), name="users"),
     path("users/<int:user>/", views.TenantUserDetailView.as_view(), name="user"),
+    path("events/", events.EventsView.as_view(), name="events"),
+    path("events/rejections/", events.EventRejectionsView.as_view(), name="event-rejections"),
 ]
 
 admin_patterns = [

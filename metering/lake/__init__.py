@@ -1,4 +1,5 @@
-"""The usage lake: ``get_lake()`` returns the backend that ``settings.LAKE_BACKEND`` names."""
+"""The usage lake: ``get_lake()`` returns the backend that ``settings.LAKE_BACKEND`` names (the access-log
+table); ``metering.lake.events`` is the posted events' table."""
 
 from __future__ import annotations
 

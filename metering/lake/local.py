@@ -84,18 +84,26 @@ def records_to_arrow(records: Sequence[dict]) -> pa.Table:
     return pa.table(columns, schema=ARROW_SCHEMA)
 
 
-class LocalLake(Lake):
-    dialect = "duckdb"
+class LocalIcebergTable:
+    """One Iceberg table of the local warehouse: read-only loading for readers, creation by writers.
 
-    def __init__(self, *, warehouse: str | Path, database: str, table: str, duckdb_threads: int | None = None,
-                 duckdb_memory_limit: str | None = None):
+    The access-log lake (``LocalLake``) and the events table (``metering.lake.events``) are both
+    this class with their own schema, partitioning and the setting that names them."""
+
+    iceberg_schema = ICEBERG_SCHEMA
+    partition_spec = PARTITION_SPEC
+    arrow_schema = ARROW_SCHEMA
+    table_setting = "LAKE_TABLE"
+
+    def __init__(self, *, warehouse: str | Path, database: str, table: str):
         self.warehouse = Path(warehouse)
         self.database = database
         self.table_name = table
-        self.duckdb_threads = duckdb_threads
-        self.duckdb_memory_limit = duckdb_memory_limit
         self._catalog = None
         self._reader = None
+
+    def to_arrow(self, records: Sequence[dict]) -> pa.Table:
+        return records_to_arrow(records)
 
     # --- the Iceberg table ---------------------------------------------------------------------------
 
@@ -142,7 +150,7 @@ class LocalLake(Lake):
             except (NoSuchTableError, NoSuchNamespaceError):
                 raise LakeError(
                     f"the local lake has no table {self.database}.{self.table_name} in {self.warehouse} "
-                    f"(LAKE_WAREHOUSE_DIR, LAKE_DATABASE, LAKE_TABLE): nothing was ever written there, or "
+                    f"(LAKE_WAREHOUSE_DIR, LAKE_DATABASE, {self.table_setting}): nothing was ever written there, or "
                     f"the settings name another lake"
                 ) from None
 
@@ -150,7 +158,7 @@ class LocalLake(Lake):
         self.table()
 
     def ensure_table(self):
-        """The Iceberg table for writing, created on first use (the seed's columns plus tenant_id, by day).
+        """The Iceberg table for writing, created on first use (its schema, partitioned by day).
 
         Loaded first: trying create_table on an existing table would leave an orphan metadata file
         behind every time."""
@@ -164,18 +172,19 @@ class LocalLake(Lake):
         except NamespaceAlreadyExistsError:
             pass
         try:
-            return catalog.create_table(self.identifier, schema=ICEBERG_SCHEMA, partition_spec=PARTITION_SPEC)
+            return catalog.create_table(self.identifier, schema=self.iceberg_schema,
+                                        partition_spec=self.partition_spec)
         except TableAlreadyExistsError:  # created meanwhile by another writer
             return catalog.load_table(self.identifier)
 
     def append(self, records: Sequence[dict]) -> int:
         if not records:
             return 0
-        return self.append_arrow(records_to_arrow(records))
+        return self.append_arrow(self.to_arrow(records))
 
     def append_arrow(self, data: pa.Table) -> int:
-        """Append an Arrow table of ARROW_SCHEMA; a concurrent commit is retried on a fresh table."""
-        data = data.cast(ARROW_SCHEMA) if data.schema != ARROW_SCHEMA else data
+        """Append an Arrow table of the table's schema; a concurrent commit is retried on a fresh table."""
+        data = data.cast(self.arrow_schema) if data.schema != self.arrow_schema else data
         for attempt in range(10):
             try:
                 with _lock:
@@ -186,6 +195,16 @@ class LocalLake(Lake):
                     raise
                 time.sleep(0.05 * (attempt + 1))
         return 0  # pragma: no cover
+
+
+class LocalLake(LocalIcebergTable, Lake):
+    dialect = "duckdb"
+
+    def __init__(self, *, warehouse: str | Path, database: str, table: str, duckdb_threads: int | None = None,
+                 duckdb_memory_limit: str | None = None):
+        super().__init__(warehouse=warehouse, database=database, table=table)
+        self.duckdb_threads = duckdb_threads
+        self.duckdb_memory_limit = duckdb_memory_limit
 
     def data_files(self, *, start: datetime | None = None, end: datetime | None = None) -> list[str]:
         """The Parquet files the Iceberg scan plans for [start, end) (all of them without bounds)."""

@@ -12,6 +12,7 @@ from metering.models.billing import (
     InvoiceStatus,
     LineType,
 )
+from metering.models.events import EventReceipt, EventRejection
 from metering.models.usage import (
     DailyUsage,
     HourlyUsage,
@@ -26,6 +27,8 @@ from metering.models.usage import (
 __all__ = [
     "BillingRun",
     "BillingRunStatus",
+    "EventReceipt",
+    "EventRejection",
     "FinalizedInvoiceError",
     "Invoice",
     "InvoiceLine",

@@ -2,6 +2,7 @@
 
 - ``usage``: a tenant's quantity of each metric over a period (what an invoice of that period bills)
   and the hour, day and month bucket arithmetic; its names are re-exported here.
+- ``events``: the events that arrived (receipts) and the recent rejections.
 - ``billing``: the projected bill of the current period (import it from metering.selectors.billing:
   it prices through metering.services.billing, which reads usage from here).
 """

@@ -1,1 +1,2 @@
-"""Writes on usage: the usage sync (and, as they land, billing)."""
+"""Writes of the metering app: the usage sync (``sync``), billing (``billing/``), event ingestion (``events``),
+the demo data and generated traffic (``demo``, ``traffic``)."""

@@ -88,3 +88,30 @@ def start_paused(*args: str, pause_at: str, call: int, flag: Path, env: dict[str
             raise AssertionError(f"the run never reached {pause_at} call {call}:\n{log.read_text()}")
         time.sleep(0.1)
     return proc
+
+
+def concurrently(work, *, times: int = 2) -> list:
+    """``work()`` in ``times`` threads released together (each with its own database connection, closed
+    after); returns their results; raises the first exception any of them raised."""
+    import threading
+
+    barrier = threading.Barrier(times)
+    results, errors = [], []
+
+    def worker():
+        try:
+            barrier.wait()
+            results.append(work())
+        except Exception as exc:  # reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(times)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return results

@@ -1,7 +1,6 @@
 """Billing runs: exactly one invoice per subscription and period, priced as docs/plans.md says, to the cent."""
 
 import json
-import threading
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from unittest import mock
@@ -9,7 +8,6 @@ from unittest import mock
 import pytest
 from django.core import mail
 from django.core.management import call_command
-from django.db import connection
 
 from metering.models import FinalizedInvoiceError, HourlyUsage, Invoice, InvoiceStatus, LineType
 from metering.pricing import price_added_usage, price_charge
@@ -17,6 +15,7 @@ from metering.selectors.billing import projected_bill
 from metering.services.billing import run as billing_module
 from metering.services.billing.invoices import invoice_finalize, invoice_reissue
 from metering.services.billing.run import billing_run
+from metering.tests.processes import concurrently
 from tenants.models import BillingCycle, Metric
 from tenants.services.subscriptions import subscription_change_plan, subscription_create, subscription_end
 from tenants.tests.factories import SAMPLE_FILE, TenantFactory, import_sample_plans
@@ -234,24 +233,7 @@ def test_two_concurrent_runs_make_one_invoice_each():
     subs = [_subscribe(f"c{i}", versions["pro"]) for i in range(12)]
     for sub in subs:
         add_usage(sub.tenant, "api_calls", OCT + timedelta(days=1), 20000)
-    barrier = threading.Barrier(2)
-    errors = []
-
-    def worker():
-        try:
-            barrier.wait()
-            bill(NOV + timedelta(hours=2), finalize_now=True)
-        except Exception as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    concurrently(lambda: bill(NOV + timedelta(hours=2), finalize_now=True))  # raises what a run raised
     for sub in subs:
         assert Invoice.objects.filter(subscription=sub).count() == 1
     numbers = sorted(Invoice.objects.values_list("number", flat=True))

@@ -1,0 +1,233 @@
+"""Writes on events: ``events_ingest`` (validation, exactly-once receipts, hand-over to the lake) and
+``event_rejections_prune``.
+
+An event is ``{"transaction_id", "code", "timestamp", "properties"?, "tenant"?}`` and nothing else:
+- ``transaction_id``: a string of 1 to 255 characters, the client's id of the event;
+- ``code``: what happened, ``[a-z0-9][a-z0-9._-]{0,99}`` (e.g. ``llm.completion``);
+- ``timestamp``: ISO 8601 with a timezone (``Z`` or an offset), at most EVENTS_MAX_PAST_DAYS days in
+  the past and EVENTS_MAX_FUTURE_DAYS days in the future;
+- ``properties`` (optional, default ``{}``): a flat object whose keys are 1 to 100 characters and whose
+  values are strings, numbers or booleans (no null, no object, no list);
+- ``tenant`` (optional): the tenant's slug; only staff may name a tenant other than their own (a tenant
+  caller naming another one gets that event rejected, without saying whether the tenant exists);
+- the whole event, as compact JSON, at most EVENTS_MAX_EVENT_BYTES bytes.
+
+Exactly once: the receipts are inserted with ``INSERT ... ON CONFLICT (tenant, transaction_id) DO NOTHING
+RETURNING``, so of two concurrent requests carrying the same (tenant, transaction_id) the database lets
+exactly one insert it (the other waits for that transaction, then finds the conflict), and only the
+events this request inserted are accepted and handed to the lake; the rest are duplicates, as is a
+second occurrence in one batch. The hand-over to the lake is the transaction's last step, so a receipt
+is committed only for an event the sink has taken (metering.event_sink says why that is safe).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+
+from metering.event_sink import get_event_sink
+from metering.lake.events import event_record
+from metering.models import EventReceipt, EventRejection
+from metering.models.events import PAYLOAD_KEPT_CHARS
+
+CODE_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{0,99}")
+EVENT_KEYS = frozenset({"transaction_id", "code", "timestamp", "properties", "tenant"})
+MAX_TRANSACTION_ID = 255
+MAX_PROPERTY_NAME = 100
+INSERT_CHUNK = 500
+
+
+class EventRefused(Exception):
+    """One event refused, with the reason shown to the client (``tenant_for`` raises it too)."""
+
+
+@dataclass
+class IngestResult:
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: list[dict] = field(default_factory=list)  # [{"index": i, "error": "..."}], in index order
+
+    def as_dict(self) -> dict:
+        return {"accepted": self.accepted, "duplicates": self.duplicates, "rejected": self.rejected}
+
+
+@dataclass(frozen=True, slots=True)
+class _Valid:
+    tenant: object
+    transaction_id: str
+    code: str
+    timestamp: datetime
+    properties: dict
+
+
+def events_ingest(*, tenant_for: Callable[[str | None], object], events: Sequence, received_at: datetime,
+                  indexes: Sequence[int] | None = None) -> IngestResult:
+    """Validate ``events``, accept each new (tenant, transaction_id) exactly once, hand the accepted ones to
+    the lake, record the rejections. ``tenant_for(slug_or_None)`` returns the event's tenant or raises
+    EventRefused; ``indexes`` are the positions reported for the events (default 0, 1, ...).
+
+    Raises EventDeliveryError (nothing accepted, nothing recorded) when the sink cannot take the events."""
+    indexes = list(indexes) if indexes is not None else list(range(len(events)))
+    result = IngestResult()
+    valid: list[tuple[int, _Valid]] = []
+    rejections: list[EventRejection] = []
+    for index, event in zip(indexes, events, strict=True):
+        try:
+            valid.append((index, _validated(event, tenant_for=tenant_for, now=received_at)))
+        except EventRefused as refused:
+            error = str(refused)
+            result.rejected.append({"index": index, "error": error})
+            rejections.append(_rejection(event, index=index, error=error, tenant_for=tenant_for,
+                                         received_at=received_at))
+    # A transaction id twice in one batch: the first one counts, the others are duplicates.
+    unique: dict[tuple[int, str], _Valid] = {}
+    for _, event in valid:
+        unique.setdefault((event.tenant.pk, event.transaction_id), event)
+    with transaction.atomic():
+        inserted = _insert_receipts(list(unique.values()), received_at=received_at)
+        accepted = [event for key, event in unique.items() if key in inserted]
+        if rejections:
+            EventRejection.objects.bulk_create(rejections)
+        # Last: the receipts commit only if the sink took the events (it raises otherwise).
+        get_event_sink().put_records([
+            event_record(tenant_slug=e.tenant.slug, transaction_id=e.transaction_id, code=e.code,
+                         timestamp=e.timestamp, properties=e.properties, received_at=received_at)
+            for e in accepted])
+    result.accepted = len(accepted)
+    result.duplicates = len(valid) - len(accepted)
+    return result
+
+
+def _insert_receipts(events: list[_Valid], *, received_at: datetime) -> set[tuple[int, str]]:
+    """Insert the receipts that are new; returns the (tenant id, transaction id) pairs this call inserted."""
+    table = connection.ops.quote_name(EventReceipt._meta.db_table)
+    adapt = connection.ops.adapt_datetimefield_value
+    inserted: set[tuple[int, str]] = set()
+    with connection.cursor() as cursor:
+        for start in range(0, len(events), INSERT_CHUNK):
+            chunk = events[start:start + INSERT_CHUNK]
+            params: list = []
+            for e in chunk:
+                params += [e.tenant.pk, e.transaction_id, e.code, adapt(e.timestamp), adapt(received_at)]
+            values = ", ".join(["(%s, %s, %s, %s, %s)"] * len(chunk))
+            cursor.execute(
+                f"INSERT INTO {table} (tenant_id, transaction_id, code, timestamp, received_at) VALUES {values} "
+                f"ON CONFLICT (tenant_id, transaction_id) DO NOTHING RETURNING tenant_id, transaction_id",
+                params)
+            inserted.update((int(tenant_id), transaction_id) for tenant_id, transaction_id in cursor.fetchall())
+    return inserted
+
+
+def _validated(event, *, tenant_for, now: datetime) -> _Valid:
+    if not isinstance(event, dict):
+        raise EventRefused("an event must be a JSON object")
+    try:
+        size = len(json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode())
+    except UnicodeEncodeError:
+        raise EventRefused("the event holds text that is not valid Unicode (a lone surrogate)") from None
+    unknown = sorted(set(event) - EVENT_KEYS)
+    if unknown:
+        raise EventRefused(f"unknown field(s) {', '.join(map(repr, unknown))}; an event has transaction_id, "
+                           f"code, timestamp, properties and (staff only) tenant")
+    transaction_id = event.get("transaction_id")
+    if transaction_id is None:
+        raise EventRefused("transaction_id is missing")
+    if not isinstance(transaction_id, str) or not transaction_id:
+        raise EventRefused("transaction_id must be a non-empty string")
+    if len(transaction_id) > MAX_TRANSACTION_ID:
+        raise EventRefused(f"transaction_id is too long ({len(transaction_id)} characters; at most {MAX_TRANSACTION_ID})")
+    if "\x00" in transaction_id:
+        raise EventRefused("transaction_id must not contain a NUL character")
+    code = event.get("code")
+    if code is None:
+        raise EventRefused("code is missing")
+    if not isinstance(code, str) or not CODE_PATTERN.fullmatch(code):
+        raise EventRefused("code must be 1 to 100 characters of a-z, 0-9, '.', '_' or '-', starting with a letter "
+                           "or digit (e.g. llm.completion)")
+    timestamp = _timestamp(event.get("timestamp"), now=now)
+    properties = event.get("properties", {})
+    _check_properties(properties)
+    if size > settings.EVENTS_MAX_EVENT_BYTES:
+        raise EventRefused(f"the event is too large ({size} bytes of JSON; at most {settings.EVENTS_MAX_EVENT_BYTES})")
+    tenant_name = event.get("tenant")
+    if tenant_name is not None and not isinstance(tenant_name, str):
+        raise EventRefused("tenant must be a tenant's slug (a string)")
+    tenant = tenant_for(tenant_name)
+    return _Valid(tenant=tenant, transaction_id=transaction_id, code=code, timestamp=timestamp,
+                  properties=properties)
+
+
+def _timestamp(value, *, now: datetime) -> datetime:
+    if value is None:
+        raise EventRefused("timestamp is missing")
+    if not isinstance(value, str):
+        raise EventRefused("timestamp must be an ISO 8601 string with a timezone, e.g. 2026-09-03T10:00:00Z")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise EventRefused(f"timestamp {value[:40]!r} is not ISO 8601 (e.g. 2026-09-03T10:00:00Z)") from None
+    if parsed.tzinfo is None or "T" not in value.upper():
+        raise EventRefused(f"timestamp {value[:40]!r} needs a date, a time and a timezone (Z or an offset such as +02:00)")
+    past, future = settings.EVENTS_MAX_PAST_DAYS, settings.EVENTS_MAX_FUTURE_DAYS
+    if parsed < now - timedelta(days=past):
+        raise EventRefused(f"timestamp {value} is more than {past} days in the past (EVENTS_MAX_PAST_DAYS)")
+    if parsed > now + timedelta(days=future):
+        raise EventRefused(f"timestamp {value} is more than {future} days in the future (EVENTS_MAX_FUTURE_DAYS)")
+    return parsed
+
+
+def _check_properties(properties) -> None:
+    if not isinstance(properties, dict):
+        raise EventRefused("properties must be an object of strings, numbers and booleans")
+    for name, value in properties.items():
+        if not name or len(name) > MAX_PROPERTY_NAME:
+            raise EventRefused(f"property names must be 1 to {MAX_PROPERTY_NAME} characters")
+        if value is None:
+            raise EventRefused(f"property {name[:100]!r} is null: leave it out instead")
+        if isinstance(value, dict | list):
+            raise EventRefused(f"property {name[:100]!r} is nested: properties must be a flat object of strings, "
+                               f"numbers and booleans")
+        if not isinstance(value, str | int | float | bool):
+            raise EventRefused(f"property {name[:100]!r} must be a string, a number or a boolean")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise EventRefused(f"property {name[:100]!r} must be a finite number")
+
+
+def _rejection(event, *, index: int, error: str, tenant_for, received_at: datetime) -> EventRejection:
+    tenant = None
+    transaction_id = ""
+    name = event.get("tenant") if isinstance(event, dict) else None
+    # The event's tenant, else the caller's own (a tenant naming another one sees its rejection), else none.
+    for asked in ((name if isinstance(name, str) else None), None):
+        try:
+            tenant = tenant_for(asked)
+            break
+        except EventRefused:
+            continue
+    if isinstance(event, dict) and isinstance(event.get("transaction_id"), str):
+        transaction_id = _storable(event["transaction_id"])[:MAX_TRANSACTION_ID]
+    try:
+        payload = json.dumps(event, separators=(",", ":"), ensure_ascii=False)
+    except (TypeError, ValueError):
+        payload = repr(event)
+    return EventRejection(tenant=tenant, index=index, transaction_id=transaction_id, error=_storable(error),
+                          payload=_storable(payload[:PAYLOAD_KEPT_CHARS]), received_at=received_at)
+
+
+def _storable(text: str) -> str:
+    """``text`` as any database stores it: no NUL, no lone surrogate (what a client sent is shown, not trusted)."""
+    return text.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
+
+
+def event_rejections_prune(*, now: datetime, keep_days: int | None = None) -> int:
+    """Delete the rejections older than EVENTS_REJECTIONS_KEEP_DAYS days; returns how many (safe to run twice)."""
+    days = settings.EVENTS_REJECTIONS_KEEP_DAYS if keep_days is None else keep_days
+    deleted, _ = EventRejection.objects.filter(received_at__lt=now - timedelta(days=days)).delete()
+    return deleted
