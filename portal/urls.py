@@ -18,7 +18,8 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
     path("account/login/", auth_views.LoginView.as_view(), name="login"),
-    path("account/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    # Signed out, a tenant user is back on the sign-in page (not on the admin's "Logged out" page).
+    path("account/logout/", auth_views.LogoutView.as_view(next_page="login"), name="logout"),
     path("admin/dashboard/", admin.site.admin_view(dashboard_views.provider_dashboard), name="admin-dashboard"),
     path("admin/docs/plans/", admin.site.admin_view(views.plans_doc), name="admin-plans-doc"),
     # Metrics moved to the catalog (the tenants app): links and bookmarks to their old admin pages still work.

@@ -176,3 +176,12 @@ def test_the_token_page_offers_copy_buttons(client, acme):
     assert 'data-copy="curl"' in page and 'data-copy="token"' in page and "/static/portal/copy.js" in page
     assert '<pre id="curl">curl ' in page
     assert 'aria-current="page">API token</a>' in page
+
+
+def test_signing_out_of_the_tenant_area_leads_back_to_the_sign_in_page(client, django_user_model):
+    user = django_user_model.objects.create_user("ann@acme.example", "ann@acme.example", "Corr3ct-Horse-Battery!")
+    client.force_login(user)
+    response = client.post("/account/logout/", follow=True)
+    assert response.redirect_chain == [("/account/login/", 302)]
+    assert "Django administration" not in response.content.decode()
+    assert "_auth_user_id" not in client.session
