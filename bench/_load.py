@@ -91,19 +91,25 @@ def stop_gunicorn(proc: subprocess.Popen) -> None:
         proc.kill()
 
 
-def load(send: Callable[[int], int | str], rate: float, seconds: float, threads: int, expected: int = 200):
+def load(send: Callable[[int], int | str], rate: float, seconds: float, threads: int, expected: int = 200,
+         give_up: float | None = None):
     """Open loop: request i (``send(i)`` returns its status) is due at t0 + i/rate whatever happened before;
-    latency counts from then. Returns (latencies in seconds, the statuses other than ``expected``, wall time)."""
+    latency counts from then. Returns (latencies in seconds, the statuses other than ``expected``, wall time).
+    A request not yet sent ``give_up`` seconds after it was due is not sent: a failure, so that a server far
+    behind ends the run soon after ``seconds`` rather than a long queue later."""
     total = int(rate * seconds)
     latencies: list[float] = []
     failures: list[str] = []
     lock = threading.Lock()
 
     def run(i: int, due: float) -> None:
-        try:
-            status = send(i)
-        except OSError as exc:
-            status = repr(exc)
+        if give_up is not None and time.perf_counter() - due > give_up:
+            status = f"not sent: {give_up:.0f} s late"
+        else:
+            try:
+                status = send(i)
+            except OSError as exc:
+                status = repr(exc)
         elapsed = time.perf_counter() - due
         with lock:
             latencies.append(elapsed)
