@@ -18,20 +18,26 @@ Run as ``python bench/bench_api.py [--rate 100] [--seconds 20] [--workers 3] [--
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import http.client
 import os
-import socket
 import statistics
-import subprocess
 import sys
-import threading
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from urllib.parse import urlencode
 
-ROOT = Path(__file__).resolve().parents[1]
+from _load import (
+    ROOT,
+    bench_database_url,
+    ensure_database,
+    free_port,
+    load,
+    percentile,
+    setup_django,
+    start_gunicorn,
+    stop_gunicorn,
+)
+
 sys.path.insert(0, str(ROOT))
 
 BENCH_DB = "bench_api"
@@ -39,36 +45,6 @@ TENANTS = 200
 DAYS = 30
 METRICS = ("api_calls", "data_out_mb", "active_ips")
 TOKEN_TENANTS = 20
-
-
-def bench_database_url(base_url: str) -> str:
-    parts = urlsplit(base_url)
-    if not parts.scheme.startswith("postgres"):
-        sys.exit(f"bench_api needs PostgreSQL: DATABASE_URL is {base_url!r}")
-    return urlunsplit((parts.scheme, parts.netloc, f"/{BENCH_DB}", "", ""))
-
-
-def ensure_database(base_url: str) -> None:
-    import psycopg
-
-    parts = urlsplit(base_url)
-    admin_url = urlunsplit(("postgresql", parts.netloc, "/postgres", "", ""))
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (BENCH_DB,)).fetchone():
-            conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
-
-
-def setup_django(db_url: str, var_dir: Path) -> None:
-    os.environ["DATABASE_URL"] = db_url
-    os.environ["PORTAL_VAR_DIR"] = str(var_dir)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
-    import django
-
-    django.setup()
-    from django.conf import settings
-
-    # Seeding makes 20 logins: a fast hasher here (this process only) keeps that to a second.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 def window() -> tuple[datetime, datetime]:
@@ -142,35 +118,6 @@ def tokens() -> list[tuple[str, str]]:
     return result
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_gunicorn(db_url: str, var_dir: Path, port: int, workers: int, log: Path) -> subprocess.Popen:
-    env = dict(os.environ, DATABASE_URL=f"{db_url}?conn_max_age=600", PORTAL_VAR_DIR=str(var_dir), DJANGO_DEBUG="false",
-               API_THROTTLE_RATE="1000000/minute", LOG_LEVEL="WARNING", IDENTITY_BACKEND="local")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "portal.wsgi:application", "--bind", f"127.0.0.1:{port}",
-         "--workers", str(workers), "--worker-class", "sync", "--log-level", "warning"],
-        cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
-    )
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"gunicorn exited:\n{log.read_text()}")
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/healthz")
-            conn.getresponse().read()
-            return proc
-        except OSError:
-            time.sleep(0.2)
-    proc.terminate()
-    raise SystemExit("gunicorn did not answer within 30 s")
-
-
 def one_request(port: int, path: str, token: str) -> int:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
@@ -184,42 +131,6 @@ def one_request(port: int, path: str, token: str) -> int:
         conn.close()
 
 
-def load(port: int, paths_tokens: list[tuple[str, str]], rate: float, seconds: float, threads: int):
-    """Open loop: request i is due at t0 + i/rate whatever happened before; latency counts from then."""
-    total = int(rate * seconds)
-    latencies: list[float] = []
-    failures: list[str] = []
-    lock = threading.Lock()
-
-    def run(i: int, due: float) -> None:
-        path, token = paths_tokens[i % len(paths_tokens)]
-        try:
-            status = one_request(port, path, token)
-        except OSError as exc:
-            status = repr(exc)
-        elapsed = time.perf_counter() - due
-        with lock:
-            latencies.append(elapsed)
-            if status != 200:
-                failures.append(str(status))
-
-    with concurrent.futures.ThreadPoolExecutor(max_workers=threads) as pool:
-        t0 = time.perf_counter() + 0.1
-        for i in range(total):
-            due = t0 + i / rate
-            delay = due - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
-            pool.submit(run, i, due)
-    wall = time.perf_counter() - t0
-    return latencies, failures, wall
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))]
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=100.0, help="requests per second (default 100)")
@@ -231,10 +142,10 @@ def main() -> int:
     args = parser.parse_args()
 
     base_url = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
-    db_url = bench_database_url(base_url)
+    db_url = bench_database_url(base_url, BENCH_DB)
     var_dir = ROOT / "var" / "bench_api"
     var_dir.mkdir(parents=True, exist_ok=True)
-    ensure_database(base_url)
+    ensure_database(base_url, BENCH_DB)
     setup_django(db_url, var_dir)
     seed(args.reseed)
     start, end = window()
@@ -251,13 +162,10 @@ def main() -> int:
                 status = one_request(port, path, token)
                 if status != 200:
                     raise SystemExit(f"warm-up request answered {status}; see {log}")
-        latencies, failures, wall = load(port, paths_tokens, args.rate, args.seconds, args.threads)
+        latencies, failures, wall = load(lambda i: one_request(port, *paths_tokens[i % len(paths_tokens)]),
+                                         args.rate, args.seconds, args.threads)
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop_gunicorn(server)
 
     ms = [v * 1000 for v in latencies]
     p50, p90, p99 = (percentile(ms, p) for p in (50, 90, 99))
