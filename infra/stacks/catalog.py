@@ -13,6 +13,56 @@ from infra.config import ICEBERG_COLUMNS, PARTITION_SOURCE_COLUMN, PARTITION_TRA
 FIRST_PARTITION_FIELD_ID = 1000
 
 
+def iceberg_table(
+    scope: Construct, construct_id: str, *, catalog_id: str, database_name: str, name: str, location: str,
+    columns, partition_column: str,
+) -> glue.CfnTable:
+    """A Glue Iceberg table (v2, Parquet with Snappy) partitioned by PARTITION_TRANSFORM of `partition_column`;
+    `columns` are (name, Iceberg type, field id). Glue writes the table's first metadata itself."""
+    source_id = next(fid for column, _, fid in columns if column == partition_column)
+    return glue.CfnTable(
+        scope,
+        construct_id,
+        catalog_id=catalog_id,
+        database_name=database_name,
+        name=name,
+        open_table_format_input=glue.CfnTable.OpenTableFormatInputProperty(
+            iceberg_input=glue.CfnTable.IcebergInputProperty(
+                metadata_operation="CREATE",
+                version="2",
+                iceberg_table_input=glue.CfnTable.IcebergTableInputProperty(
+                    location=location,
+                    schema=glue.CfnTable.IcebergSchemaProperty(
+                        schema_id=0,
+                        type="struct",
+                        fields=[
+                            glue.CfnTable.IcebergStructFieldProperty(
+                                id=field_id, name=column, type=iceberg_type, required=False
+                            )
+                            for column, iceberg_type, field_id in columns
+                        ],
+                    ),
+                    partition_spec=glue.CfnTable.IcebergPartitionSpecProperty(
+                        spec_id=0,
+                        fields=[
+                            glue.CfnTable.IcebergPartitionFieldProperty(
+                                field_id=FIRST_PARTITION_FIELD_ID,
+                                name=f"{partition_column}_{PARTITION_TRANSFORM}",
+                                source_id=source_id,
+                                transform=PARTITION_TRANSFORM,
+                            )
+                        ],
+                    ),
+                    properties={
+                        "write.format.default": "parquet",
+                        "write.parquet.compression-codec": "snappy",
+                    },
+                ),
+            )
+        ),
+    )
+
+
 class IcebergTableStack(Stack):
     def __init__(
         self, scope: Construct, construct_id: str, *, config: PipelineConfig, bucket: s3.IBucket, **kwargs
@@ -32,50 +82,13 @@ class IcebergTableStack(Stack):
             ),
         )
 
-        source_id = next(fid for name, _, fid in ICEBERG_COLUMNS if name == PARTITION_SOURCE_COLUMN)
         # Glue writes the Iceberg metadata itself (IcebergInput + IcebergTableInput), so the table is
         # partitioned by day(request_time) from its first snapshot. The older TableInput/StorageDescriptor
         # form cannot express an Iceberg partition spec; this one has no TableInput at all.
-        self.table = glue.CfnTable(
-            self,
-            "IcebergTable",
-            catalog_id=self.account,
-            database_name=config.database_name,
-            name=config.table_name,
-            open_table_format_input=glue.CfnTable.OpenTableFormatInputProperty(
-                iceberg_input=glue.CfnTable.IcebergInputProperty(
-                    metadata_operation="CREATE",
-                    version="2",
-                    iceberg_table_input=glue.CfnTable.IcebergTableInputProperty(
-                        location=self.table_location,
-                        schema=glue.CfnTable.IcebergSchemaProperty(
-                            schema_id=0,
-                            type="struct",
-                            fields=[
-                                glue.CfnTable.IcebergStructFieldProperty(
-                                    id=field_id, name=name, type=iceberg_type, required=False
-                                )
-                                for name, iceberg_type, field_id in ICEBERG_COLUMNS
-                            ],
-                        ),
-                        partition_spec=glue.CfnTable.IcebergPartitionSpecProperty(
-                            spec_id=0,
-                            fields=[
-                                glue.CfnTable.IcebergPartitionFieldProperty(
-                                    field_id=FIRST_PARTITION_FIELD_ID,
-                                    name=f"{PARTITION_SOURCE_COLUMN}_{PARTITION_TRANSFORM}",
-                                    source_id=source_id,
-                                    transform=PARTITION_TRANSFORM,
-                                )
-                            ],
-                        ),
-                        properties={
-                            "write.format.default": "parquet",
-                            "write.parquet.compression-codec": "snappy",
-                        },
-                    ),
-                )
-            ),
+        self.table = iceberg_table(
+            self, "IcebergTable", catalog_id=self.account, database_name=config.database_name,
+            name=config.table_name, location=self.table_location, columns=ICEBERG_COLUMNS,
+            partition_column=PARTITION_SOURCE_COLUMN,
         )
         self.table.add_resource_dependency(self.database)
 

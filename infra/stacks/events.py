@@ -10,7 +10,6 @@ one stack, created before the stream (Firehose checks at creation that its role 
 from __future__ import annotations
 
 from aws_cdk import ArnFormat, CfnOutput, CfnTag, RemovalPolicy, Stack
-from aws_cdk import aws_glue as glue
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kinesisfirehose as firehose
 from aws_cdk import aws_lakeformation as lakeformation
@@ -18,8 +17,8 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from infra.config import EVENTS_COLUMNS, EVENTS_PARTITION_SOURCE_COLUMN, PARTITION_TRANSFORM, PipelineConfig
-from infra.stacks.catalog import FIRST_PARTITION_FIELD_ID
+from infra.config import EVENTS_COLUMNS, EVENTS_PARTITION_SOURCE_COLUMN, PipelineConfig
+from infra.stacks.catalog import iceberg_table
 from infra.stacks.lake_formation import DATABASE_PERMISSIONS, TABLE_PERMISSIONS
 
 Cfn = firehose.CfnDeliveryStream
@@ -38,47 +37,9 @@ class EventsToIcebergStack(Stack):
         self.table_location = config.events_table_location(bucket.bucket_name)
 
         # --- the table (in the access-log table's database, which stack 2 creates) --------------------------
-        source_id = next(fid for name, _, fid in EVENTS_COLUMNS if name == EVENTS_PARTITION_SOURCE_COLUMN)
-        self.table = glue.CfnTable(
-            self,
-            "EventsTable",
-            catalog_id=self.account,
-            database_name=database,
-            name=table_name,
-            open_table_format_input=glue.CfnTable.OpenTableFormatInputProperty(
-                iceberg_input=glue.CfnTable.IcebergInputProperty(
-                    metadata_operation="CREATE",
-                    version="2",
-                    iceberg_table_input=glue.CfnTable.IcebergTableInputProperty(
-                        location=self.table_location,
-                        schema=glue.CfnTable.IcebergSchemaProperty(
-                            schema_id=0,
-                            type="struct",
-                            fields=[
-                                glue.CfnTable.IcebergStructFieldProperty(
-                                    id=field_id, name=name, type=iceberg_type, required=False
-                                )
-                                for name, iceberg_type, field_id in EVENTS_COLUMNS
-                            ],
-                        ),
-                        partition_spec=glue.CfnTable.IcebergPartitionSpecProperty(
-                            spec_id=0,
-                            fields=[
-                                glue.CfnTable.IcebergPartitionFieldProperty(
-                                    field_id=FIRST_PARTITION_FIELD_ID,
-                                    name=f"{EVENTS_PARTITION_SOURCE_COLUMN}_{PARTITION_TRANSFORM}",
-                                    source_id=source_id,
-                                    transform=PARTITION_TRANSFORM,
-                                )
-                            ],
-                        ),
-                        properties={
-                            "write.format.default": "parquet",
-                            "write.parquet.compression-codec": "snappy",
-                        },
-                    ),
-                )
-            ),
+        self.table = iceberg_table(
+            self, "EventsTable", catalog_id=self.account, database_name=database, name=table_name,
+            location=self.table_location, columns=EVENTS_COLUMNS, partition_column=EVENTS_PARTITION_SOURCE_COLUMN,
         )
 
         # --- the stream's role: this table, its two prefixes in the bucket, its own log group ---------------
