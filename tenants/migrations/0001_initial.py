@@ -55,7 +55,7 @@ class Migration(migrations.Migration):
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('position', models.PositiveIntegerField()),
                 ('model', models.CharField(choices=[('per_unit', 'per unit'), ('package', 'package'), ('graduated', 'graduated'), ('volume', 'volume'), ('custom', 'custom')], max_length=20)),
-                ('spec', models.JSONField(default=dict, help_text="The charge's document, as in PLANS.md.")),
+                ('spec', models.JSONField(default=dict, help_text="The charge's document, as in docs/plans.md.")),
                 ('metric', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='charges', to='metering.metric')),
                 ('plan_version', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='charges', to='tenants.planversion')),
             ],
