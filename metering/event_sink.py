@@ -1,4 +1,4 @@
-"""Where accepted events go: the local events table (through a buffered, spooled sink) or Firehose.
+"""Where accepted events go: the local events table (through a spool appended in the background) or Firehose.
 
 ``EVENTS_BACKEND`` chooses: ``local`` (default) or ``firehose`` (the Direct PUT stream named by
 EVENTS_FIREHOSE_STREAM, a deployed pipeline's setting, into the Iceberg ``events`` table the CDK app creates).
@@ -6,9 +6,12 @@ EVENTS_FIREHOSE_STREAM, a deployed pipeline's setting, into the Iceberg ``events
 Why a receipt never claims an event that never reaches the lake: ``events_ingest`` hands the newly
 accepted events to the sink INSIDE the transaction that inserts their receipts, as its last step,
 and commits only when the sink has taken them. Locally "taken" means written and fsynced to this
-process's spool file (the sink appends the spool to the table when its buffer is full or old, and any
-process appends the spool of a process that died); on AWS it means Firehose answered every record
-of PutRecordBatch without error (failed records are retried with backoff, then the request fails
+process's segment of the spool, and nothing more: the request never touches the Iceberg table. Appenders
+outside the requests (a thread in each process, the usage sync, the next process to start) move the
+segments into the table, one commit for many requests, within EVENTS_APPEND_SECONDS plus one append while
+the process runs, at its normal exit, or when the next appender finds the segment of a dead process
+(metering.event_spool has the details). On AWS "taken" means Firehose answered every record of
+PutRecordBatch without error (failed records are retried with backoff, then the request fails
 with 503 and the receipts roll back, so the client's retry is accepted, not a duplicate).
 The other way round, a crash after the sink took the events but before the commit leaves rows in
 the lake without receipts: the client got no 202 and retries with the same transaction ids, which are
@@ -18,9 +21,9 @@ once, as Firehose's own at-least-once redelivery requires anyway.
 
 from __future__ import annotations
 
-import atexit
 import json
 import logging
+import os
 import threading
 import time
 from pathlib import Path
@@ -28,7 +31,8 @@ from pathlib import Path
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from metering.sink import BufferedSink
+from metering.event_spool import EventSpool
+from metering.sink import at_exit
 from portal.kernel import ApplicationError, pipeline_setting
 
 logger = logging.getLogger(__name__)
@@ -46,25 +50,29 @@ class EventDeliveryError(ApplicationError):
 
 
 class LocalEventSink:
-    """Events into the local events table: spooled (fsynced) at once, appended in batches."""
+    """Events into the local events table: fsynced into the spool by the request, appended by others."""
 
-    def __init__(self, *, table=None, max_records: int, max_seconds: float, spool_dir: Path):
+    def __init__(self, *, table=None, spool_dir: Path, every: float, background: bool = True):
         from metering.lake.events import LocalEventsTable
 
-        self.buffer = BufferedSink(lake=table or LocalEventsTable.from_settings(), max_records=max_records,
-                                   max_seconds=max_seconds, spool_dir=spool_dir, fsync=True)
+        self.spool = EventSpool(spool_dir=spool_dir, table=table or LocalEventsTable.from_settings(), every=every,
+                                background=background)
 
     def put_records(self, records: list[dict]) -> None:
         try:
-            self.buffer.put_records(records)
+            self.spool.write(records)
         except OSError as exc:
             raise EventDeliveryError(f"The events could not be spooled ({exc.strerror or exc}); retry later.") from exc
 
     def flush(self) -> int:
-        return self.buffer.flush()
+        """Append this process's spooled events (and any other appendable segment) now; returns how many."""
+        return self.spool.flush()
+
+    def close(self) -> int:
+        return self.spool.close()
 
     def recover_spools(self) -> int:
-        return self.buffer.recover_spools()
+        return self.spool.append_ready()
 
 
 class FirehoseEventSink:
@@ -94,6 +102,9 @@ class FirehoseEventSink:
 
     def flush(self) -> int:
         return 0  # nothing is buffered: every put is sent before it returns
+
+    def close(self) -> int:
+        return 0
 
     def _put_batch(self, batch: list[bytes]) -> None:
         pending = batch
@@ -142,18 +153,16 @@ _sink_lock = threading.Lock()
 
 
 def get_event_sink():
-    """The process's event sink for EVENTS_BACKEND (the local one recovers dead processes' spools first)."""
+    """The process's event sink for EVENTS_BACKEND (the local one appends what dead processes left first)."""
     global _sink
     with _sink_lock:
         if _sink is None:
             backend = settings.EVENTS_BACKEND
             if backend == "local":
-                sink = LocalEventSink(max_records=settings.LAKE_SINK_MAX_RECORDS,
-                                      max_seconds=settings.LAKE_SINK_MAX_SECONDS, spool_dir=events_spool_dir())
-                atexit.register(sink.flush)
+                sink = LocalEventSink(spool_dir=events_spool_dir(), every=settings.EVENTS_APPEND_SECONDS)
                 try:
                     sink.recover_spools()
-                except Exception:  # the spools stay for the next start; the API keeps answering
+                except Exception:  # the spools stay for the next appender; the API keeps answering
                     logger.exception("event sink: recovering spooled events failed")
             elif backend == "firehose":
                 sink = FirehoseEventSink(stream=pipeline_setting("EVENTS_FIREHOSE_STREAM"))
@@ -169,11 +178,30 @@ def reset_event_sink() -> None:
     with _sink_lock:
         sink, _sink = _sink, None
     if sink is not None:
-        sink.flush()
+        sink.close()
 
 
-def recover_orphaned_event_spools(table=None) -> int:
-    """Append the spooled events of dead processes to the local events table (for the sync over events)."""
+def _forget_in_child() -> None:
+    """A forked child starts without a sink: its parent's segment, lock and thread are the parent's."""
+    global _sink, _sink_lock
+    _sink, _sink_lock = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
+at_exit(reset_event_sink)  # a normal exit appends the process's segment (before the thread pools stop)
+
+
+def recover_event_spools(table=None) -> int:
+    """Append every spooled event that may be appended now: this process's own (when it ingests), the closed
+    segments of every process, and those dead processes left (the usage sync calls this before reading)."""
+    if settings.EVENTS_BACKEND != "local" and table is None:
+        return 0
+    own = _sink
+    if isinstance(own, LocalEventSink) and table is None:
+        return own.flush()
     if not events_spool_dir().is_dir():
         return 0
-    return LocalEventSink(table=table, max_records=1, max_seconds=0, spool_dir=events_spool_dir()).recover_spools()
+    return LocalEventSink(table=table, spool_dir=events_spool_dir(), every=0, background=False).recover_spools()
+
+
+recover_orphaned_event_spools = recover_event_spools  # the name the bench and older callers use

@@ -11,13 +11,14 @@ web process killed between two flushes loses nothing: the next sink to start (in
 appends the spool of a process that is gone. Duplicates this may cause (a kill during a flush) are
 counted once, as every redelivery is.
 
-The same class buffers the accepted events of ``POST /api/v1/events/`` (``put_records``, with a
-spool of its own, fsynced: metering.event_sink).
+The accepted events of ``POST /api/v1/events/`` have a spool of their own, appended outside the
+requests (metering.event_spool); both sinks flush at a normal exit through ``at_exit``.
 """
 
 from __future__ import annotations
 
 import atexit
+import concurrent.futures.thread  # noqa: F401  (registers its shutdown before at_exit's callbacks: they run first)
 import json
 import logging
 import os
@@ -184,6 +185,31 @@ class BufferedSink:
             fh.write(json.dumps({"error": error, "raw": text}) + "\n")
 
 
+def at_exit(func) -> None:
+    """Call ``func`` when the process exits normally, before the interpreter stops its thread pools.
+
+    A plain ``atexit`` callback runs after concurrent.futures has refused new work ("cannot schedule new
+    futures after interpreter shutdown"), and pyiceberg writes through a thread pool: a flush there fails
+    and leaves the records spooled until another process recovers them. threading's own exit hook (the one
+    concurrent.futures uses, called in reverse order of registration, so ours, registered later, first)
+    runs while the pools still work: a gunicorn worker's exit, a command's end, an interpreter's.
+    """
+    def call() -> None:
+        try:
+            func()
+        except Exception:  # an exception here would skip the other exit hooks (threading runs them unguarded)
+            logger.exception("flush at exit failed; the spool keeps the records for the next process")
+
+    register = getattr(threading, "_register_atexit", None)
+    if register is not None:
+        try:
+            register(call)
+            return
+        except RuntimeError:  # already shutting down
+            pass
+    atexit.register(call)
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -209,7 +235,7 @@ def get_sink() -> BufferedSink:
                 error_dir=Path(settings.LAKE_WAREHOUSE_DIR) / "errors",
                 spool_dir=Path(settings.LAKE_WAREHOUSE_DIR) / "spool",
             )
-            atexit.register(_sink.flush)
+            at_exit(_sink.flush)
             try:
                 _sink.recover_spools()
             except Exception:  # the spools stay for the next start; the API keeps answering

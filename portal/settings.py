@@ -170,6 +170,8 @@ LAKE_EVENTS_TABLE = env.str("LAKE_EVENTS_TABLE", default="events")
 # Events posted to POST /api/v1/events/ (issue 15): where accepted events go, and what is accepted.
 EVENTS_BACKEND = env.str("EVENTS_BACKEND", default="local")  # local (the portal's sink) or firehose
 EVENTS_FIREHOSE_STREAM = env.str("EVENTS_FIREHOSE_STREAM", default="")
+# The local sink's appenders move the spooled events into the events table on every multiple of this.
+EVENTS_APPEND_SECONDS = env.float("EVENTS_APPEND_SECONDS", default=10.0)
 EVENTS_MAX_PAST_DAYS = env.int("EVENTS_MAX_PAST_DAYS", default=35)
 EVENTS_MAX_FUTURE_DAYS = env.int("EVENTS_MAX_FUTURE_DAYS", default=1)
 EVENTS_MAX_EVENT_BYTES = env.int("EVENTS_MAX_EVENT_BYTES", default=8192)

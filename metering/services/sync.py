@@ -91,6 +91,12 @@ def usage_sync(*, start: datetime | None = None, end: datetime | None = None, la
                 recover_orphaned_spools(lake)
             except Exception:  # they stay spooled for the next run; this one syncs what is there
                 logger.exception("usage sync: recovering spooled records failed")
+            from metering.event_sink import recover_event_spools
+
+            try:  # the same for accepted events: every closed or orphaned spool segment into the events table
+                recover_event_spools()
+            except Exception:
+                logger.exception("usage sync: appending spooled events failed")
     attempts = attempts or settings.USAGE_SYNC_ATTEMPTS
     retry_delay = settings.USAGE_SYNC_RETRY_DELAY if retry_delay is None else retry_delay
     backend = type(lake).__name__
