@@ -254,6 +254,8 @@ REST_FRAMEWORK = {
     ],
 }
 API_THROTTLE_RATE = env.str("API_THROTTLE_RATE", default="1000/minute")
+# Seconds a process keeps an API key it found live: a revocation reaches every process within this.
+API_KEY_CACHE_SECONDS = env.float("API_KEY_CACHE_SECONDS", default=5.0)
 API_MAX_RANGE_DAYS = env.int("API_MAX_RANGE_DAYS", default=400)
 SPECTACULAR_SETTINGS = {
     "TITLE": "Metering portal API",

@@ -107,20 +107,32 @@ def events_ingest(*, tenant_for: Callable[[str | None], object], events: Sequenc
 
 def _insert_receipts(events: list[_Valid], *, received_at: datetime) -> set[tuple[int, str]]:
     """Insert the receipts that are new; returns the (tenant id, transaction id) pairs this call inserted."""
+    if not events:
+        return set()
     table = connection.ops.quote_name(EventReceipt._meta.db_table)
-    adapt = connection.ops.adapt_datetimefield_value
+    columns = "tenant_id, transaction_id, code, timestamp, received_at"
+    conflict = "ON CONFLICT (tenant_id, transaction_id) DO NOTHING RETURNING tenant_id, transaction_id"
     inserted: set[tuple[int, str]] = set()
     with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            # One statement over four arrays: psycopg renders 5 parameters, not 5 per event (its query
+            # rendering was the largest cost of the insert), whatever the batch size.
+            cursor.execute(
+                f"INSERT INTO {table} ({columns}) SELECT e.tenant_id, e.transaction_id, e.code, e.timestamp, %s "
+                f"FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::timestamptz[]) "
+                f"AS e(tenant_id, transaction_id, code, timestamp) {conflict}",
+                [received_at, [e.tenant.pk for e in events], [e.transaction_id for e in events],
+                 [e.code for e in events], [e.timestamp for e in events]])
+            inserted.update((int(tenant_id), transaction_id) for tenant_id, transaction_id in cursor.fetchall())
+            return inserted
+        adapt = connection.ops.adapt_datetimefield_value
         for start in range(0, len(events), INSERT_CHUNK):
             chunk = events[start:start + INSERT_CHUNK]
             params: list = []
             for e in chunk:
                 params += [e.tenant.pk, e.transaction_id, e.code, adapt(e.timestamp), adapt(received_at)]
             values = ", ".join(["(%s, %s, %s, %s, %s)"] * len(chunk))
-            cursor.execute(
-                f"INSERT INTO {table} (tenant_id, transaction_id, code, timestamp, received_at) VALUES {values} "
-                f"ON CONFLICT (tenant_id, transaction_id) DO NOTHING RETURNING tenant_id, transaction_id",
-                params)
+            cursor.execute(f"INSERT INTO {table} ({columns}) VALUES {values} {conflict}", params)
             inserted.update((int(tenant_id), transaction_id) for tenant_id, transaction_id in cursor.fetchall())
     return inserted
 

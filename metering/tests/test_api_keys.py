@@ -75,11 +75,29 @@ def test_a_revoked_key_gets_401(world):
     assert response["WWW-Authenticate"].startswith("Bearer")
 
 
+def test_a_key_revoked_by_another_process_gets_401_after_the_cache_seconds(world, settings):
+    """Each process keeps a live key API_KEY_CACHE_SECONDS: a revocation made elsewhere (the admin on another
+    server, another worker) takes effect here within that time, not later."""
+    import time
+
+    settings.API_KEY_CACHE_SECONDS = 1
+    api_key, raw_key = api_key_create(tenant=world.tenants["acme"], name="k")
+    assert acme_usage(raw_key).status_code == 200
+    revoked = time.monotonic()
+    # What api_key_revoke does in another process: the row changes, this process's cache does not hear of it.
+    ApiKey.objects.filter(pk=api_key.pk).update(revoked_at=api_key.created_at)
+    while acme_usage(raw_key).status_code == 200:
+        assert time.monotonic() - revoked < settings.API_KEY_CACHE_SECONDS + 0.5, "still accepted after the TTL"
+        time.sleep(0.05)
+    assert acme_usage(raw_key).status_code == 401
+
+
 @pytest.mark.parametrize("end", [tenant_suspend, tenant_cancel])
 def test_a_key_of_a_suspended_or_cancelled_tenant_gets_401(world, end):
     _, raw_key = api_key_create(tenant=world.tenants["acme"], name="k")
+    assert acme_usage(raw_key).status_code == 200  # the key is now kept by this process
     end(tenant=world.tenants["acme"])
-    assert acme_usage(raw_key).status_code == 401
+    assert acme_usage(raw_key).status_code == 401  # at once here (elsewhere within API_KEY_CACHE_SECONDS)
 
 
 def test_unknown_and_malformed_keys_get_401(world):

@@ -3,6 +3,11 @@
 A key is `mk_<prefix>_<secret>`: the prefix (8 lowercase letters or digits) finds the row, the secret is 32
 random bytes (URL-safe base64). Only the SHA-256 of the whole key is stored: keys are high-entropy random
 strings, so a fast hash is as good as a slow one, and checking it costs nothing per request.
+
+Each process keeps a key it found live for API_KEY_CACHE_SECONDS (default 5), by the SHA-256 of the whole key,
+so a busy client (thousands of event batches a second) does not cost a query per request. The price: a
+revocation, or a tenant's suspension or cancellation, takes effect in other processes within that many
+seconds (at once in the process that revokes). Keys refused are never kept; 0 turns the cache off.
 """
 
 from __future__ import annotations
@@ -11,8 +16,11 @@ import hashlib
 import hmac
 import secrets
 import string
+import threading
+import time
 from datetime import timedelta
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -27,6 +35,9 @@ SECRET_BYTES = 32
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 _PREFIX_ALPHABET = string.ascii_lowercase + string.digits
 _UNKNOWN_KEY_HASH = "0" * 64  # compared against when no key has the prefix, so both paths do the same work
+_CACHE_MAX = 10_000  # live keys kept per process (cleared when full: a miss only costs the query)
+_live_keys: dict[str, tuple[float, ApiKey]] = {}  # SHA-256 of the whole key -> (expires, the key with its tenant)
+_live_keys_lock = threading.Lock()
 
 
 def hash_key(raw_key: str) -> str:
@@ -83,8 +94,19 @@ def api_key_create(*, tenant: Tenant, name: str, scopes=None, created_by=None) -
 def api_key_revoke(*, api_key: ApiKey, by=None) -> ApiKey:
     """Revoke the key from now on; revoking a revoked key changes nothing (it keeps its first revocation)."""
     ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now(), revoked_by=by)
+    api_key_forget(api_key.pk)
     api_key.refresh_from_db()
     return api_key
+
+
+def api_key_forget(pk: int | None = None) -> None:
+    """Drop this process's cached copy of key ``pk`` (of every key when None): it is looked up again."""
+    with _live_keys_lock:
+        if pk is None:
+            _live_keys.clear()
+            return
+        for digest in [d for d, (_, key) in _live_keys.items() if key.pk == pk]:
+            del _live_keys[digest]
 
 
 def api_key_authenticate(raw_key: str) -> ApiKey | None:
@@ -93,13 +115,25 @@ def api_key_authenticate(raw_key: str) -> ApiKey | None:
     parts = raw_key.split("_", 2)
     if len(parts) != 3 or f"{parts[0]}_" != KEY_MARK or len(parts[1]) != API_KEY_PREFIX_LENGTH or not parts[2]:
         return None
+    digest = hash_key(raw_key)
+    ttl = settings.API_KEY_CACHE_SECONDS
+    if ttl > 0:
+        cached = _live_keys.get(digest)
+        if cached is not None and cached[0] > time.monotonic():
+            _record_use(cached[1])
+            return cached[1]
     api_key = ApiKey.objects.select_related("tenant").filter(prefix=parts[1]).first()
     expected = api_key.secret_hash if api_key is not None else _UNKNOWN_KEY_HASH
-    if not hmac.compare_digest(expected, hash_key(raw_key)) or api_key is None:
+    if not hmac.compare_digest(expected, digest) or api_key is None:
         return None
     if api_key.revoked_at is not None or api_key.tenant.status not in USABLE_TENANT_STATUSES:
         return None
     _record_use(api_key)
+    if ttl > 0:
+        with _live_keys_lock:
+            if len(_live_keys) >= _CACHE_MAX:
+                _live_keys.clear()
+            _live_keys[digest] = (time.monotonic() + ttl, api_key)
     return api_key
 
 

@@ -6,6 +6,7 @@ from django.utils import timezone
 from portal.kernel import ApplicationError
 from tenants.models import USABLE_TENANT_STATUSES, Tenant, TenantStatus
 from tenants.selectors import subscriptions_active, tenants_with_trial_over
+from tenants.services.api_keys import api_key_forget
 from tenants.services.subscriptions import subscription_end
 from tenants.signals import tenant_status_changed
 
@@ -44,6 +45,7 @@ def tenant_transition(*, tenant: Tenant, to_status: str, at=None) -> Tenant:
         locked.status = to_status
         locked.status_changed_at = at
         locked.save(update_fields=["status", "status_changed_at", "updated_at"])
+        api_key_forget()  # this process looks its API keys up again (the others within API_KEY_CACHE_SECONDS)
         if to_status == TenantStatus.CANCELLED:
             # A cancelled tenant is billed up to now and no further.
             for sub in subscriptions_active(tenant=locked):

@@ -104,7 +104,8 @@ def test_a_key_of_a_suspended_or_cancelled_tenant_is_refused(end, local_identity
     assert api_key_authenticate(raw_key) is None
 
 
-def test_last_used_is_written_at_most_once_a_minute(django_assert_num_queries):
+def test_last_used_is_written_at_most_once_a_minute(django_assert_num_queries, settings):
+    settings.API_KEY_CACHE_SECONDS = 0  # every request looks the key up: one query, no write within the minute
     api_key, raw_key = api_key_create(tenant=TenantFactory(), name="k")
     assert api_key.last_used_at is None
     with django_assert_num_queries(2):  # the read, and the write of the first use
@@ -117,6 +118,18 @@ def test_last_used_is_written_at_most_once_a_minute(django_assert_num_queries):
                                                 last_used_at=used - timedelta(minutes=2))
     api_key_authenticate(raw_key)
     assert ApiKey.objects.get(pk=api_key.pk).last_used_at > used - timedelta(seconds=1)
+
+
+def test_a_live_key_is_kept_for_the_cache_seconds_by_its_hash(django_assert_num_queries, settings):
+    settings.API_KEY_CACHE_SECONDS = 60
+    api_key, raw_key = api_key_create(tenant=TenantFactory(), name="k")
+    assert api_key_authenticate(raw_key) == api_key
+    with django_assert_num_queries(0):  # kept: no query
+        assert api_key_authenticate(raw_key) == api_key
+    with django_assert_num_queries(1):  # a wrong secret with the same prefix is never the kept key
+        assert api_key_authenticate(raw_key[:-1] + ("A" if raw_key[-1] != "A" else "B")) is None
+    api_key_revoke(api_key=api_key)  # in this process: at once
+    assert api_key_authenticate(raw_key) is None
 
 
 # --- the tenant area ---------------------------------------------------------------------------------------
