@@ -50,6 +50,7 @@ logger = logging.getLogger(__name__)
 LOCK_FILE = "append.lock"
 APPEND_MAX_BYTES = 128 * 1024 * 1024  # one commit takes at most about this much spool (a backlog is cut)
 APPEND_DELAY = 0.5  # seconds from the tick (every process closes its segment) to the append
+_LINE_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)  # made once: json.dumps makes one a call
 
 
 class EventSpool:
@@ -78,7 +79,8 @@ class EventSpool:
         none of them stays in the segment, as far as the disk lets us truncate it back)."""
         if not records:
             return
-        data = "".join([json.dumps(r, separators=(",", ":"), ensure_ascii=False) + "\n" for r in records]).encode()
+        encode = _LINE_JSON.encode
+        data = "".join([encode(r) + "\n" for r in records]).encode()
         with self._lock:
             if self._fd is None:
                 self._open_segment()

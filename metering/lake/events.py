@@ -41,22 +41,27 @@ EVENTS_ARROW_SCHEMA = pa.schema([
 ])
 
 
+_PROPERTIES_JSON = json.JSONEncoder(separators=(",", ":"), sort_keys=True)  # made once: json.dumps makes one a call
+
+
 def event_record(*, tenant_slug: str, transaction_id: str, code: str, timestamp: datetime, properties: dict,
-                 received_at: datetime) -> dict:
+                 received_at: datetime | str) -> dict:
     """One row of the events table as JSON-ready values (what the spool and Firehose carry): timestamps
-    as ISO 8601 UTC with microseconds and a Z, properties as compact JSON with sorted keys."""
+    as ISO 8601 UTC with microseconds and a Z, properties as compact JSON with sorted keys. ``received_at``
+    may come formatted already (``iso_utc``: a batch shares it)."""
     return {
         "transaction_id": transaction_id,
         "tenant_id": tenant_slug,
         "code": code,
-        "timestamp": _iso(timestamp),
-        "properties": json.dumps(properties, separators=(",", ":"), sort_keys=True),
-        "received_at": _iso(received_at),
+        "timestamp": iso_utc(timestamp),
+        "properties": _PROPERTIES_JSON.encode(properties),
+        "received_at": received_at if isinstance(received_at, str) else iso_utc(received_at),
     }
 
 
-def _iso(value: datetime) -> str:
-    return _naive_utc(value).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+def iso_utc(value: datetime) -> str:
+    """``2026-09-03T10:00:00.000000Z``: the events table's timestamps as JSON carries them."""
+    return _naive_utc(value).isoformat(timespec="microseconds") + "Z"
 
 
 class LocalEventsTable(LocalIcebergTable):

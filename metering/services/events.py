@@ -33,7 +33,7 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from metering.event_sink import get_event_sink
-from metering.lake.events import event_record
+from metering.lake.events import event_record, iso_utc
 from metering.models import EventReceipt, EventRejection
 from metering.models.events import PAYLOAD_KEPT_CHARS
 
@@ -42,6 +42,7 @@ EVENT_KEYS = frozenset({"transaction_id", "code", "timestamp", "properties", "te
 MAX_TRANSACTION_ID = 255
 MAX_PROPERTY_NAME = 100
 INSERT_CHUNK = 500
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)  # an event's size; made once
 
 
 class EventRefused(Exception):
@@ -96,9 +97,10 @@ def events_ingest(*, tenant_for: Callable[[str | None], object], events: Sequenc
         if rejections:
             EventRejection.objects.bulk_create(rejections)
         # Last: the receipts commit only if the sink took the events (it raises otherwise).
+        received = iso_utc(received_at)
         get_event_sink().put_records([
             event_record(tenant_slug=e.tenant.slug, transaction_id=e.transaction_id, code=e.code,
-                         timestamp=e.timestamp, properties=e.properties, received_at=received_at)
+                         timestamp=e.timestamp, properties=e.properties, received_at=received)
             for e in accepted])
     result.accepted = len(accepted)
     result.duplicates = len(valid) - len(accepted)
@@ -141,11 +143,11 @@ def _validated(event, *, tenant_for, now: datetime) -> _Valid:
     if not isinstance(event, dict):
         raise EventRefused("an event must be a JSON object")
     try:
-        size = len(json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode())
+        size = len(_COMPACT_JSON.encode(event).encode())
     except UnicodeEncodeError:
         raise EventRefused("the event holds text that is not valid Unicode (a lone surrogate)") from None
-    unknown = sorted(set(event) - EVENT_KEYS)
-    if unknown:
+    if not EVENT_KEYS.issuperset(event):
+        unknown = sorted(set(event) - EVENT_KEYS)
         raise EventRefused(f"unknown field(s) {', '.join(map(repr, unknown))}; an event has transaction_id, "
                            f"code, timestamp, properties and (staff only) tenant")
     transaction_id = event.get("transaction_id")
