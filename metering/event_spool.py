@@ -150,11 +150,14 @@ class EventSpool:
                     batch = self._take(APPEND_MAX_BYTES)
                     if not batch:
                         break
+                    began = time.monotonic()
                     tables = [t for t in (self._read(path) for path in batch) if t is not None and t.num_rows]
                     if tables:
                         data = pa.concat_tables(tables)
                         self.table.append_arrow(data)
                         appended += data.num_rows
+                        logger.info("event spool: %s events from %s segments appended in %.2f s", data.num_rows,
+                                    len(batch), time.monotonic() - began)
                     for path in batch:
                         path.unlink(missing_ok=True)
             finally:
@@ -219,7 +222,7 @@ class EventSpool:
             data = path.read_bytes()
         except FileNotFoundError:
             return None
-        if not data.strip():
+        if not data:
             return None
         schema = self.table.arrow_schema
         try:
