@@ -159,6 +159,8 @@ def get_event_sink():
         if _sink is None:
             backend = settings.EVENTS_BACKEND
             if backend == "local":
+                if settings.EVENTS_APPEND_SECONDS <= 0:
+                    raise ImproperlyConfigured("EVENTS_APPEND_SECONDS must be more than 0 (seconds between appends)")
                 sink = LocalEventSink(spool_dir=events_spool_dir(), every=settings.EVENTS_APPEND_SECONDS)
                 try:
                     sink.recover_spools()

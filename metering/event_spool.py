@@ -89,12 +89,12 @@ class EventSpool:
                 view = memoryview(data)
                 while view:
                     view = view[os.write(self._fd, view):]
-                os.fsync(self._fd)
+                _sync(self._fd)
             except OSError:
                 # The request fails (no receipt): take its lines back, or at least never write after a torn one.
                 try:
                     os.ftruncate(self._fd, start)
-                    os.fsync(self._fd)
+                    _sync(self._fd)
                 except OSError:
                     self._close_segment()
                 raise
@@ -104,6 +104,7 @@ class EventSpool:
 
     def _open_segment(self) -> None:
         name = f"{self.pid}.{time.time_ns()}"
+        self.spool_dir.mkdir(parents=True, exist_ok=True)  # again: a folder removed under a running process
         new = self.spool_dir / f"{name}.new"
         fd = os.open(new, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o644)
         try:
@@ -264,6 +265,11 @@ class EventSpool:
                 self.append_ready()
             except Exception:  # the segments stay; the next tick tries again
                 logger.exception("event spool: appending to the events table failed; retried at the next tick")
+
+
+def _sync(fd: int) -> None:
+    """fdatasync where there is one: the data and the file's new size reach the disk, not its times."""
+    (getattr(os, "fdatasync", None) or os.fsync)(fd)
 
 
 def _age_key(path: Path) -> tuple[int, str]:

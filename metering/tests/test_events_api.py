@@ -169,7 +169,7 @@ def test_when_the_sink_fails_nothing_is_accepted_and_a_retry_is(world, events_la
     def full(fd):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(event_spool.os, "fsync", full)  # the events written but not durable: refused
+    monkeypatch.setattr(event_spool, "_sync", full)  # the events written but not durable: refused
     answer = post(world.client("acme"), [event("t-1")])
     assert answer.status_code == 503
     assert "retry" in answer.json()["detail"].lower() or "retry" in str(answer.json()).lower()
