@@ -7,15 +7,17 @@ Run as ``python bench/bench_events.py [--rate 20000] [--batch 100] [--seconds 20
    fresh API key holding events:write (``api_key_create``); the receipts of earlier runs are deleted first.
 2. Starts gunicorn on 127.0.0.1 (a free port) with DEBUG off, persistent database connections, throttling
    out of the way (API_THROTTLE_RATE), EVENTS_BACKEND=local and LAKE_WAREHOUSE_DIR in a temporary folder
-   (the other settings, e.g. LAKE_SINK_MAX_RECORDS, come from the environment as for the portal).
+   (the other settings, e.g. EVENTS_APPEND_SECONDS, come from the environment as for the portal).
 3. Sends POST /api/v1/events/ with ``--batch`` events each (unique transaction ids, the tenants in turn,
    Bearer mk_...) at ``--rate`` events/s from the open-loop load generator of bench/_load.py: latency
    counts from each request's scheduled time (no coordinated omission). A request succeeds when it
    answers 202 with every event of its batch accepted; one still unsent 10 s after its time is a failure
    (not sent), so an overloaded server ends the run soon.
-4. Prints p50, p90, p99, max, the achieved throughput and the errors; then stops gunicorn (its workers
-   flush their sinks as they exit) and counts the receipts in the database, the rows in the local events
-   table and what was left in spool files (appended here, as the next process would), to show that every
+4. Prints p50, p90, p99, max, the achieved throughput and the errors, and the CPU the load cost (gunicorn,
+   its PostgreSQL backends, this load generator: per request, and the rate the machine's cores could take
+   if they did nothing else); then stops gunicorn (its workers append their spools as they exit) and
+   counts the receipts in the database, the rows in the local events table and what was left in spool
+   files (appended here, as the next process would; none when the exit appends work), to show that every
    accepted event reached the table once. ``--check`` exits 1 unless the achieved rate is within 5 % of
    ``--rate``, p99 < 100 ms and nothing failed or went missing (issue 15's target: 20,000 events/s).
 
@@ -33,6 +35,7 @@ import shutil
 import statistics
 import sys
 import tempfile
+import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,6 +43,8 @@ from pathlib import Path
 from _load import (
     ROOT,
     bench_database_url,
+    child_pids,
+    cpu_seconds,
     ensure_database,
     free_port,
     load,
@@ -114,10 +119,20 @@ def lake_counts(run: str) -> tuple[int, int]:
     return len(mine), len(pc.unique(mine))
 
 
+def database_backends(name: str) -> list[int]:
+    """The PostgreSQL server processes serving database ``name`` (the workers' connections), when on this host."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", [name])
+        return [pid for (pid,) in cursor.fetchall()]
+
+
 def spooled(spool_dir: Path) -> int:
     if not spool_dir.is_dir():
         return 0
-    return sum(1 for path in spool_dir.glob("*.jsonl") for line in path.open(encoding="utf-8") if line.strip())
+    return sum(1 for path in spool_dir.iterdir() if path.suffix in (".jsonl", ".ready")
+               for line in path.open(encoding="utf-8") if line.strip())
 
 
 def default_workers() -> int:
@@ -149,7 +164,7 @@ def main() -> int:
     setup_django(db_url, var_dir)
     from django.conf import settings
 
-    from metering.event_sink import events_spool_dir, recover_orphaned_event_spools
+    from metering.event_sink import events_spool_dir, recover_event_spools
     from metering.models import EventReceipt
 
     run = uuid.uuid4().hex[:8]
@@ -167,8 +182,14 @@ def main() -> int:
             status = post(port, body, keys[i % len(keys)], args.batch)
             if status != 202:
                 raise SystemExit(f"warm-up request answered {status}; see {log}")
+        # CPU of the load alone: gunicorn (its workers, their appender threads), their PostgreSQL backends, and
+        # this process (the load generator), to say what a request costs the machine.
+        web = [server.pid, *child_pids(server.pid)]
+        db_backends = database_backends(args.database)
+        cpu_before = (cpu_seconds(web), cpu_seconds(db_backends), time.process_time())
         latencies, failures, wall = load(lambda i: post(port, payloads[i], keys[i % len(keys)], args.batch),
                                          req_rate, args.seconds, args.threads, expected=202, give_up=10)
+        cpu_after = (cpu_seconds(web), cpu_seconds(db_backends), time.process_time())
     finally:
         stop_gunicorn(server)
 
@@ -179,18 +200,26 @@ def main() -> int:
     print(f"POST /api/v1/events/ ({args.batch} events a request, {TENANTS} tenants with an events:write key each)")
     print(f"target {args.rate:.0f} events/s ({req_rate:.0f} req/s) for {args.seconds:.0f} s; "
           f"gunicorn {args.workers} sync workers on 127.0.0.1:{port}; {os.cpu_count()} cores; "
-          f"EVENTS_BACKEND=local, LAKE_SINK_MAX_RECORDS={settings.LAKE_SINK_MAX_RECORDS}")
+          f"EVENTS_BACKEND=local, EVENTS_APPEND_SECONDS={settings.EVENTS_APPEND_SECONDS:g}; "
+          f"load average before {os.getloadavg()[0]:.1f}")
     print(f"requests {len(ms)}  errors {len(failures)}  events due {sent:,}  "
           f"accepted {accepted_rate:,.0f} events/s ({len(ms) / wall:.1f} req/s)")
     print(f"latency ms  p50 {p50:.1f}  p90 {p90:.1f}  p99 {p99:.1f}  max {max(ms):.1f}  mean {statistics.mean(ms):.1f}")
     if failures:
         print(f"failures (first 5): {failures[:5]}")
+    cpu = [after - before for before, after in zip(cpu_before, cpu_after, strict=True)]
+    if sum(cpu) and ms:
+        per_request = sum(cpu) / len(ms) * 1000
+        print(f"CPU during the load: gunicorn {cpu[0]:.1f} s, PostgreSQL backends {cpu[1]:.1f} s, load generator "
+              f"{cpu[2]:.1f} s = {per_request:.1f} ms a request ({per_request / args.batch * 1000:.0f} µs an event); "
+              f"all {os.cpu_count()} cores busy with this alone: at most about "
+              f"{os.cpu_count() / per_request * 1000 * args.batch:,.0f} events/s")
 
     # Every accepted event counted once: receipts, the table, the spools the workers left.
     receipts = EventReceipt.objects.filter(transaction_id__startswith=f"{run}-").count()
     rows_at_stop, _ = lake_counts(run)
     left_in_spools = spooled(events_spool_dir())
-    recovered = recover_orphaned_event_spools()
+    recovered = recover_event_spools()
     rows, distinct = lake_counts(run)
     expected = sent - len(failures) * args.batch
     print(f"receipts {receipts:,} (accepted in 202 answers: {expected:,}; warm-up excluded)")
