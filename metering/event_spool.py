@@ -111,6 +111,8 @@ class EventSpool:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             path = self.spool_dir / f"{name}.jsonl"
             os.rename(new, path)
+            # The name must outlive a power cut as the data will (an orphaned .new is taken for never written).
+            _sync_dir(self.spool_dir)
         except OSError:
             os.close(fd)
             new.unlink(missing_ok=True)
@@ -199,8 +201,10 @@ class EventSpool:
             elif name.endswith((".jsonl", ".new")) and name.count(".") == 2:
                 if not _orphaned(path):
                     continue
-                if name.endswith(".new"):  # died while making it: never written
-                    path.unlink(missing_ok=True)
+                if name.endswith(".new"):  # its process died making it (before any write), or is making it now
+                    pid = name.split(".", 1)[0]
+                    if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+                        path.unlink(missing_ok=True)
                     continue
             elif name.endswith(".jsonl") or ".recovering-" in name:  # the single-file spool of earlier versions
                 pid = name.split(".", 1)[0] if name.endswith(".jsonl") else name.rsplit("-", 1)[-1]
@@ -270,6 +274,14 @@ class EventSpool:
 def _sync(fd: int) -> None:
     """fdatasync where there is one: the data and the file's new size reach the disk, not its times."""
     (getattr(os, "fdatasync", None) or os.fsync)(fd)
+
+
+def _sync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _age_key(path: Path) -> tuple[int, str]:
