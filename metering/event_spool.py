@@ -50,6 +50,7 @@ logger = logging.getLogger(__name__)
 LOCK_FILE = "append.lock"
 APPEND_MAX_BYTES = 128 * 1024 * 1024  # one commit takes at most about this much spool (a backlog is cut)
 APPEND_DELAY = 0.5  # seconds from the tick (every process closes its segment) to the append
+KEEP_SNAPSHOTS = 100  # the events table's snapshots kept (metering.lake.events.LocalEventsTable.expire_snapshots)
 _LINE_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)  # made once: json.dumps makes one a call
 
 
@@ -163,9 +164,24 @@ class EventSpool:
                                     len(batch), time.monotonic() - began)
                     for path in batch:
                         path.unlink(missing_ok=True)
+                if appended:
+                    self._expire_snapshots()
             finally:
                 os.close(lock_fd)
         return appended
+
+    def _expire_snapshots(self) -> None:
+        """Keep the table's metadata (and so every append's cost) from growing with each commit."""
+        expire = getattr(self.table, "expire_snapshots", None)
+        if expire is None:
+            return
+        try:
+            forgotten = expire(keep=KEEP_SNAPSHOTS)
+        except Exception:  # the events are in; the next append tries again
+            logger.exception("event spool: expiring the events table's old snapshots failed")
+            return
+        if forgotten:
+            logger.info("event spool: %s old snapshots of the events table expired", forgotten)
 
     def flush(self) -> int:
         """Close this process's segment and append everything appendable now (tests, commands, exit)."""

@@ -208,3 +208,20 @@ def test_segments_of_the_earlier_single_file_spool_are_appended_once_their_proce
 
     assert recover_event_spools() == 1
     assert table_ids(events_lake) == ["old-1"] and segments() == []
+
+
+def test_old_snapshots_are_expired_and_every_event_stays(world, events_lake, settings, monkeypatch):
+    """Each append is a commit, and a commit copies every snapshot's metadata: the appender keeps the newest
+    KEEP_SNAPSHOTS (here 2) once there are twice as many, and no event goes."""
+    from metering import event_spool
+    from metering.event_sink import recover_event_spools
+
+    monkeypatch.setattr(event_spool, "KEEP_SNAPSHOTS", 2)
+    settings.EVENTS_APPEND_SECONDS = 3600
+    reset_event_sink()
+    client = world.client("acme")
+    for i in range(7):
+        assert post(client, [event(f"s-{i}")]).json()["accepted"] == 1
+        assert recover_event_spools() == 1  # one commit each
+        assert len(events_lake.table().metadata.snapshots) <= 4
+    assert table_ids(events_lake) == [f"s-{i}" for i in range(7)]
