@@ -195,7 +195,7 @@ class MetricSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Metric
-        fields = ["code", "name", "aggregation", "field", "filters", "divisor", "unit"]
+        fields = ["code", "name", "event", "aggregation", "field", "filters", "divisor", "unit"]
 
 
 class MetricDocumentSerializer(serializers.Serializer):
@@ -203,7 +203,9 @@ class MetricDocumentSerializer(serializers.Serializer):
 
     code = serializers.SlugField(max_length=64)
     name = serializers.CharField(max_length=200)
-    aggregation = serializers.ChoiceField(choices=["count", "sum", "max", "unique_count"])
+    event = serializers.CharField(required=False, allow_blank=True,
+                                  help_text="The posted events' code it counts; absent for the access-log table.")
+    aggregation = serializers.ChoiceField(choices=["count", "sum", "max", "unique_count", "latest"])
     field = serializers.CharField(required=False, allow_blank=True)
     filters = serializers.DictField(required=False)
     divisor = serializers.CharField(required=False, help_text="Decimal string, default 1.")

@@ -75,8 +75,8 @@ def display_quantity(raw: Decimal | None, metric: Metric) -> Decimal:
 
 def metric_label(metric: Metric) -> str:
     unit = f" ({metric.unit})" if metric.unit else ""
-    how = {Aggregation.MAX: ", largest value per day", Aggregation.UNIQUE_COUNT: ", distinct per day"}.get(
-        metric.aggregation, "")
+    how = {Aggregation.MAX: ", largest value per day", Aggregation.UNIQUE_COUNT: ", distinct per day",
+           Aggregation.LATEST: ", last value per day"}.get(metric.aggregation, "")
     return f"{metric.name}{unit}{how}"
 
 
@@ -90,6 +90,9 @@ def day_note(metric: Metric, *, tenants: bool) -> str:
     if metric.aggregation == Aggregation.MAX:
         return (f"Each day shows the largest value of {who} that day; a range's figure is the largest of its "
                 "days" + (", and there is no 'other tenants' line." if tenants else "."))
+    if metric.aggregation == Aggregation.LATEST:
+        return (f"Each day shows the last value {who} reported by then; a range's figure is its last day's"
+                + (", and there is no 'other tenants' line." if tenants else "."))
     return ""
 
 
@@ -113,6 +116,8 @@ def total_label(metric: Metric) -> str:
         return "Distinct values in range, each tenant's added up (what their invoices for the range would bill)"
     if metric.aggregation == Aggregation.MAX:
         return "Largest value of any tenant in range"
+    if metric.aggregation == Aggregation.LATEST:
+        return "Last values in range, each tenant's added up (what their invoices for the range would bill)"
     return "Total in range"
 
 
@@ -137,10 +142,12 @@ def usage_by_metric(*, start: date, end: date, tenant: Tenant | None = None,
     # order_by(): no join for DailyUsage's default ordering in a GROUP BY.
     for row in rows.values("metric_id", "tenant_id").annotate(total=Sum("value"), top=Max("value")).order_by():
         metric = by_id.get(row["metric_id"])
-        if metric is not None and metric.aggregation != Aggregation.UNIQUE_COUNT:
+        if metric is not None and metric.aggregation not in (Aggregation.UNIQUE_COUNT, Aggregation.LATEST):
             ranking[metric.pk].append((row["tenant_id"], row["total"] if metric.aggregation in ADDITIVE
                                        else row["top"]))
-    unique = [m for m in metrics if m.aggregation == Aggregation.UNIQUE_COUNT]
+    # Range figures read from whole_period_figures: distinct counts (the lake for a range that is no
+    # whole day or month) and last values (the last hour's row).
+    unique = [m for m in metrics if m.aggregation in (Aggregation.UNIQUE_COUNT, Aggregation.LATEST)]
     unavailable = False
     if unique:
         start_dt, end_dt = day_bounds(start, end)
@@ -333,7 +340,8 @@ def unattributed_usage(*, start: date, end: date, metrics: list[Metric]) -> dict
             # Unattributed rows are kept per hour and source only: a unique_count metric's range figure
             # cannot be had from them, so its busiest hour is shown, and said to be.
             figure = row["total"] if metric.aggregation in ADDITIVE else row["peak"]
-            how = {Aggregation.UNIQUE_COUNT: "busiest hour", Aggregation.MAX: "largest value"}.get(metric.aggregation, "")
+            how = {Aggregation.UNIQUE_COUNT: "busiest hour", Aggregation.MAX: "largest value",
+                   Aggregation.LATEST: "largest hour"}.get(metric.aggregation, "")
             totals.append({"metric": metric, "value": display_quantity(figure, metric), "how": how})
     sources = []
     for row in (rows.values("tenant_key", "user_key", "metric_id").annotate(total=Sum("value"), hours=Count("id"))
