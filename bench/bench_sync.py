@@ -21,8 +21,9 @@ Issue 4's target: 10M events (200 tenants, 30 days, three metrics) synced in und
 With ``--source events`` the same is done for posted events (issue 15's target: a sync of 10 million
 events under 30 s): the events are generated straight into the local Iceberg ``events`` table (90 %
 ``llm.completion`` with a model and a token count, 10 % ``seats.changed`` gauges; 1 % are redelivered
-copies, which must count once), four metrics are defined over them (the large model's tokens: a sum
-with a property filter; completions: a count; models used: a unique count; seats: latest), and the
+copies, which must count once), six metrics read them (the large model's tokens: a sum with a
+property filter; completions: a count; models used: a unique count; and the demo plans' AI tokens, a
+sum, and seats, latest), and the
 sync of the whole period is timed, then the sync of the same window again. The naive path and the
 common case are access-log only.
 """
@@ -166,13 +167,12 @@ FROM src
 """
 
 EVENT_METRICS = [
-    {"code": "large_tokens", "name": "Large-model tokens", "event": "llm.completion", "aggregation": "sum",
+    {"code": "ev_large_tokens", "name": "Large-model tokens", "event": "llm.completion", "aggregation": "sum",
      "field": "properties.tokens", "filters": {"properties.model": ["large"]}, "divisor": "1000"},
-    {"code": "completions", "name": "Completions", "event": "llm.completion", "aggregation": "count"},
-    {"code": "models_used", "name": "Models used", "event": "llm.completion", "aggregation": "unique_count",
+    {"code": "ev_completions", "name": "Completions", "event": "llm.completion", "aggregation": "count"},
+    {"code": "ev_models_used", "name": "Models used", "event": "llm.completion", "aggregation": "unique_count",
      "field": "properties.model"},
-    {"code": "seats", "name": "Seats", "event": "seats.changed", "aggregation": "latest", "field": "properties.seats"},
-]
+]  # with the demo plans' two (ai_tokens: a sum of tokens; seats: latest), six metrics over events
 
 
 def run_events(args, tmp: Path, settings, connection) -> None:
@@ -192,7 +192,8 @@ def run_events(args, tmp: Path, settings, connection) -> None:
     tenants = traffic_tenants_ensure(count=args.tenants, start=start)
     for doc in EVENT_METRICS:
         metric_create(**{key: Decimal(value) if key == "divisor" else value for key, value in doc.items()})
-    print("metrics over events: " + ", ".join(f"{m['code']} ({m['aggregation']})" for m in EVENT_METRICS)
+    events_metrics = Metric.objects.exclude(event="").order_by("code")
+    print("metrics over events: " + ", ".join(f"{m.code} ({m.aggregation})" for m in events_metrics)
           + f"; the {Metric.objects.filter(event='').count()} access-log metrics read an empty access-log table")
     lake = LocalLake(warehouse=tmp / "lake", database=settings.LAKE_DATABASE, table=settings.LAKE_TABLE,
                      duckdb_memory_limit=settings.LAKE_DUCKDB_MEMORY_LIMIT, events_table=settings.LAKE_EVENTS_TABLE)

@@ -47,9 +47,13 @@ class Metric(models.Model):
                 name="metric_field_iff_not_count",
             ),
             models.CheckConstraint(condition=~Q(aggregation=Aggregation.LATEST) | ~Q(event=""),
-                                   name="metric_latest_needs_event"),
+                                   name="metric_latest_needs_event",
+                                   violation_error_message="Aggregation 'latest' is for metrics over posted "
+                                                           "events: name the event's code."),
             models.CheckConstraint(condition=Q(event="") | Q(field="") | Q(field__startswith="properties."),
-                                   name="metric_event_field_is_property"),
+                                   name="metric_event_field_is_property",
+                                   violation_error_message="The field of a metric over posted events must name "
+                                                           "a property of the event: 'properties.<name>'."),
         ]
 
     def __str__(self):
