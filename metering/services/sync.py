@@ -10,7 +10,11 @@ tenant cannot be attributed are written as UnattributedUsage, never dropped. In 
 the DailyUsage and MonthlyUsage rows of every UTC day and month the window touches are recomputed:
 from the hourly rows for count, sum and max metrics, and for unique_count metrics from distinct
 counts over the whole days and months that the run asks of the lake with the hours (a distinct
-count does not add up from hours).
+count does not add up from hours), and for latest metrics from the last hour's value (each hour holds
+its last value, a 0 included).
+
+Metrics over posted events are synced by the same run: the lake answers them from its events table
+(metering.lake.base.Lake splits the metrics by table), in the same hourly rows.
 """
 
 from __future__ import annotations
