@@ -91,7 +91,8 @@ def day_note(metric: Metric, *, tenants: bool) -> str:
         return (f"Each day shows the largest value of {who} that day; a range's figure is the largest of its "
                 "days" + (", and there is no 'other tenants' line." if tenants else "."))
     if metric.aggregation == Aggregation.LATEST:
-        return (f"Each day shows the last value {who} reported that day (a day without a report shows 0); a "
+        whose = "each of the top tenants' " if tenants else "the "
+        return (f"Each day shows {whose}last value reported that day (a day without a report shows 0); a "
                 "range's figure is the last value reported in it" + (", and there is no 'other tenants' line."
                                                                        if tenants else "."))
     return ""

@@ -26,8 +26,8 @@ class Metric(models.Model):
                              help_text="The code of the posted events it counts; empty for the access-log table.")
     aggregation = models.CharField(max_length=20, choices=Aggregation.choices)
     field = models.CharField(max_length=75, blank=True,
-                             help_text="Column of the access-log table, or 'properties.<name>' of an event; "
-                                       "empty for count.")
+                             help_text="Column of the access-log table, or properties.NAME for an event's "
+                                       "property NAME; empty for count.")
     filters = models.JSONField(default=dict, blank=True)
     divisor = models.DecimalField(max_digits=24, decimal_places=6, default=Decimal("1"))
     unit = models.CharField(max_length=40, blank=True)
