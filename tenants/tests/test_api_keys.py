@@ -204,6 +204,19 @@ def test_staff_make_a_key_shown_once_in_a_message(staff_client):
         assert f"mk_{api_key.prefix}_…" in page and raw_key not in page and api_key.secret_hash not in page
 
 
+def test_staff_make_a_provider_key_without_a_tenant(staff_client):
+    add = reverse("admin:tenants_apikey_add")
+    refused = staff_client.post(add, {"tenant": "", "name": "backend", "scopes": ["events:write", "usage:read"]})
+    assert refused.status_code == 200 and "only sends events" in refused.content.decode()
+    assert not ApiKey.objects.exists()
+    response = staff_client.post(add, {"tenant": "", "name": "backend", "scopes": ["events:write"]})
+    assert response.status_code == 200 and "The new key of the provider" in response.content.decode()
+    api_key = ApiKey.objects.get()
+    assert api_key.tenant is None and api_key.scopes == ["events:write"]
+    assert api_key_authenticate(KEY_RE.search(response.content.decode()).group(0)) == api_key
+    assert "provider (events for any tenant)" in staff_client.get(reverse("admin:tenants_apikey_changelist")).content.decode()
+
+
 def test_staff_are_refused_a_key_without_scope(staff_client):
     tenant = TenantFactory()
     response = staff_client.post(reverse("admin:tenants_apikey_add"), {"tenant": tenant.pk, "name": "ops"})
