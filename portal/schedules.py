@@ -24,6 +24,8 @@ DEFAULT_SCHEDULES: dict[str, tuple[str, dict]] = {
     "Prune old event rejections": ("metering.tasks.prune_event_rejections", {"minute": "41", "hour": "2"}),
     # Runs whose worker was killed (no heartbeat for RUN_STALE_AFTER_SECONDS) are marked failed.
     "Fail runs whose worker died": ("portal.tasks.fail_stale_runs", {"minute": "*/5"}),
+    # Staff hear of a pipeline late beyond PIPELINE_LATE_ALERT_MINUTES (a failing sync tells them itself).
+    "Check the pipeline is on time": ("metering.tasks.check_pipeline", {"minute": "*/5"}),
 }
 
 

@@ -175,6 +175,11 @@ EVENTS_MAX_FUTURE_DAYS = env.int("EVENTS_MAX_FUTURE_DAYS", default=1)
 EVENTS_MAX_EVENT_BYTES = env.int("EVENTS_MAX_EVENT_BYTES", default=8192)
 EVENTS_MAX_BATCH = env.int("EVENTS_MAX_BATCH", default=1000)
 EVENTS_REJECTIONS_KEEP_DAYS = env.int("EVENTS_REJECTIONS_KEEP_DAYS", default=7)
+
+# Alerts (metering/services/alerts.py): who on staff hears of a failing sync or a late pipeline (default: the
+# active staff logins' emails), and how far behind the pipeline may fall before they do.
+ALERTS_STAFF_EMAILS = env.list("ALERTS_STAFF_EMAILS", default=[])
+PIPELINE_LATE_ALERT_MINUTES = env.int("PIPELINE_LATE_ALERT_MINUTES", default=120)
 AWS_REGION = env.str("AWS_REGION", default=env.str("AWS_DEFAULT_REGION", default="us-east-1"))
 ATHENA_WORKGROUP = env.str("ATHENA_WORKGROUP", default="primary")
 ATHENA_OUTPUT_LOCATION = env.str("ATHENA_OUTPUT_LOCATION", default="")

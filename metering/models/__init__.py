@@ -2,6 +2,14 @@
 
 Metrics are part of the catalog: ``tenants.models.Metric``."""
 
+from metering.models.alerts import (
+    AlertChannel,
+    AlertKind,
+    StaffNotice,
+    StaffNoticeKind,
+    UsageAlert,
+    UsageAlertFiring,
+)
 from metering.models.billing import (
     BillingRun,
     BillingRunStatus,
@@ -25,6 +33,7 @@ from metering.models.usage import (
 )
 
 __all__ = [
+    "AlertChannel", "AlertKind", "StaffNotice", "StaffNoticeKind", "UsageAlert", "UsageAlertFiring",
     "BillingRun",
     "BillingRunStatus",
     "EventReceipt",

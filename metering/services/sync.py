@@ -137,6 +137,7 @@ def usage_sync(*, start: datetime | None = None, end: datetime | None = None, la
             _finish(run, began)
             if isinstance(exc, LakeError):
                 exc.extra.setdefault("sync_run", run.pk)
+            _after_sync(run)
             raise
     run.rows_read = rows.num_rows
     run.rows_written = written
@@ -149,7 +150,22 @@ def usage_sync(*, start: datetime | None = None, end: datetime | None = None, la
     SyncCursor.objects.filter(pk=cursor.pk).filter(
         Q(synced_until__isnull=True) | Q(synced_until__lt=synced)).update(synced_until=synced)
     rollup_backfill(lake=lake, user_tenants=user_tenants)
+    _after_sync(run)
     return run
+
+
+def _after_sync(run: SyncRun) -> None:
+    """Alerts after a sync: the tenants' thresholds after a success, staff told of a failure. Never the
+    sync's own outcome: a failure here is logged, and the next sync checks again."""
+    from metering.services.alerts import alerts_check, notice_sync_failed
+
+    try:
+        if run.outcome == SyncOutcome.SUCCEEDED:
+            alerts_check()
+        else:
+            notice_sync_failed(run)
+    except Exception:
+        logger.exception("usage sync %s: checking alerts failed", run.pk)
 
 
 def _finish(run: SyncRun, began: float) -> None:
