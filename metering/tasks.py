@@ -57,3 +57,11 @@ def check_pipeline() -> dict:
 
     notice = pipeline_late_check()
     return {"notice": notice.pk if notice else None}
+
+
+@shared_task
+def send_payment_reminders() -> dict:
+    """Remind tenants of unpaid invoices on the INVOICE_REMINDER_DAYS schedule (each step once)."""
+    from metering.services.billing.payments import payment_reminders_send
+
+    return {"reminders": len(payment_reminders_send())}

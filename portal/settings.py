@@ -236,6 +236,8 @@ DASHBOARD_CACHE_SECONDS = env.int("DASHBOARD_CACHE_SECONDS", default=300)
 BILLING_GRACE_PERIOD_MINUTES = env.int("BILLING_GRACE_PERIOD_MINUTES", default=60)
 INVOICE_NUMBER_PREFIX = env.str("INVOICE_NUMBER_PREFIX", default="INV")
 INVOICE_PAYMENT_TERMS_DAYS = env.int("INVOICE_PAYMENT_TERMS_DAYS", default=30)  # due date = issue date + this
+# Payment reminders of unpaid invoices, in days from the due date (negative: before it), sent daily by the beat.
+INVOICE_REMINDER_DAYS = [int(day) for day in env.list("INVOICE_REMINDER_DAYS", default=["-3", "1", "7", "14", "30"])]
 PRICING_CUSTOM_RULES = {
     "capped_per_unit": "metering.pricing.rules.capped_per_unit",
     **env.dict("PRICING_CUSTOM_RULES", default={}),

@@ -21,6 +21,7 @@ from metering.models.billing import (
     LineType,
 )
 from metering.models.events import EventReceipt, EventRejection
+from metering.models.payments import InvoicePayment, InvoiceReminder
 from metering.models.usage import (
     DailyUsage,
     HourlyUsage,
@@ -42,6 +43,8 @@ __all__ = [
     "Invoice",
     "InvoiceLine",
     "InvoiceSequence",
+    "InvoicePayment",
+    "InvoiceReminder",
     "InvoiceStatus",
     "LineType",
     "DailyUsage", "HourlyUsage", "MonthlyUsage", "RollupBackfill", "SyncCursor", "SyncOutcome", "SyncRun", "UnattributedUsage"]

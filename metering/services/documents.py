@@ -41,9 +41,14 @@ def invoice_context(invoice: Invoice) -> dict:
          "tiers": [{**tier, "has_flat": bool(Decimal(tier["flat_amount"]))} for tier in line.tiers]}
         for line in invoice.lines.select_related("adjusts")
     ]
+    from metering.services.billing.payments import invoice_amount_due
+
     return {
         "invoice": invoice, "lines": lines, "total": format_amount(invoice.total, currency),
         "has_tiers": any(row["tiers"] for row in lines), "provider_name": settings.PROVIDER_NAME,
+        "payments": [{"amount": format_amount(p.amount, currency), "received_at": p.received_at}
+                     for p in invoice.payments.all()],
+        "amount_due": format_amount(invoice_amount_due(invoice), currency), "overdue": invoice.is_overdue(),
     }
 
 

@@ -21,7 +21,7 @@ from decimal import Decimal, localcontext
 from django.conf import settings
 from django.core.cache import cache
 from django.db.models import Count, F, Max, Q, Sum
-from django.db.models.functions import TruncMonth
+from django.db.models.functions import Coalesce, TruncMonth
 from django.utils import timezone
 
 from metering.lake import LakeError
@@ -34,7 +34,7 @@ from metering.models import (
     SyncRun,
     UnattributedUsage,
 )
-from metering.pricing import UnknownCurrencyError, quantize_amount
+from metering.pricing import UnknownCurrencyError, format_amount, quantize_amount
 from metering.selectors import ADDITIVE, whole_period_figures
 from portal.dashboards.charts import OTHER_COLOUR, Chart, Series
 from tenants.models import Aggregation, DeliveryStatus, EmailDelivery, Metric, Tenant
@@ -457,6 +457,38 @@ def email_health() -> EmailHealth:
     return EmailHealth(failed=counts["failed"], retrying=counts["retrying"])
 
 
+# Receivables' ages: days past the due date, (label, first day, last day or None).
+AGE_BUCKETS = (("Not due yet", None, 0), ("1–30 days late", 1, 30), ("31–60 days late", 31, 60),
+               ("61–90 days late", 61, 90), ("Over 90 days late", 91, None))
+
+
+def receivables_by_age(*, today: date | None = None, tenant: Tenant | None = None) -> list[dict]:
+    """What tenants owe (finalized invoices less their payments), per currency, by days past the due date:
+    [{currency, buckets: [{label, count, amount}], count, total}]. Whatever the date range: what is owed now."""
+    today = today or timezone.now().date()
+    owed = Invoice.objects.filter(status=InvoiceStatus.FINALIZED)
+    if tenant is not None:
+        owed = owed.filter(tenant=tenant)
+    rows = (owed.annotate(paid=Coalesce(Sum("payments__amount"), Decimal(0)))
+            .values_list("currency", "due_date", "total", "paid").order_by())
+    by_currency: dict[str, list[list]] = defaultdict(lambda: [[0, Decimal(0)] for _ in AGE_BUCKETS])
+    for currency, due_date, total, paid in rows:
+        left = total - paid
+        if left <= 0:
+            continue
+        late = (today - due_date).days
+        index = next(i for i, (_, low, high) in enumerate(AGE_BUCKETS)
+                     if (low is None or late >= low) and (high is None or late <= high))
+        by_currency[currency][index][0] += 1
+        by_currency[currency][index][1] += left
+    return [{"currency": currency,
+             "buckets": [{"label": label, "count": count, "amount": format_amount(amount, currency)}
+                         for (label, _, _), (count, amount) in zip(AGE_BUCKETS, buckets, strict=True)],
+             "count": sum(count for count, _ in buckets),
+             "total": format_amount(sum((amount for _, amount in buckets), Decimal(0)), currency)}
+            for currency, buckets in sorted(by_currency.items())]
+
+
 def provider_dashboard(*, start: date, end: date, tenant: Tenant | None = None) -> dict:
     """Everything the provider's dashboard shows, for [start, end] (dates, inclusive) and an optional tenant."""
     metrics = list(Metric.objects.order_by("code"))
@@ -474,6 +506,7 @@ def provider_dashboard(*, start: date, end: date, tenant: Tenant | None = None) 
         "revenue_plans": revenue_plans,
         "invoices_chart": invoices_chart,
         "invoice_rows": invoice_rows,
+        "receivables": receivables_by_age(tenant=tenant),
         "unattributed": unattributed_usage(start=start, end=end, metrics=metrics),
         "pipeline": pipeline,
         "email": email_health(),
