@@ -145,11 +145,23 @@ class InvoiceSerializer(serializers.ModelSerializer):
     id = serializers.UUIDField(source="public_id", read_only=True)
     tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     total = MoneyField(currency_source="currency")
+    amount_due = serializers.SerializerMethodField(
+        help_text="What is left to pay (decimal string in the currency's minor digits): the total less the "
+                  "payments received while finalized; 0 once paid, void or a draft.")
+    overdue = serializers.SerializerMethodField(help_text="Finalized, not paid in full, and past its due date (UTC).")
 
     class Meta:
         model = Invoice
-        fields = ["id", "number", "tenant", "status", "currency", "total", "period_start", "period_end",
-                  "finalized_at", "due_date", "payment_terms_days", "paid_at", "voided_at"]
+        fields = ["id", "number", "tenant", "status", "currency", "total", "amount_due", "overdue", "period_start",
+                  "period_end", "finalized_at", "due_date", "payment_terms_days", "paid_at", "voided_at"]
+
+    def get_amount_due(self, invoice) -> str:
+        from metering.services.billing.payments import invoice_amount_due
+
+        return format_amount(invoice_amount_due(invoice), invoice.currency)
+
+    def get_overdue(self, invoice) -> bool:
+        return invoice.is_overdue()
 
 
 class InvoiceDetailSerializer(InvoiceSerializer):
@@ -195,7 +207,7 @@ class MetricSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Metric
-        fields = ["code", "name", "aggregation", "field", "filters", "divisor", "unit"]
+        fields = ["code", "name", "event", "aggregation", "field", "filters", "divisor", "unit"]
 
 
 class MetricDocumentSerializer(serializers.Serializer):
@@ -203,7 +215,9 @@ class MetricDocumentSerializer(serializers.Serializer):
 
     code = serializers.SlugField(max_length=64)
     name = serializers.CharField(max_length=200)
-    aggregation = serializers.ChoiceField(choices=["count", "sum", "max", "unique_count"])
+    event = serializers.CharField(required=False, allow_blank=True,
+                                  help_text="The posted events' code it counts; absent for the access-log table.")
+    aggregation = serializers.ChoiceField(choices=["count", "sum", "max", "unique_count", "latest"])
     field = serializers.CharField(required=False, allow_blank=True)
     filters = serializers.DictField(required=False)
     divisor = serializers.CharField(required=False, help_text="Decimal string, default 1.")
