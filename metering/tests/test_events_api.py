@@ -133,6 +133,18 @@ def test_a_malformed_body_is_400_for_the_whole_request(world, body):
     assert not EventReceipt.objects.exists() and not EventRejection.objects.exists()
 
 
+@pytest.mark.parametrize("body", [
+    "[" * 100_000 + "]" * 100_000,  # deeper than Python's parser goes
+    # A batch is checked by its shape; one deeper than 32 levels gets the generic check.
+    '{"events": [{"transaction_id": "t", "code": "a", "properties": {"p": ' + "[" * 40 + "]" * 40 + "}}]}",
+])
+def test_a_body_nested_too_deep_is_400_without_a_500(world, body):
+    answer = world.client("acme").post(URL, body, content_type="application/json")
+    assert answer.status_code == 400
+    assert "nested more than 32 levels deep" in answer.json()["detail"]
+    assert not EventReceipt.objects.exists() and not EventRejection.objects.exists()
+
+
 def test_more_than_the_batch_limit_is_400(world, settings):
     settings.EVENTS_MAX_BATCH = 3
     assert post(world.client("acme"), [event(f"t{i}") for i in range(4)]).status_code == 400
