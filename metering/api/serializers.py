@@ -8,7 +8,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from metering.models import EventReceipt, EventRejection, Invoice, InvoiceLine
+from metering.models import EventReceipt, EventRejection, Invoice, InvoiceLine, SyncRun, UsageAlertFiring
 from metering.pricing import format_amount, format_plain, format_unit_amount
 from tenants.models import Metric, Plan, PlanVersion, Subscription, Tenant, TenantStatus, TenantUser
 
@@ -290,3 +290,31 @@ class EventRejectionSerializer(serializers.ModelSerializer):
     class Meta:
         model = EventRejection
         fields = ["transaction_id", "tenant", "index", "error", "payload", "received_at"]
+
+
+class AlertFiringSerializer(serializers.ModelSerializer):
+    """An alert that fired (the data of usage.threshold_reached and spend.threshold_reached webhooks)."""
+
+    id = serializers.IntegerField(source="alert.pk", read_only=True, help_text="The alert's id.")
+    tenant = serializers.CharField(source="alert.tenant.slug", read_only=True)
+    kind = serializers.CharField(source="alert.kind", read_only=True, help_text="usage or spend.")
+    metric = serializers.SerializerMethodField(help_text="The metric's code (usage alerts), else null.")
+    threshold = PlainDecimalField(source="alert.threshold")
+    value = PlainDecimalField(help_text="What was seen: the period's quantity, or the projected bill's total.")
+
+    class Meta:
+        model = UsageAlertFiring
+        fields = ["id", "tenant", "kind", "metric", "threshold", "value", "currency", "period_start", "period_end",
+                  "fired_at"]
+
+    def get_metric(self, firing) -> str | None:
+        return firing.alert.metric.code if firing.alert.metric_id else None
+
+
+class SyncRunSerializer(serializers.ModelSerializer):
+    """A usage sync run (the data of the sync.failed webhook)."""
+
+    class Meta:
+        model = SyncRun
+        fields = ["id", "backend", "window_start", "window_end", "started_at", "finished_at", "attempts", "outcome",
+                  "error"]

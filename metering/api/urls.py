@@ -32,6 +32,7 @@ admin_patterns = [
     path("metrics/", admin_views.AdminMetricListView.as_view(), name="metrics"),
     path("metrics/<slug:metric>/", admin_views.AdminMetricDetailView.as_view(), name="metric"),
     path("usage/top/", admin_views.TopTenantsView.as_view(), name="top-tenants"),
+    path("revenue/", admin_views.RevenueView.as_view(), name="revenue"),
 ]
 
 v1_patterns = [
