@@ -12,10 +12,29 @@ def _configure_pricing_rules(*, setting: str | None = None, **kwargs) -> None:
         configure_rules(getattr(settings, "PRICING_CUSTOM_RULES", None))
 
 
+def _register_webhook_resources() -> None:
+    """Webhook payloads show each resource as the REST API does: its serializers live in this layer, so they
+    are handed to the webhooks registry (tenants, below) here."""
+    from metering.api import serializers
+    from metering.models import Invoice
+    from tenants.webhooks.registry import register_resource
+
+    def invoice(instance):
+        # The invoice as GET /api/v1/invoices/<id>/ shows it, lines in order (read fresh: the caller may hold
+        # an instance whose lines were just rewritten).
+        fresh = Invoice.objects.select_related("tenant").prefetch_related("lines__adjusts").get(pk=instance.pk)
+        return serializers.InvoiceDetailSerializer(fresh).data
+
+    register_resource("invoice", invoice)
+    register_resource("tenant", lambda tenant: serializers.TenantSerializer(tenant).data)
+    register_resource("subscription", lambda sub: serializers.SubscriptionSerializer(sub).data)
+
+
 class MeteringConfig(AppConfig):
     name = "metering"
     verbose_name = "Metering and billing"
 
     def ready(self):
         _configure_pricing_rules()
+        _register_webhook_resources()
         setting_changed.connect(_configure_pricing_rules, dispatch_uid="metering.pricing_rules")

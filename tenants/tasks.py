@@ -47,3 +47,23 @@ def sweep_emails() -> dict:
     from tenants.services.email import email_deliveries_sweep
 
     return email_deliveries_sweep()
+
+
+@shared_task(bind=True, acks_late=True, max_retries=None)
+def deliver_webhook(self, delivery_id: int) -> str:
+    """Make the due attempt of one webhook delivery; a failed one is retried here after the schedule's wait
+    (the service counts attempts, so Celery sets no cap). A duplicate or early run sends nothing."""
+    from tenants.webhooks.delivery import webhook_delivery_attempt
+
+    result = webhook_delivery_attempt(delivery_id=delivery_id)
+    if result.outcome == "retry":
+        raise self.retry(args=[delivery_id], countdown=result.retry_in)
+    return result.outcome
+
+
+@shared_task
+def sweep_webhooks() -> dict:
+    """Queue again the pending webhook deliveries whose task was lost or whose worker died."""
+    from tenants.webhooks.delivery import webhook_deliveries_sweep
+
+    return webhook_deliveries_sweep()

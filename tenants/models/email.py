@@ -12,6 +12,7 @@ class EmailKind(models.TextChoices):
     SIGNUP_CODE = "signup_code", "Signup verification code"
     SIGNUP_NOTICE = "signup_notice", "Signup notice to an existing account"
     TEMPORARY_PASSWORD = "temporary_password", "Temporary password"
+    WEBHOOK_DISABLED = "webhook_disabled", "Webhook endpoint disabled (to staff)"
 
 
 # Kinds whose body holds a secret: stored encrypted, wiped once sent, superseded by a newer one.
