@@ -214,9 +214,11 @@ def webhook_deliveries_sweep(*, now: datetime | None = None, grace: timedelta = 
     (if any) has ended: its task was lost, or its worker died mid-attempt. Safe to run twice: a claim is
     exclusive, so a duplicate task sends nothing."""
     now = now or timezone.now()
+    # Never attempted since due (its task may still be on its way: `grace`), or attempted by a worker whose
+    # lease has ended without an outcome (it died: at once).
+    lost = Q(lease_until__isnull=True, next_attempt_at__lte=now - grace) | Q(lease_until__lte=now)
     due = list(
-        WebhookDelivery.objects.filter(status=WebhookDeliveryStatus.PENDING, next_attempt_at__lte=now - grace)
-        .filter(Q(lease_until__isnull=True) | Q(lease_until__lte=now))
+        WebhookDelivery.objects.filter(lost, status=WebhookDeliveryStatus.PENDING, next_attempt_at__lte=now)
         .order_by("next_attempt_at", "pk").values_list("pk", flat=True)[:SWEEP_LIMIT]
     )
     events.enqueue(due)
