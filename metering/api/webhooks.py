@@ -161,11 +161,14 @@ class _EndpointDetail:
             endpoint = endpoint_services.webhook_endpoint_enable(endpoint=endpoint)
         return Response(WebhookEndpointSerializer(endpoint).data)
 
-    @extend_schema(responses={204: OpenApiResponse(description="Deleted, with its deliveries."),
+    @extend_schema(responses={200: OpenApiResponse(WebhookEndpointSerializer,
+                                                   description="Deleted, with its deliveries: what it was."),
                               **errors(401, 403, 404, 429)})
     def delete(self, request, *args, **kwargs):
-        endpoint_services.webhook_endpoint_delete(endpoint=self.endpoint())
-        return Response(status=status.HTTP_204_NO_CONTENT)
+        endpoint = self.endpoint()
+        data = WebhookEndpointSerializer(endpoint).data
+        endpoint_services.webhook_endpoint_delete(endpoint=endpoint)
+        return Response(data)
 
 
 class _RotateSecret(_EndpointDetail):

@@ -54,7 +54,8 @@ def test_an_owner_creates_lists_updates_disables_rotates_and_deletes_an_endpoint
     rotated = acme.post(f"{url}rotate-secret/")
     assert rotated.status_code == 200 and rotated.json()["secret"] not in (body["secret"], "")
 
-    assert acme.delete(url).status_code == 204
+    deleted = acme.delete(url)
+    assert deleted.status_code == 200 and deleted.json()["id"] == body["id"]
     assert acme.get(url).status_code == 404 and not WebhookEndpoint.objects.exists()
 
 
