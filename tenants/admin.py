@@ -10,7 +10,12 @@ from django.utils import timezone
 from metering.pricing import format_unit_amount
 from metering.pricing.documents import DocumentError, loads_document, parse_plan
 from portal.kernel import ApplicationError
-from tenants import admin_api_keys, admin_email, admin_metrics  # noqa: F401  (register the API keys', email deliveries' and metrics' admins)
+from tenants import (  # noqa: F401  (register the API keys', email deliveries', metrics' and webhooks' admins)
+    admin_api_keys,
+    admin_email,
+    admin_metrics,
+    admin_webhooks,
+)
 from tenants.admin_writes import ServiceWriteAdmin
 from tenants.models import (
     Charge,

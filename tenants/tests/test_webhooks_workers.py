@@ -10,11 +10,11 @@ import time
 from pathlib import Path
 
 import pytest
+from celery import current_app as app
 from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from portal.celery import app
 from tenants.models import WebhookAttempt, WebhookDelivery, WebhookDeliveryStatus
 from tenants.services.lifecycle import tenant_create
 from tenants.tasks import deliver_webhook, sweep_webhooks
