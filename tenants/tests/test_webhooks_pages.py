@@ -9,8 +9,8 @@ from standardwebhooks import Webhook
 from tenants.models import TenantRole, WebhookAttempt, WebhookDelivery, WebhookDeliveryStatus, WebhookEndpoint
 from tenants.services import identity as svc
 from tenants.services.lifecycle import tenant_suspend
-from tenants.tasks import deliver_webhook
 from tenants.services.subscriptions import subscription_create
+from tenants.tasks import deliver_webhook
 from tenants.tests.factories import TenantFactory, import_sample_plans
 from tenants.webhooks import events
 from tenants.webhooks.endpoints import webhook_endpoint_create
