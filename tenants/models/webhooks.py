@@ -82,6 +82,8 @@ class WebhookDelivery(models.Model):
     status = models.CharField(max_length=10, choices=WebhookDeliveryStatus.choices,
                               default=WebhookDeliveryStatus.PENDING)
     attempts = models.PositiveIntegerField(default=0, help_text="Attempts since it was made (or last resent).")
+    attempts_ever = models.PositiveIntegerField(default=0, editable=False,
+                                                help_text="Attempts in all, resends included (numbers the attempt log).")
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     # A worker claims an attempt by setting a lease (a conditional UPDATE): no other worker can claim it until
     # the lease ends, and a killed worker's lease simply ends, so the delivery is attempted again.

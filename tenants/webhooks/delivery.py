@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
-from django.db.models import F, Max, Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from portal.kernel import ApplicationError
@@ -64,7 +64,9 @@ class AttemptResult:
     status_code: int | None = None
 
 
-def _claim(pk: int, now: datetime) -> tuple[str, WebhookAttempt] | None:
+def _claim(pk: int, now: datetime) -> tuple[str, WebhookDelivery, WebhookAttempt] | None:
+    """Take the due attempt of a delivery (three statements, one transaction), or None when another worker
+    holds it, it is not due, or it is done."""
     token = secrets.token_hex(16)
     with transaction.atomic():
         # Plain columns of the one row only, so PostgreSQL re-checks the whole condition after a concurrent
@@ -73,12 +75,12 @@ def _claim(pk: int, now: datetime) -> tuple[str, WebhookAttempt] | None:
             Q(lease_until__isnull=True) | Q(lease_until__lte=now),
             pk=pk, status=WebhookDeliveryStatus.PENDING, next_attempt_at__lte=now,
         ).update(lease_token=token, lease_until=now + timedelta(seconds=settings.WEBHOOKS_LEASE_SECONDS),
-                 attempts=F("attempts") + 1, updated_at=now)
+                 attempts=F("attempts") + 1, attempts_ever=F("attempts_ever") + 1, updated_at=now)
         if not claimed:
             return None
-        last = WebhookAttempt.objects.filter(delivery_id=pk).aggregate(n=Max("number"))["n"] or 0
-        attempt = WebhookAttempt.objects.create(delivery_id=pk, number=last + 1, started_at=now)
-    return token, attempt
+        delivery = WebhookDelivery.objects.select_related("event", "endpoint").get(pk=pk)
+        attempt = WebhookAttempt.objects.create(delivery=delivery, number=delivery.attempts_ever, started_at=now)
+    return token, delivery, attempt
 
 
 def webhook_delivery_attempt(*, delivery_id: int) -> AttemptResult:
@@ -87,8 +89,7 @@ def webhook_delivery_attempt(*, delivery_id: int) -> AttemptResult:
     claim = _claim(delivery_id, now)
     if claim is None:
         return AttemptResult("skipped")
-    token, attempt = claim
-    delivery = WebhookDelivery.objects.select_related("event", "endpoint").get(pk=delivery_id)
+    token, delivery, attempt = claim
     endpoint, event = delivery.endpoint, delivery.event
     if not endpoint.enabled:
         answer = transport.Answer(None, "", 0, "The endpoint is disabled.")
@@ -97,7 +98,7 @@ def webhook_delivery_attempt(*, delivery_id: int) -> AttemptResult:
         headers = signed_headers(secrets_=_signing_secrets(endpoint, now), msg_id=delivery.webhook_id,
                                  timestamp=timezone.now(), body=body)
         answer = transport.post(endpoint.url, body.encode(), headers)
-    return _record(delivery, token, attempt, answer, endpoint_enabled=endpoint.enabled)
+    return _record(delivery, token, attempt, answer)
 
 
 def _signing_secrets(endpoint: WebhookEndpoint, now: datetime) -> list[str]:
@@ -108,44 +109,41 @@ def _signing_secrets(endpoint: WebhookEndpoint, now: datetime) -> list[str]:
     return secrets_
 
 
-def _record(delivery: WebhookDelivery, token: str, attempt: WebhookAttempt, answer: transport.Answer, *,
-            endpoint_enabled: bool) -> AttemptResult:
+def _record(delivery: WebhookDelivery, token: str, attempt: WebhookAttempt, answer: transport.Answer) -> AttemptResult:
+    """Record the attempt, and the delivery's outcome if the lease is still ours (a conditional UPDATE: after a
+    resend, or a lease that ended and was taken over, the outcome is the other holder's to record)."""
     now = timezone.now()
+    endpoint = delivery.endpoint
+    last_error = "" if answer.ok else (answer.error or f"HTTP {answer.status_code}: {answer.excerpt[:200]}")[:500]
+    if answer.ok:
+        outcome = AttemptResult("succeeded", status_code=answer.status_code)
+        change = {"status": WebhookDeliveryStatus.SUCCEEDED, "delivered_at": now, "next_attempt_at": None}
+    elif endpoint.enabled and delivery.attempts <= len(retry_schedule()):
+        wait = retry_schedule()[delivery.attempts - 1]
+        outcome = AttemptResult("retry", retry_in=wait, status_code=answer.status_code)
+        change = {"next_attempt_at": now + timedelta(seconds=wait)}
+    else:
+        outcome = AttemptResult("failed", status_code=answer.status_code)
+        change = {"status": WebhookDeliveryStatus.FAILED, "next_attempt_at": None}
     with transaction.atomic():
-        attempt.finished_at = max(now, attempt.started_at)
-        attempt.succeeded = answer.ok
-        attempt.status_code = answer.status_code
-        attempt.latency_ms = answer.latency_ms
-        attempt.response_excerpt = answer.excerpt
-        attempt.error = answer.error[:500]
-        attempt.save()
-        locked = WebhookDelivery.objects.select_for_update(of=("self",)).get(pk=delivery.pk)
-        if locked.lease_token != token or locked.status != WebhookDeliveryStatus.PENDING:
-            # Our lease ended and another worker took over (or someone resent it): theirs is the outcome.
+        WebhookAttempt.objects.filter(pk=attempt.pk).update(
+            finished_at=max(now, attempt.started_at), succeeded=answer.ok, status_code=answer.status_code,
+            latency_ms=answer.latency_ms, response_excerpt=answer.excerpt, error=answer.error[:500])
+        recorded = WebhookDelivery.objects.filter(
+            pk=delivery.pk, lease_token=token, status=WebhookDeliveryStatus.PENDING,
+        ).update(lease_token="", lease_until=None, last_status_code=answer.status_code, last_error=last_error,
+                 updated_at=now, **change)
+        if not recorded:
             return AttemptResult("skipped", status_code=answer.status_code)
-        locked.lease_token, locked.lease_until = "", None
-        locked.last_status_code = answer.status_code
-        locked.last_error = "" if answer.ok else (answer.error or f"HTTP {answer.status_code}: {answer.excerpt[:200]}")[:500]
-        endpoints = WebhookEndpoint.objects.filter(pk=locked.endpoint_id)
+        endpoints = WebhookEndpoint.objects.filter(pk=endpoint.pk)
         if answer.ok:
-            locked.status, locked.delivered_at, locked.next_attempt_at = WebhookDeliveryStatus.SUCCEEDED, now, None
-            locked.save()
-            endpoints.filter(failing_since__isnull=False).update(failing_since=None, updated_at=now)
-            return AttemptResult("succeeded", status_code=answer.status_code)
+            if endpoint.failing_since is not None:  # (as read at the claim: the no-op UPDATE is skipped)
+                endpoints.filter(failing_since__isnull=False).update(failing_since=None, updated_at=now)
+            return outcome
         endpoints.filter(failing_since__isnull=True).update(failing_since=now, updated_at=now)
-        schedule = retry_schedule()
-        if endpoint_enabled and locked.attempts <= len(schedule):
-            wait = schedule[locked.attempts - 1]
-            locked.next_attempt_at = now + timedelta(seconds=wait)
-            locked.save()
-            outcome = AttemptResult("retry", retry_in=wait, status_code=answer.status_code)
-        else:
-            locked.status, locked.next_attempt_at = WebhookDeliveryStatus.FAILED, None
-            locked.save()
-            outcome = AttemptResult("failed", status_code=answer.status_code)
-        logger.warning("webhook %s to %s: attempt %s failed (%s)", locked.webhook_id, delivery.endpoint.url,
-                       locked.attempts, locked.last_error)
-        _disable_if_failing_too_long(locked.endpoint_id, now)
+        logger.warning("webhook %s to %s: attempt %s failed (%s)", delivery.webhook_id, endpoint.url,
+                       delivery.attempts, last_error)
+        _disable_if_failing_too_long(endpoint.pk, now)
     return outcome
 
 
