@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -64,11 +64,24 @@ class AttemptResult:
     status_code: int | None = None
 
 
+def _without_waiting_for_the_disk() -> None:
+    """In the current transaction, do not wait for the WAL flush at commit (PostgreSQL's synchronous_commit off:
+    the commit is visible to every other session at once, so a claim is as exclusive as before). Only a
+    database crash in the next moments could forget it: then the claim, or the outcome, is lost and the
+    delivery is sent again, which at-least-once delivery allows (receivers dedupe on webhook-id); the events
+    themselves are written by the change's own, durable, transaction. Each attempt commits twice: waiting
+    for the disk each time capped delivery at about 100/s on this project's machine."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit TO OFF")
+
+
 def _claim(pk: int, now: datetime) -> tuple[str, WebhookDelivery, WebhookAttempt] | None:
     """Take the due attempt of a delivery (three statements, one transaction), or None when another worker
     holds it, it is not due, or it is done."""
     token = secrets.token_hex(16)
     with transaction.atomic():
+        _without_waiting_for_the_disk()
         # Plain columns of the one row only, so PostgreSQL re-checks the whole condition after a concurrent
         # UPDATE committed (no join or subquery in the WHERE).
         claimed = WebhookDelivery.objects.filter(
@@ -126,6 +139,7 @@ def _record(delivery: WebhookDelivery, token: str, attempt: WebhookAttempt, answ
         outcome = AttemptResult("failed", status_code=answer.status_code)
         change = {"status": WebhookDeliveryStatus.FAILED, "next_attempt_at": None}
     with transaction.atomic():
+        _without_waiting_for_the_disk()
         WebhookAttempt.objects.filter(pk=attempt.pk).update(
             finished_at=max(now, attempt.started_at), succeeded=answer.ok, status_code=answer.status_code,
             latency_ms=answer.latency_ms, response_excerpt=answer.excerpt, error=answer.error[:500])
