@@ -76,6 +76,13 @@ class TenantAdmin(admin.ModelAdmin):
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("subscriptions__plan_version__plan")
 
+    def save_model(self, request, obj, form, change):
+        if change:
+            return super().save_model(request, obj, form, change)
+        # A new tenant goes through the lifecycle service, as every other creation does (its webhook event).
+        saved = lifecycle.tenant_create(slug=obj.slug, name=obj.name, contact_email=obj.contact_email)
+        ServiceWriteAdmin.saved_as(obj, saved)
+
     @admin.display(description="current plan")
     def current_plan(self, tenant):
         for sub in tenant.subscriptions.all():

@@ -49,6 +49,10 @@ def sweep_emails() -> dict:
     return email_deliveries_sweep()
 
 
+# Retries due sooner than this wait in the broker; later ones are queued by the sweep (every minute) when due.
+RETRY_IN_TASK_SECONDS = 600
+
+
 @shared_task(bind=True, acks_late=True, max_retries=None, ignore_result=True)
 def deliver_webhook(self, delivery_id: int) -> str:
     """Make the due attempt of one webhook delivery; a failed one is retried here after the schedule's wait
@@ -57,8 +61,10 @@ def deliver_webhook(self, delivery_id: int) -> str:
     from tenants.webhooks.delivery import webhook_delivery_attempt
 
     result = webhook_delivery_attempt(delivery_id=delivery_id)
-    if result.outcome == "retry":
+    if result.outcome == "retry" and result.retry_in <= RETRY_IN_TASK_SECONDS:
         raise self.retry(args=[delivery_id], countdown=result.retry_in)
+    # A longer wait is left to the sweep, which queues the delivery once it is due (a message held for hours
+    # would sit unacknowledged in a worker, and Redis hands it out again after its visibility timeout).
     return result.outcome
 
 

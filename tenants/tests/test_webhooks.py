@@ -318,3 +318,20 @@ def test_two_workers_claiming_at_once_never_both_send_an_attempt(receiver, queue
     assert sorted(outcomes) == ["skipped"] * 7 + ["succeeded"]
     assert len(receiver.requests) == 1
     assert WebhookAttempt.objects.filter(delivery_id=delivery_id).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_long_wait_is_left_to_the_sweep(receiver, queued, settings):
+    settings.WEBHOOKS_RETRY_SCHEDULE = [3600.0]
+    receiver.script = [(500, 0)]
+    provider_endpoint(receiver.url)
+    tenant_create(slug="acme", name="Acme", contact_email="billing@acme.example")
+    (delivery_id,) = queued
+    queued.clear()
+    assert deliver_webhook.apply(args=[delivery_id]).get() == "retry"  # no retry message held for an hour
+    delivery = WebhookDelivery.objects.get(pk=delivery_id)
+    assert delivery.status == WebhookDeliveryStatus.PENDING and delivery.next_attempt_at > timezone.now()
+    assert sweep_webhooks.apply().get() == {"requeued": 0} and queued == []
+    WebhookDelivery.objects.filter(pk=delivery_id).update(next_attempt_at=timezone.now() - timedelta(minutes=1))
+    assert sweep_webhooks.apply().get() == {"requeued": 1} and queued == [delivery_id]
+    assert deliver_webhook.apply(args=[delivery_id]).get() == "succeeded"

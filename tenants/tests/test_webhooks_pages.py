@@ -145,3 +145,17 @@ def test_the_admin_refuses_a_provider_only_type_on_a_tenant_endpoint(client, acm
         "tenant": acme[0].pk, "url": receiver.url, "event_types": ["sync.failed"]})
     assert page.status_code == 200 and "Only provider endpoints receive sync.failed" in page.content.decode()
     assert not WebhookEndpoint.objects.exists()
+
+
+def test_a_tenant_added_in_the_admin_is_announced(client, django_user_model, receiver, queued,
+                                                  django_capture_on_commit_callbacks):
+    client.force_login(django_user_model.objects.create_superuser("boss", "boss@example.com", "Corr3ct-Horse-Battery!"))
+    webhook_endpoint_create(tenant=None, url=receiver.url, event_types=["tenant.created"])
+    with django_capture_on_commit_callbacks(execute=True):
+        answer = client.post("/admin/tenants/tenant/add/", {
+            "slug": "hooli", "name": "Hooli", "contact_email": "billing@hooli.example",
+            "subscriptions-TOTAL_FORMS": "0", "subscriptions-INITIAL_FORMS": "0"})
+    assert answer.status_code == 302, answer.content.decode()[:3000]
+    deliver_webhook.apply(args=[queued[0]]).get()
+    (request,) = receiver.wait_for(1)
+    assert b'"slug":"hooli"' in request.body
