@@ -23,6 +23,7 @@ from tenants.webhooks.registry import EVENT_TYPES
 
 
 class WebhookEndpointForm(forms.ModelForm):
+    url = forms.URLField(max_length=2000, assume_scheme="https", label="URL")
     event_types = forms.MultipleChoiceField(
         choices=[(name, f"{name}{' (provider endpoints only)' if t.provider_only else ''}")
                  for name, t in EVENT_TYPES.items()],

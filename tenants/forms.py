@@ -121,7 +121,8 @@ class JSONFormField(forms.JSONField):
 class WebhookEndpointForm(forms.Form):
     """A tenant's webhook endpoint: where to send, and which events (the provider-only types are not offered)."""
 
-    url = forms.URLField(max_length=2000, label="URL", help_text="Where the events are POSTed (https://…).")
+    url = forms.URLField(max_length=2000, label="URL", assume_scheme="https",
+                         help_text="Where the events are POSTed (https://…).")
     description = forms.CharField(max_length=200, required=False)
     event_types = forms.MultipleChoiceField(widget=forms.CheckboxSelectMultiple, label="Events")
 

@@ -159,3 +159,19 @@ def test_a_tenant_added_in_the_admin_is_announced(client, django_user_model, rec
     deliver_webhook.apply(args=[queued[0]]).get()
     (request,) = receiver.wait_for(1)
     assert b'"slug":"hooli"' in request.body
+
+
+def test_staff_change_an_endpoints_url_and_events_in_the_admin(client, django_user_model, receiver, settings):
+    client.force_login(django_user_model.objects.create_superuser("boss", "boss@example.com", "Corr3ct-Horse-Battery!"))
+    endpoint, _ = webhook_endpoint_create(tenant=None, url=receiver.url, event_types=["tenant.created"])
+    answer = client.post(f"/admin/tenants/webhookendpoint/{endpoint.pk}/change/", {
+        "url": receiver.url + "/v2", "description": "moved", "event_types": ["invoice.paid", "sync.failed"]})
+    assert answer.status_code == 302, answer.content.decode()[:3000]
+    endpoint.refresh_from_db()
+    assert (endpoint.url, endpoint.event_types) == (receiver.url + "/v2", ["invoice.paid", "sync.failed"])
+    settings.WEBHOOKS_ALLOW_PRIVATE = False
+    refused = client.post(f"/admin/tenants/webhookendpoint/{endpoint.pk}/change/", {
+        "url": "http://10.0.0.1/hooks", "description": "", "event_types": ["invoice.paid"]})
+    assert refused.status_code == 200 and "private address" in refused.content.decode()
+    endpoint.refresh_from_db()
+    assert endpoint.url == receiver.url + "/v2"
