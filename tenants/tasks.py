@@ -74,3 +74,19 @@ def sweep_webhooks() -> dict:
     from tenants.webhooks.delivery import webhook_deliveries_sweep
 
     return webhook_deliveries_sweep()
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def deliver_webhooks(delivery_ids: list[int]) -> dict:
+    """Make the due attempts of several deliveries, one after the other (a burst of events costs one message
+    per batch instead of one per delivery); a failed one is retried by its own ``deliver_webhook`` task, or the
+    sweep."""
+    from tenants.webhooks.delivery import webhook_delivery_attempt
+
+    outcomes: dict[str, int] = {}
+    for delivery_id in delivery_ids:
+        result = webhook_delivery_attempt(delivery_id=delivery_id)
+        outcomes[result.outcome] = outcomes.get(result.outcome, 0) + 1
+        if result.outcome == "retry" and result.retry_in <= RETRY_IN_TASK_SECONDS:
+            deliver_webhook.apply_async(args=[delivery_id], countdown=result.retry_in)
+    return outcomes

@@ -335,3 +335,29 @@ def test_a_long_wait_is_left_to_the_sweep(receiver, queued, settings):
     WebhookDelivery.objects.filter(pk=delivery_id).update(next_attempt_at=timezone.now() - timedelta(minutes=1))
     assert sweep_webhooks.apply().get() == {"requeued": 1} and queued == [delivery_id]
     assert deliver_webhook.apply(args=[delivery_id]).get() == "succeeded"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_transaction_hands_its_deliveries_over_once_and_a_rolled_back_part_not_at_all(receiver, queued):
+    provider_endpoint(receiver.url)
+    with transaction.atomic():
+        for n in range(3):
+            tenant_create(slug=f"t{n}", name="T", contact_email="billing@t.example")
+    assert queued == list(WebhookDelivery.objects.order_by("pk").values_list("pk", flat=True))  # in one call
+    queued.clear()
+    with transaction.atomic():
+        tenant_create(slug="kept", name="Kept", contact_email="billing@kept.example")
+        with pytest.raises(RuntimeError), transaction.atomic():
+            tenant_create(slug="dropped", name="Dropped", contact_email="billing@dropped.example")
+            raise RuntimeError
+        tenant_create(slug="after", name="After", contact_email="billing@after.example")
+    kept = WebhookDelivery.objects.filter(event__payload__contains='"kept"').get().pk
+    after = WebhookDelivery.objects.filter(event__payload__contains='"after"').get().pk
+    assert set(queued) == {kept, after}  # (SQLite may give "after" the dropped row's id: then twice, harmless)
+    assert not WebhookEvent.objects.filter(payload__contains='"dropped"').exists()
+    queued.clear()
+    with pytest.raises(RuntimeError), transaction.atomic():
+        tenant_create(slug="gone", name="Gone", contact_email="billing@gone.example")
+        raise RuntimeError
+    tenant_create(slug="next", name="Next", contact_email="billing@next.example")  # a new transaction
+    assert queued == [WebhookDelivery.objects.get(event__payload__contains='"next"').pk]

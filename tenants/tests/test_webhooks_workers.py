@@ -131,3 +131,19 @@ def test_two_workers_never_both_send_the_same_attempt(workers, receiver):
     time.sleep(3)  # every copy has run by now (each finds the delivery leased or done)
     assert len(receiver.requests) == 1
     assert WebhookAttempt.objects.count() == 1
+
+
+def test_a_transactions_events_go_out_in_batches_each_once(workers, receiver):
+    from django.db import transaction
+
+    workers("w1")
+    workers("w2")
+    webhook_endpoint_create(tenant=None, url=receiver.url, event_types=["tenant.created"])
+    with transaction.atomic():  # 45 deliveries: three messages (20, 20, 5) once it commits
+        for n in range(45):
+            tenant_create(slug=f"t{n}", name=f"T{n}", contact_email=f"billing@t{n}.example")
+    requests = receiver.wait_for(45)
+    wait_until(lambda: not WebhookDelivery.objects.exclude(status=WebhookDeliveryStatus.SUCCEEDED).exists())
+    time.sleep(1)
+    assert len(receiver.requests) == 45
+    assert {r.headers["webhook-id"] for r in requests} == set(WebhookDelivery.objects.values_list("webhook_id", flat=True))
