@@ -78,9 +78,9 @@ def sweep_webhooks() -> dict:
 
 @shared_task(acks_late=True, ignore_result=True)
 def deliver_webhooks(delivery_ids: list[int]) -> dict:
-    """Make the due attempts of several deliveries, one after the other (a burst of events costs one message
-    per batch instead of one per delivery); a failed one is retried by its own ``deliver_webhook`` task, or the
-    sweep."""
+    """Make the due attempts of several deliveries to one endpoint, one after the other (a burst of events
+    costs one message per batch instead of one per delivery); a failed one is retried by its own
+    ``deliver_webhook`` task, or the sweep."""
     from tenants.webhooks.delivery import webhook_delivery_attempt
 
     outcomes: dict[str, int] = {}
@@ -89,4 +89,9 @@ def deliver_webhooks(delivery_ids: list[int]) -> dict:
         outcomes[result.outcome] = outcomes.get(result.outcome, 0) + 1
         if result.outcome == "retry" and result.retry_in <= RETRY_IN_TASK_SECONDS:
             deliver_webhook.apply_async(args=[delivery_id], countdown=result.retry_in)
+        if result.outcome in ("retry", "failed") and result.status_code is None:
+            # The receiver did not answer (a batch is one endpoint's): the rest would wait for the same
+            # timeouts one after the other. They stay pending; the sweep queues them within a minute or two.
+            outcomes["left"] = len(delivery_ids) - sum(outcomes.values())
+            break
     return outcomes

@@ -361,3 +361,29 @@ def test_a_transaction_hands_its_deliveries_over_once_and_a_rolled_back_part_not
         raise RuntimeError
     tenant_create(slug="next", name="Next", contact_email="billing@next.example")  # a new transaction
     assert queued == [WebhookDelivery.objects.get(event__payload__contains='"next"').pk]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_batches_are_per_endpoint_and_a_silent_receiver_does_not_hold_up_its_batch(receiver, monkeypatch, settings):
+    from tenants import tasks
+
+    settings.WEBHOOKS_CONNECT_TIMEOUT = 1.0
+    sent: list = []
+    monkeypatch.setattr(tasks.deliver_webhooks, "delay", lambda ids: sent.append(("batch", list(ids))))
+    monkeypatch.setattr(tasks.deliver_webhook, "delay", lambda pk: sent.append(("one", pk)))
+    live, _ = provider_endpoint(receiver.url)
+    dead, _ = provider_endpoint("http://127.0.0.1:9/nobody-listens")
+    with transaction.atomic():
+        for n in range(3):
+            tenant_create(slug=f"t{n}", name="T", contact_email="billing@t.example")
+    batches = [ids for kind, ids in sent if kind == "batch"]
+    assert len(batches) == 2
+    for ids in batches:
+        assert len({WebhookDelivery.objects.get(pk=pk).endpoint_id for pk in ids}) == 1 and len(ids) == 3
+    dead_ids = next(ids for ids in batches if WebhookDelivery.objects.get(pk=ids[0]).endpoint_id == dead.pk)
+    outcome = tasks.deliver_webhooks.apply(args=[dead_ids]).get()
+    assert outcome == {"retry": 1, "left": 2}
+    assert list(WebhookDelivery.objects.filter(pk__in=dead_ids).order_by("pk").values_list("attempts", flat=True)) == [1, 0, 0]
+    live_ids = next(ids for ids in batches if ids is not dead_ids)
+    assert tasks.deliver_webhooks.apply(args=[live_ids]).get() == {"succeeded": 3}
+    assert len(receiver.requests) == 3

@@ -70,12 +70,10 @@ class _Outgoing:
 
     def flush(self) -> None:
         self.flushed = True
-        # A savepoint rolled back after some of these were written took their rows with it: only the
-        # deliveries that exist are handed over (a database that reuses ids may make one a duplicate, which
-        # costs nothing: an attempt's claim is exclusive).
-        ids = list(dict.fromkeys(self.ids))
-        existing = set(WebhookDelivery.objects.filter(pk__in=ids).values_list("pk", flat=True))
-        enqueue([pk for pk in ids if pk in existing])
+        # A savepoint rolled back after some of these were written took their rows with it: enqueue hands over
+        # only the deliveries that exist (a database that reuses ids may make one a duplicate, which costs
+        # nothing: an attempt's claim is exclusive).
+        enqueue(list(dict.fromkeys(self.ids)))
 
 
 def _enqueue_on_commit(ids: list[int]) -> None:
@@ -102,13 +100,21 @@ def enqueue(delivery_ids: list[int]) -> None:
     are committed and the sweep queues them later, so it is logged, not raised to the change that caused them."""
     from tenants.tasks import deliver_webhook, deliver_webhooks
 
+    if not delivery_ids:
+        return
+    # Batches per endpoint: a receiver that hangs delays its own deliveries only.
+    by_endpoint: dict[int, list[int]] = {}
+    for pk, endpoint_id in WebhookDelivery.objects.filter(pk__in=delivery_ids).values_list("pk", "endpoint_id"):
+        by_endpoint.setdefault(endpoint_id, []).append(pk)
     try:
-        for start in range(0, len(delivery_ids), BATCH):
-            chunk = delivery_ids[start:start + BATCH]
-            if len(chunk) == 1:
-                deliver_webhook.delay(chunk[0])
-            else:
-                deliver_webhooks.delay(chunk)
+        for ids in by_endpoint.values():
+            ids.sort()
+            for start in range(0, len(ids), BATCH):
+                chunk = ids[start:start + BATCH]
+                if len(chunk) == 1:
+                    deliver_webhook.delay(chunk[0])
+                else:
+                    deliver_webhooks.delay(chunk)
     except Exception:
         logger.warning("could not queue webhook deliveries %s (the sweep will): broker unavailable", delivery_ids,
                        exc_info=True)
