@@ -37,9 +37,11 @@ def webhook_endpoint_create(*, tenant: Tenant | None, url: str, event_types, des
     check_url(url)
     secret = new_secret()
     with transaction.atomic():
-        owned = WebhookEndpoint.objects.select_for_update()
-        count = owned.filter(tenant=tenant).count() if tenant else owned.filter(tenant__isnull=True).count()
-        if count >= MAX_ENDPOINTS_PER_OWNER:
+        if tenant is not None:  # the tenant's row serializes its owner's concurrent additions
+            Tenant.objects.select_for_update().filter(pk=tenant.pk).first()
+        owned = WebhookEndpoint.objects.filter(tenant=tenant) if tenant else WebhookEndpoint.objects.filter(
+            tenant__isnull=True)
+        if owned.count() >= MAX_ENDPOINTS_PER_OWNER:
             raise ApplicationError(f"At most {MAX_ENDPOINTS_PER_OWNER} webhook endpoints each.")
         endpoint = WebhookEndpoint(tenant=tenant, url=url, description=description[:200], event_types=types,
                                    secret_encrypted=encrypt_secret(secret),
