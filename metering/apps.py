@@ -35,6 +35,10 @@ class MeteringConfig(AppConfig):
     verbose_name = "Metering and billing"
 
     def ready(self):
+        from metering.services.documents import invoice_email_attachments
+        from tenants.services.email import register_attachments
+
+        register_attachments("invoice", invoice_email_attachments)  # the invoice email carries its PDF
         _configure_pricing_rules()
         _register_webhook_resources()
         setting_changed.connect(_configure_pricing_rules, dispatch_uid="metering.pricing_rules")

@@ -6,4 +6,5 @@ from metering import views
 
 urlpatterns = [
     path("<uuid:public_id>/", views.invoice_document, name="invoice-document"),
+    path("<uuid:public_id>/pdf/", views.invoice_pdf, name="invoice-pdf"),
 ]

@@ -48,3 +48,20 @@ def prune_event_rejections() -> dict:
     from metering.services.events import event_rejections_prune
 
     return {"deleted": event_rejections_prune(now=timezone.now())}
+
+
+@shared_task
+def check_pipeline() -> dict:
+    """Tell staff when the usage pipeline is late beyond PIPELINE_LATE_ALERT_MINUTES (once per stall)."""
+    from metering.services.alerts import pipeline_late_check
+
+    notice = pipeline_late_check()
+    return {"notice": notice.pk if notice else None}
+
+
+@shared_task
+def send_payment_reminders() -> dict:
+    """Remind tenants of unpaid invoices on the INVOICE_REMINDER_DAYS schedule (each step once)."""
+    from metering.services.billing.payments import payment_reminders_send
+
+    return {"reminders": len(payment_reminders_send())}

@@ -1,13 +1,12 @@
-"""Invoice documents: a printable HTML page for staff and for the users of the invoice's tenant."""
-
-from decimal import Decimal
+"""Invoice documents: a printable HTML page and its PDF, for staff and for the users of the invoice's tenant."""
 
 from django.contrib.auth.decorators import login_required
-from django.http import Http404
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, render
 
 from metering.models import Invoice, InvoiceStatus
-from metering.pricing import format_amount, format_plain, format_unit_amount
+from metering.services.documents import invoice_context, invoice_pdf_bytes, invoice_pdf_name
+from portal.kernel import ApplicationError
 
 
 def _visible_to(user, invoice: Invoice) -> bool:
@@ -22,20 +21,25 @@ def _visible_to(user, invoice: Invoice) -> bool:
     )
 
 
-@login_required
-def invoice_document(request, public_id):
+def _visible_invoice(request, public_id) -> Invoice:
     invoice = get_object_or_404(Invoice.objects.select_related("tenant", "subscription__plan_version__plan"), public_id=public_id)
     if not _visible_to(request.user, invoice):
         raise Http404("No such invoice")  # the same answer as a wrong id: nothing to learn from it
-    currency = invoice.currency
-    lines = [
-        {"line": line, "amount": format_amount(line.amount, currency),
-         "unit_amount": None if line.unit_amount is None else format_unit_amount(line.unit_amount, currency),
-         "quantity": None if line.quantity is None else format_plain(line.quantity),
-         "tiers": [{**tier, "has_flat": bool(Decimal(tier["flat_amount"]))} for tier in line.tiers]}
-        for line in invoice.lines.select_related("adjusts")
-    ]
-    return render(request, "metering/invoice.html", {
-        "invoice": invoice, "lines": lines, "total": format_amount(invoice.total, currency),
-        "has_tiers": any(row["tiers"] for row in lines),
-    })
+    return invoice
+
+
+@login_required
+def invoice_document(request, public_id):
+    return render(request, "metering/invoice.html", invoice_context(_visible_invoice(request, public_id)))
+
+
+@login_required
+def invoice_pdf(request, public_id):
+    invoice = _visible_invoice(request, public_id)
+    try:
+        pdf = invoice_pdf_bytes(invoice)
+    except ApplicationError as exc:
+        return HttpResponse(exc.message, status=503, content_type="text/plain; charset=utf-8")
+    response = HttpResponse(pdf, content_type="application/pdf")
+    response["Content-Disposition"] = f'attachment; filename="{invoice_pdf_name(invoice)}"'
+    return response

@@ -26,6 +26,10 @@ DEFAULT_SCHEDULES: dict[str, tuple[str, dict]] = {
     "Prune old event rejections": ("metering.tasks.prune_event_rejections", {"minute": "41", "hour": "2"}),
     # Runs whose worker was killed (no heartbeat for RUN_STALE_AFTER_SECONDS) are marked failed.
     "Fail runs whose worker died": ("portal.tasks.fail_stale_runs", {"minute": "*/5"}),
+    # Staff hear of a pipeline late beyond PIPELINE_LATE_ALERT_MINUTES (a failing sync tells them itself).
+    "Check the pipeline is on time": ("metering.tasks.check_pipeline", {"minute": "*/5"}),
+    # Unpaid invoices: a reminder per step of INVOICE_REMINDER_DAYS, each sent once.
+    "Send payment reminders": ("metering.tasks.send_payment_reminders", {"minute": "17", "hour": "8"}),
 }
 
 

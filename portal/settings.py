@@ -192,6 +192,11 @@ EVENTS_MAX_FUTURE_DAYS = env.int("EVENTS_MAX_FUTURE_DAYS", default=1)
 EVENTS_MAX_EVENT_BYTES = env.int("EVENTS_MAX_EVENT_BYTES", default=8192)
 EVENTS_MAX_BATCH = env.int("EVENTS_MAX_BATCH", default=1000)
 EVENTS_REJECTIONS_KEEP_DAYS = env.int("EVENTS_REJECTIONS_KEEP_DAYS", default=7)
+
+# Alerts (metering/services/alerts.py): who on staff hears of a failing sync or a late pipeline (default: the
+# active staff logins' emails), and how far behind the pipeline may fall before they do.
+ALERTS_STAFF_EMAILS = env.list("ALERTS_STAFF_EMAILS", default=[])
+PIPELINE_LATE_ALERT_MINUTES = env.int("PIPELINE_LATE_ALERT_MINUTES", default=120)
 AWS_REGION = env.str("AWS_REGION", default=env.str("AWS_DEFAULT_REGION", default="us-east-1"))
 ATHENA_WORKGROUP = env.str("ATHENA_WORKGROUP", default="primary")
 ATHENA_OUTPUT_LOCATION = env.str("ATHENA_OUTPUT_LOCATION", default="")
@@ -248,6 +253,8 @@ DASHBOARD_CACHE_SECONDS = env.int("DASHBOARD_CACHE_SECONDS", default=300)
 BILLING_GRACE_PERIOD_MINUTES = env.int("BILLING_GRACE_PERIOD_MINUTES", default=60)
 INVOICE_NUMBER_PREFIX = env.str("INVOICE_NUMBER_PREFIX", default="INV")
 INVOICE_PAYMENT_TERMS_DAYS = env.int("INVOICE_PAYMENT_TERMS_DAYS", default=30)  # due date = issue date + this
+# Payment reminders of unpaid invoices, in days from the due date (negative: before it), sent daily by the beat.
+INVOICE_REMINDER_DAYS = [int(day) for day in env.list("INVOICE_REMINDER_DAYS", default=["-3", "1", "7", "14", "30"])]
 PRICING_CUSTOM_RULES = {
     "capped_per_unit": "metering.pricing.rules.capped_per_unit",
     **env.dict("PRICING_CUSTOM_RULES", default={}),

@@ -6,6 +6,7 @@ from django.urls import include, path, re_path
 from django.views.generic import RedirectView
 
 from portal import views
+from portal.dashboards import alerts as tenant_alerts
 from portal.dashboards import events as tenant_events
 from portal.dashboards import tenant as tenant_dashboard
 from portal.dashboards import views as dashboard_views
@@ -30,6 +31,8 @@ urlpatterns = [
     path("api/", include("metering.api.urls")),
     path("tenant/dashboard/", tenant_dashboard.tenant_dashboard, name="tenant-dashboard"),
     path("tenant/events/", tenant_events.tenant_events, name="tenant-events"),
+    path("tenant/alerts/", tenant_alerts.tenant_alerts, name="tenant-alerts"),
+    path("tenant/alerts/<int:pk>/delete/", tenant_alerts.tenant_alert_delete, name="tenant-alert-delete"),
     path("", include("tenants.urls")),
     path("", include("metering.urls")),
 ]

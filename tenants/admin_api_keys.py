@@ -1,4 +1,5 @@
-"""Admin for API keys: staff make keys for any tenant (through the service: the key is shown once, in a
+"""Admin for API keys: staff make keys for any tenant, or provider keys (no tenant: they send events for any
+tenant, each naming its own) (through the service: the key is shown once, in a
 message on the answer to the add form, never stored or shown again), list them and revoke them.
 
 The hash is never displayed. Keys are not edited or deleted: a key that should stop working is revoked.
@@ -24,7 +25,7 @@ class ApiKeyAddForm(forms.ModelForm):
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(ServiceWriteAdmin):
-    list_display = ("name", "tenant", "key", "scopes_shown", "created_at", "last_used_at", "revoked_at", "created_by")
+    list_display = ("name", "owner", "key", "scopes_shown", "created_at", "last_used_at", "revoked_at", "created_by")
     list_filter = (("revoked_at", admin.EmptyFieldListFilter), "created_at")
     search_fields = ("name", "prefix", "tenant__slug", "tenant__name")
     list_select_related = ("tenant", "created_by")
@@ -45,6 +46,10 @@ class ApiKeyAdmin(ServiceWriteAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False  # revoke instead: the row says when the key was used and who made it
+
+    @admin.display(description="tenant", ordering="tenant__slug")
+    def owner(self, api_key):
+        return api_key.tenant.slug if api_key.tenant is not None else "provider (events for any tenant)"
 
     @admin.display(description="key", ordering="prefix")
     def key(self, api_key):
@@ -68,7 +73,8 @@ class ApiKeyAdmin(ServiceWriteAdmin):
             return super().response_add(request, obj, post_url_continue)
         # Shown on this answer rather than after a redirect: a message kept for the next page would sit in
         # the message storage (a cookie or the session) until then.
-        self.message_user(request, f"The new key of {obj.tenant.slug}: {raw_key}", messages.WARNING)
+        owner = obj.tenant.slug if obj.tenant is not None else "the provider"
+        self.message_user(request, f"The new key of {owner}: {raw_key}", messages.WARNING)
         context = {**self.admin_site.each_context(request), "title": f"API key “{obj.name}” made",
                    "api_key": obj, "opts": self.opts}
         return TemplateResponse(request, "admin/tenants/apikey/key_created.html", context)

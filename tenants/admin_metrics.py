@@ -15,10 +15,11 @@ class MetricForm(forms.ModelForm):
 
     class Meta:
         model = Metric
-        fields = ("code", "name", "aggregation", "field", "filters", "divisor", "unit")
+        fields = ("code", "name", "event", "aggregation", "field", "filters", "divisor", "unit")
         field_classes = {"filters": JSONFormField}  # JSON nested too deep is a form error, not a crash
         help_texts = {
-            "filters": 'Optional: {"status": ["2xx"], "http_method": ["GET"], "resource_path_prefix": ["/v1"]}. '
+            "filters": 'Optional: {"status": ["2xx"], "http_method": ["GET"], "resource_path_prefix": ["/v1"]}; '
+                       'for an events metric {"properties.model": ["large"]}. '
                        'The format and bounds of every field: <a href="/admin/docs/plans/">docs/plans.md</a>.',
         }
 
@@ -26,7 +27,7 @@ class MetricForm(forms.ModelForm):
 @admin.register(Metric)
 class MetricAdmin(ServiceWriteAdmin):
     form = MetricForm
-    list_display = ("code", "name", "aggregation", "field", "unit", "plans_using")
+    list_display = ("code", "name", "source", "aggregation", "field", "unit", "plans_using")
     list_filter = ("aggregation",)
     search_fields = ("code", "name")
 
@@ -34,6 +35,10 @@ class MetricAdmin(ServiceWriteAdmin):
         values = {name: form.cleaned_data.get(name) for name in MetricForm.Meta.fields}
         saved = metric_update(metric=obj, **values) if change else metric_create(**values)
         self.saved_as(obj, saved)
+
+    @admin.display(description="counts")
+    def source(self, metric):
+        return f"events {metric.event}" if metric.event else "access log"
 
     @admin.display(description="charges using it")
     def plans_using(self, metric):

@@ -1,5 +1,7 @@
 """Forms of the signup pages, the tenant area and the admin: input validation only, the work is in services."""
 
+import secrets
+
 from django import forms
 from django.contrib.auth.password_validation import get_default_password_validators, validate_password
 from django.core.exceptions import ValidationError
@@ -73,6 +75,13 @@ class ApiKeyForm(forms.Form):
     name = forms.CharField(max_length=API_KEY_NAME_MAX_LENGTH, help_text="What the key is for, e.g. “billing export”.")
     scopes = forms.MultipleChoiceField(choices=ApiKeyScope.choices, widget=forms.CheckboxSelectMultiple,
                                        initial=ApiKeyScope.values)
+    # A fresh value per rendered form: the same form sent twice (a reload of the answer) makes one key only.
+    once = forms.CharField(widget=forms.HiddenInput, max_length=64)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not self.is_bound:
+            self.initial["once"] = secrets.token_urlsafe(16)
 
 
 class TokenForm(forms.Form):

@@ -115,6 +115,9 @@ def _owner_only(request, reason: str):
     return render(request, "tenants/area_denied.html", {"reason": reason}, status=403)
 
 
+SENT_KEY_FORMS = "api_key_forms_sent"  # the session's list of the key forms already answered (their `once`)
+
+
 @tenant_view
 @never_cache
 @require_http_methods(["GET", "POST"])
@@ -125,7 +128,13 @@ def tenant_api_keys_page(request):
         return _owner_only(request, "Only the owner manages API keys.")
     form = ApiKeyForm(request.POST or None)
     raw_key = None
-    if request.method == "POST" and form.is_valid():
+    sent = request.session.get(SENT_KEY_FORMS, [])
+    if request.method == "POST" and form.is_valid() and form.cleaned_data["once"] in sent:
+        messages.error(request, "This form was already sent, and its key made and shown once on that answer. If "
+                                "you did not copy the key, revoke it below and make another.")
+        form = ApiKeyForm()
+    elif request.method == "POST" and form.is_valid():
+        request.session[SENT_KEY_FORMS] = [*sent, form.cleaned_data["once"]][-20:]
         try:
             api_key, raw_key = api_key_create(tenant=me.tenant, name=form.cleaned_data["name"],
                                               scopes=form.cleaned_data["scopes"], created_by=request.user)

@@ -1,9 +1,9 @@
 """The events endpoints: ``POST /api/v1/events/`` (ingest) and what arrived (``GET /api/v1/events/``,
 ``GET /api/v1/events/rejections/``); the same views serve staff under /api/v1/admin/tenants/<tenant>/events/.
 
-Who may post: a tenant user (its events are its tenant's; naming another tenant rejects that event)
-and staff, who name each event's ``tenant`` at /api/v1/events/ (under /api/v1/admin/tenants/<tenant>/
-the URL's tenant is the default). Reading is tenant-scoped like every other endpoint.
+Who may post: a tenant user or a tenant's API key (its events are its tenant's; naming another tenant
+rejects that event), and staff or a provider key (an API key without a tenant), who name each event's
+``tenant`` at /api/v1/events/ (under /api/v1/admin/tenants/<tenant>/ the URL's tenant is the default). Reading is tenant-scoped like every other endpoint.
 ``required_scopes`` are declared for the API keys' ``HasScopes`` permission.
 """
 
@@ -14,7 +14,7 @@ import logging
 from django.conf import settings
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import exceptions, status
+from rest_framework import exceptions, permissions, status
 from rest_framework.generics import ListAPIView
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
@@ -27,6 +27,7 @@ from metering.event_sink import EventDeliveryError
 from metering.models import EventReceipt, EventRejection
 from metering.selectors.events import event_receipts, event_rejections_recent
 from metering.services.events import EventRefused, events_ingest
+from tenants.identity.api_keys import HasScopes, request_api_key
 from tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
@@ -34,9 +35,27 @@ DELIVERY_FAILED = ("The events could not be taken right now and none was accepte
                    "(same transaction ids) in a little while.")
 
 
+class IsProviderKey(permissions.BasePermission):
+    """A provider key (an API key without a tenant): it may send events for any tenant."""
+
+    message = "This endpoint is for the provider's staff."
+
+    def has_permission(self, request, view):
+        api_key = request_api_key(request)
+        return api_key is not None and api_key.tenant_id is None
+
+
 class IsTenantUserOrStaff(IsTenantUser):
     def has_permission(self, request, view):
-        return IsStaff().has_permission(request, view) or super().has_permission(request, view)
+        return (IsStaff().has_permission(request, view) or IsProviderKey().has_permission(request, view)
+                or super().has_permission(request, view))
+
+
+class IsStaffOrProviderKey(permissions.BasePermission):
+    message = IsStaff.message
+
+    def has_permission(self, request, view):
+        return IsStaff().has_permission(request, view) or IsProviderKey().has_permission(request, view)
 
 
 class EventsView(TenantScopedView, ListAPIView):
@@ -52,7 +71,7 @@ class EventsView(TenantScopedView, ListAPIView):
 
     def get_permissions(self):
         if self.is_admin_scope():
-            return [IsStaff()]
+            return [IsStaffOrProviderKey(), HasScopes()] if self.request.method == "POST" else [IsStaff()]
         if self.request.method == "POST":
             return [IsTenantUserOrStaff()]
         return [IsTenantUser()]
@@ -106,7 +125,7 @@ class EventsView(TenantScopedView, ListAPIView):
         own = self.tenant
         if slug is None or (own is not None and slug == own.slug):
             if own is None:
-                raise EventRefused('staff name each event\'s tenant ("tenant": SLUG)')
+                raise EventRefused('staff and provider keys name each event\'s tenant ("tenant": SLUG)')
             return own
         if caller_tenant(self.request) is not None:
             # Never confirm that another tenant exists: the same answer for any slug not the caller's.

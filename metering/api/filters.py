@@ -96,7 +96,8 @@ class UsageQuerySerializer(RangeQuerySerializer):
         attrs = super().validate(attrs)
         if not attrs.get("metric"):
             attrs["metric"] = list(Metric.objects.all())
-        distinct = [m.code for m in attrs["metric"] if m.aggregation == Aggregation.UNIQUE_COUNT]
+        distinct = [m.code for m in attrs["metric"]
+                    if m.aggregation in (Aggregation.UNIQUE_COUNT, Aggregation.LATEST)]
         if distinct and attrs["granularity"] != "hour":
             _check_whole_buckets(attrs["start"], attrs["end"], attrs["granularity"], distinct)
         return attrs

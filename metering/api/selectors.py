@@ -21,13 +21,15 @@ def usage_buckets(*, tenant, metrics: list[Metric], start: datetime, end: dateti
 
     `raw` is the bucket's figure before the metric's divisor (``scaled`` applies it), over the hours
     that start in [start, end): the sum of the hourly values for count and sum metrics, the largest
-    for max metrics. A unique_count metric's bucket is its distinct count over the whole bucket: the
+    for max metrics. A unique_count metric's bucket is its distinct count over the whole bucket (a latest
+    metric's, its last value): the
     hourly row, or the day's or month's rollup (the caller checks that the range cuts no bucket of
     such a metric: filters.UsageQuerySerializer).
     """
     rows: list[dict] = []
     hourly = HourlyUsage.objects.filter(tenant=tenant, hour__gte=start, hour__lt=end)
-    unique = [m for m in metrics if m.aggregation == Aggregation.UNIQUE_COUNT]
+    # Figures that are not a sum or a maximum of hours: a distinct count, a last value (latest).
+    unique = [m for m in metrics if m.aggregation in (Aggregation.UNIQUE_COUNT, Aggregation.LATEST)]
     by_hour = [m for m in metrics if m.aggregation == Aggregation.MAX or (m in unique and granularity == "hour")]
     for chosen, figure in (([m for m in metrics if m.aggregation in ADDITIVE], Sum("value")), (by_hour, Max("value"))):
         if chosen:

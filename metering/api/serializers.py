@@ -8,7 +8,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from metering.models import EventReceipt, EventRejection, Invoice, InvoiceLine
+from metering.models import EventReceipt, EventRejection, Invoice, InvoiceLine, SyncRun, UsageAlertFiring
 from metering.pricing import format_amount, format_plain, format_unit_amount
 from tenants.models import Metric, Plan, PlanVersion, Subscription, Tenant, TenantStatus, TenantUser
 
@@ -145,11 +145,23 @@ class InvoiceSerializer(serializers.ModelSerializer):
     id = serializers.UUIDField(source="public_id", read_only=True)
     tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     total = MoneyField(currency_source="currency")
+    amount_due = serializers.SerializerMethodField(
+        help_text="What is left to pay (decimal string in the currency's minor digits): the total less the "
+                  "payments received while finalized; 0 once paid, void or a draft.")
+    overdue = serializers.SerializerMethodField(help_text="Finalized, not paid in full, and past its due date (UTC).")
 
     class Meta:
         model = Invoice
-        fields = ["id", "number", "tenant", "status", "currency", "total", "period_start", "period_end",
-                  "finalized_at", "due_date", "payment_terms_days", "paid_at", "voided_at"]
+        fields = ["id", "number", "tenant", "status", "currency", "total", "amount_due", "overdue", "period_start",
+                  "period_end", "finalized_at", "due_date", "payment_terms_days", "paid_at", "voided_at"]
+
+    def get_amount_due(self, invoice) -> str:
+        from metering.services.billing.payments import invoice_amount_due
+
+        return format_amount(invoice_amount_due(invoice), invoice.currency)
+
+    def get_overdue(self, invoice) -> bool:
+        return invoice.is_overdue()
 
 
 class InvoiceDetailSerializer(InvoiceSerializer):
@@ -195,7 +207,7 @@ class MetricSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Metric
-        fields = ["code", "name", "aggregation", "field", "filters", "divisor", "unit"]
+        fields = ["code", "name", "event", "aggregation", "field", "filters", "divisor", "unit"]
 
 
 class MetricDocumentSerializer(serializers.Serializer):
@@ -203,7 +215,9 @@ class MetricDocumentSerializer(serializers.Serializer):
 
     code = serializers.SlugField(max_length=64)
     name = serializers.CharField(max_length=200)
-    aggregation = serializers.ChoiceField(choices=["count", "sum", "max", "unique_count"])
+    event = serializers.CharField(required=False, allow_blank=True,
+                                  help_text="The posted events' code it counts; absent for the access-log table.")
+    aggregation = serializers.ChoiceField(choices=["count", "sum", "max", "unique_count", "latest"])
     field = serializers.CharField(required=False, allow_blank=True)
     filters = serializers.DictField(required=False)
     divisor = serializers.CharField(required=False, help_text="Decimal string, default 1.")
@@ -276,3 +290,31 @@ class EventRejectionSerializer(serializers.ModelSerializer):
     class Meta:
         model = EventRejection
         fields = ["transaction_id", "tenant", "index", "error", "payload", "received_at"]
+
+
+class AlertFiringSerializer(serializers.ModelSerializer):
+    """An alert that fired (the data of usage.threshold_reached and spend.threshold_reached webhooks)."""
+
+    id = serializers.IntegerField(source="alert.pk", read_only=True, help_text="The alert's id.")
+    tenant = serializers.CharField(source="alert.tenant.slug", read_only=True)
+    kind = serializers.CharField(source="alert.kind", read_only=True, help_text="usage or spend.")
+    metric = serializers.SerializerMethodField(help_text="The metric's code (usage alerts), else null.")
+    threshold = PlainDecimalField(source="alert.threshold")
+    value = PlainDecimalField(help_text="What was seen: the period's quantity, or the projected bill's total.")
+
+    class Meta:
+        model = UsageAlertFiring
+        fields = ["id", "tenant", "kind", "metric", "threshold", "value", "currency", "period_start", "period_end",
+                  "fired_at"]
+
+    def get_metric(self, firing) -> str | None:
+        return firing.alert.metric.code if firing.alert.metric_id else None
+
+
+class SyncRunSerializer(serializers.ModelSerializer):
+    """A usage sync run (the data of the sync.failed webhook)."""
+
+    class Meta:
+        model = SyncRun
+        fields = ["id", "backend", "window_start", "window_end", "started_at", "finished_at", "attempts", "outcome",
+                  "error"]

@@ -18,7 +18,8 @@ def get_lake() -> Lake:
         from metering.lake.local import LocalLake
 
         return LocalLake(warehouse=settings.LAKE_WAREHOUSE_DIR, database=settings.LAKE_DATABASE,
-                         table=settings.LAKE_TABLE, duckdb_memory_limit=settings.LAKE_DUCKDB_MEMORY_LIMIT)
+                         table=settings.LAKE_TABLE, duckdb_memory_limit=settings.LAKE_DUCKDB_MEMORY_LIMIT,
+                         events_table=settings.LAKE_EVENTS_TABLE)
     if backend == "athena":
         from metering.lake.athena import AthenaLake
 

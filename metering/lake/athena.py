@@ -37,16 +37,18 @@ class AthenaLake(Lake):
     dialect = "athena"
 
     def __init__(self, *, workgroup: str, database: str, table: str, region: str, output_location: str = "",
-                 timeout: float = 300, poll_interval: float = 1.0, connect_kwargs: dict | None = None):
+                 timeout: float = 300, poll_interval: float = 1.0, connect_kwargs: dict | None = None,
+                 events_table: str = "events"):
         self.workgroup = workgroup
         self.database = database
         self.table_name = table
+        self.events_table = events_table
         self.region = region
         self.output_location = output_location
         self.timeout = timeout
         self.poll_interval = poll_interval
         self.connect_kwargs = connect_kwargs or {}
-        self._table_checked = False
+        self._checked: set[str] = set()
 
     @classmethod
     def from_settings(cls) -> AthenaLake:
@@ -55,10 +57,13 @@ class AthenaLake(Lake):
 
         return cls(workgroup=setting("ATHENA_WORKGROUP"), output_location=setting("ATHENA_OUTPUT_LOCATION"),
                    database=setting("LAKE_DATABASE"), table=setting("LAKE_TABLE"), region=setting("AWS_REGION"),
-                   timeout=settings.ATHENA_QUERY_TIMEOUT)
+                   timeout=settings.ATHENA_QUERY_TIMEOUT, events_table=setting("LAKE_EVENTS_TABLE"))
 
     def table_ref(self) -> dict:
         return {"table": self.table_name, "database": self.database}
+
+    def events_ref(self) -> dict:
+        return {"table": queries.events_relation(self.events_table, self.database), "database": None}
 
     def connect(self, on_poll=None):
         from pyathena import connect
@@ -76,36 +81,38 @@ class AthenaLake(Lake):
             kwargs["s3_staging_dir"] = self.output_location
         return connect(**kwargs)
 
-    def check_table(self) -> None:
-        """LakeError unless the Glue table exists (asked once per lake object)."""
-        if self._table_checked:
+    def check_table(self, table: str | None = None) -> None:
+        """LakeError unless the Glue table (the access-log table, or ``table``) exists (asked once per lake object)."""
+        table = table or self.table_name
+        if table in self._checked:
             return
         from botocore.exceptions import BotoCoreError, ClientError
 
-        name = f"{self.database}.{self.table_name}"
+        name = f"{self.database}.{table}"
         try:
             connection = self.connect()
             try:
                 connection.session.client("glue", region_name=self.region).get_table(
-                    DatabaseName=self.database, Name=self.table_name)
+                    DatabaseName=self.database, Name=table)
             finally:
                 connection.close()
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             if code == "EntityNotFoundException":
+                setting = "LAKE_EVENTS_TABLE" if table == self.events_table != self.table_name else "LAKE_TABLE"
                 raise LakeError(f"the Glue table {name} does not exist in {self.region} (LAKE_DATABASE, "
-                                f"LAKE_TABLE): is the pipeline deployed there? ({exc})") from exc
+                                f"{setting}): is the pipeline deployed there? ({exc})") from exc
             raise LakeError(f"could not look up the Glue table {name}: {exc}") from exc
         except (BotoCoreError, ValueError) as exc:
             raise LakeError(f"could not look up the Glue table {name}: {type(exc).__name__}: {exc}") from exc
-        self._table_checked = True
+        self._checked.add(table)
 
-    def execute(self, query) -> list[tuple]:
+    def execute(self, query, *, events: bool = False) -> list[tuple]:
         from botocore.exceptions import BotoCoreError, ClientError
         from pyathena.error import Error as AthenaError
 
         sql = queries.render(query, self.dialect)
-        self.check_table()
+        self.check_table(self.events_table if events else None)
         started = time.monotonic()
 
         def on_poll(execution) -> None:

@@ -1,7 +1,10 @@
-"""The lake interface: where the access-log table lives and how usage queries run against it.
+"""The lake interface: where the access-log and events tables live and how usage queries run against them.
 
 Two backends implement it, chosen by ``settings.LAKE_BACKEND``: ``local`` (pyiceberg SQL catalog +
 files under var/, queried by DuckDB) and ``athena`` (Glue catalog + S3, queried by Athena).
+
+A metric counts the access-log table or, when it names an event code, the events table: the readers
+below split the metrics they are given by table, ask each table its part, and answer as one.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+
+import pyarrow as pa
 
 from metering.lake import queries
 from portal.kernel import ApplicationError
@@ -47,6 +52,10 @@ class LakeTimeout(LakeError):
 INLINE_USERS = 2000
 
 
+# The Arrow type of usage values in the lake's answers: the usage tables' numeric(30, 6), with room for sums.
+USAGE_VALUE = pa.decimal128(38, 6)
+
+
 @dataclass(frozen=True, slots=True)
 class WholePeriodRow:
     """One row of the whole-period query: the tenant's slug, the part's unit ('hour', 'day', 'month', or
@@ -71,40 +80,76 @@ class HourlyRow:
 
 
 class Lake(ABC):
-    """The access-log table and the usage queries over it."""
+    """The access-log and events tables and the usage queries over them."""
 
     dialect: str = ""
 
     @abstractmethod
-    def execute(self, query) -> list[tuple]:
-        """Run one sqlglot query (rendered in this backend's dialect) and return its rows."""
+    def execute(self, query, *, events: bool = False) -> list[tuple]:
+        """Run one sqlglot query (rendered in this backend's dialect) and return its rows; ``events``: the
+        query reads the events table (events_ref) rather than the access-log table."""
 
-    def hourly_usage(self, *, metrics: Sequence, start: datetime, end: datetime,
-                     user_tenants: Mapping[str, str] | None = None) -> list[HourlyRow]:
-        """The metrics per tenant and hour over [start, end), duplicates of a request_id counted once;
-        with ``user_tenants`` (username -> tenant slug) rows without tenant_id are attributed in the lake."""
-        if not metrics:
-            return []
-        query = queries.hourly_usage_query(metrics, start=start, end=end, **self.table_ref(),
-                                           user_tenants=self.inline_users(user_tenants, start=start, end=end))
-        return [HourlyRow(tenant_id=row[0], user=row[1], hour=_aware(row[2]), values=tuple(_dec(v) for v in row[3:]))
-                for row in self.execute(query)]
+    def query_arrow(self, query, *, events: bool = False):
+        """``execute`` as an Arrow table of the query's columns (backends override it to skip Python rows)."""
+        rows = self.execute(query, events=True) if events else self.execute(query)
+        names = query.named_selects
+        return pa.table({name: [row[i] for row in rows] for i, name in enumerate(names)}) if rows else \
+            pa.table({name: pa.array([], pa.null()) for name in names})
+
+    def _hourly_parts(self, metrics: Sequence, *, start: datetime, end: datetime,
+                      user_tenants: Mapping[str, str] | None) -> list[tuple[list[int], object, bool]]:
+        """(the metrics' positions, the query of their hourly figures, whether it reads the events table)."""
+        specs = [queries.MetricQuery.of(m) for m in metrics]
+        log = [i for i, s in enumerate(specs) if not s.event]
+        posted = [i for i, s in enumerate(specs) if s.event and s.aggregation != "latest"]
+        latest = [i for i, s in enumerate(specs) if s.event and s.aggregation == "latest"]
+        parts = []
+        if log:
+            parts.append((log, queries.hourly_usage_query(
+                [specs[i] for i in log], start=start, end=end, **self.table_ref(),
+                user_tenants=self.inline_users(user_tenants, start=start, end=end)), False))
+        if posted:
+            parts.append((posted, queries.hourly_usage_query([specs[i] for i in posted], start=start, end=end,
+                                                             **self.events_ref()), True))
+        if latest:
+            parts.append((latest, queries.latest_query([specs[i] for i in latest], start=start, end=end,
+                                                       **self.events_ref()), True))
+        return parts
 
     def hourly_usage_table(self, *, metrics: Sequence, start: datetime, end: datetime,
                            user_tenants: Mapping[str, str] | None = None):
-        """The same as :meth:`hourly_usage`, as an Arrow table (``tenant_id, user, hour, m0, m1...``),
-        the form the sync post-processes in bulk. Backends override it to skip Python rows."""
-        import pyarrow as pa
+        """The metrics per tenant and hour over [start, end) as an Arrow table (``tenant_id, user, hour,
+        m0, m1...``, the values as decimal(38, 6)), the form the sync post-processes in bulk; duplicates of
+        a request_id (of an event) counted once; with ``user_tenants`` (username -> tenant slug) access-log
+        rows without tenant_id are attributed in the lake. Metrics of the two tables come in separate rows
+        (a row's other metrics are NULL)."""
+        names = [f"m{i}" for i in range(len(metrics))]
+        tables = []
+        for positions, query, events in self._hourly_parts(metrics, start=start, end=end, user_tenants=user_tenants):
+            part = self.query_arrow(query, events=events)
+            columns = {"tenant_id": part.column("tenant_id").cast(pa.string()),
+                       "user": part.column("user").cast(pa.string()),
+                       "hour": part.column("hour").cast(pa.timestamp("us"))}
+            for name in names:
+                columns[name] = pa.nulls(part.num_rows, USAGE_VALUE)
+            for local, position in enumerate(positions):
+                columns[names[position]] = part.column(f"m{local}").cast(USAGE_VALUE)
+            tables.append(pa.table(columns))
+        if not tables:
+            return pa.table({"tenant_id": pa.array([], pa.string()), "user": pa.array([], pa.string()),
+                             "hour": pa.array([], pa.timestamp("us")),
+                             **{name: pa.array([], USAGE_VALUE) for name in names}})
+        return pa.concat_tables(tables)
 
-        rows = self.hourly_usage(metrics=metrics, start=start, end=end, user_tenants=user_tenants)
-        columns = {
-            "tenant_id": pa.array([r.tenant_id for r in rows], pa.string()),
-            "user": pa.array([r.user for r in rows], pa.string()),
-            "hour": pa.array([r.hour.replace(tzinfo=None) for r in rows], pa.timestamp("us")),
-        }
-        for i in range(len(metrics)):
-            columns[f"m{i}"] = pa.array([None if r.values[i] is None else int(r.values[i]) for r in rows], pa.int64())
-        return pa.table(columns)
+    def hourly_usage(self, *, metrics: Sequence, start: datetime, end: datetime,
+                     user_tenants: Mapping[str, str] | None = None) -> list[HourlyRow]:
+        """:meth:`hourly_usage_table` as Python rows."""
+        if not metrics:
+            return []
+        table = self.hourly_usage_table(metrics=metrics, start=start, end=end, user_tenants=user_tenants)
+        return [HourlyRow(tenant_id=row["tenant_id"], user=row["user"], hour=_aware(row["hour"]),
+                          values=tuple(_dec(row[f"m{i}"]) for i in range(len(metrics))))
+                for row in table.to_pylist()]
 
     def period_usage(self, *, metrics: Sequence, start: datetime, end: datetime, tenant_id: str,
                      usernames: Iterable[str] = ()) -> dict[str, Decimal]:
@@ -113,6 +158,8 @@ class Lake(ABC):
         if not metrics:
             return {}
         specs = [queries.MetricQuery.of(m) for m in metrics]
+        if any(spec.event for spec in specs):
+            raise queries.QueryError("period_usage reads the access-log table; events metrics are read by hour")
         query = queries.period_usage_query(specs, start=start, end=end, tenant_id=tenant_id, usernames=usernames,
                                            **self.table_ref())
         rows = self.execute(query)
@@ -140,11 +187,24 @@ class Lake(ABC):
         if not metrics:
             return []
         low, high = min(p[1] for p in parts), max(p[2] for p in parts)
-        query = queries.whole_period_query(metrics, parts=parts, **self.table_ref(), tenants=tenants,
-                                           user_tenants=self.inline_users(user_tenants, start=low, end=high))
-        return [WholePeriodRow(tenant_id=row[0], unit=row[1], bucket=None if row[2] is None else _aware(row[2]),
-                               values=tuple(_dec(v) for v in row[3:]))
-                for row in self.execute(query)]
+        specs = [queries.MetricQuery.of(m) for m in metrics]
+        merged: dict[tuple, list] = {}
+        for events in (False, True):
+            positions = [i for i, spec in enumerate(specs) if bool(spec.event) == events]
+            if not positions:
+                continue
+            chosen = [specs[i] for i in positions]
+            if events:
+                query = queries.whole_period_query(chosen, parts=parts, **self.events_ref(), tenants=tenants)
+            else:
+                query = queries.whole_period_query(chosen, parts=parts, **self.table_ref(), tenants=tenants,
+                                                   user_tenants=self.inline_users(user_tenants, start=low, end=high))
+            for row in (self.execute(query, events=True) if events else self.execute(query)):
+                values = merged.setdefault((row[0], row[1], row[2]), [None] * len(specs))
+                for position, value in zip(positions, row[3:], strict=True):
+                    values[position] = _dec(value)
+        return [WholePeriodRow(tenant_id=key[0], unit=key[1], bucket=None if key[2] is None else _aware(key[2]),
+                               values=tuple(values)) for key, values in merged.items()]
 
     def inline_users(self, user_tenants: Mapping[str, str] | None, *, start: datetime,
                      end: datetime) -> dict[str, str]:
@@ -163,7 +223,11 @@ class Lake(ABC):
 
     @abstractmethod
     def table_ref(self) -> dict:
-        """``{"table": ..., "database": ...}`` as the queries name the table."""
+        """``{"table": ..., "database": ...}`` as the queries name the access-log table."""
+
+    @abstractmethod
+    def events_ref(self) -> dict:
+        """``{"table": ..., "database": ...}`` as the queries name the events table (queries.events_relation)."""
 
     def append(self, records: Sequence[dict]) -> int:
         """Append transformed records (transform.transform_record's output); local lake only."""

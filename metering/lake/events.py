@@ -66,6 +66,7 @@ class LocalEventsTable(LocalIcebergTable):
     partition_spec = EVENTS_PARTITION_SPEC
     arrow_schema = EVENTS_ARROW_SCHEMA
     table_setting = "LAKE_EVENTS_TABLE"
+    time_column = "timestamp"
 
     @classmethod
     def from_settings(cls) -> LocalEventsTable:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -65,6 +65,11 @@ _EMPTY_DUCKDB = "SELECT " + ", ".join(
     for c, t in queries.COLUMNS.items()
 ) + " WHERE false"
 
+EVENTS_VIEW = "events"
+_EMPTY_EVENTS_DUCKDB = ("SELECT CAST(NULL AS VARCHAR) AS transaction_id, CAST(NULL AS VARCHAR) AS tenant_id, "
+                        "CAST(NULL AS VARCHAR) AS code, CAST(NULL AS TIMESTAMP) AS \"timestamp\", "
+                        "CAST(NULL AS VARCHAR) AS properties, CAST(NULL AS TIMESTAMP) AS received_at WHERE false")
+
 _lock = threading.Lock()
 CATALOG_FILE = "catalog.sqlite3"
 
@@ -94,6 +99,7 @@ class LocalIcebergTable:
     partition_spec = PARTITION_SPEC
     arrow_schema = ARROW_SCHEMA
     table_setting = "LAKE_TABLE"
+    time_column = "request_time"  # the partition source, by which a scan prunes files
 
     def __init__(self, *, warehouse: str | Path, database: str, table: str):
         self.warehouse = Path(warehouse)
@@ -177,6 +183,29 @@ class LocalIcebergTable:
         except TableAlreadyExistsError:  # created meanwhile by another writer
             return catalog.load_table(self.identifier)
 
+    def data_files(self, *, start: datetime | None = None, end: datetime | None = None) -> list[str]:
+        """The Parquet files the Iceberg scan plans for [start, end) (all of them without bounds)."""
+        row_filter = None
+        if start is not None and end is not None:
+            row_filter = And(GreaterThanOrEqual(self.time_column, _naive_utc(start).isoformat()),
+                             LessThan(self.time_column, _naive_utc(end).isoformat()))
+        table = self.table()
+        with _read_errors():
+            scan = table.scan(row_filter=row_filter) if row_filter is not None else table.scan()
+            files = []
+            for task in scan.plan_files():
+                if task.delete_files:
+                    # The portal only appends; a table with deletes would need the Arrow scan instead.
+                    raise LakeError("the local lake has delete files, which the DuckDB path does not apply")
+                path = task.file.file_path
+                files.append(path[len("file://"):] if path.startswith("file://") else path)
+        for path in files:
+            # DuckDB would say "no files found"; this says which file of the table is gone.
+            if not os.path.isfile(path):
+                raise LakeError(f"the local lake is damaged: data file {path} (listed by the table's Iceberg "
+                                f"metadata) is missing")
+        return files
+
     def append(self, records: Sequence[dict]) -> int:
         if not records:
             return 0
@@ -201,71 +230,66 @@ class LocalLake(LocalIcebergTable, Lake):
     dialect = "duckdb"
 
     def __init__(self, *, warehouse: str | Path, database: str, table: str, duckdb_threads: int | None = None,
-                 duckdb_memory_limit: str | None = None):
+                 duckdb_memory_limit: str | None = None, events_table: str = "events"):
+        from metering.lake.events import LocalEventsTable
+
         super().__init__(warehouse=warehouse, database=database, table=table)
         self.duckdb_threads = duckdb_threads
         self.duckdb_memory_limit = duckdb_memory_limit
+        self.events = LocalEventsTable(warehouse=warehouse, database=database, table=events_table)
 
-    def data_files(self, *, start: datetime | None = None, end: datetime | None = None) -> list[str]:
-        """The Parquet files the Iceberg scan plans for [start, end) (all of them without bounds)."""
-        row_filter = None
-        if start is not None and end is not None:
-            row_filter = And(GreaterThanOrEqual("request_time", _naive_utc(start).isoformat()),
-                             LessThan("request_time", _naive_utc(end).isoformat()))
-        table = self.table()
-        with _read_errors():
-            scan = table.scan(row_filter=row_filter) if row_filter is not None else table.scan()
-            files = []
-            for task in scan.plan_files():
-                if task.delete_files:
-                    # The portal only appends; a table with deletes would need the Arrow scan instead.
-                    raise LakeError("the local lake has delete files, which the DuckDB path does not apply")
-                path = task.file.file_path
-                files.append(path[len("file://"):] if path.startswith("file://") else path)
-        for path in files:
-            # DuckDB would say "no files found"; this says which file of the table is gone.
-            if not os.path.isfile(path):
-                raise LakeError(f"the local lake is damaged: data file {path} (listed by the table's Iceberg "
-                                f"metadata) is missing")
-        return files
+    def events_files(self, *, start: datetime | None = None, end: datetime | None = None) -> list[str]:
+        """The events table's Parquet files for [start, end).
+
+        The events table is created by the first accepted event; a lake whose catalog is there (so the
+        volume is mounted and written) but has no events table yet has simply received no event: it is
+        created empty here, so that an events metric defined before any event reads 0, not an error."""
+        try:
+            return self.events.data_files(start=start, end=end)
+        except LakeError:
+            if not self.catalog_path.is_file():
+                raise
+        self.events.ensure_table()
+        return self.events.data_files(start=start, end=end)
 
     # --- queries -------------------------------------------------------------------------------------
 
     def table_ref(self) -> dict:
         return {"table": VIEW, "database": None}
 
-    def connect(self, files: Sequence[str]) -> duckdb.DuckDBPyConnection:
-        """A DuckDB connection where ``access_log`` is a view over ``files``."""
+    def events_ref(self) -> dict:
+        return {"table": queries.events_relation(EVENTS_VIEW), "database": None}
+
+    def connect(self, files: Sequence[str], *, events: bool = False) -> duckdb.DuckDBPyConnection:
+        """A DuckDB connection where ``access_log`` (or with ``events`` the ``events`` view) is a view over ``files``."""
         con = duckdb.connect()
         if self.duckdb_threads:
             con.execute(f"SET threads = {int(self.duckdb_threads)}")
         if self.duckdb_memory_limit:
             con.execute(f"SET memory_limit = '{_memory_limit(self.duckdb_memory_limit)}'")
+        view, empty = (EVENTS_VIEW, _EMPTY_EVENTS_DUCKDB) if events else (VIEW, _EMPTY_DUCKDB)
         if files:
-            con.read_parquet(list(files)).create_view(VIEW)
+            con.read_parquet(list(files)).create_view(view)
         else:
-            con.execute(f'CREATE VIEW "{VIEW}" AS {_EMPTY_DUCKDB}')
+            con.execute(f'CREATE VIEW "{view}" AS {empty}')
         return con
 
-    def hourly_usage_table(self, *, metrics: Sequence, start: datetime, end: datetime,
-                           user_tenants: Mapping[str, str] | None = None) -> pa.Table:
-        if not metrics:
-            return super().hourly_usage_table(metrics=metrics, start=start, end=end)
-        query = queries.hourly_usage_query(metrics, start=start, end=end, **self.table_ref(),
-                                           user_tenants=self.inline_users(user_tenants, start=start, end=end))
-        files = self.data_files(start=start, end=end)
+    def _connect_for(self, query, events: bool) -> duckdb.DuckDBPyConnection:
+        start, end = _bounds(query)
+        files = self.events_files(start=start, end=end) if events else self.data_files(start=start, end=end)
+        return self.connect(files, events=events)
+
+    def query_arrow(self, query, *, events: bool = False) -> pa.Table:
         with _read_errors("local lake query failed"):
-            con = self.connect(files)
+            con = self._connect_for(query, events)
             try:
                 return con.sql(queries.render(query, self.dialect)).to_arrow_table()
             finally:
                 con.close()
 
-    def execute(self, query) -> list[tuple]:
-        start, end = _bounds(query)
-        files = self.data_files(start=start, end=end)
+    def execute(self, query, *, events: bool = False) -> list[tuple]:
         with _read_errors("local lake query failed"):
-            con = self.connect(files)
+            con = self._connect_for(query, events)
             try:
                 return con.execute(queries.render(query, self.dialect)).fetchall()
             finally:

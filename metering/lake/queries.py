@@ -4,6 +4,13 @@ Nothing here formats SQL from strings: a metric's field is checked against the t
 its filter values become literals in the tree, so no metric definition (and no tenant or admin
 input) can change a query's shape. Every query first keeps one row per ``request_id``: Firehose
 delivers at least once, and a request counts once whatever the aggregation (docs/plans.md).
+
+Metrics over posted events read the ``events`` table through ``events_relation``: the same columns the
+access-log queries use (``request_id`` is the event's tenant and transaction id, ``request_time`` its
+timestamp), plus ``code`` and ``properties``, so every query above serves both tables. A metric's event
+code is one more condition of its filter; ``properties.<name>`` fields and filters read the property's
+JSON value (numbers, or strings holding one, for sum, max and latest; a value that is not a number, or is
+negative, is not counted). ``latest`` (the last value in a bucket) has its own query, ``latest_query``.
 """
 
 from __future__ import annotations
@@ -29,7 +36,11 @@ COLUMNS: dict[str, str] = {
     "tenant_id": "string",
 }
 NUMERIC_COLUMNS = frozenset(name for name, kind in COLUMNS.items() if kind == "int")
-AGGREGATIONS = ("count", "sum", "max", "unique_count")
+AGGREGATIONS = ("count", "sum", "max", "unique_count", "latest")
+PROPERTIES_PREFIX = "properties."
+_PROPERTY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+# Property values are read as DECIMAL(38, 6): the usage tables' numeric(30, 6), with room for sums.
+EVENT_NUMBER = "decimal(38, 6)"
 DIALECTS = ("athena", "duckdb")
 
 _STATUS_RE = re.compile(r"([1-5])(xx|[0-9]{2})")
@@ -54,6 +65,7 @@ class MetricQuery:
     aggregation: str
     field: str | None = None
     filters: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    event: str = ""  # the posted events' code; empty for the access-log table
 
     @classmethod
     def of(cls, metric) -> MetricQuery:
@@ -61,7 +73,8 @@ class MetricQuery:
         if isinstance(metric, MetricQuery):
             return metric
         filters = tuple(sorted((key, tuple(values)) for key, values in (metric.filters or {}).items()))
-        return cls(code=metric.code, aggregation=metric.aggregation, field=metric.field or None, filters=filters)
+        return cls(code=metric.code, aggregation=metric.aggregation, field=metric.field or None, filters=filters,
+                   event=getattr(metric, "event", "") or "")
 
 
 def _ts(value: datetime) -> exp.Expression:
@@ -78,13 +91,32 @@ def _col(name: str) -> exp.Column:
     return exp.column(name)
 
 
+def _property(fieldname: str, metric: MetricQuery) -> exp.Expression:
+    """The text of an event's property (``properties.<name>``), NULL where the event has none."""
+    name = fieldname[len(PROPERTIES_PREFIX):] if fieldname.startswith(PROPERTIES_PREFIX) else ""
+    if not _PROPERTY_RE.fullmatch(name):
+        raise QueryError(f"metric {metric.code}: {fieldname!r} is not 'properties.<name>'")
+    return exp.JSONExtractScalar(this=exp.column("properties"), expression=exp.Literal.string(f"$.{name}"))
+
+
+def _property_number(fieldname: str, metric: MetricQuery) -> exp.Expression:
+    """An event's property as a number, NULL where it is missing, not a number or negative."""
+    number = exp.TryCast(this=_property(fieldname, metric), to=exp.DataType.build(EVENT_NUMBER))
+    return exp.Case(ifs=[exp.If(this=exp.GTE(this=number, expression=exp.Literal.number(0)), true=number.copy())])
+
+
 def _filter_condition(metric: MetricQuery) -> exp.Expression | None:
-    """The metric's filters as one condition: filters ANDed, the values of one filter ORed."""
+    """The metric's filters as one condition: filters ANDed, the values of one filter ORed (and for an
+    events metric, its event code first)."""
     parts: list[exp.Expression] = []
+    if metric.event:
+        parts.append(exp.column("code").eq(exp.Literal.string(metric.event)))
     for key, values in metric.filters:
         if not values:
             continue
-        if key == "status":
+        if metric.event:
+            parts.append(_property(key, metric).isin(*[exp.Literal.string(str(v)) for v in values]))
+        elif key == "status":
             alternatives = []
             for value in values:
                 match = _STATUS_RE.fullmatch(str(value))
@@ -127,6 +159,15 @@ def _metric_parts(metric: MetricQuery) -> tuple[exp.Expression, str]:
         return value, "sum"
     if not metric.field:
         raise QueryError(f"metric {metric.code}: aggregation {metric.aggregation} needs a field")
+    if metric.event:
+        value = (_property(metric.field, metric) if metric.aggregation == "unique_count"
+                 else _property_number(metric.field, metric))
+        if condition is not None:
+            value = exp.Case(ifs=[exp.If(this=condition, true=value)])
+        kind = {"sum": "sum", "max": "max", "unique_count": "count_distinct", "latest": "latest"}[metric.aggregation]
+        return value, kind
+    if metric.aggregation == "latest":
+        raise QueryError(f"metric {metric.code}: latest is for metrics over posted events")
     value = _col(metric.field)
     if metric.aggregation in ("sum", "max") and metric.field not in NUMERIC_COLUMNS:
         raise QueryError(f"metric {metric.code}: {metric.aggregation} needs a numeric column, not {metric.field}")
@@ -171,8 +212,75 @@ def _window(start: datetime, end: datetime) -> exp.Expression:
     return exp.and_(column >= _ts(start), column < _ts(end))
 
 
-def _source(table: str, database: str | None) -> exp.Table:
+def _source(table: str | exp.Expression, database: str | None) -> exp.Expression:
+    """The relation rows are read from: a table (of ``database``), or a relation such as
+    ``events_relation``'s, as given."""
+    if isinstance(table, exp.Expression):
+        return table.copy()
     return exp.table_(table, db=database) if database else exp.table_(table)
+
+
+EVENTS_ROWS = "events_rows"
+
+
+def events_relation(table: str, database: str | None = None) -> exp.Subquery:
+    """The events table as the usage queries read a table: ``request_id`` (tenant and transaction id,
+    what makes an event one: the lake may hold a redelivered copy), ``request_time`` (its timestamp),
+    ``tenant_id``, ``user`` (always NULL: events name their tenant), ``code`` and ``properties``."""
+    select = exp.select(
+        exp.alias_(exp.Concat(expressions=[exp.column("tenant_id"), exp.Literal.string("/"),
+                                           exp.column("transaction_id")]), "request_id"),
+        exp.alias_(exp.column("timestamp"), "request_time"),
+        exp.column("tenant_id"),
+        exp.alias_(exp.cast(exp.null(), exp.DataType.build("varchar")), "user"),
+        exp.column("code"),
+        exp.column("properties"),
+    ).from_(exp.table_(table, db=database) if database else exp.table_(table))
+    return select.subquery(EVENTS_ROWS)
+
+
+def latest_query(metrics: Sequence, *, start: datetime, end: datetime, table: str | exp.Expression,
+                 database: str | None = None, unit: str = "hour") -> exp.Select:
+    """The last value of each ``latest`` metric per tenant and ``unit`` bucket ('hour', 'day', 'month'):
+    ``tenant_id, user (NULL), hour, m0, m1...`` (``hour`` being the bucket's start).
+
+    The last value is that of the bucket's latest event (by timestamp) among those that match the metric
+    and carry a number; events at that same instant: the largest of their values. A redelivered copy
+    has the same timestamp and value, so it changes nothing."""
+    specs = [MetricQuery.of(m) for m in metrics]
+    if unit not in BUCKETS:
+        raise QueryError(f"unknown bucket unit {unit!r}")
+    source = _source(table, database)
+    bucket = exp.TimestampTrunc(this=exp.column("request_time"), unit=exp.var(unit.upper()))
+    selects = []
+    for i, spec in enumerate(specs):
+        value, kind = _metric_parts(spec)
+        if kind != "latest":
+            raise QueryError(f"metric {spec.code}: {spec.aggregation} is not a latest metric")
+        valued = (exp.select(exp.column("tenant_id"), exp.column("request_time"), exp.alias_(value, "v"))
+                  .from_(source.copy()).where(exp.and_(_window(start, end),
+                                                       exp.column("tenant_id").is_(exp.not_(exp.null())),
+                                                       exp.column("code").eq(exp.Literal.string(spec.event)))))
+        last = exp.Window(this=exp.Max(this=exp.column("request_time")),
+                          partition_by=[exp.column("tenant_id"), bucket.copy()])
+        ranked = (exp.select(exp.column("tenant_id"), exp.alias_(bucket.copy(), "hour"), exp.column("request_time"),
+                             exp.column("v"), exp.alias_(last, "last_time"))
+                  .from_(valued.subquery("valued")).where(exp.column("v").is_(exp.not_(exp.null()))))
+        selects.append(
+            exp.select(exp.column("tenant_id"), exp.column("hour"),
+                       *[exp.alias_(exp.Max(this=exp.column("v")) if j == i
+                                    else exp.cast(exp.null(), exp.DataType.build(EVENT_NUMBER)), f"m{j}")
+                         for j in range(len(specs))])
+            .from_(ranked.subquery("ranked"))
+            .where(exp.column("request_time").eq(exp.column("last_time")))
+            .group_by(*_pos(1, 2)))
+    union = selects[0]
+    for select in selects[1:]:
+        union = exp.union(union, select, distinct=False)
+    return (exp.select(exp.column("tenant_id"), exp.alias_(exp.cast(exp.null(), exp.DataType.build("varchar")), "user"),
+                       exp.column("hour"), *[exp.alias_(exp.Max(this=exp.column(f"m{j}")), f"m{j}")
+                                             for j in range(len(specs))])
+            .from_(union.subquery("latest")).group_by(*_pos(1, 3)))
 
 
 def _raw_aggregate(kind: str, value: exp.Expression) -> exp.Expression:

@@ -2,6 +2,14 @@
 
 Metrics are part of the catalog: ``tenants.models.Metric``."""
 
+from metering.models.alerts import (
+    AlertChannel,
+    AlertKind,
+    StaffNotice,
+    StaffNoticeKind,
+    UsageAlert,
+    UsageAlertFiring,
+)
 from metering.models.billing import (
     BillingRun,
     BillingRunStatus,
@@ -13,6 +21,7 @@ from metering.models.billing import (
     LineType,
 )
 from metering.models.events import EventReceipt, EventRejection
+from metering.models.payments import InvoicePayment, InvoiceReminder
 from metering.models.usage import (
     DailyUsage,
     HourlyUsage,
@@ -25,6 +34,7 @@ from metering.models.usage import (
 )
 
 __all__ = [
+    "AlertChannel", "AlertKind", "StaffNotice", "StaffNoticeKind", "UsageAlert", "UsageAlertFiring",
     "BillingRun",
     "BillingRunStatus",
     "EventReceipt",
@@ -33,6 +43,8 @@ __all__ = [
     "Invoice",
     "InvoiceLine",
     "InvoiceSequence",
+    "InvoicePayment",
+    "InvoiceReminder",
     "InvoiceStatus",
     "LineType",
     "DailyUsage", "HourlyUsage", "MonthlyUsage", "RollupBackfill", "SyncCursor", "SyncOutcome", "SyncRun", "UnattributedUsage"]

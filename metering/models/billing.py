@@ -105,6 +105,13 @@ class Invoice(models.Model):
     def is_editable(self) -> bool:
         return self.status == InvoiceStatus.DRAFT
 
+    def is_overdue(self, today=None) -> bool:
+        """Finalized, unpaid, and past its due date (UTC): overdue is a state of time, not a stored status."""
+        from django.utils import timezone
+
+        today = today or timezone.now().date()
+        return self.status == InvoiceStatus.FINALIZED and self.due_date is not None and self.due_date < today
+
 
 class LineType(models.TextChoices):
     BASE_FEE = "base_fee", "Base fee"

@@ -36,7 +36,9 @@ from .rules import UnknownRuleError, known_rules, validate_rule_params
 ZERO = Decimal(0)
 ONE = Decimal(1)
 
-AGGREGATIONS = ("count", "sum", "max", "unique_count")
+AGGREGATIONS = ("count", "sum", "max", "unique_count", "latest")
+# Aggregations of a metric over posted events only ("latest": the last value reported in the period, a gauge).
+EVENT_ONLY_AGGREGATIONS = ("latest",)
 MODELS = ("per_unit", "package", "graduated", "volume", "custom")
 INTERVALS = ("month", "year")
 ROUNDINGS = ("up", "down")
@@ -71,11 +73,17 @@ ACCESS_LOG_COLUMNS = (
     "response_length", "tenant_id",
 )
 NUMERIC_COLUMNS = ("status", "response_length")  # sum and max need a number
+# A metric over posted events names the event's code (as POST /api/v1/events/ accepts it) and reads its
+# properties: ``properties.<name>`` as its field and as filter keys; names are identifiers, so that a
+# property's JSON path needs no quoting in either query dialect.
+PROPERTIES_PREFIX = "properties."
+_EVENT_CODE_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,99}")
+_PROPERTY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 
 _CODE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _STATUS_RE = re.compile(r"[1-5](?:xx|[0-9]{2})")
 
-_METRIC_KEYS = frozenset({"code", "name", "aggregation", "field", "filters", "divisor", "unit"})
+_METRIC_KEYS = frozenset({"code", "name", "event", "aggregation", "field", "filters", "divisor", "unit"})
 _PLAN_KEYS = frozenset(
     {"code", "name", "currency", "interval", "base_fee", "trial_days", "minimum_commitment", "charges"}
 )
@@ -123,6 +131,7 @@ class MetricSpec:
     filters: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict, hash=False)
     divisor: Decimal = ONE
     unit: str = ""
+    event: str = ""  # the posted events' code it counts; empty: the access-log table
 
 
 @dataclass(frozen=True, slots=True)
@@ -405,11 +414,28 @@ def _parse_metric(doc: Any, position: int | None, errors: list[str]) -> MetricSp
     _unknown_keys(report, doc, _METRIC_KEYS, "a metric")
     code = _code(report, doc)
     name = _string(report, doc, "name", default=code)
+    event = doc.get("event", "")
+    if event is None:
+        event = ""
+    if not isinstance(event, str) or (event and not _EVENT_CODE_RE.fullmatch(event)):
+        report.add("event", "must be an event code as POST /api/v1/events/ accepts it (lower-case letters, digits, "
+                            f"'.', '_', '-'; at most 100 characters), got {_brief(event)}")
+        event = ""
     aggregation = _choice(report, doc, "aggregation", AGGREGATIONS)
     fieldname = doc.get("field")
     if aggregation == "count":
         if fieldname is not None:
             report.add("field", "must be absent for aggregation 'count' (it counts events)")
+    elif aggregation in EVENT_ONLY_AGGREGATIONS and not doc.get("event"):
+        report.add("aggregation", f"{aggregation!r} is for metrics over posted events: name the event's code "
+                                  f"in 'event'")
+    elif aggregation is not None and doc.get("event"):
+        if fieldname is None:
+            report.add("field", f"is required for aggregation {aggregation!r}")
+        elif not _property_name(fieldname):
+            report.add("field", "must name a property of the event as 'properties.<name>' (a name of letters, "
+                                f"digits and '_'), got {_brief(fieldname)}")
+            fieldname = None
     elif aggregation is not None:
         if fieldname is None:
             report.add("field", f"is required for aggregation {aggregation!r}")
@@ -421,7 +447,7 @@ def _parse_metric(doc: Any, position: int | None, errors: list[str]) -> MetricSp
             report.add("field", f"must be a numeric column ({', '.join(NUMERIC_COLUMNS)}) for aggregation "
                                 f"{aggregation!r}, got {fieldname!r}")
             fieldname = None
-    filters = _parse_filters(report, doc.get("filters"))
+    filters = _parse_filters(report, doc.get("filters"), events=bool(event))
     divisor = _decimal(report, doc, "divisor", "divisor", bounds=DIVISOR, positive=True, default=ONE)
     unit = doc.get("unit", "")
     if unit is None:
@@ -434,21 +460,43 @@ def _parse_metric(doc: Any, position: int | None, errors: list[str]) -> MetricSp
         return None
     return MetricSpec(
         code=code, name=name, aggregation=aggregation, field=fieldname if aggregation != "count" else None,
-        filters=filters, divisor=divisor, unit=unit.strip(),
+        filters=filters, divisor=divisor, unit=unit.strip(), event=event,
     )
 
 
-def _parse_filters(report: _Report, filters: Any) -> dict[str, tuple[str, ...]]:
+def _property_name(fieldname: Any) -> str | None:
+    """The property's name in ``properties.<name>``, or None when ``fieldname`` is not of that form."""
+    if not isinstance(fieldname, str) or not fieldname.startswith(PROPERTIES_PREFIX):
+        return None
+    name = fieldname[len(PROPERTIES_PREFIX):]
+    return name if _PROPERTY_RE.fullmatch(name) else None
+
+
+def _parse_filters(report: _Report, filters: Any, *, events: bool = False) -> dict[str, tuple[str, ...]]:
     if filters is None:
         return {}
     if not isinstance(filters, Mapping):
         report.add("filters", f"must be an object, got {_brief(filters)}")
         return {}
     parsed: dict[str, tuple[str, ...]] = {}
-    for key in filters:
-        if key not in FILTER_KEYS:
-            report.add(f"filters.{key}", f"is not a filter (filters are {', '.join(FILTER_KEYS)})")
-    for key in FILTER_KEYS:
+    if events:
+        keys = []
+        for key in filters:
+            if _property_name(key):
+                keys.append(key)
+            else:
+                report.add(f"filters.{key}", "is not a filter of an events metric (its filters are "
+                                             "'properties.<name>': the values a property may have)")
+        keys.sort()
+        if len(keys) > MAX_FILTER_VALUES:
+            report.add("filters", f"must have at most {MAX_FILTER_VALUES} properties, got {len(keys)}")
+            return {}
+    else:
+        for key in filters:
+            if key not in FILTER_KEYS:
+                report.add(f"filters.{key}", f"is not a filter (filters are {', '.join(FILTER_KEYS)})")
+        keys = [key for key in FILTER_KEYS if key in filters]
+    for key in keys:
         if key not in filters:
             continue
         values = filters[key]
@@ -479,6 +527,8 @@ def _parse_filters(report: _Report, filters: Any) -> dict[str, tuple[str, ...]]:
                 if value not in HTTP_METHODS:
                     report.add(where, f"must be an HTTP method ({', '.join(HTTP_METHODS)}), got {_brief(value)}")
                     continue
+            elif events:
+                pass  # a property's value as text: compared as the lake reads it (docs/plans.md)
             elif not value.startswith("/"):
                 report.add(where, f"must start with '/', got {_brief(value)}")
                 continue
@@ -490,7 +540,10 @@ def _parse_filters(report: _Report, filters: Any) -> dict[str, tuple[str, ...]]:
 
 
 def metric_to_document(spec: MetricSpec) -> dict[str, Any]:
-    doc: dict[str, Any] = {"code": spec.code, "name": spec.name, "aggregation": spec.aggregation}
+    doc: dict[str, Any] = {"code": spec.code, "name": spec.name}
+    if spec.event:
+        doc["event"] = spec.event
+    doc["aggregation"] = spec.aggregation
     if spec.field is not None:
         doc["field"] = spec.field
     if spec.filters:

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, localcontext
 
-from django.db.models import Max, Sum
+from django.db.models import Exists, Max, OuterRef, Sum
 from django.utils import timezone
 
 from metering.models import DailyUsage, HourlyUsage, MonthlyUsage, RollupBackfill
@@ -111,8 +111,9 @@ def period_quantities(*, subscription_or_tenant, metrics: Iterable, start: datet
       largest hour; the distinct count over the whole period (distinct values in a month are not the
       sum of distinct values per hour), from the sync's rollup of a whole day or month or from the
       lake, with the tenant's records attributed by tenant_id, or by user for records without one.
+    - latest metrics (over posted events): the last value reported in those hours.
 
-    Duplicated request_ids count once in both. The quantity is the raw aggregate divided by the
+    Duplicated request_ids (events: transaction ids) count once in all. The quantity is the raw aggregate divided by the
     metric's divisor, exactly (Decimal with 28+ significant digits, not rounded here).
     """
     tenant = _tenant_of(subscription_or_tenant)
@@ -154,11 +155,12 @@ def period_quantities_many(*, tenants: Iterable, metrics: Iterable, start: datet
 
 def whole_period_figures(*, metrics: Iterable[Metric], start: datetime, end: datetime, tenants: Iterable | None = None,
                          lake=None) -> dict[int, dict[int, Decimal]]:
-    """{tenant id: {metric id: raw figure}} of max and unique_count metrics over the hours that start
-    in [start, end), for ``tenants`` (every tenant with usage when None); tenants without usage are
-    left out.
+    """{tenant id: {metric id: raw figure}} of max, latest and unique_count metrics over the hours that
+    start in [start, end), for ``tenants`` (every tenant with usage when None); tenants without usage
+    are left out.
 
     - max: the largest of the hourly rows (each hour's row is that hour's exact maximum).
+    - latest: the value of the last hourly row (each hour's row is that hour's last value).
     - unique_count: the distinct count over all those hours. When they are one whole hour, UTC day or
       calendar month (or one up to now), the rollup row the usage sync computed from the lake; for
       any other window (an anniversary period, a plan change's part, a range of days) one lake query
@@ -183,6 +185,16 @@ def whole_period_figures(*, metrics: Iterable[Metric], start: datetime, end: dat
             .values_list("tenant_id", "metric_id", "top")
         ):
             found[tenant_id][metric_id] = top
+    latest = [m for m in metrics if m.aggregation == Aggregation.LATEST]
+    if latest:
+        # Each hour's row is that hour's last value (0 included): the period's is its last hour's.
+        later = HourlyUsage.objects.filter(tenant_id=OuterRef("tenant_id"), metric_id=OuterRef("metric_id"),
+                                           hour__gt=OuterRef("hour"), hour__lt=end)
+        for tenant_id, metric_id, value in (
+            scoped(HourlyUsage.objects.filter(metric__in=latest, hour__gte=start, hour__lt=end))
+            .filter(~Exists(later)).order_by().values_list("tenant_id", "metric_id", "value")
+        ):
+            found[tenant_id][metric_id] = value
     unique = [m for m in metrics if m.aggregation == Aggregation.UNIQUE_COUNT]
     if not unique:
         return found

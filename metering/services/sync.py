@@ -10,7 +10,11 @@ tenant cannot be attributed are written as UnattributedUsage, never dropped. In 
 the DailyUsage and MonthlyUsage rows of every UTC day and month the window touches are recomputed:
 from the hourly rows for count, sum and max metrics, and for unique_count metrics from distinct
 counts over the whole days and months that the run asks of the lake with the hours (a distinct
-count does not add up from hours).
+count does not add up from hours), and for latest metrics from the last hour's value (each hour holds
+its last value, a 0 included).
+
+Metrics over posted events are synced by the same run: the lake answers them from its events table
+(metering.lake.base.Lake splits the metrics by table), in the same hourly rows.
 """
 
 from __future__ import annotations
@@ -133,6 +137,7 @@ def usage_sync(*, start: datetime | None = None, end: datetime | None = None, la
             _finish(run, began)
             if isinstance(exc, LakeError):
                 exc.extra.setdefault("sync_run", run.pk)
+            _after_sync(run)
             raise
     run.rows_read = rows.num_rows
     run.rows_written = written
@@ -145,7 +150,22 @@ def usage_sync(*, start: datetime | None = None, end: datetime | None = None, la
     SyncCursor.objects.filter(pk=cursor.pk).filter(
         Q(synced_until__isnull=True) | Q(synced_until__lt=synced)).update(synced_until=synced)
     rollup_backfill(lake=lake, user_tenants=user_tenants)
+    _after_sync(run)
     return run
+
+
+def _after_sync(run: SyncRun) -> None:
+    """Alerts after a sync: the tenants' thresholds after a success, staff told of a failure. Never the
+    sync's own outcome: a failure here is logged, and the next sync checks again."""
+    from metering.services.alerts import alerts_check, notice_sync_failed
+
+    try:
+        if run.outcome == SyncOutcome.SUCCEEDED:
+            alerts_check()
+        else:
+            notice_sync_failed(run)
+    except Exception:
+        logger.exception("usage sync %s: checking alerts failed", run.pk)
 
 
 def _finish(run: SyncRun, began: float) -> None:
@@ -177,7 +197,8 @@ def _rows_table(rows) -> pa.Table:
         "hour": pa.array([r.hour.astimezone(UTC).replace(tzinfo=None) for r in rows], pa.timestamp("us")),
     }
     for i in range(width):
-        columns[f"m{i}"] = pa.array([None if r.values[i] is None else int(r.values[i]) for r in rows], pa.int64())
+        columns[f"m{i}"] = pa.array([None if r.values[i] is None else Decimal(r.values[i]) for r in rows],
+                                    pa.decimal128(38, 6))
     return pa.table(columns)
 
 
@@ -193,9 +214,9 @@ WITH attributed AS (
 ), long AS (
     UNPIVOT attributed ON {columns} INTO NAME col VALUE value
 ), valued AS (
-    SELECT l.tenant, l.tenant_id, l."user", m.metric, m.additive, l.hour, CAST(l.value AS HUGEINT) AS value
+    SELECT l.tenant, l.tenant_id, l."user", m.metric, m.additive, l.hour, CAST(l.value AS DECIMAL(38, 6)) AS value
     FROM long l JOIN metric_columns m ON m.col = l.col
-    WHERE l.value > 0
+    WHERE l.value > 0 OR m.keep_zero
 )
 """
 # A tenant is one group per hour when the lake attributed the rows without tenant_id (user_tenants);
@@ -231,7 +252,8 @@ def shape_rows(rows, *, metrics: Sequence[Metric], updated: str, tz_suffix: str 
 
     Attribution: ``tenant_id`` when it names a tenant; else (no tenant_id in the log) the tenant of
     the tenant user named by ``user``; else unattributed, keyed by what the log had. Zero values are
-    not stored (a missing row reads as 0)."""
+    not stored (a missing row reads as 0), except for latest metrics: a gauge that went down to 0 in an
+    hour is that hour's last value, which the day, the month and the period take up."""
     table = _rows_table(rows)
     by_slug, by_username = attribution_maps()
     names = [f"m{i}" for i in range(len(metrics))]
@@ -246,7 +268,8 @@ def shape_rows(rows, *, metrics: Sequence[Metric], updated: str, tz_suffix: str 
                                             "tenant": pa.array(list(by_username.values()), pa.int64())}))
         con.register("metric_columns", pa.table({
             "col": names, "metric": pa.array([m.pk for m in metrics], pa.int64()),
-            "additive": pa.array([m.aggregation in ADDITIVE for m in metrics], pa.bool_())}))
+            "additive": pa.array([m.aggregation in ADDITIVE for m in metrics], pa.bool_()),
+            "keep_zero": pa.array([m.aggregation == Aggregation.LATEST for m in metrics], pa.bool_())}))
         shape = _SHAPE_SQL.format(columns=", ".join(f'"{n}"' for n in names))
         params = {"suffix": tz_suffix, "updated": updated}
         if csv_dir is None:
@@ -409,12 +432,22 @@ def daily_usage_refresh(*, start: datetime, end: datetime, figures: ExactFigures
 
 
 def _kinds(metric_model, using: str) -> dict[str, list[int]]:
-    """Metric ids by how their hours combine: 'additive' (count, sum), 'max', 'unique' (unique_count)."""
-    kinds: dict[str, list[int]] = {"additive": [], "max": [], "unique": []}
+    """Metric ids by how their hours combine: 'additive' (count, sum), 'max', 'unique' (unique_count),
+    'latest' (the last hour's value)."""
+    kinds: dict[str, list[int]] = {"additive": [], "max": [], "unique": [], "latest": []}
     for pk, aggregation in metric_model.objects.using(using).values_list("pk", "aggregation"):
-        kind = "additive" if aggregation in ADDITIVE else "max" if aggregation == Aggregation.MAX else "unique"
+        kind = ("additive" if aggregation in ADDITIVE else "max" if aggregation == Aggregation.MAX
+                else "latest" if aggregation == Aggregation.LATEST else "unique")
         kinds[kind].append(pk)
     return kinds
+
+
+def _last_values(rows, key_of) -> dict[tuple, Decimal]:
+    """{key: value of the key's last row}, from (tenant id, metric id, time, value) rows in time order."""
+    last: dict[tuple, Decimal] = {}
+    for tenant_id, metric_id, moment, value in rows:
+        last[key_of(tenant_id, metric_id, moment)] = value
+    return last
 
 
 def _as_day(value) -> date:
@@ -461,6 +494,16 @@ def rollup_days(hourly_model, daily_model, *, first: date, last: date, using: st
             value = _exact_or_bound(distinct, key, peak)
             rows.append(daily_model(tenant_id=tenant_id, metric_id=metric_id, day=key[2], value=value, peak=peak))
         daily_model.objects.using(using).bulk_create(rows, batch_size=2000)
+    if kinds["latest"]:
+        # A gauge's day is its last hour's value (each hour's row is that hour's last value, 0 included);
+        # its peak is the same figure (the largest hour may exceed the day's last value).
+        last = _last_values(
+            hourly_model.objects.using(using).filter(hour__gte=start, hour__lt=end, metric_id__in=kinds["latest"])
+            .order_by("hour").values_list("tenant_id", "metric_id", "hour", "value"),
+            lambda tenant_id, metric_id, hour: (tenant_id, metric_id, hour.astimezone(UTC).date()))
+        daily_model.objects.using(using).bulk_create(
+            [daily_model(tenant_id=t, metric_id=m, day=d, value=v, peak=v) for (t, m, d), v in last.items()],
+            batch_size=2000)
 
 
 def _exact_or_bound(distinct: dict | None, key: tuple, bound: Decimal) -> Decimal:
@@ -496,6 +539,11 @@ def rollup_months(daily_model, monthly_model, *, months: Sequence[date], using: 
                 if metric_id in kinds["unique"]:
                     figure = _exact_or_bound(distinct, (tenant_id, metric_id, month), figure)
                 rows.append(monthly_model(tenant_id=tenant_id, metric_id=metric_id, month=month, value=figure))
+        if kinds["latest"]:
+            last = _last_values(days.filter(metric_id__in=kinds["latest"]).order_by("day")
+                                .values_list("tenant_id", "metric_id", "day", "value"),
+                                lambda tenant_id, metric_id, day: (tenant_id, metric_id))
+            rows.extend(monthly_model(tenant_id=t, metric_id=m, month=month, value=v) for (t, m), v in last.items())
         monthly_model.objects.using(using).bulk_create(rows, batch_size=2000)
 
 

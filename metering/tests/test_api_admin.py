@@ -87,6 +87,12 @@ def test_plans_subscriptions_and_metrics(world, staff_client):
     assert Metric.objects.get(code="posts").filters == {"http_method": ["POST"]}
     assert staff_client.get("/api/v1/admin/metrics/posts/").json()["aggregation"] == "count"
     assert staff_client.post("/api/v1/admin/metrics/", {**metric, "aggregation": "sum"}, format="json").status_code == 400
+    seats = {"code": "seats_api", "name": "Seats", "event": "seats.changed", "aggregation": "latest",
+             "field": "properties.seats"}
+    answer = staff_client.post("/api/v1/admin/metrics/", seats, format="json")
+    assert answer.status_code == 200 and answer.json()["event"] == "seats.changed", answer.content
+    refused = staff_client.post("/api/v1/admin/metrics/", {**seats, "event": ""}, format="json")
+    assert refused.status_code == 400 and "'latest' is for metrics over posted events" in refused.content.decode()
 
 
 def test_staff_without_a_tenant_are_refused_on_tenant_paths(world, staff_client):

@@ -151,3 +151,42 @@ def test_a_query_that_runs_too_long_is_cancelled(athena, db, monkeypatch):
     assert (datetime.now() - began).total_seconds() < 5
     assert "still RUNNING" in str(timeout.value)
     assert stopped == ["CANCELLED"]  # StopQueryExecution was sent
+
+
+def test_events_metrics_query_the_events_table_and_sync(athena, db, settings):
+    """Events metrics read the deployed events table (LAKE_EVENTS_TABLE) in Athena's dialect: the sum and
+    count in one query, the latest gauge in another; both answers reach the hourly rows."""
+    settings.LAKE_EVENTS_TABLE = "events"
+    create_glue_table(database="restapi_access_log_iceberg_db_events", table="unused")  # another database: ignored
+    glue = boto3.client("glue", region_name=REGION)
+    glue.create_table(DatabaseName="restapi_access_log_iceberg_db", TableInput={
+        "Name": "events", "TableType": "EXTERNAL_TABLE", "Parameters": {"table_type": "ICEBERG"},
+        "StorageDescriptor": {"Columns": [{"Name": "transaction_id", "Type": "string"}],
+                              "Location": "s3://lake-bucket/events/"}})
+    tenant = TenantFactory(slug="acme")
+    tokens = Metric.objects.create(code="tokens", name="Tokens", event="llm.completion", aggregation="sum",
+                                   field="properties.tokens")
+    seats = Metric.objects.create(code="seats", name="Seats", event="seats.changed", aggregation="latest",
+                                  field="properties.seats")
+    queue_rows(athena, [("acme", None, "2026-11-01 01:00:00.000", "4200.5")],
+               [("tenant_id", "varchar"), ("user", "varchar"), ("hour", "timestamp"), ("m0", "decimal")])
+    queue_rows(athena, [("acme", None, "2026-11-01 02:00:00.000", "0")],
+               [("tenant_id", "varchar"), ("user", "varchar"), ("hour", "timestamp"), ("m0", "decimal")])
+    run = usage_sync(start=START, end=END, lake=fast_lake())
+    assert run.outcome == SyncOutcome.SUCCEEDED
+    sums, latest = [e.query for e in athena.executions.values()]
+    assert 'FROM "restapi_access_log_iceberg_db"."events"' in sums and "JSON_EXTRACT_SCALAR" in sums
+    assert "\"code\" = 'llm.completion'" in sums and "TRY_CAST" in sums
+    assert "MAX(\"request_time\") OVER (PARTITION BY" in latest and "'seats.changed'" in latest
+    for sql in (sums, latest):
+        sqlglot.parse_one(sql, read="athena")  # well-formed for Athena's dialect
+    rows = {(r.metric.code, r.hour.hour): r.value for r in HourlyUsage.objects.filter(tenant=tenant)}
+    assert rows == {("tokens", 1): Decimal("4200.5"), ("seats", 2): Decimal(0)}  # a gauge at 0 is kept
+    assert tokens.pk and seats.pk
+
+
+def test_a_missing_events_table_is_an_error_naming_its_setting(athena, db, settings):
+    settings.LAKE_EVENTS_TABLE = "events"
+    metric = queries.MetricQuery(code="tokens", aggregation="sum", field="properties.tokens", event="llm.completion")
+    with pytest.raises(LakeError, match="restapi_access_log_iceberg_db.events does not exist .*LAKE_EVENTS_TABLE"):
+        fast_lake().hourly_usage(metrics=[metric], start=START, end=END)

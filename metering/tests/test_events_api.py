@@ -151,7 +151,7 @@ def test_staff_name_each_events_tenant(world, staff_client, events_lake):
                                  event("s4", tenant="nope")]).json()
     assert answer["accepted"] == 2
     assert [(r["index"], r["error"]) for r in answer["rejected"]] == [
-        (2, 'staff name each event\'s tenant ("tenant": SLUG)'), (3, "no tenant 'nope'")]
+        (2, 'staff and provider keys name each event\'s tenant ("tenant": SLUG)'), (3, "no tenant 'nope'")]
     # Under the admin scope the URL's tenant is the default.
     scoped = staff_client.post("/api/v1/admin/tenants/globex/events/", {"events": [event("s5")]}, format="json")
     assert scoped.json()["accepted"] == 1
@@ -309,3 +309,34 @@ def test_an_api_key_with_events_write_sends_events_for_its_tenant_and_reads_them
     api_key_revoke(api_key=sender)
     assert post(key_client(raw), [event("k-4")]).status_code == 401
     assert not EventReceipt.objects.filter(transaction_id__in=["k-3", "k-4"]).exists()
+
+
+def test_a_provider_key_sends_events_for_any_tenant_and_reads_nothing(world, events_lake):
+    """A provider key (api_key_create --provider): no tenant, events:write only; each event names its tenant,
+    at /api/v1/events/ or under /api/v1/admin/tenants/<tenant>/events/; every reading endpoint refuses it."""
+    from io import StringIO
+
+    from django.core.management import call_command
+    from rest_framework.test import APIClient
+
+    out = StringIO()
+    call_command("api_key_create", "--provider", "--name", "billing backend", stdout=out)
+    assert "of the provider (events for any tenant) (scopes: events:write)" in out.getvalue()
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {out.getvalue().splitlines()[-1]}")
+    answer = post(client, [event("p-1", tenant="acme"), event("p-2", tenant="globex"), event("p-3"),
+                           event("p-4", tenant="nope")])
+    assert answer.status_code == 202, answer.content
+    assert answer.json()["accepted"] == 2
+    assert [(r["index"], r["error"]) for r in answer.json()["rejected"]] == [
+        (2, 'staff and provider keys name each event\'s tenant ("tenant": SLUG)'), (3, "no tenant 'nope'")]
+    under = client.post("/api/v1/admin/tenants/acme/events/", json.dumps({"events": [event("p-5")]}),
+                        content_type="application/json")
+    assert under.status_code == 202 and under.json()["accepted"] == 1, under.content
+    assert [(r["tenant_id"], r["transaction_id"]) for r in lake_rows(events_lake)] == [
+        ("acme", "p-1"), ("acme", "p-5"), ("globex", "p-2")]
+    for path in (URL, "/api/v1/events/rejections/", "/api/v1/usage/", "/api/v1/invoices/",
+                 "/api/v1/admin/tenants/", "/api/v1/admin/tenants/acme/events/", "/api/v1/admin/tenants/acme/usage/"):
+        assert client.get(path).status_code in (401, 403), path
+    with pytest.raises(Exception, match="only sends events"):
+        call_command("api_key_create", "--provider", "--name", "x", "--scope", "usage:read", stdout=StringIO())

@@ -295,3 +295,71 @@ def _invoice_for_void(invoice):
     nov = invoice_create(subscription=invoice.subscription, period_start=NOV, period_end=datetime(2026, 12, 1, tzinfo=UTC),
                          as_of=datetime(2026, 12, 1, tzinfo=UTC))
     return invoice_finalize(invoice=nov, at=datetime(2026, 12, 1, 1, tzinfo=UTC))
+
+
+# --- the PDF -------------------------------------------------------------------------------------------------
+
+
+def _pdf_text(pdf: bytes) -> str:
+    import pypdf
+
+    return " ".join(" ".join(page.extract_text().split()) for page in pypdf.PdfReader(io.BytesIO(pdf)).pages)
+
+
+def test_the_pdf_is_the_document_with_its_tiers_for_its_tenant_only(invoice, client, django_user_model):
+    url = reverse("invoice-pdf", args=[invoice.public_id])
+    assert client.get(url).status_code == 302  # signed out: to the sign-in page
+    user = django_user_model.objects.create_user("ann", "ann@acme.example", "pw-for-tests-1")
+    TenantUser.objects.create(tenant=invoice.tenant, username="u-ann", email="ann@acme.example", user=user)
+    client.force_login(user)
+    assert f'href="{url}"' in client.get(invoice.get_absolute_url()).content.decode()  # the page links it
+    answer = client.get(url)
+    assert answer.status_code == 200 and answer["Content-Type"] == "application/pdf"
+    assert answer["Content-Disposition"] == f'attachment; filename="{invoice.number}.pdf"'
+    text = _pdf_text(answer.content)
+    for shown in (invoice.number, "Acme Corp", "Tier 10000 to 1000000 990000 0.0005 495.00",
+                  "Tier above 1000000 2000 0.0002 + 25.00 flat 25.40", "520.40", "Due"):
+        assert shown in text, shown
+    assert "Download PDF" not in text and "Print" not in text
+    other = django_user_model.objects.create_user("bob", "bob@globex.example", "pw-for-tests-1")
+    TenantUser.objects.create(tenant=TenantFactory(slug="globex"), username="u-bob", email="bob@globex.example",
+                              user=other)
+    client.force_login(other)
+    assert client.get(url).status_code == 404
+
+
+def test_the_invoice_email_carries_its_pdf(versions):
+    from tenants.models import EmailDelivery
+    from tenants.services.email import email_deliveries_send
+
+    invoice = _invoice(versions, api_calls=1_002_000, data_out_mb=2_500_000)  # its email queued, not sent yet
+    delivery = EmailDelivery.objects.get(kind="invoice")
+    assert email_deliveries_send(delivery_ids=[delivery.pk]).sent == [delivery.pk]
+    (message,) = mail.outbox
+    ((filename, content, mimetype),) = message.attachments
+    assert (filename, mimetype) == (f"{invoice.number}.pdf", "application/pdf")
+    assert invoice.number in _pdf_text(content) and "520.40" in _pdf_text(content)
+
+
+def test_without_weasyprint_the_email_still_goes_and_the_download_says_why(versions, client, django_user_model,
+                                                                           monkeypatch):
+    import builtins
+
+    from tenants.models import EmailDelivery
+    from tenants.services.email import email_deliveries_send
+
+    real_import = builtins.__import__
+
+    def no_pango(name, *args, **kwargs):
+        if name == "weasyprint":
+            raise OSError("cannot load library 'libpango-1.0-0'")
+        return real_import(name, *args, **kwargs)
+
+    invoice = _invoice(versions, api_calls=1_002_000)  # its email queued, not sent yet
+    monkeypatch.setattr(builtins, "__import__", no_pango)
+    delivery = EmailDelivery.objects.get(kind="invoice")
+    assert email_deliveries_send(delivery_ids=[delivery.pk]).sent == [delivery.pk]
+    assert mail.outbox[0].attachments == []
+    client.force_login(django_user_model.objects.create_superuser("staff", "s@example.com", "pw-for-tests-1"))
+    answer = client.get(reverse("invoice-pdf", args=[invoice.public_id]))
+    assert answer.status_code == 503 and "WeasyPrint needs the Pango library" in answer.content.decode()

@@ -91,6 +91,7 @@ def test_smtp_down_while_billing_finalizes_then_resend_from_the_admin(
     assert len(smtp.messages) == 1
     assert smtp.messages[0]["To"] == "billing@acme.example" and "INV-2026-000001" in smtp.messages[0]["Subject"]
     assert "Total: 1.50 USD" in smtp.bodies()[0]
+    assert smtp.attachments() == [("INV-2026-000001.pdf", "application/pdf")]  # through a real SMTP server
     assert _failed_count(staff.get("/admin/dashboard/").content.decode()) == 0
 
     # A duplicate task (a redelivered message) sends nothing again.

@@ -257,7 +257,7 @@ def test_a_plan_without_a_code_is_named_by_its_position():
 @pytest.mark.parametrize(
     ("doc", "expected"),
     [
-        ({"code": "x", "aggregation": "avg"}, "metric 'x', field 'aggregation': must be one of count, sum, max, unique_count, got 'avg'"),
+        ({"code": "x", "aggregation": "avg"}, "metric 'x', field 'aggregation': must be one of count, sum, max, unique_count, latest, got 'avg'"),
         ({"code": "x", "aggregation": "sum"}, "metric 'x', field 'field': is required for aggregation 'sum'"),
         ({"code": "x", "aggregation": "count", "field": "ip"},
          "metric 'x', field 'field': must be absent for aggregation 'count' (it counts events)"),

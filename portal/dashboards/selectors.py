@@ -21,7 +21,7 @@ from decimal import Decimal, localcontext
 from django.conf import settings
 from django.core.cache import cache
 from django.db.models import Count, F, Max, Q, Sum
-from django.db.models.functions import TruncMonth
+from django.db.models.functions import Coalesce, TruncMonth
 from django.utils import timezone
 
 from metering.lake import LakeError
@@ -34,7 +34,7 @@ from metering.models import (
     SyncRun,
     UnattributedUsage,
 )
-from metering.pricing import UnknownCurrencyError, quantize_amount
+from metering.pricing import UnknownCurrencyError, format_amount, quantize_amount
 from metering.selectors import ADDITIVE, whole_period_figures
 from portal.dashboards.charts import OTHER_COLOUR, Chart, Series
 from tenants.models import Aggregation, DeliveryStatus, EmailDelivery, Metric, Tenant
@@ -75,8 +75,8 @@ def display_quantity(raw: Decimal | None, metric: Metric) -> Decimal:
 
 def metric_label(metric: Metric) -> str:
     unit = f" ({metric.unit})" if metric.unit else ""
-    how = {Aggregation.MAX: ", largest value per day", Aggregation.UNIQUE_COUNT: ", distinct per day"}.get(
-        metric.aggregation, "")
+    how = {Aggregation.MAX: ", largest value per day", Aggregation.UNIQUE_COUNT: ", distinct per day",
+           Aggregation.LATEST: ", last value per day"}.get(metric.aggregation, "")
     return f"{metric.name}{unit}{how}"
 
 
@@ -90,6 +90,11 @@ def day_note(metric: Metric, *, tenants: bool) -> str:
     if metric.aggregation == Aggregation.MAX:
         return (f"Each day shows the largest value of {who} that day; a range's figure is the largest of its "
                 "days" + (", and there is no 'other tenants' line." if tenants else "."))
+    if metric.aggregation == Aggregation.LATEST:
+        whose = "each of the top tenants' " if tenants else "the "
+        return (f"Each day shows {whose}last value reported that day (a day without a report shows 0); a "
+                "range's figure is the last value reported in it" + (", and there is no 'other tenants' line."
+                                                                       if tenants else "."))
     return ""
 
 
@@ -113,6 +118,8 @@ def total_label(metric: Metric) -> str:
         return "Distinct values in range, each tenant's added up (what their invoices for the range would bill)"
     if metric.aggregation == Aggregation.MAX:
         return "Largest value of any tenant in range"
+    if metric.aggregation == Aggregation.LATEST:
+        return "Last values in range, each tenant's added up (what their invoices for the range would bill)"
     return "Total in range"
 
 
@@ -137,10 +144,12 @@ def usage_by_metric(*, start: date, end: date, tenant: Tenant | None = None,
     # order_by(): no join for DailyUsage's default ordering in a GROUP BY.
     for row in rows.values("metric_id", "tenant_id").annotate(total=Sum("value"), top=Max("value")).order_by():
         metric = by_id.get(row["metric_id"])
-        if metric is not None and metric.aggregation != Aggregation.UNIQUE_COUNT:
+        if metric is not None and metric.aggregation not in (Aggregation.UNIQUE_COUNT, Aggregation.LATEST):
             ranking[metric.pk].append((row["tenant_id"], row["total"] if metric.aggregation in ADDITIVE
                                        else row["top"]))
-    unique = [m for m in metrics if m.aggregation == Aggregation.UNIQUE_COUNT]
+    # Range figures read from whole_period_figures: distinct counts (the lake for a range that is no
+    # whole day or month) and last values (the last hour's row).
+    unique = [m for m in metrics if m.aggregation in (Aggregation.UNIQUE_COUNT, Aggregation.LATEST)]
     unavailable = False
     if unique:
         start_dt, end_dt = day_bounds(start, end)
@@ -333,7 +342,8 @@ def unattributed_usage(*, start: date, end: date, metrics: list[Metric]) -> dict
             # Unattributed rows are kept per hour and source only: a unique_count metric's range figure
             # cannot be had from them, so its busiest hour is shown, and said to be.
             figure = row["total"] if metric.aggregation in ADDITIVE else row["peak"]
-            how = {Aggregation.UNIQUE_COUNT: "busiest hour", Aggregation.MAX: "largest value"}.get(metric.aggregation, "")
+            how = {Aggregation.UNIQUE_COUNT: "busiest hour", Aggregation.MAX: "largest value",
+                   Aggregation.LATEST: "largest hour"}.get(metric.aggregation, "")
             totals.append({"metric": metric, "value": display_quantity(figure, metric), "how": how})
     sources = []
     for row in (rows.values("tenant_key", "user_key", "metric_id").annotate(total=Sum("value"), hours=Count("id"))
@@ -447,6 +457,38 @@ def email_health() -> EmailHealth:
     return EmailHealth(failed=counts["failed"], retrying=counts["retrying"])
 
 
+# Receivables' ages: days past the due date, (label, first day, last day or None).
+AGE_BUCKETS = (("Not due yet", None, 0), ("1–30 days late", 1, 30), ("31–60 days late", 31, 60),
+               ("61–90 days late", 61, 90), ("Over 90 days late", 91, None))
+
+
+def receivables_by_age(*, today: date | None = None, tenant: Tenant | None = None) -> list[dict]:
+    """What tenants owe (finalized invoices less their payments), per currency, by days past the due date:
+    [{currency, buckets: [{label, count, amount}], count, total}]. Whatever the date range: what is owed now."""
+    today = today or timezone.now().date()
+    owed = Invoice.objects.filter(status=InvoiceStatus.FINALIZED)
+    if tenant is not None:
+        owed = owed.filter(tenant=tenant)
+    rows = (owed.annotate(paid=Coalesce(Sum("payments__amount"), Decimal(0)))
+            .values_list("currency", "due_date", "total", "paid").order_by())
+    by_currency: dict[str, list[list]] = defaultdict(lambda: [[0, Decimal(0)] for _ in AGE_BUCKETS])
+    for currency, due_date, total, paid in rows:
+        left = total - paid
+        if left <= 0:
+            continue
+        late = (today - due_date).days
+        index = next(i for i, (_, low, high) in enumerate(AGE_BUCKETS)
+                     if (low is None or late >= low) and (high is None or late <= high))
+        by_currency[currency][index][0] += 1
+        by_currency[currency][index][1] += left
+    return [{"currency": currency,
+             "buckets": [{"label": label, "count": count, "amount": format_amount(amount, currency)}
+                         for (label, _, _), (count, amount) in zip(AGE_BUCKETS, buckets, strict=True)],
+             "count": sum(count for count, _ in buckets),
+             "total": format_amount(sum((amount for _, amount in buckets), Decimal(0)), currency)}
+            for currency, buckets in sorted(by_currency.items())]
+
+
 def provider_dashboard(*, start: date, end: date, tenant: Tenant | None = None) -> dict:
     """Everything the provider's dashboard shows, for [start, end] (dates, inclusive) and an optional tenant."""
     metrics = list(Metric.objects.order_by("code"))
@@ -464,6 +506,7 @@ def provider_dashboard(*, start: date, end: date, tenant: Tenant | None = None) 
         "revenue_plans": revenue_plans,
         "invoices_chart": invoices_chart,
         "invoice_rows": invoice_rows,
+        "receivables": receivables_by_age(tenant=tenant),
         "unattributed": unattributed_usage(start=start, end=end, metrics=metrics),
         "pipeline": pipeline,
         "email": email_health(),

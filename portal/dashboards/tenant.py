@@ -19,6 +19,7 @@ from metering.selectors import period_quantities
 from metering.selectors.billing import projected_bill
 from metering.services.billing.periods import subscription_period
 from metering.services.sync import floor_hour
+from portal.dashboards.alerts import alert_rows
 from portal.dashboards.selectors import (
     tenant_invoices_issued,
     tenant_usage_charts,
@@ -120,4 +121,5 @@ def tenant_dashboard(request):
     chart_metrics = list(metrics_by_code(codes=charged_codes or None).values())
     context["usage_charts"] = tenant_usage_charts(tenant=tenant, metrics=chart_metrics, end=now.date(), days=USAGE_DAYS)
     context["invoices"] = tenant_invoices_issued(tenant=tenant, limit=INVOICES_SHOWN)
+    context["alerts"] = alert_rows(tenant)
     return render(request, "portal/dashboards/tenant.html", context)

@@ -1,5 +1,8 @@
 """API keys for machines: a tenant's key for /api/v1/, stored hashed, with its scopes and a displayed prefix.
 
+A key without a tenant is the provider's (a staff key): it only sends events (``events:write``), for any
+tenant, each event naming its own; it reads nothing.
+
 A key reads `mk_<prefix>_<secret>`. Only the prefix (to show and to find the row) and the SHA-256 of the whole
 key are kept: the key itself is shown once, when it is made (tenants/services/api_keys.py).
 """
@@ -27,13 +30,17 @@ def canonical_scopes(scopes) -> list[str]:
     return [scope for scope in ApiKeyScope.values if scope in wanted]
 
 
+# A provider key (no tenant) sends events for any tenant and reads nothing.
+PROVIDER_KEY_SCOPES = [ApiKeyScope.EVENTS_WRITE.value]
+
 # Every non-empty subset of the scopes in canonical order: the only values the `scopes` column may hold.
 ALLOWED_SCOPE_LISTS = [list(subset) for size in range(1, len(ApiKeyScope.values) + 1)
                        for subset in combinations(ApiKeyScope.values, size)]
 
 
 class ApiKey(models.Model):
-    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="api_keys")
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="api_keys", null=True,
+                               blank=True, help_text="Empty: a provider key, which sends events for any tenant.")
     name = models.CharField(max_length=API_KEY_NAME_MAX_LENGTH, help_text="What the key is for (shown in lists).")
     prefix = models.CharField(max_length=API_KEY_PREFIX_LENGTH, unique=True, editable=False,
                               help_text="The key's first part (mk_<prefix>_…): shown, and how the key is found.")
@@ -65,6 +72,10 @@ class ApiKey(models.Model):
                                    name="api_key_used_after_created"),
             models.CheckConstraint(condition=Q(revoked_by__isnull=True) | Q(revoked_at__isnull=False),
                                    name="api_key_revoked_by_only_if_revoked"),
+            models.CheckConstraint(condition=Q(tenant__isnull=False) | Q(scopes=PROVIDER_KEY_SCOPES),
+                                   name="api_key_provider_keys_only_send_events",
+                                   violation_error_message="A provider key (no tenant) only sends events: its "
+                                                           "scope is events:write alone."),
         ]
 
     def __str__(self):
@@ -73,6 +84,10 @@ class ApiKey(models.Model):
     @property
     def is_revoked(self) -> bool:
         return self.revoked_at is not None
+
+    @property
+    def is_provider_key(self) -> bool:
+        return self.tenant_id is None
 
     @property
     def display_key(self) -> str:

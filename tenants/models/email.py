@@ -12,6 +12,9 @@ class EmailKind(models.TextChoices):
     SIGNUP_CODE = "signup_code", "Signup verification code"
     SIGNUP_NOTICE = "signup_notice", "Signup notice to an existing account"
     TEMPORARY_PASSWORD = "temporary_password", "Temporary password"
+    ALERT = "alert", "Usage or spend alert"
+    STAFF_NOTICE = "staff_notice", "Notice to staff (sync failing, pipeline late)"
+    INVOICE_REMINDER = "invoice_reminder", "Payment reminder"
     WEBHOOK_DISABLED = "webhook_disabled", "Webhook endpoint disabled (to staff)"
 
 

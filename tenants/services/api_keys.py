@@ -19,7 +19,12 @@ from django.utils import timezone
 
 from portal.kernel import ApplicationError
 from tenants.models import USABLE_TENANT_STATUSES, ApiKey, ApiKeyScope, Tenant
-from tenants.models.api_keys import API_KEY_NAME_MAX_LENGTH, API_KEY_PREFIX_LENGTH, canonical_scopes
+from tenants.models.api_keys import (
+    API_KEY_NAME_MAX_LENGTH,
+    API_KEY_PREFIX_LENGTH,
+    PROVIDER_KEY_SCOPES,
+    canonical_scopes,
+)
 
 KEY_MARK = "mk_"
 SECRET_BYTES = 32
@@ -61,9 +66,16 @@ def _validated_name(name: str) -> str:
     return name
 
 
-def api_key_create(*, tenant: Tenant, name: str, scopes=None, created_by=None) -> tuple[ApiKey, str]:
-    """A new key of `tenant` and the key itself, which is not kept: show it once. Default scopes: all."""
+def api_key_create(*, tenant: Tenant | None, name: str, scopes=None, created_by=None) -> tuple[ApiKey, str]:
+    """A new key of `tenant` and the key itself, which is not kept: show it once. Default scopes: all.
+    With no tenant, a provider key: it sends events for any tenant (events:write, its only scope)."""
     name = _validated_name(name)
+    if tenant is None:
+        if scopes is not None and canonical_scopes(scopes if not isinstance(scopes, str) else [scopes]) \
+                != PROVIDER_KEY_SCOPES:
+            raise ApplicationError("A provider key (no tenant) only sends events: its scope is events:write alone; "
+                                   "a key that reads usage belongs to a tenant.")
+        scopes = list(PROVIDER_KEY_SCOPES)
     scopes = _validated_scopes(scopes)
     for _attempt in range(5):
         prefix = "".join(secrets.choice(_PREFIX_ALPHABET) for _ in range(API_KEY_PREFIX_LENGTH))
@@ -89,7 +101,7 @@ def api_key_revoke(*, api_key: ApiKey, by=None) -> ApiKey:
 
 def api_key_authenticate(raw_key: str) -> ApiKey | None:
     """The live key `raw_key` is, with its tenant, or None: unknown, wrong secret, revoked, or the tenant is
-    not trialing or active. Records the use (at most once a minute)."""
+    not trialing or active (a provider key has none). Records the use (at most once a minute)."""
     parts = raw_key.split("_", 2)
     if len(parts) != 3 or f"{parts[0]}_" != KEY_MARK or len(parts[1]) != API_KEY_PREFIX_LENGTH or not parts[2]:
         return None
@@ -97,7 +109,8 @@ def api_key_authenticate(raw_key: str) -> ApiKey | None:
     expected = api_key.secret_hash if api_key is not None else _UNKNOWN_KEY_HASH
     if not hmac.compare_digest(expected, hash_key(raw_key)) or api_key is None:
         return None
-    if api_key.revoked_at is not None or api_key.tenant.status not in USABLE_TENANT_STATUSES:
+    if api_key.revoked_at is not None or (api_key.tenant is not None
+                                          and api_key.tenant.status not in USABLE_TENANT_STATUSES):
         return None
     _record_use(api_key)
     return api_key

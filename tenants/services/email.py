@@ -57,6 +57,29 @@ class EmailDraft:
     expires_at: datetime | None = None
 
 
+# --- attachments -----------------------------------------------------------------------------------
+
+# kind -> function(delivery) -> [(filename, content, mimetype)]: what an email of that kind carries, made when
+# it is sent (an invoice's PDF). Registered by the app that knows the object (metering registers invoices).
+_ATTACHMENTS: dict[str, object] = {}
+
+
+def register_attachments(kind: str, make) -> None:
+    _ATTACHMENTS[kind] = make
+
+
+def _attachments(delivery: EmailDelivery) -> list[tuple[str, bytes, str]]:
+    """The delivery's attachments; none (the email still goes, its link still works) when they cannot be made."""
+    make = _ATTACHMENTS.get(delivery.kind)
+    if make is None or delivery.about is None:
+        return []
+    try:
+        return list(make(delivery))
+    except Exception:
+        logger.exception("email %s: its attachments could not be made; sent without them", delivery.pk)
+        return []
+
+
 # --- secrets ---------------------------------------------------------------------------------------
 
 
@@ -238,6 +261,8 @@ def _send_one(pk: int, connection, down: BaseException | None) -> tuple[str, dat
                 raise down
             message = EmailMessage(subject=delivery.subject, body=_plain_body(delivery),
                                    from_email=settings.DEFAULT_FROM_EMAIL, to=[delivery.recipient])
+            for filename, content, mimetype in _attachments(delivery):
+                message.attach(filename, content, mimetype)
             connection.send_messages([message])
         except Exception as exc:
             delivery.last_error = _describe(exc)

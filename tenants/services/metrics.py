@@ -8,7 +8,7 @@ from metering.pricing.documents import DocumentError, parse_metric
 from portal.kernel import ApplicationError
 from tenants.models import Metric
 
-FIELDS = ("code", "name", "aggregation", "field", "filters", "divisor", "unit")
+FIELDS = ("code", "name", "event", "aggregation", "field", "filters", "divisor", "unit")
 
 
 def _validated(metric: Metric) -> None:
@@ -27,6 +27,7 @@ def _assign(metric: Metric, values: dict) -> None:
         setattr(metric, key, value)
     # Empty form fields arrive as None; the metric keeps them as "nothing".
     metric.field = metric.field or ""
+    metric.event = metric.event or ""
     metric.unit = metric.unit or ""
     metric.filters = metric.filters or {}
     if metric.divisor is None:
@@ -34,7 +35,7 @@ def _assign(metric: Metric, values: dict) -> None:
 
 
 def metric_create(*, code: str, name: str, aggregation: str, **values) -> Metric:
-    """A new metric; `values` are its other fields (field, filters, divisor, unit)."""
+    """A new metric; `values` are its other fields (event, field, filters, divisor, unit)."""
     metric = Metric()
     _assign(metric, {"code": code, "name": name, "aggregation": aggregation, **values})
     _validated(metric)

@@ -38,6 +38,7 @@ def metric_save(*, spec) -> tuple[Metric, str]:
     doc = metric_to_document(spec)
     values = {
         "name": spec.name,
+        "event": spec.event,
         "aggregation": spec.aggregation,
         "field": spec.field or "",
         "filters": doc.get("filters", {}),

@@ -48,7 +48,16 @@ class SmtpServer:
             self._controller = None
 
     def bodies(self) -> list[str]:
-        return [message.get_payload(decode=True).decode().replace("\r\n", "\n") for message in self.messages]
+        """Each message's text (the text/plain part of a message with attachments)."""
+        texts = []
+        for message in self.messages:
+            part = next(p for p in message.walk() if p.get_content_type() == "text/plain")
+            texts.append(part.get_payload(decode=True).decode().replace("\r\n", "\n"))
+        return texts
+
+    def attachments(self, index: int = 0) -> list[tuple[str, str]]:
+        """(filename, content type) of the attachments of message ``index``."""
+        return [(p.get_filename(), p.get_content_type()) for p in self.messages[index].walk() if p.get_filename()]
 
 
 @pytest.fixture(name="smtp")

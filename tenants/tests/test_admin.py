@@ -5,7 +5,7 @@ import json
 import pytest
 from django.urls import reverse
 
-from tenants.models import Plan, TenantStatus
+from tenants.models import Metric, Plan, TenantStatus
 from tenants.tests.factories import SAMPLE_FILE, TenantFactory, import_sample_plans
 
 pytestmark = pytest.mark.django_db
@@ -125,3 +125,15 @@ def test_the_metrics_old_admin_pages_redirect_to_the_catalog(client, django_user
     response = client.get("/admin/metering/metric/add/?code=x")
     assert response.status_code == 301 and response["Location"] == "/admin/tenants/metric/add/?code=x"
     assert client.get(response["Location"]).status_code == 200
+
+
+def test_an_events_metric_is_made_in_the_admin_and_checked_as_a_document(staff_client):
+    add = reverse("admin:tenants_metric_add")
+    data = {"code": "seats", "name": "Seats", "event": "seats.changed", "aggregation": "latest",
+            "field": "properties.seats", "filters": '{"properties.plan": ["team"]}', "divisor": "1", "unit": ""}
+    assert staff_client.post(add, data).status_code == 302
+    metric = Metric.objects.get(code="seats")
+    assert (metric.event, metric.aggregation, metric.filters) == ("seats.changed", "latest", {"properties.plan": ["team"]})
+    assert "events seats.changed" in staff_client.get(reverse("admin:tenants_metric_changelist")).content.decode()
+    response = staff_client.post(add, {**data, "code": "bad", "field": "response_length"})
+    assert response.status_code == 200 and "must name a property of the event" in response.content.decode()

@@ -23,6 +23,7 @@ from tenants.tests.factories import TenantFactory
 
 pytestmark = pytest.mark.django_db
 KEY_RE = re.compile(r"mk_[a-z0-9]{8}_[A-Za-z0-9_-]{40,}")
+ONCE_RE = re.compile(r'name="once" value="([^"]+)"')
 PASSWORD = "Corr3ct-horse"
 
 
@@ -126,7 +127,9 @@ def test_the_owner_makes_a_key_that_is_shown_once(client, acme, settings):
     tenant, owner, _ = acme
     client.force_login(owner.user)
     assert 'href="/tenant/api-keys/"' in client.get("/tenant/").content.decode()
-    response = client.post("/tenant/api-keys/", {"name": "billing export", "scopes": ["usage:read"]})
+    once = ONCE_RE.search(client.get("/tenant/api-keys/").content.decode()).group(1)
+    form = {"name": "billing export", "scopes": ["usage:read"], "once": once}
+    response = client.post("/tenant/api-keys/", form)
     assert response.status_code == 200
     page = response.content.decode()
     raw_key = KEY_RE.search(page).group(0)
@@ -140,6 +143,10 @@ def test_the_owner_makes_a_key_that_is_shown_once(client, acme, settings):
     listed = client.get("/tenant/api-keys/").content.decode()
     assert "billing export" in listed and f"mk_{api_key.prefix}_…" in listed and raw_key not in listed
     assert api_key.secret_hash not in listed and not KEY_RE.search(listed)
+    # The answer reloaded (the browser sends the same form again): no second key, and it says why.
+    again = client.post("/tenant/api-keys/", form).content.decode()
+    assert ApiKey.objects.count() == 1 and not KEY_RE.search(again) and "This form was already sent" in again
+    assert ONCE_RE.search(again).group(1) != once  # a fresh form to make another
 
 
 def test_the_owner_revokes_a_key_of_the_tenant_only(client, acme):
@@ -160,9 +167,9 @@ def test_the_owner_revokes_a_key_of_the_tenant_only(client, acme):
 def test_a_refused_form_makes_no_key(client, acme):
     _, owner, _ = acme
     client.force_login(owner.user)
-    response = client.post("/tenant/api-keys/", {"name": "x", "scopes": []})
+    response = client.post("/tenant/api-keys/", {"name": "x", "scopes": [], "once": "a"})
     assert response.status_code == 200 and not KEY_RE.search(response.content.decode())
-    response = client.post("/tenant/api-keys/", {"name": "x", "scopes": ["root"]})
+    response = client.post("/tenant/api-keys/", {"name": "x", "scopes": ["root"], "once": "b"})
     assert response.status_code == 200 and not ApiKey.objects.exists()
 
 
@@ -172,7 +179,7 @@ def test_a_member_cannot_manage_keys(client, acme):
     client.force_login(member.user)
     assert 'href="/tenant/api-keys/"' not in client.get("/tenant/").content.decode()
     assert client.get("/tenant/api-keys/").status_code == 403
-    assert client.post("/tenant/api-keys/", {"name": "x", "scopes": ["usage:read"]}).status_code == 403
+    assert client.post("/tenant/api-keys/", {"name": "x", "scopes": ["usage:read"], "once": "c"}).status_code == 403
     assert client.post(f"/tenant/api-keys/{api_key.pk}/revoke/").status_code == 403
     api_key.refresh_from_db()
     assert api_key.revoked_at is None and ApiKey.objects.count() == 1
@@ -202,6 +209,19 @@ def test_staff_make_a_key_shown_once_in_a_message(staff_client):
     for url in (reverse("admin:tenants_apikey_changelist"), reverse("admin:tenants_apikey_change", args=[api_key.pk])):
         page = staff_client.get(url).content.decode()
         assert f"mk_{api_key.prefix}_…" in page and raw_key not in page and api_key.secret_hash not in page
+
+
+def test_staff_make_a_provider_key_without_a_tenant(staff_client):
+    add = reverse("admin:tenants_apikey_add")
+    refused = staff_client.post(add, {"tenant": "", "name": "backend", "scopes": ["events:write", "usage:read"]})
+    assert refused.status_code == 200 and "only sends events" in refused.content.decode()
+    assert not ApiKey.objects.exists()
+    response = staff_client.post(add, {"tenant": "", "name": "backend", "scopes": ["events:write"]})
+    assert response.status_code == 200 and "The new key of the provider" in response.content.decode()
+    api_key = ApiKey.objects.get()
+    assert api_key.tenant is None and api_key.scopes == ["events:write"]
+    assert api_key_authenticate(KEY_RE.search(response.content.decode()).group(0)) == api_key
+    assert "provider (events for any tenant)" in staff_client.get(reverse("admin:tenants_apikey_changelist")).content.decode()
 
 
 def test_staff_are_refused_a_key_without_scope(staff_client):

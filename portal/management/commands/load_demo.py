@@ -36,7 +36,8 @@ class Command(BaseCommand):
             traffic = demo_traffic_load()
             self.stdout.write(
                 f"demo traffic: {traffic.generated} records generated for last month and "
-                f"{traffic.generated_this_month} for this month up to now, {traffic.hourly_rows} hourly rows synced, "
+                f"{traffic.generated_this_month} for this month up to now, {traffic.events_accepted} events accepted, "
+                f"{traffic.hourly_rows} hourly rows synced, "
                 f"{traffic.invoices_created} invoices created, {traffic.invoices_finalized} finalized"
             )
         for line in result.logins:

@@ -1,0 +1,58 @@
+"""Invoice documents: the context of the invoice template, and the invoice as PDF (WeasyPrint renders the very
+template of the HTML page), for the page's download and the invoice email's attachment."""
+
+import logging
+from decimal import Decimal
+
+from django.conf import settings
+from django.template.loader import render_to_string
+
+from metering.models import Invoice
+from metering.pricing import format_amount, format_plain, format_unit_amount
+from portal.kernel import ApplicationError
+
+logger = logging.getLogger(__name__)
+
+
+def invoice_pdf_name(invoice: Invoice) -> str:
+    return f"{invoice.number or f'draft-{invoice.public_id}'}.pdf"
+
+
+def invoice_pdf_bytes(invoice: Invoice) -> bytes:
+    """The invoice as PDF: WeasyPrint's rendering of the very template of the HTML page. ApplicationError
+    when WeasyPrint cannot run here (its system library, Pango, is missing)."""
+    html = render_to_string("metering/invoice.html", {**invoice_context(invoice), "pdf": True})
+    try:
+        from weasyprint import HTML
+    except OSError as exc:  # the Python package is there, the system's Pango is not
+        logger.error("invoice PDF: WeasyPrint cannot run: %s", exc)
+        raise ApplicationError("PDF documents are unavailable on this server (WeasyPrint needs the Pango "
+                               "library); the invoice page can be printed to PDF instead.") from exc
+    return HTML(string=html).write_pdf()
+
+
+def invoice_context(invoice: Invoice) -> dict:
+    """What the invoice template shows (the page, its PDF)."""
+    currency = invoice.currency
+    lines = [
+        {"line": line, "amount": format_amount(line.amount, currency),
+         "unit_amount": None if line.unit_amount is None else format_unit_amount(line.unit_amount, currency),
+         "quantity": None if line.quantity is None else format_plain(line.quantity),
+         "tiers": [{**tier, "has_flat": bool(Decimal(tier["flat_amount"]))} for tier in line.tiers]}
+        for line in invoice.lines.select_related("adjusts")
+    ]
+    from metering.services.billing.payments import invoice_amount_due
+
+    return {
+        "invoice": invoice, "lines": lines, "total": format_amount(invoice.total, currency),
+        "has_tiers": any(row["tiers"] for row in lines), "provider_name": settings.PROVIDER_NAME,
+        "payments": [{"amount": format_amount(p.amount, currency), "received_at": p.received_at}
+                     for p in invoice.payments.all()],
+        "amount_due": format_amount(invoice_amount_due(invoice), currency), "overdue": invoice.is_overdue(),
+    }
+
+
+def invoice_email_attachments(delivery) -> list[tuple[str, bytes, str]]:
+    """The invoice email's attachment: the invoice as PDF (tenants.services.email.register_attachments)."""
+    invoice = delivery.about
+    return [(invoice_pdf_name(invoice), invoice_pdf_bytes(invoice), "application/pdf")]
