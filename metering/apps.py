@@ -25,9 +25,20 @@ def _register_webhook_resources() -> None:
         fresh = Invoice.objects.select_related("tenant").prefetch_related("lines__adjusts").get(pk=instance.pk)
         return serializers.InvoiceDetailSerializer(fresh).data
 
+    def pipeline(cursor):
+        # The sync cursor the pipeline.late notice is about: how far usage is synced, and the allowed lag.
+        from django.conf import settings
+
+        return {"backend": cursor.name, "synced_until": cursor.synced_until.isoformat().replace("+00:00", "Z"),
+                "late_after_minutes": settings.PIPELINE_LATE_ALERT_MINUTES}
+
     register_resource("invoice", invoice)
     register_resource("tenant", lambda tenant: serializers.TenantSerializer(tenant).data)
     register_resource("subscription", lambda sub: serializers.SubscriptionSerializer(sub).data)
+    # The alerts (metering.services.alerts) emit these: a firing, a failed sync run, the late pipeline.
+    register_resource("threshold", lambda firing: serializers.AlertFiringSerializer(firing).data)
+    register_resource("sync_run", lambda run: serializers.SyncRunSerializer(run).data)
+    register_resource("pipeline", pipeline)
 
 
 class MeteringConfig(AppConfig):
