@@ -179,8 +179,10 @@ def _email_staff_disabled(endpoint: WebhookEndpoint) -> None:
     body = (f"The webhook endpoint {endpoint.url} of {owner} was disabled: {endpoint.disabled_reason}\n\n"
             f"Its pending deliveries were marked failed. Fix the receiver, enable the endpoint again and resend "
             f"what it missed: {settings.PORTAL_BASE_URL.rstrip('/')}/admin/tenants/webhookendpoint/{endpoint.pk}/change/\n")
-    recipients = (get_user_model().objects.filter(is_staff=True, is_active=True).exclude(email="")
-                  .values_list("email", flat=True).distinct())
+    # The staff the alerts tell (ALERTS_STAFF_EMAILS), else every active staff login with an address.
+    recipients = list(getattr(settings, "ALERTS_STAFF_EMAILS", None) or []) or sorted(set(
+        get_user_model().objects.filter(is_staff=True, is_active=True).exclude(email="")
+        .values_list("email", flat=True)))
     email_queue_many(drafts=[EmailDraft(kind=EmailKind.WEBHOOK_DISABLED, recipient=email, about=endpoint,
                                         tenant=endpoint.tenant, subject=f"Webhook endpoint disabled: {endpoint.url}",
                                         body=body) for email in recipients])
