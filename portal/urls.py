@@ -8,6 +8,7 @@ from django.views.generic import RedirectView
 from portal import views
 from portal.dashboards import alerts as tenant_alerts
 from portal.dashboards import events as tenant_events
+from portal.dashboards import revenue
 from portal.dashboards import tenant as tenant_dashboard
 from portal.dashboards import views as dashboard_views
 
@@ -22,6 +23,7 @@ urlpatterns = [
     # Signed out, a tenant user is back on the sign-in page (not on the admin's "Logged out" page).
     path("account/logout/", auth_views.LogoutView.as_view(next_page="login"), name="logout"),
     path("admin/dashboard/", admin.site.admin_view(dashboard_views.provider_dashboard), name="admin-dashboard"),
+    path("admin/revenue/", admin.site.admin_view(revenue.revenue_page), name="admin-revenue"),
     path("admin/docs/plans/", admin.site.admin_view(views.plans_doc), name="admin-plans-doc"),
     # Metrics moved to the catalog (the tenants app): links and bookmarks to their old admin pages still work.
     re_path(r"^admin/metering/metric/(?P<rest>.*)$",

@@ -7,6 +7,7 @@ same services as the Django admin.
 
 from __future__ import annotations
 
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.generics import ListAPIView, RetrieveAPIView
@@ -209,3 +210,15 @@ class TopTenantsView(APIBase):
         data = [{"tenant": row["tenant__slug"], "name": row["tenant__name"], "value": scaled(row["raw"], metric)}
                 for row in page]
         return self.get_paginated_response(serializers.TopTenantSerializer(data, many=True).data)
+
+
+class RevenueView(APIBase):
+    """Revenue per currency (never added across currencies): MRR, ARR, 12-month net revenue retention, and per
+    month of the last twelve its revenue (by plan), usage charges, MRR, ARR, new and churned tenants; with the
+    definitions of each figure. Amounts are decimal strings in their currency's minor digits."""
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT, **errors(401, 403, 429)})
+    def get(self, request, *args, **kwargs):
+        from metering.selectors.revenue import report_json, revenue_report
+
+        return Response(report_json(revenue_report()))

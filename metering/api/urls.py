@@ -40,6 +40,7 @@ admin_patterns = [
     path("metrics/", admin_views.AdminMetricListView.as_view(), name="metrics"),
     path("metrics/<slug:metric>/", admin_views.AdminMetricDetailView.as_view(), name="metric"),
     path("usage/top/", admin_views.TopTenantsView.as_view(), name="top-tenants"),
+    path("revenue/", admin_views.RevenueView.as_view(), name="revenue"),
     path("webhook-endpoints/", webhooks.ProviderWebhookEndpointListView.as_view(), name="webhook-endpoints"),
     path("webhook-endpoints/<int:endpoint>/", webhooks.ProviderWebhookEndpointDetailView.as_view(),
          name="webhook-endpoint"),

@@ -297,3 +297,41 @@ def test_the_revenue_chart_draws_one_dataset_per_currency(live_server, transacti
     assert revenue["datasets"][1]["sum"] == 3 * (100 + 101 + 102)
     page.locator("#revenue-card").screenshot(path=str(ARTIFACTS / "revenue-by-currency.png"))
     assert page.errors == []
+
+
+def test_the_revenue_page_draws_mrr_per_currency_with_its_figures(live_server, transactional_db, browser_page,
+                                                                    portal_env, django_user_model):
+    from portal.dashboards import sample
+    from tenants.services.plans import plan_save
+    from tenants.tests.factories import import_sample_plans
+
+    plans = import_sample_plans()
+    euro, _ = plan_save(document={"code": "euro", "name": "Euro", "currency": "EUR", "interval": "month",
+                                  "base_fee": "500"})
+    started = timezone.now() - timedelta(days=120)
+    today = timezone.now().date()
+    months = [(today.replace(day=1) - timedelta(days=31 * i)).replace(day=1) for i in (3, 2, 1, 0)]
+    sample.seed_invoices(tenants=sample.seed_tenants(count=3, plan_versions=[plans["pro"]], started_at=started),
+                         months=months)
+    sample.seed_invoices(tenants=sample.seed_tenants(count=2, plan_versions=[euro], started_at=started, prefix="eu"),
+                         months=months, total=Decimal("1000.00"))
+    django_user_model.objects.create_superuser("boss", "boss@example.com", PASSWORD)
+
+    page = browser_page
+    page.goto(f"{live_server.url}/admin/")
+    page.fill("#id_username", "boss")
+    page.fill("#id_password", PASSWORD)
+    page.click("input[type=submit]")
+    page.goto(f"{live_server.url}/admin/dashboard/")
+    page.click("text=MRR, ARR, revenue by plan")
+    page.wait_for_url(re.compile(r"/admin/revenue/"))
+    charts = {c["id"]: c for c in drawn_charts(page)}
+    assert set(charts) == {"mrr-eur-data", "mrr-usd-data"}  # one chart per currency, never mixed
+    assert all(c["datasets"] == 2 and c["sum"] > 0 for c in charts.values())
+    # The figures beside the charts: 3 pro tenants at 49.00 and 2 euro tenants at 500.00 a month, no usage lines.
+    assert page.inner_text("#revenue-usd .mrr") == "147.00 USD" and page.inner_text("#revenue-eur .mrr") == "1000.00 EUR"
+    assert page.inner_text("#revenue-usd .arr") == "1764.00 USD"
+    assert page.locator("#revenue-usd table:has(caption:has-text('By month')) tbody tr").count() == 12
+    assert "Net revenue retention (NRR)" in page.inner_text("#revenue-definitions")
+    page.screenshot(path=str(ARTIFACTS / "revenue-page.png"), full_page=True)
+    assert page.errors == []
