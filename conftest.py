@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
+from tenants.tests.webhook_receiver import receiver  # noqa: E402,F401  (a fixture: a real HTTP receiver on 127.0.0.1)
+
 ROOT = Path(__file__).resolve().parent
 
 

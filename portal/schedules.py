@@ -17,6 +17,8 @@ DEFAULT_SCHEDULES: dict[str, tuple[str, dict]] = {
     "Expire unverified signups": ("tenants.tasks.expire_signups", {"minute": "*/10"}),
     # The safety net of email delivery (retries are the task's own): lost tasks, expired secrets.
     "Retry lost emails": ("tenants.tasks.sweep_emails", {"minute": "*/5"}),
+    # The safety net of webhook delivery: tasks lost after commit, workers killed mid-attempt (lease ended).
+    "Retry lost webhook deliveries": ("tenants.tasks.sweep_webhooks", {"minute": "*"}),
     "Sync usage from the lake": ("metering.tasks.sync_usage", {"minute": "*/5"}),
     # Hourly: closed periods are billed soon after they close, drafts finalized once their grace period is over.
     "Run billing": ("metering.tasks.run_billing", {"minute": "7"}),

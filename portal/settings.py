@@ -123,6 +123,21 @@ EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=30)
 EMAIL_MAX_ATTEMPTS = env.int("EMAIL_MAX_ATTEMPTS", default=8)
 EMAIL_RETRY_DELAY = env.float("EMAIL_RETRY_DELAY", default=60.0)
 
+# Webhooks (tenants/webhooks/): delivered by workers, retried after each wait of WEBHOOKS_RETRY_SCHEDULE
+# (seconds; about a day in all), endpoints disabled after failing for WEBHOOKS_DISABLE_AFTER_DAYS.
+# Private, loopback and link-local receivers are refused in production unless WEBHOOKS_ALLOW_PRIVATE.
+WEBHOOKS_ALLOW_PRIVATE = env.bool("WEBHOOKS_ALLOW_PRIVATE", default=not PRODUCTION)
+WEBHOOKS_CONNECT_TIMEOUT = env.float("WEBHOOKS_CONNECT_TIMEOUT", default=3.0)
+WEBHOOKS_READ_TIMEOUT = env.float("WEBHOOKS_READ_TIMEOUT", default=10.0)
+WEBHOOKS_LEASE_SECONDS = env.float("WEBHOOKS_LEASE_SECONDS", default=60.0)
+WEBHOOKS_RETRY_SCHEDULE = [float(s) for s in env.list(
+    "WEBHOOKS_RETRY_SCHEDULE", default=["30", "120", "600", "1800", "3600", "7200", "14400", "28800", "36000"])]
+WEBHOOKS_DISABLE_AFTER_DAYS = env.float("WEBHOOKS_DISABLE_AFTER_DAYS", default=5.0)
+WEBHOOKS_SECRET_OVERLAP_HOURS = env.float("WEBHOOKS_SECRET_OVERLAP_HOURS", default=24.0)
+if WEBHOOKS_LEASE_SECONDS <= WEBHOOKS_CONNECT_TIMEOUT + WEBHOOKS_READ_TIMEOUT:
+    raise ImproperlyConfigured("WEBHOOKS_LEASE_SECONDS must be longer than WEBHOOKS_CONNECT_TIMEOUT + "
+                               "WEBHOOKS_READ_TIMEOUT (a lease may not end while its worker still waits).")
+
 # The provider: shown on invoices and pages.
 PROVIDER_NAME = env.str("PROVIDER_NAME", default="Example SaaS Inc.")
 PORTAL_BASE_URL = env.str("PORTAL_BASE_URL", default="http://127.0.0.1:8000")
@@ -141,6 +156,8 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "control_folder": str(_celery_dir / "control"),
     }
 CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default=f"db+sqlite:///{VAR_DIR / 'celery-results.sqlite3'}")
+# The queue tasks go to when nothing routes them elsewhere (tests run workers on queues of their own).
+CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_TASK_DEFAULT_QUEUE", default="celery")
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"

@@ -10,7 +10,12 @@ from django.utils import timezone
 from metering.pricing import format_unit_amount
 from metering.pricing.documents import DocumentError, loads_document, parse_plan
 from portal.kernel import ApplicationError
-from tenants import admin_api_keys, admin_email, admin_metrics  # noqa: F401  (register the API keys', email deliveries' and metrics' admins)
+from tenants import (  # noqa: F401  (register the API keys', email deliveries', metrics' and webhooks' admins)
+    admin_api_keys,
+    admin_email,
+    admin_metrics,
+    admin_webhooks,
+)
 from tenants.admin_writes import ServiceWriteAdmin
 from tenants.models import (
     Charge,
@@ -70,6 +75,13 @@ class TenantAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("subscriptions__plan_version__plan")
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return super().save_model(request, obj, form, change)
+        # A new tenant goes through the lifecycle service, as every other creation does (its webhook event).
+        saved = lifecycle.tenant_create(slug=obj.slug, name=obj.name, contact_email=obj.contact_email)
+        ServiceWriteAdmin.saved_as(obj, saved)
 
     @admin.display(description="current plan")
     def current_plan(self, tenant):

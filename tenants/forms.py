@@ -125,3 +125,18 @@ class JSONFormField(forms.JSONField):
             return super().bound_data(data, initial)
         except (RecursionError, ValueError):  # redisplaying the refused input must not crash either
             return forms.fields.InvalidJSONInput(data)
+
+
+class WebhookEndpointForm(forms.Form):
+    """A tenant's webhook endpoint: where to send, and which events (the provider-only types are not offered)."""
+
+    url = forms.URLField(max_length=2000, label="URL", assume_scheme="https",
+                         help_text="Where the events are POSTed (https://…).")
+    description = forms.CharField(max_length=200, required=False)
+    event_types = forms.MultipleChoiceField(widget=forms.CheckboxSelectMultiple, label="Events")
+
+    def __init__(self, *args, **kwargs):
+        from tenants.webhooks.registry import event_type_names
+
+        super().__init__(*args, **kwargs)
+        self.fields["event_types"].choices = [(name, name) for name in event_type_names(provider=False)]

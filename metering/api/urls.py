@@ -3,7 +3,7 @@
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from metering.api import admin_views, events, schema, views  # noqa: F401  (schema registers the token and key schemes)
+from metering.api import admin_views, events, schema, views, webhooks  # noqa: F401  (schema registers the token and key schemes)
 
 # The tenant's data; mounted at /api/v1/ for tenant tokens and at /api/v1/admin/tenants/<tenant>/ for staff.
 tenant_patterns = [
@@ -18,6 +18,14 @@ tenant_patterns = [
     path("users/<int:user>/", views.TenantUserDetailView.as_view(), name="user"),
     path("events/", events.EventsView.as_view(), name="events"),
     path("events/rejections/", events.EventRejectionsView.as_view(), name="event-rejections"),
+    path("webhook-endpoints/", webhooks.WebhookEndpointListView.as_view(), name="webhook-endpoints"),
+    path("webhook-endpoints/<int:endpoint>/", webhooks.WebhookEndpointDetailView.as_view(), name="webhook-endpoint"),
+    path("webhook-endpoints/<int:endpoint>/rotate-secret/", webhooks.WebhookEndpointRotateView.as_view(),
+         name="webhook-endpoint-rotate"),
+    path("webhook-endpoints/<int:endpoint>/deliveries/", webhooks.WebhookDeliveryListView.as_view(),
+         name="webhook-deliveries"),
+    path("webhook-endpoints/<int:endpoint>/deliveries/<str:delivery>/resend/",
+         webhooks.WebhookDeliveryResendView.as_view(), name="webhook-delivery-resend"),
 ]
 
 admin_patterns = [
@@ -33,6 +41,15 @@ admin_patterns = [
     path("metrics/<slug:metric>/", admin_views.AdminMetricDetailView.as_view(), name="metric"),
     path("usage/top/", admin_views.TopTenantsView.as_view(), name="top-tenants"),
     path("revenue/", admin_views.RevenueView.as_view(), name="revenue"),
+    path("webhook-endpoints/", webhooks.ProviderWebhookEndpointListView.as_view(), name="webhook-endpoints"),
+    path("webhook-endpoints/<int:endpoint>/", webhooks.ProviderWebhookEndpointDetailView.as_view(),
+         name="webhook-endpoint"),
+    path("webhook-endpoints/<int:endpoint>/rotate-secret/", webhooks.ProviderWebhookEndpointRotateView.as_view(),
+         name="webhook-endpoint-rotate"),
+    path("webhook-endpoints/<int:endpoint>/deliveries/", webhooks.ProviderWebhookDeliveryListView.as_view(),
+         name="webhook-deliveries"),
+    path("webhook-endpoints/<int:endpoint>/deliveries/<str:delivery>/resend/",
+         webhooks.ProviderWebhookDeliveryResendView.as_view(), name="webhook-delivery-resend"),
 ]
 
 v1_patterns = [

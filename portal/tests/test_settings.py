@@ -208,3 +208,25 @@ def test_production_over_http_redirects_to_https_except_the_health_check(tmp_pat
     assert seen["health"] == 200
     assert seen["proxied"] == [200, "max-age=31536000; includeSubDomains; preload"]
     assert seen["cookie_secure"] is True
+
+
+WEBHOOKS_PROBE = (
+    "import json, django; from django.conf import settings; django.setup(); "
+    "print(json.dumps(settings.WEBHOOKS_ALLOW_PRIVATE))"
+)
+
+
+def test_webhooks_refuse_private_addresses_in_production_by_default(tmp_path):
+    """Production refuses private receivers unless told otherwise; development (make demo) allows them."""
+
+    def allow_private(**env_vars):
+        result = subprocess.run([sys.executable, "-c", WEBHOOKS_PROBE], cwd=ROOT, env=_env(tmp_path, **env_vars),
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+    assert allow_private(**PRODUCTION_ENV) is False
+    assert allow_private(**PRODUCTION_ENV, WEBHOOKS_ALLOW_PRIVATE="true") is True
+    assert allow_private() is True
+    refused = _run(tmp_path, WEBHOOKS_LEASE_SECONDS="5")  # shorter than the timeouts: refused at start
+    assert refused.returncode != 0 and "WEBHOOKS_LEASE_SECONDS" in refused.stderr

@@ -18,6 +18,13 @@ from tenants.models.identity import TenantRole, TenantUser
 from tenants.models.local_identity import LocalIdentity
 from tenants.models.metrics import Aggregation, Metric
 from tenants.models.signup import SignupRequest, SignupStatus
+from tenants.models.webhooks import (
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookDeliveryStatus,
+    WebhookEndpoint,
+    WebhookEvent,
+)
 
 __all__ = [
     "ApiKey",
@@ -42,4 +49,9 @@ __all__ = [
     "DeliveryStatus",
     "EmailDelivery",
     "EmailKind",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookDeliveryStatus",
+    "WebhookEndpoint",
+    "WebhookEvent",
 ]

@@ -15,6 +15,7 @@ class EmailKind(models.TextChoices):
     ALERT = "alert", "Usage or spend alert"
     STAFF_NOTICE = "staff_notice", "Notice to staff (sync failing, pipeline late)"
     INVOICE_REMINDER = "invoice_reminder", "Payment reminder"
+    WEBHOOK_DISABLED = "webhook_disabled", "Webhook endpoint disabled (to staff)"
 
 
 # Kinds whose body holds a secret: stored encrypted, wiped once sent, superseded by a newer one.

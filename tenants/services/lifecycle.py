@@ -9,6 +9,7 @@ from tenants.selectors import subscriptions_active, tenants_with_trial_over
 from tenants.services.api_keys import api_key_forget
 from tenants.services.subscriptions import subscription_end
 from tenants.signals import tenant_status_changed
+from tenants.webhooks.events import webhook_emit
 
 ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
     TenantStatus.TRIALING: frozenset({TenantStatus.ACTIVE, TenantStatus.SUSPENDED, TenantStatus.CANCELLED}),
@@ -18,12 +19,22 @@ ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
 }
 
 
+# The webhook event of each move: (from, to), or (None, to) for any from; a trial ending is no event.
+STATUS_EVENTS: dict[tuple[str | None, str], str] = {
+    (TenantStatus.SUSPENDED, TenantStatus.ACTIVE): "tenant.reactivated",
+    (None, TenantStatus.SUSPENDED): "tenant.suspended",
+    (None, TenantStatus.CANCELLED): "tenant.cancelled",
+}
+
+
 def tenant_create(*, slug: str, name: str, contact_email: str, status: str = TenantStatus.ACTIVE) -> Tenant:
     if status not in USABLE_TENANT_STATUSES:
         raise ApplicationError(f"A new tenant starts trialing or active, not {status}.")
     tenant = Tenant(slug=slug, name=name, contact_email=contact_email, status=status, status_changed_at=timezone.now())
     tenant.full_clean()
-    tenant.save()
+    with transaction.atomic():
+        tenant.save()
+        webhook_emit(type="tenant.created", resource=tenant, tenant=tenant)
     return tenant
 
 
@@ -50,6 +61,9 @@ def tenant_transition(*, tenant: Tenant, to_status: str, at=None) -> Tenant:
             # A cancelled tenant is billed up to now and no further.
             for sub in subscriptions_active(tenant=locked):
                 subscription_end(subscription=sub, at=at, before_start="clamp")
+        event = STATUS_EVENTS.get((from_status, to_status)) or STATUS_EVENTS.get((None, to_status))
+        if event:
+            webhook_emit(type=event, resource=locked, tenant=locked, at=at)
         transaction.on_commit(
             lambda: tenant_status_changed.send(
                 sender=Tenant, tenant=locked, from_status=from_status, to_status=to_status

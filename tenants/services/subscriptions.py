@@ -18,6 +18,7 @@ from tenants.models import (
     Tenant,
 )
 from tenants.selectors import subscriptions_active, tenant_has_active_subscription
+from tenants.webhooks.events import webhook_emit
 
 # The database wants an end after the start; a subscription ended before it starts lasts this long.
 SHORTEST_SUBSCRIPTION = timedelta(seconds=1)
@@ -50,6 +51,7 @@ def subscription_create(
     try:
         with transaction.atomic():
             subscription.save()
+            webhook_emit(type="subscription.started", resource=subscription, tenant=tenant)
     except IntegrityError as exc:
         if tenant_has_active_subscription(tenant=tenant):
             raise ApplicationError(f"Tenant {tenant.slug} already has an active subscription.") from exc
@@ -78,6 +80,7 @@ def subscription_change_plan(
         )
         sub.plan_version = plan_version
         sub.save(update_fields=["plan_version", "updated_at"])
+        webhook_emit(type="subscription.plan_changed", resource=sub, tenant=sub.tenant)
     return sub
 
 
@@ -132,4 +135,5 @@ def subscription_end(
         if sub.ends_at is None or sub.ends_at > at:
             sub.ends_at = at
         sub.save(update_fields=["status", "ends_at", "updated_at"])
+        webhook_emit(type="subscription.ended", resource=sub, tenant=sub.tenant)
     return sub

@@ -31,6 +31,7 @@ from metering.services.billing.periods import price_subscription_period, with_me
 from portal.kernel import ApplicationError
 from tenants.models import EmailKind, Subscription
 from tenants.services.email import EmailDraft, email_deliveries_cancel, email_queue_many
+from tenants.webhooks.events import webhook_emit
 
 # --- the lines -------------------------------------------------------------------------------------
 
@@ -112,6 +113,7 @@ def invoice_create(
         with transaction.atomic():
             invoice.save()
             _write_lines(invoice, rows, replace=False)
+            webhook_emit(type="invoice.created", resource=invoice, tenant=subscription.tenant)
     except IntegrityError:
         # Another worker wrote this period's invoice between our check and our insert.
         if Invoice.objects.filter(subscription=subscription, period_start=period_start).exclude(
@@ -185,6 +187,7 @@ def finalize_locked(invoice: Invoice, *, at: datetime, reprice: bool, catalog: C
     invoice.payment_terms_days = payment_terms_days(invoice)
     invoice.due_date = due_date_for(at, invoice.payment_terms_days)
     invoice.save()
+    webhook_emit(type="invoice.finalized", resource=invoice, tenant=invoice.subscription.tenant)
 
 
 def queue_invoice_emails(invoices: list[Invoice]) -> None:
@@ -223,6 +226,7 @@ def invoice_mark_paid(*, invoice: Invoice, at: datetime | None = None) -> Invoic
         locked.status = InvoiceStatus.PAID
         locked.paid_at = at or timezone.now()
         locked.save()
+        webhook_emit(type="invoice.paid", resource=locked, tenant=locked.tenant)
     return locked
 
 
@@ -241,6 +245,7 @@ def invoice_void(*, invoice: Invoice, reason: str = "", at: datetime | None = No
         locked.save()
         # Not sent yet (mail server down): a voided invoice is no longer worth sending.
         email_deliveries_cancel(about=locked, reason=f"Invoice {locked.number} was voided before its email went out.")
+        webhook_emit(type="invoice.voided", resource=locked, tenant=locked.tenant)
     return locked
 
 
