@@ -40,6 +40,7 @@ from portal.kernel import ApplicationError
 from tenants.models import Metric, TenantRole, TenantUser
 from tenants.selectors import tenant_active_subscription
 from tenants.services.email import EmailDraft, email_queue_many
+from tenants.webhooks.events import webhook_emit
 
 logger = logging.getLogger(__name__)
 
@@ -182,20 +183,8 @@ def _email_tenant(alert: UsageAlert, firing: UsageAlertFiring) -> None:
 
 def _webhook(alert: UsageAlert, firing: UsageAlertFiring) -> None:
     """The webhook channel: an outbox event for the tenant's (and the provider's) endpoints."""
-    emit = _webhook_emitter()
-    if emit is None:
-        logger.info("alert %s: no webhook capability installed; told by email only", alert.pk)
-        return
-    emit(type="usage.threshold_reached" if alert.kind == AlertKind.USAGE else "spend.threshold_reached",
+    webhook_emit(type="usage.threshold_reached" if alert.kind == AlertKind.USAGE else "spend.threshold_reached",
          resource=firing, tenant=alert.tenant)
-
-
-def _webhook_emitter():
-    try:
-        from tenants.webhooks.events import webhook_emit
-    except ImportError:
-        return None
-    return webhook_emit
 
 
 # --- staff notices -------------------------------------------------------------------------------------
@@ -220,9 +209,8 @@ def staff_notice(*, kind: str, key: str, subject: str, message: str, now: dateti
             email_queue_many(drafts=[EmailDraft(kind="staff_notice", recipient=email,
                                                 subject=f"{settings.PROVIDER_NAME}: {subject}", body=message)
                                      for email in staff_recipients()])
-            emit = _webhook_emitter()
-            if webhook is not None and emit is not None:
-                emit(type=webhook[0], resource=webhook[1], tenant=None)
+            if webhook is not None:
+                webhook_emit(type=webhook[0], resource=webhook[1], tenant=None)
     except IntegrityError:
         return None
     return notice
