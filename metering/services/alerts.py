@@ -184,7 +184,7 @@ def _email_tenant(alert: UsageAlert, firing: UsageAlertFiring) -> None:
 def _webhook(alert: UsageAlert, firing: UsageAlertFiring) -> None:
     """The webhook channel: an outbox event for the tenant's (and the provider's) endpoints."""
     webhook_emit(type="usage.threshold_reached" if alert.kind == AlertKind.USAGE else "spend.threshold_reached",
-         resource=firing, tenant=alert.tenant)
+                 resource=firing, tenant=alert.tenant)
 
 
 # --- staff notices -------------------------------------------------------------------------------------
