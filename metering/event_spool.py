@@ -45,6 +45,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.json as pa_json
 
+from metering.sink import process_alive
+
 logger = logging.getLogger(__name__)
 
 LOCK_FILE = "append.lock"
@@ -219,12 +221,12 @@ class EventSpool:
                     continue
                 if name.endswith(".new"):  # its process died making it (before any write), or is making it now
                     pid = name.split(".", 1)[0]
-                    if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+                    if pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid)):
                         path.unlink(missing_ok=True)
                     continue
             elif name.endswith(".jsonl") or ".recovering-" in name:  # the single-file spool of earlier versions
                 pid = name.split(".", 1)[0] if name.endswith(".jsonl") else name.rsplit("-", 1)[-1]
-                if not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
+                if not pid.isdigit() or int(pid) == os.getpid() or process_alive(int(pid)):
                     continue
             else:
                 continue
@@ -319,12 +321,3 @@ def _orphaned(path: Path) -> bool:
         os.close(fd)
     return True
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -147,7 +147,7 @@ class BufferedSink:
                 pid = int(path.stem)
             except ValueError:
                 continue
-            if pid == os.getpid() or _alive(pid):
+            if pid == os.getpid() or process_alive(pid):
                 continue
             claimed = path.with_name(f"{path.stem}.recovering-{os.getpid()}")
             try:
@@ -210,7 +210,8 @@ def at_exit(func) -> None:
     atexit.register(call)
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id runs (one of another user counts as running)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

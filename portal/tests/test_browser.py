@@ -87,6 +87,15 @@ def portal_env(settings, tmp_path):
     tokens.clear_jwks_cache()
 
 
+def staff_signed_in(page, live_server):
+    """The page, signed in to the admin as the superuser "boss" (the test made it)."""
+    page.goto(f"{live_server.url}/admin/")
+    page.fill("#id_username", "boss")
+    page.fill("#id_password", PASSWORD)
+    page.click("input[type=submit]")
+    return page
+
+
 def drawn_charts(page) -> list[dict]:
     """Every chart on the page as Chart.js holds it: how many datasets and the sum of their values."""
     page.wait_for_function("document.querySelectorAll('canvas[data-chart]').length > 0 && "
@@ -116,11 +125,7 @@ def test_staff_sees_the_provider_dashboard_drawn(live_server, transactional_db, 
     sample.seed_pipeline(now=timezone.now(), metric=metrics[0])
     django_user_model.objects.create_superuser("boss", "boss@example.com", PASSWORD)
 
-    page = browser_page
-    page.goto(f"{live_server.url}/admin/")
-    page.fill("#id_username", "boss")
-    page.fill("#id_password", PASSWORD)
-    page.click("input[type=submit]")
+    page = staff_signed_in(browser_page, live_server)
     page.click("text=Dashboard")
     page.wait_for_url(re.compile(r"/admin/dashboard/"))
     charts = drawn_charts(page)
@@ -275,11 +280,7 @@ def test_the_revenue_chart_draws_one_dataset_per_currency(live_server, transacti
     sample.seed_invoices(tenants=eur, months=months, total=Decimal("1000.00"))
     django_user_model.objects.create_superuser("boss", "boss@example.com", PASSWORD)
 
-    page = browser_page
-    page.goto(f"{live_server.url}/admin/")
-    page.fill("#id_username", "boss")
-    page.fill("#id_password", PASSWORD)
-    page.click("input[type=submit]")
+    page = staff_signed_in(browser_page, live_server)
     page.goto(f"{live_server.url}/admin/dashboard/")
     drawn_charts(page)
     revenue = page.evaluate("""() => {
@@ -317,11 +318,7 @@ def test_the_revenue_page_draws_mrr_per_currency_with_its_figures(live_server, t
                          months=months, total=Decimal("1000.00"))
     django_user_model.objects.create_superuser("boss", "boss@example.com", PASSWORD)
 
-    page = browser_page
-    page.goto(f"{live_server.url}/admin/")
-    page.fill("#id_username", "boss")
-    page.fill("#id_password", PASSWORD)
-    page.click("input[type=submit]")
+    page = staff_signed_in(browser_page, live_server)
     page.goto(f"{live_server.url}/admin/dashboard/")
     page.click("text=MRR, ARR, revenue by plan")
     page.wait_for_url(re.compile(r"/admin/revenue/"))
