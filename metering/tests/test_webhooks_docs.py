@@ -10,7 +10,7 @@ from django.conf import settings
 
 from tenants.webhooks.registry import EVENT_TYPES
 
-DOCS = Path(__file__).resolve().parents[2] / "docs" / "webhooks.md"
+DOCS = Path(__file__).resolve().parents[2] / "docs/webhooks.md"
 README = Path(__file__).resolve().parents[2] / "README.md"
 NOT_SENT_YET: set[str] = set()
 
