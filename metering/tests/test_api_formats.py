@@ -12,7 +12,7 @@ from django.test import Client
 
 from metering.tests.api_fixtures import *  # noqa: F403
 from metering.tests.api_fixtures import PASSWORD
-from metering.tests.test_api_security import api_routes, fill
+from metering.tests.test_api_security import api_routes, fill, webhook_values
 from tenants.models import Subscription
 
 pytestmark = pytest.mark.django_db
@@ -31,7 +31,20 @@ def own_values(world):
         "subscription": str(Subscription.objects.get(tenant=acme).pk),
         "plan": "pro",
         "metric": "api_calls",
+        **webhook_values(acme),
     }
+
+
+def provider_webhook_values(world):
+    """A provider endpoint (no tenant) with one delivery: what /api/v1/admin/webhook-endpoints/<endpoint>/ names."""
+    from tenants.models import WebhookDelivery
+    from tenants.webhooks.endpoints import webhook_endpoint_create
+    from tenants.webhooks.events import webhook_emit
+
+    acme = world.tenants["acme"]
+    endpoint, _ = webhook_endpoint_create(tenant=None, url="http://127.0.0.1:9/provider", event_types=["tenant.created"])
+    webhook_emit(type="tenant.created", resource=acme, tenant=acme)
+    return {"endpoint": str(endpoint.pk), "delivery": WebhookDelivery.objects.get(endpoint=endpoint).webhook_id}
 
 
 def browsers(world):
@@ -47,13 +60,15 @@ def browsers(world):
 def get_paths(world):
     """(route, path with a query that makes the endpoint answer 200) for every GET endpoint."""
     values = own_values(world)
+    provider = {**values, **provider_webhook_values(world)}
     found = []
     for route, view in api_routes():
         if not hasattr(view, "get"):
             continue
+        route_values = provider if "/admin/webhook-endpoints/" in route else values
         query = "metric=api_calls&start=2026-10-01&end=2026-11-01" if route.endswith("usage/top/") else (
             "start=2026-10-01&end=2026-11-01")
-        found.append((route, f"{fill(route, values)}?{query}"))
+        found.append((route, f"{fill(route, route_values)}?{query}"))
     return found
 
 
