@@ -36,6 +36,7 @@ from metering.models import (
 )
 from metering.pricing import UnknownCurrencyError, format_amount, quantize_amount
 from metering.selectors import ADDITIVE, whole_period_figures
+from metering.selectors.revenue import add_months, month_start
 from portal.dashboards.charts import OTHER_COLOUR, Chart, Series
 from tenants.models import Aggregation, DeliveryStatus, EmailDelivery, Metric, Tenant
 
@@ -237,15 +238,6 @@ def top_tenants_table(usage: list[MetricUsage]) -> tuple[list[Metric], list[dict
 
 
 # --- revenue and invoices ------------------------------------------------------------------------
-
-
-def month_start(day: date) -> date:
-    return day.replace(day=1)
-
-
-def add_months(day: date, months: int) -> date:
-    index = day.year * 12 + day.month - 1 + months
-    return date(index // 12, index % 12 + 1, 1)
 
 
 def revenue_by_month(*, start: date, end: date, tenant: Tenant | None = None) -> tuple[Chart, list[dict]]:
