@@ -48,9 +48,9 @@ def _prepare_database() -> str:
 
         admin_url = url.rsplit("/", 1)[0] + "/postgres"
         with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute("DROP DATABASE IF EXISTS bench_billing")
-            conn.execute("CREATE DATABASE bench_billing")
-        os.environ["DATABASE_URL"] = url.rsplit("/", 1)[0] + "/bench_billing"
+            conn.execute("DROP DATABASE IF EXISTS bench_billing_scale1")
+            conn.execute("CREATE DATABASE bench_billing_scale1")
+        os.environ["DATABASE_URL"] = url.rsplit("/", 1)[0] + "/bench_billing_scale1"
         return "PostgreSQL"
     folder = tempfile.mkdtemp(prefix="bench-billing-")
     os.environ["DATABASE_URL"] = f"sqlite:///{folder}/bench.sqlite3"
@@ -124,7 +124,7 @@ def main() -> None:
         import psycopg
 
         with psycopg.connect(os.environ["DATABASE_URL"].rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
-            conn.execute("DROP DATABASE IF EXISTS bench_billing")
+            conn.execute("DROP DATABASE IF EXISTS bench_billing_scale1")
 
 
 if __name__ == "__main__":

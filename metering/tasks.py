@@ -26,18 +26,47 @@ def sync_usage(start: str | None = None, end: str | None = None) -> dict:
             "window": [run.window_start.isoformat(), run.window_end.isoformat()]}
 
 
-@shared_task(acks_late=True, throws=(LakeError,))
-def run_billing(as_of: str | None = None, period: str | None = None) -> dict:
-    """Bill closed periods and finalize due drafts; a rerun (or a second worker) adds nothing."""
+@shared_task(bind=True, acks_late=True, throws=(LakeError,))
+def run_billing(self, as_of: str | None = None, period: str | None = None, finalize_now: bool = False,
+                sync: bool = True) -> dict:
+    """Start a billing run and share it among the workers: its chunks beyond the first are each announced by a
+    bill_run_chunks task on this task's queue, and this worker takes chunks too. A rerun (or a second run)
+    adds nothing. Returns the run's state as this worker leaves it ("running" while others hold chunks)."""
     from datetime import datetime
 
-    from metering.services.billing.run import billing_run
+    from metering.services.billing.run import billing_run_start
 
-    result = billing_run(
-        as_of=datetime.fromisoformat(as_of) if as_of else None, period=period, triggered_by="celery"
-    )
-    return {"billing_run": result.run.pk, "created": len(result.created), "finalized": len(result.finalized),
-            "status": result.run.status}
+    run = billing_run_start(as_of=datetime.fromisoformat(as_of) if as_of else None, period=period,
+                            finalize_now=finalize_now, sync=sync, triggered_by="celery")
+    queue = _queue_of(self)
+    for _ in range(run.chunks.count() - 1):
+        bill_run_chunks.apply_async(args=[run.pk], queue=queue)
+    return _bill_chunks(run.pk, queue)
+
+
+@shared_task(bind=True, acks_late=True)
+def bill_run_chunks(self, run_id: int) -> dict:
+    """Take chunks of a billing run until none is left (metering.services.billing.run); when chunks are still
+    held by other workers, look again after a beat interval, to take any whose worker died."""
+    return _bill_chunks(run_id, _queue_of(self))
+
+
+def _queue_of(task) -> str:
+    from django.conf import settings
+
+    return (task.request.delivery_info or {}).get("routing_key") or settings.CELERY_TASK_DEFAULT_QUEUE
+
+
+def _bill_chunks(run_id: int, queue: str) -> dict:
+    from metering.models import BillingRun
+    from metering.services.billing.run import billing_run_check_later, billing_run_work
+
+    work = billing_run_work(run=run_id)
+    if work.waiting and (delay := billing_run_check_later(run=run_id)) is not None:
+        bill_run_chunks.apply_async(args=[run_id], queue=queue, countdown=delay)
+    run = BillingRun.objects.get(pk=run_id)
+    return {"billing_run": run.pk, "chunks": work.chunks, "status": run.status, "created": run.invoices_created,
+            "finalized": run.invoices_finalized}
 
 
 @shared_task

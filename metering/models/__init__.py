@@ -11,7 +11,9 @@ from metering.models.alerts import (
     UsageAlertFiring,
 )
 from metering.models.billing import (
+    BillingChunkStatus,
     BillingRun,
+    BillingRunChunk,
     BillingRunStatus,
     FinalizedInvoiceError,
     Invoice,
@@ -35,7 +37,9 @@ from metering.models.usage import (
 
 __all__ = [
     "AlertChannel", "AlertKind", "StaffNotice", "StaffNoticeKind", "UsageAlert", "UsageAlertFiring",
+    "BillingChunkStatus",
     "BillingRun",
+    "BillingRunChunk",
     "BillingRunStatus",
     "EventReceipt",
     "EventRejection",

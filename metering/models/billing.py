@@ -207,6 +207,11 @@ class BillingRun(models.Model):
         null=True, blank=True,
         help_text="Last sign of life of the worker running it; a running run whose heartbeat is older than "
                   "RUN_STALE_AFTER_SECONDS is marked failed.")
+    finalize_now = models.BooleanField(
+        default=False, help_text="Finalize new invoices at once, without the grace period (the workers read it).")
+    next_check_at = models.DateTimeField(
+        null=True, blank=True,
+        help_text="When a worker looks again for a chunk whose worker died (one such check is queued at a time).")
 
     class Meta:
         ordering = ["-started_at"]
@@ -216,3 +221,50 @@ class BillingRun(models.Model):
 
     def __str__(self):
         return f"billing run {self.pk} as of {self.as_of:%Y-%m-%d %H:%M}"
+
+
+class BillingChunkStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    RUNNING = "running", "Running"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+
+
+class BillingRunChunk(models.Model):
+    """A range of subscription ids of one billing run, billed (and its due drafts finalized) by one worker at a
+    time; taken again when that worker's heartbeat is older than RUN_STALE_AFTER_SECONDS
+    (metering.services.billing.run says how)."""
+
+    run = models.ForeignKey(BillingRun, on_delete=models.CASCADE, related_name="chunks")
+    position = models.PositiveIntegerField(help_text="1, 2, ... in subscription id order.")
+    first_subscription_id = models.PositiveBigIntegerField(help_text="The range's first subscription id (inclusive).")
+    last_subscription_id = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="The range's last subscription id (inclusive); empty: no upper bound.")
+    subscriptions = models.PositiveIntegerField(default=0, help_text="Subscriptions of the run in the range.")
+    status = models.CharField(max_length=10, choices=BillingChunkStatus.choices, default=BillingChunkStatus.PENDING)
+    attempts = models.PositiveIntegerField(
+        default=0, help_text="Times a worker took it: more than one means a worker died (or stalled) on it.")
+    worker = models.CharField(max_length=200, blank=True, help_text="The worker that took it last (host and pid).")
+    invoices_created = models.PositiveIntegerField(default=0)
+    invoices_finalized = models.PositiveIntegerField(default=0)
+    errors = models.TextField(blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["run", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "position"], name="billing_chunk_position_unique"),
+            models.CheckConstraint(condition=Q(status__in=BillingChunkStatus.values), name="billing_chunk_status_known"),
+            models.CheckConstraint(
+                condition=Q(last_subscription_id__isnull=True) | Q(last_subscription_id__gte=F("first_subscription_id")),
+                name="billing_chunk_range_ordered"),
+            # A chunk being worked on, or done, was taken by a worker (one failed may never have been: its run stopped).
+            models.CheckConstraint(condition=Q(status__in=["pending", "failed"]) | Q(attempts__gte=1, started_at__isnull=False),
+                                   name="billing_chunk_taken_when_started"),
+        ]
+
+    def __str__(self):
+        last = "" if self.last_subscription_id is None else self.last_subscription_id
+        return f"chunk {self.position} of billing run {self.run_id} (subscriptions {self.first_subscription_id}..{last})"

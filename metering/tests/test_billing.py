@@ -9,7 +9,15 @@ import pytest
 from django.core import mail
 from django.core.management import call_command
 
-from metering.models import FinalizedInvoiceError, HourlyUsage, Invoice, InvoiceStatus, LineType
+from metering.models import (
+    BillingRun,
+    BillingRunStatus,
+    FinalizedInvoiceError,
+    HourlyUsage,
+    Invoice,
+    InvoiceStatus,
+    LineType,
+)
 from metering.pricing import price_added_usage, price_charge
 from metering.selectors.billing import projected_bill
 from metering.services.billing import run as billing_module
@@ -208,20 +216,24 @@ def test_cancelled_subscription_bills_its_last_partial_period(versions):
 
 def test_run_killed_half_way_is_finished_by_a_rerun(versions):
     subs = [_subscribe(f"t{i}", versions["starter"]) for i in range(4)]
-    real = billing_module.invoice_create
+    real = billing_module.invoices_create_locked
     calls = {"n": 0}
 
-    def dies_on_the_third(**kwargs):
+    def dies_in_the_second_batch(**kwargs):
         calls["n"] += 1
-        if calls["n"] == 3:
+        if calls["n"] == 2:
             raise RuntimeError("worker killed")
         return real(**kwargs)
 
     with (mock.patch.object(billing_module, "BATCH_SIZE", 2),
-          mock.patch.object(billing_module, "invoice_create", side_effect=dies_on_the_third), pytest.raises(RuntimeError)):
+          mock.patch.object(billing_module, "invoices_create_locked", side_effect=dies_in_the_second_batch),
+          pytest.raises(RuntimeError)):
         bill(NOV)
     assert Invoice.objects.count() == 2, "the first batch is committed, the one that died is rolled back whole"
     assert not Invoice.objects.filter(lines__isnull=True).exists(), "no half-written invoice"
+    failed = BillingRun.objects.get()
+    assert failed.status == BillingRunStatus.FAILED and failed.errors == "RuntimeError: worker killed"
+    assert failed.invoices_created == 2 and failed.finished_at is not None
     bill(NOV)
     assert sorted(Invoice.objects.values_list("subscription_id", flat=True)) == sorted(s.pk for s in subs)
 

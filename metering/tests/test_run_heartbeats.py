@@ -53,9 +53,9 @@ def test_a_billing_run_killed_mid_run_is_failed_by_the_next_run_which_bills_the_
     ]
     as_of = (NOV + timedelta(hours=2)).isoformat()
     env = portal_env(RUN_STALE_AFTER_SECONDS=str(STALE))
-    # Batches of 3: the first is committed, the second is open (one invoice written in it) when the run stops.
-    proc = start_paused("run_billing", "--as-of", as_of, "--no-sync", pause_at="metering.services.billing.run.invoice_create",
-                        call=5, flag=tmp_path / "paused", env=env, patch="metering.services.billing.run.BATCH_SIZE=3")
+    # Batches of 3: the first is committed, the second is open (its subscriptions locked) when the run stops.
+    proc = start_paused("run_billing", "--as-of", as_of, "--no-sync",
+                        pause_at="metering.services.billing.run.invoices_create_locked", call=2, flag=tmp_path / "paused", env=env, patch="metering.services.billing.run.BATCH_SIZE=3")
     try:
         dead = BillingRun.objects.get()
         assert dead.status == BillingRunStatus.RUNNING and dead.heartbeat_at is not None

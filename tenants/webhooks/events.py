@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 
 from django.core.serializers.json import DjangoJSONEncoder
@@ -28,8 +31,31 @@ def iso_timestamp(at: datetime) -> str:
     return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+# Inside endpoints_read_once(): the enabled endpoints, read at the first event of the block (None until then).
+_snapshot: ContextVar[list | None] = ContextVar("webhook_endpoints_snapshot", default=None)
+
+
+@contextmanager
+def endpoints_read_once() -> Iterator[None]:
+    """Within the block, the enabled endpoints are read once, at its first event, instead of once per event:
+    for a batch that emits many events in one transaction (a billing batch of 200 invoices). An endpoint
+    added or changed during the block counts from the next block on."""
+    token = _snapshot.set([None])
+    try:
+        yield
+    finally:
+        _snapshot.reset(token)
+
+
 def subscribed_endpoints(*, type: str, tenant: Tenant | None) -> list[WebhookEndpoint]:
     """Enabled endpoints that take `type` for `tenant`: the provider's, and the tenant's own."""
+    snapshot = _snapshot.get()
+    if snapshot is not None:
+        if snapshot[0] is None:
+            snapshot[0] = list(WebhookEndpoint.objects.filter(enabled=True).order_by("pk"))
+        owner_ids = {None} if tenant is None else {None, tenant.pk}
+        return [endpoint for endpoint in snapshot[0]
+                if endpoint.tenant_id in owner_ids and type in endpoint.event_types]
     owners = Q(tenant__isnull=True) if tenant is None else Q(tenant__isnull=True) | Q(tenant=tenant)
     endpoints = WebhookEndpoint.objects.filter(owners, enabled=True).order_by("pk")
     # The lists are short and JSON containment is not portable to SQLite: filtered here.

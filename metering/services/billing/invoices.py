@@ -90,6 +90,37 @@ def _price_into(invoice: Invoice, catalog: Catalog) -> None:
     _write_lines(invoice, rows, replace=True)
 
 
+def _new_invoice(
+    subscription: Subscription, period_start: datetime, period_end: datetime, *, as_of: datetime,
+    billing_run: BillingRun | None, replaces: Invoice | None, catalog: Catalog, sent: list[Invoice] | None,
+) -> tuple[Invoice, list[dict]]:
+    """The unsaved draft of one period and its line rows (ApplicationError when the period cannot be priced)."""
+    currency, rows = _invoice_rows(subscription, period_start, period_end, catalog, sent)
+    invoice = Invoice(
+        tenant=subscription.tenant, subscription=subscription, period_start=period_start,
+        period_end=period_end, currency=currency, total=_total(rows), billing_run=billing_run,
+        finalize_after=as_of + timedelta(minutes=settings.BILLING_GRACE_PERIOD_MINUTES), replaces=replaces,
+    )
+    return invoice, rows
+
+
+def _save_new(invoice: Invoice, rows: list[dict]) -> Invoice | None:
+    """Write one new draft with its lines in a savepoint; None when another worker wrote this period's
+    invoice between our check and our insert."""
+    try:
+        with transaction.atomic():
+            invoice.save()
+            _write_lines(invoice, rows, replace=False)
+            webhook_emit(type="invoice.created", resource=invoice, tenant=invoice.tenant)
+    except IntegrityError:
+        if Invoice.objects.filter(subscription=invoice.subscription_id, period_start=invoice.period_start).exclude(
+            status=InvoiceStatus.VOID
+        ).exists():
+            return None
+        raise
+    return invoice
+
+
 def invoice_create(
     *, subscription: Subscription, period_start: datetime, period_end: datetime, as_of: datetime,
     billing_run: BillingRun | None = None, replaces: Invoice | None = None, catalog: Catalog | None = None,
@@ -103,25 +134,45 @@ def invoice_create(
         status=InvoiceStatus.VOID
     ).exists():
         return None
-    currency, rows = _invoice_rows(subscription, period_start, period_end, catalog or Catalog(), sent)
-    invoice = Invoice(
-        tenant_id=subscription.tenant_id, subscription=subscription, period_start=period_start,
-        period_end=period_end, currency=currency, total=_total(rows), billing_run=billing_run,
-        finalize_after=as_of + timedelta(minutes=settings.BILLING_GRACE_PERIOD_MINUTES), replaces=replaces,
-    )
+    invoice, rows = _new_invoice(subscription, period_start, period_end, as_of=as_of, billing_run=billing_run,
+                                 replaces=replaces, catalog=catalog or Catalog(), sent=sent)
+    return _save_new(invoice, rows)
+
+
+def invoices_create_locked(
+    *, periods: list[tuple[Subscription, datetime, datetime]], as_of: datetime, billing_run: BillingRun | None,
+    catalog: Catalog, sent: dict[int, list[Invoice]],
+) -> tuple[list[Invoice], list[str]]:
+    """Write the drafts of many periods (a billing batch) with one insert for the invoices and one for their
+    lines: (invoices written, errors). The caller holds the subscriptions' locks and knows these periods have
+    no live invoice; a period whose pricing fails (ApplicationError) is left out with its error. When a
+    concurrent writer (one that does not lock subscriptions, as a reissue) got a period first, the unique
+    constraint refuses the insert and each draft is written on its own instead, that period's left out."""
+    built, errors = [], []
+    for subscription, start, end in periods:
+        try:
+            built.append(_new_invoice(subscription, start, end, as_of=as_of, billing_run=billing_run, replaces=None,
+                                      catalog=catalog, sent=sent[subscription.pk]))
+        except ApplicationError as exc:  # raised before any write for this subscription
+            errors.append(f"subscription {subscription.pk}: {exc.message}")
+    if not built:
+        return [], errors
     try:
         with transaction.atomic():
-            invoice.save()
-            _write_lines(invoice, rows, replace=False)
-            webhook_emit(type="invoice.created", resource=invoice, tenant=subscription.tenant)
+            Invoice.objects.bulk_create([invoice for invoice, _rows in built])
+            InvoiceLine.objects.bulk_create(
+                InvoiceLine(invoice=invoice, position=position, **row)
+                for invoice, rows in built for position, row in enumerate(rows, start=1)
+            )
+            for invoice, _rows in built:
+                webhook_emit(type="invoice.created", resource=invoice, tenant=invoice.tenant)
     except IntegrityError:
-        # Another worker wrote this period's invoice between our check and our insert.
-        if Invoice.objects.filter(subscription=subscription, period_start=period_start).exclude(
-            status=InvoiceStatus.VOID
-        ).exists():
-            return None
-        raise
-    return invoice
+        for invoice, _rows in built:
+            invoice.pk = None
+            invoice._state.adding = True
+        written = [_save_new(invoice, rows) for invoice, rows in built]
+        return [invoice for invoice in written if invoice is not None], errors
+    return [invoice for invoice, _rows in built], errors
 
 
 # --- numbering and finalizing ----------------------------------------------------------------------
