@@ -1,16 +1,21 @@
 """Benchmark of a billing run: N subscriptions with three usage charges each, billed and finalized.
 
-Run as ``python bench/bench_billing.py [--subscriptions 10000]``. It uses PostgreSQL when
-DATABASE_URL points at it (CI's server: ``DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres``;
-the bench creates and drops its own database ``bench_billing``), else a temporary SQLite file. It
-prints the seeding time, the billing time and invoices per second (issue 5's target: 10,000
-subscriptions in under 60 s on PostgreSQL).
+Run as ``python bench/bench_billing.py [--subscriptions 10000] [--workers 0 1 2]``. It uses PostgreSQL
+when DATABASE_URL points at it (CI's server: ``DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres``;
+the bench creates and drops its own database, ``--database``, default ``bench_billing``), else a temporary
+SQLite file. For each ``--workers`` figure it bills the same data afresh: 0 runs the run in this process
+(``billing_run``, as ``manage.py run_billing`` does); N >= 1 starts N Celery worker processes (solo pool) on
+the Redis broker of CELERY_BROKER_URL, sends them the beat's task (``run_billing``, which splits the run
+into chunks the workers share) and times it until the run is settled. It prints the seeding time, and per
+figure the billing time, invoices per second and the load average (issue 19's target: 10,000 subscriptions
+under 25 s with one worker process).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -41,16 +46,16 @@ PLANS = {
 }
 
 
-def _prepare_database() -> str:
+def _prepare_database(name: str) -> str:
     url = os.environ.get("DATABASE_URL", "")
     if url.startswith("postgres"):
         import psycopg
 
         admin_url = url.rsplit("/", 1)[0] + "/postgres"
         with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute("DROP DATABASE IF EXISTS bench_billing_scale1")
-            conn.execute("CREATE DATABASE bench_billing_scale1")
-        os.environ["DATABASE_URL"] = url.rsplit("/", 1)[0] + "/bench_billing_scale1"
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+            conn.execute(f'CREATE DATABASE "{name}"')
+        os.environ["DATABASE_URL"] = url.rsplit("/", 1)[0] + f"/{name}"
         return "PostgreSQL"
     folder = tempfile.mkdtemp(prefix="bench-billing-")
     os.environ["DATABASE_URL"] = f"sqlite:///{folder}/bench.sqlite3"
@@ -58,16 +63,95 @@ def _prepare_database() -> str:
     return "SQLite"
 
 
+def _start_workers(count: int, queue: str, folder: Path) -> list[subprocess.Popen]:
+    """`count` Celery worker processes (solo pool) on `queue`, on the bench's database; returned once ready."""
+    workers = []
+    for index in range(count):
+        log = folder / f"worker-{index}.log"
+        workers.append((subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "portal", "worker", "--pool=solo", "--concurrency=1", "-Q", queue,
+             "-n", f"bench{index}@%h", "--without-heartbeat", "--without-gossip", "--without-mingle",
+             "--loglevel=INFO"],
+            cwd=ROOT, env=dict(os.environ), stdout=log.open("w"), stderr=subprocess.STDOUT), log))
+    deadline = time.monotonic() + 120
+    for proc, log in workers:
+        while "ready" not in log.read_text():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"a Celery worker did not start:\n{log.read_text()}")
+            time.sleep(0.2)
+    return [proc for proc, _log in workers]
+
+
+def _stop_workers(workers: list[subprocess.Popen]) -> None:
+    for proc in workers:
+        proc.terminate()
+    for proc in workers:
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _forget_invoices() -> None:
+    """Back to the seeded state: no invoice, run, number or email (the next figure bills the same data)."""
+    from metering.models import BillingRun, Invoice, InvoiceLine, InvoiceSequence
+    from tenants.models import EmailDelivery
+
+    EmailDelivery.objects.all().delete()
+    InvoiceLine.objects.all().delete()
+    Invoice.objects.all().delete()
+    InvoiceSequence.objects.all().delete()
+    BillingRun.objects.all().delete()
+
+
+def _bill(workers: int, as_of: datetime, folder: Path, queue: str):
+    """One billing of everything with `workers` worker processes (0: in this process): (run, seconds)."""
+    from metering.models import BillingRun, BillingRunStatus
+    from metering.services.billing.run import billing_run
+
+    if workers == 0:
+        began = time.perf_counter()
+        result = billing_run(as_of=as_of, sync=False, finalize_now=True)
+        return result.run, time.perf_counter() - began
+    from metering.tasks import run_billing
+
+    processes = _start_workers(workers, queue, folder)
+    try:
+        began = time.perf_counter()
+        run_billing.apply_async(kwargs={"as_of": as_of.isoformat(), "finalize_now": True, "sync": False}, queue=queue)
+        while not BillingRun.objects.exclude(status=BillingRunStatus.RUNNING).exists():
+            if any(proc.poll() is not None for proc in processes):
+                raise SystemExit("a Celery worker stopped during the run")
+            time.sleep(0.05)
+        elapsed = time.perf_counter() - began
+    finally:
+        _stop_workers(processes)
+    return BillingRun.objects.get(), elapsed
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--subscriptions", type=int, default=10_000)
+    parser.add_argument("--workers", type=int, nargs="+", default=[0],
+                        help="worker processes per figure (0: the run in this process); several figures bill the "
+                             "same data afresh each")
+    parser.add_argument("--database", default="bench_billing", help="the PostgreSQL database to create and drop")
     args = parser.parse_args()
-    engine = _prepare_database()
+    if any(args.workers) and not os.environ.get("CELERY_BROKER_URL", "").startswith("redis://"):
+        raise SystemExit("--workers N (N >= 1) needs Celery workers on Redis: set CELERY_BROKER_URL=redis://...")
+    engine = _prepare_database(args.database)
+    folder = Path(tempfile.mkdtemp(prefix="bench-billing-"))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
     os.environ["EMAIL_URL"] = "dummymail://"  # the bench measures billing, not printing 10,000 emails
-    # Billing records each invoice's email and tells a worker; there is none here, and the tasks must not
-    # be left in var/celery for a later `make demo` worker: an in-process broker that forgets them.
-    os.environ["CELERY_BROKER_URL"] = "memory://"
+    queue = f"bench-billing-{os.getpid()}"
+    if any(args.workers):
+        # Billing records each invoice's email and tells a worker; the bench's workers only bill: the emails'
+        # tasks go to a queue nobody reads, emptied at the end.
+        os.environ["CELERY_TASK_DEFAULT_QUEUE"] = f"{queue}-emails"
+    else:
+        # No worker: an in-process broker that forgets the emails' tasks (none left in var/celery for a
+        # later `make demo` worker).
+        os.environ["CELERY_BROKER_URL"] = "memory://"
     import django
 
     django.setup()
@@ -75,7 +159,6 @@ def main() -> None:
     from django.db import connection, transaction
 
     from metering.models import HourlyUsage, Invoice
-    from metering.services.billing.run import billing_run
     from tenants.models import EmailDelivery, Metric, Plan, Subscription, Tenant
     from tenants.services.plans import plans_import
 
@@ -107,24 +190,41 @@ def main() -> None:
         HourlyUsage.objects.bulk_create(rows)
     seeded = time.perf_counter() - began
     print(f"{engine}: seeded {n} subscriptions with {HourlyUsage.objects.count()} hourly rows in {seeded:.1f} s")
+    if engine == "PostgreSQL":
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE")  # the planner sees the seeded tables as a day's autovacuum would leave them
 
+    as_of = datetime(2026, 11, 1, 2, tzinfo=UTC)
+    for index, workers in enumerate(args.workers):
+        if index:
+            _forget_invoices()
+        run, elapsed = _bill(workers, as_of, folder, queue)
+        created, finalized = run.invoices_created, run.invoices_finalized
+        assert run.status == "done" and created == n and finalized == n and Invoice.objects.count() == n, (
+            run.status, run.errors[:300], created, finalized)
+        assert Invoice.objects.filter(number__isnull=False).count() == n  # every invoice finalized, numbered
+        assert EmailDelivery.objects.filter(kind="invoice").count() == n  # every invoice's email is recorded
+        who = "in this process" if workers == 0 else f"with {workers} worker process{'es' if workers > 1 else ''}"
+        load = ", ".join(f"{figure:.2f}" for figure in os.getloadavg())
+        print(f"{engine}: billed {created} subscriptions (3 charges each) and finalized {finalized} invoices {who} "
+              f"in {elapsed:.1f} s: {created / elapsed:.0f} invoices/s ({run.chunks.count()} chunks; load average "
+              f"{load})", flush=True)
     began = time.perf_counter()
-    result = billing_run(as_of=datetime(2026, 11, 1, 2, tzinfo=UTC), sync=False, finalize_now=True)
-    elapsed = time.perf_counter() - began
-    created, finalized = len(result.created), len(result.finalized)
-    assert created == n and finalized == n and Invoice.objects.count() == n, (created, finalized)
-    assert EmailDelivery.objects.filter(kind="invoice").count() == n  # every invoice's email is recorded
-    print(f"{engine}: billed {created} subscriptions (3 charges each) and finalized {finalized} invoices "
-          f"in {elapsed:.1f} s: {created / elapsed:.0f} invoices/s")
-    began = time.perf_counter()
+    from metering.services.billing.run import billing_run
+
     again = billing_run(as_of=datetime(2026, 11, 1, 3, tzinfo=UTC), sync=False)
     print(f"{engine}: a second run found nothing to bill ({len(again.created)} created) in {time.perf_counter() - began:.1f} s")
+    if any(args.workers):
+        from portal.celery import app
+
+        with app.connection_for_write() as conn:
+            conn.default_channel.queue_purge(f"{queue}-emails")
     connection.close()
     if engine == "PostgreSQL":
         import psycopg
 
         with psycopg.connect(os.environ["DATABASE_URL"].rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
-            conn.execute("DROP DATABASE IF EXISTS bench_billing_scale1")
+            conn.execute(f'DROP DATABASE IF EXISTS "{args.database}"')
 
 
 if __name__ == "__main__":

@@ -173,6 +173,8 @@ CELERY_TIMEZONE = "UTC"
 # A billing run, usage sync or deployment whose heartbeat is older than this is taken for dead (its
 # worker was killed) and marked failed by the next run of its kind or the periodic check.
 RUN_STALE_AFTER_SECONDS = env.int("RUN_STALE_AFTER_SECONDS", default=15 * 60)
+# Subscriptions per chunk of a billing run: the unit a Celery worker takes, and takes again when its worker died.
+BILLING_CHUNK_SIZE = env.int("BILLING_CHUNK_SIZE", default=500)
 
 # The usage lake: "local" (pyiceberg SQL catalog + files under var/lake, read by DuckDB) or "athena".
 LAKE_BACKEND = env.str("LAKE_BACKEND", default="local")

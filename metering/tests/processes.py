@@ -43,34 +43,70 @@ def manage(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.
                           timeout=timeout)
 
 
-# A portal process that runs a management command with one function replaced by ``PAUSE_AT``: on its
-# ``PAUSE_CALL``-th call it touches the file ``PAUSE_FLAG`` and sleeps, to be killed there.
-_PAUSING = """
+# A portal process with one function replaced by ``PAUSE_AT``: on its ``PAUSE_CALL``-th call it touches the
+# file ``PAUSE_FLAG`` and sleeps, to be killed there; ``PAUSE_PATCH`` sets module integers first
+# ("module.NAME=3,..."). It then runs a management command, or a Celery worker (``_PAUSING_WORKER``).
+_PAUSE = """
 import os, sys, time, importlib
 import django
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 django.setup()
-from django.core.management import call_command
 
-module_name, _, name = os.environ["PAUSE_AT"].rpartition(".")
-module = importlib.import_module(module_name)
-real = getattr(module, name)
-calls = {"n": 0}
+if os.environ.get("PAUSE_AT"):
+    module_name, _, name = os.environ["PAUSE_AT"].rpartition(".")
+    module = importlib.import_module(module_name)
+    real = getattr(module, name)
+    calls = {"n": 0}
 
-def pausing(*args, **kwargs):
-    calls["n"] += 1
-    if calls["n"] == int(os.environ["PAUSE_CALL"]):
-        open(os.environ["PAUSE_FLAG"], "w").close()
-        time.sleep(600)
-    return real(*args, **kwargs)
+    def pausing(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == int(os.environ["PAUSE_CALL"]):
+            open(os.environ["PAUSE_FLAG"], "w").close()
+            time.sleep(600)
+        return real(*args, **kwargs)
 
-setattr(module, name, pausing)
+    setattr(module, name, pausing)
 for assignment in filter(None, os.environ.get("PAUSE_PATCH", "").split(",")):
     target, _, value = assignment.partition("=")
     owner, _, attribute = target.rpartition(".")
     setattr(importlib.import_module(owner), attribute, int(value))
+"""
+_PAUSING = _PAUSE + """
+from django.core.management import call_command
 call_command(*sys.argv[1:])
 """
+_PAUSING_WORKER = _PAUSE + """
+from portal.celery import app
+app.worker_main(["worker", *sys.argv[1:]])
+"""
+
+
+def start_worker(*, queue: str, env: dict[str, str], log: Path, name: str, pause_at: str = "", call: int = 0,
+                 flag: Path | None = None, patch: str = "") -> subprocess.Popen:
+    """A real Celery worker process (solo pool) on `queue`, returned once ready; with `pause_at`, it stops at
+    the `call`-th call of that function (touching `flag`), to be killed there."""
+    env = {**env, "PAUSE_AT": pause_at, "PAUSE_CALL": str(call), "PAUSE_FLAG": str(flag or ""), "PAUSE_PATCH": patch}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _PAUSING_WORKER, "--pool=solo", "--concurrency=1", "-Q", queue, "-n", f"{name}@%h",
+         "--without-heartbeat", "--without-gossip", "--without-mingle", "--loglevel=INFO"],
+        cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 90
+    while "ready." not in log.read_text():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"the Celery worker {name} did not start:\n{log.read_text()}")
+        time.sleep(0.2)
+    return proc
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=20)
 
 
 def start_paused(*args: str, pause_at: str, call: int, flag: Path, env: dict[str, str], patch: str = "",

@@ -225,11 +225,13 @@ def due_date_for(issued_at: datetime, terms_days: int) -> date:
     return issued_at.astimezone(UTC).date() + timedelta(days=terms_days)
 
 
-def finalize_locked(invoice: Invoice, *, at: datetime, reprice: bool, catalog: Catalog, number: str | None = None) -> None:
+def finalize_locked(invoice: Invoice, *, at: datetime, reprice: bool, catalog: Catalog, number: str | None = None,
+                    save: bool = True) -> None:
     """Finalize a draft whose row the caller has locked, inside the caller's transaction (which queues its email).
 
     The payment terms and the due date are fixed here, with the number: a later change of the terms applies
-    to invoices finalized after it, never to one already sent."""
+    to invoices finalized after it, never to one already sent. `save=False`: the caller writes the row with
+    others of its batch (invoices_save_finalized) before its transaction commits."""
     if reprice:
         _price_into(invoice, catalog)
     invoice.number = number or next_numbers(at, 1)[0]
@@ -237,8 +239,28 @@ def finalize_locked(invoice: Invoice, *, at: datetime, reprice: bool, catalog: C
     invoice.finalized_at = at
     invoice.payment_terms_days = payment_terms_days(invoice)
     invoice.due_date = due_date_for(at, invoice.payment_terms_days)
-    invoice.save()
+    if save:
+        invoice.save()
     webhook_emit(type="invoice.finalized", resource=invoice, tenant=invoice.subscription.tenant)
+
+
+def invoices_save_finalized(invoices: list[Invoice]) -> None:
+    """Write the rows of drafts finalized with ``finalize_locked(..., save=False)`` in one statement: the
+    columns that changed on any of them since they were read (they were drafts, so no frozen field of a
+    sent invoice changes)."""
+    if not invoices:
+        return
+    now = timezone.now()
+    missing = object()
+    columns = {"updated_at"}
+    for invoice in invoices:
+        invoice.updated_at = now
+        stored = getattr(invoice, "_stored", {})
+        columns.update(field.name for field in Invoice._meta.concrete_fields
+                       if not field.primary_key and stored.get(field.attname, missing) != getattr(invoice, field.attname))
+    Invoice.objects.bulk_update(invoices, sorted(columns))
+    for invoice in invoices:
+        invoice._stored = {name: getattr(invoice, name) for name in ("status", *Invoice.FROZEN_FIELDS)}
 
 
 def queue_invoice_emails(invoices: list[Invoice]) -> None:

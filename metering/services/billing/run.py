@@ -5,7 +5,7 @@ period is over. The beat task (metering.tasks.run_billing) spreads a run over Ce
 
 1. ``billing_run_start`` records the BillingRun, marks failed the runs whose worker died, makes the final
    usage sync, lists the candidates and splits them into chunks (BillingRunChunk): ranges of subscription
-   ids of CHUNK_SIZE (500) candidates each, in id order. The ranges cover every id (the first starts at 0,
+   ids of BILLING_CHUNK_SIZE (500) candidates each, in id order. The ranges cover every id (the first starts at 0,
    the last has no upper bound), so each draft to finalize belongs to exactly one chunk.
 2. ``billing_run_work`` is one worker's loop: take a chunk, bill its subscriptions, finalize its due drafts,
    mark it done; again until none is left to take. The beat task queues one such task per chunk on its own
@@ -55,6 +55,7 @@ import socket
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q, Sum
 from django.utils import timezone
@@ -73,6 +74,7 @@ from metering.services.billing.catalog import Catalog
 from metering.services.billing.invoices import (
     finalize_locked,
     invoices_create_locked,
+    invoices_save_finalized,
     next_numbers,
     queue_invoice_emails,
 )
@@ -84,7 +86,6 @@ from tenants.webhooks.events import endpoints_read_once
 logger = logging.getLogger(__name__)
 
 BATCH_SIZE = 200  # subscriptions (or drafts) per transaction: fewer commits, and a crash loses one batch at most
-CHUNK_SIZE = 500  # candidates per chunk: the unit a worker takes (and takes again when its worker died)
 MAX_ATTEMPTS = 3  # a chunk taken this many times is failed rather than taken again
 
 _OPEN = (BillingChunkStatus.PENDING, BillingChunkStatus.RUNNING)
@@ -174,7 +175,8 @@ def billing_run_start(
             if sync:
                 _sync_before_billing(as_of)
             candidates = list(_candidates(as_of).values_list("pk", flat=True))
-            groups = [candidates[i:i + CHUNK_SIZE] for i in range(0, len(candidates), CHUNK_SIZE)] or [[]]
+            size = max(1, settings.BILLING_CHUNK_SIZE)
+            groups = [candidates[i:i + size] for i in range(0, len(candidates), size)] or [[]]
             BillingRunChunk.objects.bulk_create(
                 BillingRunChunk(
                     run=run, position=index, subscriptions=len(group),
@@ -404,7 +406,9 @@ def _finalize_batch(pks: list[int], *, at: datetime, just_priced: set[int], cata
         numbers = next_numbers(at, len(drafts))
         with endpoints_read_once():
             for invoice, number in zip(drafts, numbers, strict=True):
-                finalize_locked(invoice, at=at, reprice=invoice.pk not in just_priced, catalog=catalog, number=number)
+                finalize_locked(invoice, at=at, reprice=invoice.pk not in just_priced, catalog=catalog, number=number,
+                                save=False)
+        invoices_save_finalized(drafts)
         queue_invoice_emails(drafts)
         _count(chunk, finalized=len(drafts))
     return drafts
