@@ -6,13 +6,22 @@ from decimal import Decimal
 
 from django.contrib import admin, messages
 from django.contrib.contenttypes.models import ContentType
-from django.db.models import OuterRef, Subquery
+from django.db.models import Count, OuterRef, Q, Subquery
 from django.http import HttpResponse, HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
-from metering.models import BillingRun, BillingRunStatus, Invoice, InvoiceLine, InvoiceStatus, LineType
+from metering.models import (
+    BillingChunkStatus,
+    BillingRun,
+    BillingRunChunk,
+    BillingRunStatus,
+    Invoice,
+    InvoiceLine,
+    InvoiceStatus,
+    LineType,
+)
 from metering.pricing import format_amount, format_plain, format_unit_amount
 from metering.runs import liveness
 from metering.services import billing as billing_services
@@ -250,12 +259,53 @@ class InvoiceAdmin(admin.ModelAdmin):
                                                    "adjusts_invoice", "tiers"], rows)
 
 
+class BillingRunChunkInline(admin.TabularInline):
+    """The run's chunks: which worker has or had each, how often it was taken, and what it billed."""
+
+    model = BillingRunChunk
+    extra = 0
+    fields = ("position", "subscription_range", "subscriptions", "status", "attempts", "worker", "invoices_created",
+              "invoices_finalized", "started_at", "finished_at", "liveness", "errors")
+    readonly_fields = fields
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="subscription ids")
+    def subscription_range(self, chunk):
+        last = "" if chunk.last_subscription_id is None else chunk.last_subscription_id
+        return f"{chunk.first_subscription_id}–{last}" if last != "" else f"{chunk.first_subscription_id} and above"
+
+    @admin.display(description="worker state")
+    def liveness(self, chunk):
+        return liveness(chunk, running=chunk.status == BillingChunkStatus.RUNNING)
+
+
 @admin.register(BillingRun)
 class BillingRunAdmin(admin.ModelAdmin):
-    list_display = ("pk", "as_of", "period", "status", "subscriptions_seen", "invoices_created", "invoices_finalized",
-                    "triggered_by", "started_at", "finished_at", "heartbeat_at", "worker")
+    list_display = ("pk", "as_of", "period", "status", "progress", "subscriptions_seen", "invoices_created",
+                    "invoices_finalized", "triggered_by", "started_at", "finished_at", "heartbeat_at", "worker")
     list_filter = ("status", "triggered_by")
-    readonly_fields = [*(f.name for f in BillingRun._meta.fields), "worker"]
+    readonly_fields = [*(f.name for f in BillingRun._meta.fields), "progress", "worker"]
+    inlines = [BillingRunChunkInline]
+
+    def get_queryset(self, request):
+        chunks = {state: Count("chunks", filter=Q(chunks__status=state)) for state in BillingChunkStatus.values}
+        return super().get_queryset(request).annotate(
+            _chunks=Count("chunks"), _taken_again=Count("chunks", filter=Q(chunks__attempts__gt=1)),
+            **{f"_chunks_{state}": count for state, count in chunks.items()})
+
+    @admin.display(description="Progress")
+    def progress(self, obj):
+        """Chunks done of all, with those running, failed and taken again after a worker died."""
+        if not obj._chunks:
+            return "-"
+        parts = [f"{obj._chunks_done} of {obj._chunks} chunks done"]
+        parts += [f"{count} {label}" for count, label in (
+            (obj._chunks_running, "running"), (obj._chunks_failed, "failed"),
+            (obj._taken_again, "taken again after a worker stopped")) if count]
+        return ", ".join(parts)
 
     @admin.display(description="Worker")
     def worker(self, obj):
