@@ -110,9 +110,9 @@ def _bill(workers: int, as_of: datetime, folder: Path, queue: str):
     from metering.services.billing.run import billing_run
 
     if workers == 0:
-        began = time.perf_counter()
+        began, cpu = time.perf_counter(), time.process_time()
         result = billing_run(as_of=as_of, sync=False, finalize_now=True)
-        return result.run, time.perf_counter() - began
+        return result.run, time.perf_counter() - began, time.process_time() - cpu
     from metering.tasks import run_billing
 
     processes = _start_workers(workers, queue, folder)
@@ -124,9 +124,19 @@ def _bill(workers: int, as_of: datetime, folder: Path, queue: str):
                 raise SystemExit("a Celery worker stopped during the run")
             time.sleep(0.05)
         elapsed = time.perf_counter() - began
+        cpu = sum(_cpu_seconds(proc.pid) for proc in processes)
     finally:
         _stop_workers(processes)
-    return BillingRun.objects.get(), elapsed
+    return BillingRun.objects.get(), elapsed, cpu
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds a process has used (Linux's /proc; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:
@@ -198,7 +208,7 @@ def main() -> None:
     for index, workers in enumerate(args.workers):
         if index:
             _forget_invoices()
-        run, elapsed = _bill(workers, as_of, folder, queue)
+        run, elapsed, cpu = _bill(workers, as_of, folder, queue)
         created, finalized = run.invoices_created, run.invoices_finalized
         assert run.status == "done" and created == n and finalized == n and Invoice.objects.count() == n, (
             run.status, run.errors[:300], created, finalized)
@@ -207,8 +217,8 @@ def main() -> None:
         who = "in this process" if workers == 0 else f"with {workers} worker process{'es' if workers > 1 else ''}"
         load = ", ".join(f"{figure:.2f}" for figure in os.getloadavg())
         print(f"{engine}: billed {created} subscriptions (3 charges each) and finalized {finalized} invoices {who} "
-              f"in {elapsed:.1f} s: {created / elapsed:.0f} invoices/s ({run.chunks.count()} chunks; load average "
-              f"{load})", flush=True)
+              f"in {elapsed:.1f} s: {created / elapsed:.0f} invoices/s ({run.chunks.count()} chunks; {cpu:.1f} CPU s "
+              f"in the billing process{'es' if workers > 1 else ''}; load average {load})", flush=True)
     began = time.perf_counter()
     from metering.services.billing.run import billing_run
 

@@ -148,6 +148,20 @@ def test_a_run_failed_as_stale_gives_out_no_more_chunks(subs):
     assert not Invoice.objects.exists()
 
 
+def test_a_batch_meeting_an_invoice_written_meanwhile_writes_the_others_one_by_one(subs):
+    from metering.services.billing.catalog import Catalog
+    from metering.services.billing.invoices import invoice_create, invoices_create_locked
+
+    # A writer that does not lock subscriptions (a reissue) wrote the first period after the batch's check.
+    invoice_create(subscription=subs[0], period_start=OCT, period_end=NOV, as_of=AS_OF)
+    created, errors = invoices_create_locked(
+        periods=[(sub, OCT, NOV) for sub in subs[:3]], as_of=AS_OF, billing_run=None, catalog=Catalog(),
+        sent={sub.pk: [] for sub in subs[:3]})
+    assert errors == [] and [invoice.subscription_id for invoice in created] == [subs[1].pk, subs[2].pk]
+    assert all(invoice.pk and invoice.lines.count() for invoice in created)
+    assert sorted(Invoice.objects.values_list("subscription_id", flat=True)) == sorted(s.pk for s in subs[:3])
+
+
 @pytest.fixture
 def staff_client(client, django_user_model):
     client.force_login(django_user_model.objects.create_superuser("staff", "s@example.com", "pw-for-tests-1"))

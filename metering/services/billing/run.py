@@ -221,7 +221,11 @@ def billing_run_work(*, run: BillingRun | int, collect: bool = False) -> WorkRes
                 logger.warning("%s: taken over by another worker; this one stops working on it", chunk)
                 continue
             except Exception as exc:
-                _chunk_end(chunk, status=BillingChunkStatus.FAILED, errors=[one_line(f"{type(exc).__name__}: {exc}")])
+                try:
+                    _chunk_end(chunk, status=BillingChunkStatus.FAILED,
+                               errors=[one_line(f"{type(exc).__name__}: {exc}")])
+                except ChunkTakenOver:
+                    pass  # another worker has the chunk now: the error is this worker's to raise, not the chunk's
                 _settle(run)
                 raise
         result.chunks += 1
