@@ -367,3 +367,72 @@ class SyncRunSerializer(serializers.ModelSerializer):
         model = SyncRun
         fields = ["id", "backend", "window_start", "window_end", "started_at", "finished_at", "attempts", "outcome",
                   "error"]
+
+
+# --- prepaid credits and coupons -------------------------------------------------------------------------
+
+
+class CreditBalanceSerializer(serializers.Serializer):
+    currency = serializers.CharField()
+    balance = serializers.CharField(help_text="What the grants not expired yet have left (decimal string).")
+
+
+class CreditGrantSerializer(serializers.Serializer):
+    id = serializers.IntegerField(read_only=True)
+    currency = serializers.CharField(read_only=True)
+    amount = serializers.CharField(read_only=True)
+    remaining = serializers.CharField(read_only=True)
+    expires_at = serializers.DateTimeField(read_only=True, allow_null=True)
+    expired = serializers.BooleanField(read_only=True)
+    source = serializers.CharField(read_only=True, help_text="staff, api or plan (included in the plan).")
+    note = serializers.CharField(read_only=True)
+    created_at = serializers.DateTimeField(read_only=True)
+
+
+class CreditDrawDownSerializer(serializers.Serializer):
+    grant = serializers.IntegerField(help_text="The grant's id.")
+    invoice = serializers.UUIDField(help_text="The invoice's id.")
+    invoice_number = serializers.CharField(allow_null=True)
+    kind = serializers.CharField(help_text="draw (by the invoice) or restore (the invoice was voided).")
+    amount = serializers.CharField()
+    remaining_after = serializers.CharField(help_text="The grant's remaining after this entry.")
+    created_at = serializers.DateTimeField()
+
+
+class CreditsSerializer(serializers.Serializer):
+    balances = CreditBalanceSerializer(many=True)
+    grants = CreditGrantSerializer(many=True)
+    draw_downs = CreditDrawDownSerializer(many=True, help_text="The ledger, newest first (never edited).")
+
+
+class CreditGrantCreateSerializer(serializers.Serializer):
+    amount = serializers.CharField(max_length=40, help_text="Decimal string in the currency's minor units, above 0.")
+    currency = serializers.CharField(max_length=3)
+    expires_at = serializers.DateTimeField(required=False, allow_null=True,
+                                           help_text="Pays invoices of periods that end by then; empty: never expires.")
+    note = serializers.CharField(max_length=300, required=False, allow_blank=True)
+
+
+class CouponApplySerializer(serializers.Serializer):
+    code = serializers.CharField(max_length=40, help_text="The coupon's code.")
+
+
+class SubscriptionCouponSerializer(serializers.Serializer):
+    code = serializers.CharField(source="coupon.code")
+    name = serializers.CharField(source="coupon.name")
+    kind = serializers.CharField(source="coupon.kind")
+    percent_off = serializers.SerializerMethodField()
+    amount_off = serializers.SerializerMethodField()
+    currency = serializers.CharField(source="coupon.currency")
+    duration = serializers.CharField(source="coupon.duration")
+    duration_periods = serializers.IntegerField(source="coupon.duration_periods", allow_null=True)
+    applied_at = serializers.DateTimeField()
+    via = serializers.CharField()
+
+    def get_percent_off(self, redemption) -> str | None:
+        value = redemption.coupon.percent_off
+        return None if value is None else format_plain(value)
+
+    def get_amount_off(self, redemption) -> str | None:
+        coupon = redemption.coupon
+        return None if coupon.amount_off is None else format_amount(coupon.amount_off, coupon.currency)

@@ -256,8 +256,17 @@ def queue_invoice_emails(invoices: list[Invoice]) -> None:
     drafts = []
     for invoice in invoices:
         invoice.tenant = tenant = invoice.subscription.tenant  # loaded with the subscription: no query each
-        context = {"invoice": invoice, "total": format_amount(invoice.total, invoice.currency),
+        currency = invoice.currency
+        order = [(f"Discount: {d.description}", "-" + format_amount(d.amount, currency))
+                 for d in invoice.discounts.all()] if invoice.discount else []
+        if invoice.shows_tax:
+            order.append((f"{invoice.tax_name} ({invoice.tax_percentage.normalize():f} %"
+                           f"{', included' if invoice.tax_inclusive else ''})", format_amount(invoice.tax, currency)))
+        context = {"invoice": invoice, "total": format_amount(invoice.total, currency),
                    "lines": [(line.description, format_amount(line.amount, invoice.currency)) for line in lines[invoice.pk]],
+                   "subtotal": format_amount(invoice.subtotal, currency) if order else "", "order": order,
+                   "credits_applied": format_amount(invoice.credits_applied, currency) if invoice.credits_applied else "",
+                   "amount_due": format_amount(invoice.total - invoice.credits_applied, currency),
                    "provider_name": settings.PROVIDER_NAME,
                    "url": settings.PORTAL_BASE_URL.rstrip("/") + invoice.get_absolute_url()}
         drafts.append(EmailDraft(
