@@ -195,7 +195,10 @@ class Command(BaseCommand):
         coupons = parse_coupons(options["coupon"], plan.currency)
         tax = parse_tax(options["tax_rate"], options["tax_inclusive"])
         credit = options["credit"]
-        if coupons or tax is not None or credit is not None:
-            credits = [] if credit is None else [CreditSource(_amount(credit, "--credit", plan.currency, positive=False))]
+        # The plan's included credit expires at the period's end: drawn before a balance that lasts longer.
+        credits = [CreditSource(plan.included_credit)] if plan.included_credit > 0 else []
+        if credit is not None:
+            credits.append(CreditSource(_amount(credit, "--credit", plan.currency, positive=False)))
+        if coupons or tax is not None or credits:
             priced = with_totals(priced, coupons=coupons, tax=tax, credits=credits)
         self.stdout.write(json.dumps(preview_document(priced), indent=2))
