@@ -91,6 +91,7 @@ def simulate(spec, quantities: dict[str, Decimal], period: tuple[datetime, datet
 
 
 def _with_difference(bills: list[dict]) -> list[dict]:
+    """Two bills side by side: the second gets its total less the first's (same currency only)."""
     if len(bills) == 2 and bills[0]["currency"] == bills[1]["currency"]:
         difference = bills[1]["total_value"] - bills[0]["total_value"]
         sign = "+" if difference > 0 else ""
@@ -221,10 +222,11 @@ def plan_builder(request, code: str | None = None):
             else:
                 context["document_json"] = json.dumps(builder.canonical, indent=2)
                 if sim.valid:
+                    # The saved version first, then the form: the difference is what the change does.
                     bills = [simulate(builder.spec, sim.quantities, sim.period, metrics, "This form (not saved)")]
                     if compare_with is not None:
-                        bills.append(simulate(compare_with.to_spec(), sim.quantities, sim.period, metrics,
-                                              f"Version {compare_with.version} (saved)"))
+                        bills.insert(0, simulate(compare_with.to_spec(), sim.quantities, sim.period, metrics,
+                                                 f"Version {compare_with.version} (saved)"))
                     context["bills"] = _with_difference(bills)
 
     context.update(_simulator_context(request, now))

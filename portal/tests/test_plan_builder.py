@@ -307,7 +307,7 @@ def test_the_simulator_prices_the_form_with_a_tier_breakdown_beside_the_saved_ve
     response = staff.post(_builder("metered"), _form_data(draft, code_fixed=True) | {
         "action": "simulate", "q-api_calls": "12500", "compare": "1"})
     assert response.status_code == 200
-    form_bill, saved_bill = response.context["bills"]
+    saved_bill, form_bill = response.context["bills"]
     usage = next(line for line in form_bill["lines"] if line["type"] == "usage")
     # 1000 free, 9000 at 0.02 + 5.00 flat, 2500 at 0.005: 0 + 185.00 + 12.50.
     assert usage["amount"] == "197.50" and [t["amount"] for t in usage["tiers"]] == ["0.00", "185.00", "12.50"]
@@ -315,7 +315,7 @@ def test_the_simulator_prices_the_form_with_a_tier_breakdown_beside_the_saved_ve
     assert form_bill["total"] == "207.50"
     spec = Plan.objects.get(code="metered").current_version.to_spec()
     assert saved_bill["total"] == str(Decimal("10.00") + price_charge(spec.charges[0], Decimal(12500), "USD"))
-    assert saved_bill["difference"] == "-90.00"  # the saved version's 117.50 beside the form's 207.50
+    assert form_bill["difference"] == "+90.00"  # the form's 207.50 beside the saved version's 117.50
     assert Plan.objects.get(code="metered").versions.count() == 1  # simulating saves nothing
     html = response.content.decode()
     assert "Tier by tier" in html and "pb-document" in html
