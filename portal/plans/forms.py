@@ -111,6 +111,13 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+def _plain(value: Any) -> str:
+    """A pasted document's exact decimals (loads_document reads 1.5 as Decimal) as the strings the format stores."""
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
 def document_initial(document: dict) -> tuple[dict, list[dict], list[list[dict]]]:
     """The forms' initial values for a plan document: (plan fields, one dict per charge, tiers per charge)."""
     plan = {
@@ -132,7 +139,8 @@ def document_initial(document: dict) -> tuple[dict, list[dict], list[list[dict]]
             "package_size": _text(charge.get("package_size")), "package_amount": _text(charge.get("package_amount")),
             "free_units": _text(charge.get("free_units")),
             "rule": charge.get("rule", ""),
-            "params": json.dumps(charge["params"]) if charge.get("model") == "custom" and "params" in charge else "",
+            "params": json.dumps(charge["params"], default=_plain) if charge.get("model") == "custom" and "params" in charge
+            else "",
         })
         tiers.append([{"up_to": _text(t.get("up_to")), "unit_amount": _text(t.get("unit_amount")),
                        "flat_amount": _text(t.get("flat_amount"))} for t in charge.get("tiers") or []])

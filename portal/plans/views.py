@@ -80,13 +80,15 @@ def bill_view(priced: PricedPeriod, metrics: dict[str, Metric], title: str) -> d
                 item["tiers"] = tiers_document(tier_breakdown(line.charge, line.quantity, currency), currency)
         lines.append(item)
     return {"title": title, "currency": currency, "lines": lines, "total": format_amount(priced.total, currency),
-            "total_value": priced.total}
+            "total_value": priced.total, "period": (priced.period_start, priced.period_end)}
 
 
-def simulate(spec, quantities: dict[str, Decimal], period: tuple[datetime, datetime], metrics, title: str) -> dict:
-    """One plan priced for a whole period at these quantities, as price_preview prices it (no trial)."""
+def simulate(spec, quantities: dict[str, Decimal], month: tuple[datetime, datetime], metrics, title: str) -> dict:
+    """One plan priced at these quantities for the whole period of its interval (a calendar month or year) that
+    holds `month`, as price_preview prices it: no trial, no proration."""
+    start, end = calendar_period(month[0], spec.interval)
     priced = price_plan(spec, {code: quantities.get(code, Decimal(0)) for code in spec.metric_codes},
-                        period_start=period[0], period_end=period[1])
+                        period_start=start, period_end=end)
     return bill_view(priced, metrics, title)
 
 

@@ -458,3 +458,9 @@ def test_the_plan_admin_links_to_the_builder_and_the_versions(staff, two_version
     assert reverse("admin-plan-builder", args=["metered"]) in page
     assert reverse("admin-plan-versions", args=["metered"]) in page
     assert reverse("admin-plan-new") in staff.get(reverse("admin:tenants_plan_changelist")).content.decode()
+
+
+def test_a_request_of_more_fields_than_django_takes_is_a_400_not_a_500(staff):
+    plans_import(document=SAMPLE_FILE)
+    data = _form_data(_graduated_plan()) | {f"charges-0-tiers-{i}-up_to": str(i) for i in range(1200)}
+    assert staff.post(_builder(), data | {"action": "simulate"}).status_code == 400
