@@ -307,7 +307,8 @@ class PlanBuilder:
 
 
 def quantity_or_error(text: str) -> tuple[Decimal | None, str | None]:
-    """A simulator quantity: a decimal, 0 or more, of at most 64 characters; (None, message) otherwise."""
+    """A simulator quantity: a decimal, 0 or more, below 10^18, of at most 64 characters (a metric's quantity after
+    its divisor can have many decimal places: the engine prices it exactly); (None, message) otherwise."""
     from decimal import InvalidOperation
 
     text = (text or "").strip()
@@ -323,6 +324,4 @@ def quantity_or_error(text: str) -> tuple[Decimal | None, str | None]:
         return None, "must be a number, 0 or more"
     if value and value.adjusted() >= 18:
         return None, "is too large (below 10^18)"
-    if value.as_tuple().exponent < -12:
-        return None, "has more than 12 decimal places"
     return abs(value), None

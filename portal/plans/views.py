@@ -343,14 +343,18 @@ def plan_versions(request, code: str):
             at = move_form.cleaned_data["at"]
             chosen = [s for s in subscriptions if s.pk in set(move_form.cleaned_data["subscriptions"])]
             if request.POST.get("action") == "move":
+                moving = [sub for sub in chosen if sub.plan_version_id != target.pk]  # the others are on it already
                 try:
                     with transaction.atomic():
-                        for sub in chosen:
-                            subscription_change_plan(subscription=sub, plan_version=target, at=at)
+                        for sub in moving:
+                            try:
+                                subscription_change_plan(subscription=sub, plan_version=target, at=at)
+                            except ApplicationError as exc:  # none moves: say whose move was refused
+                                raise ApplicationError(f"{sub.tenant.slug}: {exc.message}") from exc
                 except ApplicationError as exc:
                     move_form.add_error(None, exc.message)
                 else:
-                    messages.success(request, f"Moved {len(chosen)} subscription(s) to {target} from "
+                    messages.success(request, f"Moved {len(moving)} subscription(s) to {target} from "
                                               f"{at:%Y-%m-%d %H:%M} UTC.")
                     return redirect(reverse("admin-plan-versions", args=[plan.code]))
             else:
