@@ -18,9 +18,10 @@ from typing import Any
 
 from django import forms
 
-from metering.pricing import MINOR_UNITS, DocumentError, loads_document, parse_plan, plan_to_document
+from metering.pricing import MINOR_UNITS, DocumentError, parse_plan, plan_to_document
 from metering.pricing.documents import MAX_CHARGES, MAX_TIERS, MODELS
 from metering.pricing.rules import known_rules
+from tenants.forms import loads_json_object
 
 NUMBER_MAX_LENGTH = 64  # a decimal string of the plan format is at most 64 characters
 PARAMS_MAX_LENGTH = 20_000  # a custom rule's params, as JSON text
@@ -75,22 +76,16 @@ class ChargeForm(forms.Form):
     params = forms.CharField(required=False, max_length=PARAMS_MAX_LENGTH, label="Params (JSON)",
                              widget=forms.Textarea(attrs={"rows": 2, "cols": 40, "class": "vLargeTextField"}))
 
-    def __init__(self, *args, metric_codes: tuple[str, ...] = (), **kwargs):
+    def __init__(self, *args, metric_codes: tuple[str, ...] = (), metric_names: dict[str, str] | None = None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["metric"].choices = [("", "—")] + [(code, code) for code in metric_codes]
+        names = metric_names or {}
+        self.fields["metric"].choices = [("", "—")] + [
+            (code, f"{names[code]} ({code})" if names.get(code) else code) for code in metric_codes]
         self.fields["rule"].choices = [("", "—")] + [(name, name) for name in sorted(known_rules())]
 
     def clean_params(self):
         text = self.cleaned_data["params"].strip()
-        if not text:
-            return {}
-        try:
-            value = loads_document(text)
-        except DocumentError as exc:
-            raise forms.ValidationError(f"Not valid JSON: {exc}") from None
-        if not isinstance(value, dict):
-            raise forms.ValidationError("The params are a JSON object, such as {\"cap\": \"200.00\"}.")
-        return value
+        return loads_json_object(text, 'The params are a JSON object, such as {"cap": "200.00"}.') if text else {}
 
 
 class TierForm(forms.Form):
@@ -167,14 +162,14 @@ class PlanBuilder:
     """The plan form, its charges and each charge's tiers, bound to one request's data (or to a document)."""
 
     def __init__(self, data=None, *, document: dict | None = None, metric_codes=(), code_fixed: str | None = None,
-                 is_public: bool = True):
+                 is_public: bool = True, metric_names: dict[str, str] | None = None):
         self.metric_codes = tuple(metric_codes)
         plan_initial, charges_initial, tiers_initial = document_initial(document or {"charges": []})
         plan_initial["is_public"] = is_public
         if code_fixed is not None:
             plan_initial["code"] = code_fixed
         self.plan = PlanFieldsForm(data, initial=plan_initial, code_fixed=code_fixed)
-        kwargs = {"metric_codes": self.metric_codes}
+        kwargs = {"metric_codes": self.metric_codes, "metric_names": metric_names}
         self.charges = ChargeFormSet(data, initial=None if data is not None else charges_initial, prefix="charges",
                                      form_kwargs=kwargs)
         self.tiers: list[forms.BaseFormSet] = []

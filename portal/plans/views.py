@@ -61,6 +61,14 @@ def _metrics() -> dict[str, Metric]:
     return {metric.code: metric for metric in Metric.objects.order_by("code")}
 
 
+def _builder_for(data=None, *, plan: Plan | None, metrics: dict[str, Metric], document: dict | None = None
+                 ) -> PlanBuilder:
+    """The builder of `plan` (None: a new plan), bound to `data` or showing `document`."""
+    return PlanBuilder(data, document=document, metric_codes=metrics,
+                       metric_names={code: metric.name for code, metric in metrics.items()},
+                       code_fixed=plan.code if plan else None, is_public=plan.is_public if plan else True)
+
+
 # --- the simulator ----------------------------------------------------------------------------------
 
 
@@ -190,18 +198,15 @@ def plan_builder(request, code: str | None = None):
         return response
     posted = request.method == "POST"
     action = request.POST.get("action", "") if posted else ""
-    code_fixed = plan.code if plan else None
-    is_public = plan.is_public if plan else True
     context = {"plan": plan, "versions": versions, "import_error": "", "import_text": "", "bills": [],
                "document_json": ""}
 
     if action == "load":
         builder, context["import_text"] = _load(request, plan, metrics, context)
     elif posted:
-        builder = PlanBuilder(request.POST, metric_codes=metrics, code_fixed=code_fixed)
+        builder = _builder_for(request.POST, plan=plan, metrics=metrics)
     else:
-        builder = PlanBuilder(document=source.document if source else None, metric_codes=metrics,
-                              code_fixed=code_fixed, is_public=is_public)
+        builder = _builder_for(plan=plan, metrics=metrics, document=source.document if source else None)
     sim = Simulation(request.POST if posted and action != "load" else {}, list(metrics), now)
     wanted = request.POST.get("compare", "") if posted else (str(source.version) if source else "")
     compare_with = next((v for v in versions if str(v.version) == wanted), None)
@@ -270,15 +275,13 @@ def _load(request, plan, metrics, context):
     context["import_error"] = problem
     if document is None:
         current = plan.current_version if plan else None
-        builder = PlanBuilder(document=current.document if current else None, metric_codes=metrics,
-                              code_fixed=plan.code if plan else None, is_public=plan.is_public if plan else True)
+        builder = _builder_for(plan=plan, metrics=metrics, document=current.document if current else None)
         return builder, text[:IMPORT_MAX_LENGTH]
     try:
-        builder = PlanBuilder(document=document, metric_codes=metrics, code_fixed=plan.code if plan else None,
-                              is_public=plan.is_public if plan else True)
+        builder = _builder_for(plan=plan, metrics=metrics, document=document)
     except (TypeError, ValueError, AttributeError):
         context["import_error"] = "This document does not fit the builder: check it against docs/plans.md."
-        builder = PlanBuilder(metric_codes=metrics, code_fixed=plan.code if plan else None)
+        builder = _builder_for(plan=plan, metrics=metrics)
     return builder, ""
 
 
