@@ -13,11 +13,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from metering.models import HourlyUsage
-from metering.pricing import parse_plan, plan_to_document, price_charge
+from metering.pricing import format_amount, parse_plan, plan_to_document, price_charge
+from metering.services.billing.periods import price_subscription_period
 from metering.tests.test_plans_doc import FILES
 from portal.plans.forms import PlanBuilder, document_initial
 from portal.tests.plan_forms import form_values
-from tenants.models import Metric, Plan, PlanVersion, SubscriptionChange
+from tenants.models import Metric, Plan, PlanVersion, Subscription, SubscriptionChange
 from tenants.services.plans import plan_save, plans_import
 from tenants.services.subscriptions import subscription_create
 from tenants.tests.factories import SAMPLE_FILE, TenantFactory
@@ -386,13 +387,16 @@ def test_two_versions_compared_for_the_same_quantities(staff, two_versions):
 def test_moving_subscriptions_previews_their_next_invoice_then_moves_them(staff, two_versions):
     v1, v2, (alpha, beta) = two_versions
     at = datetime.now(UTC).replace(second=0, microsecond=0)
+    month_start = at.replace(day=1, hour=0, minute=0)
+    HourlyUsage.objects.create(tenant=alpha.tenant, metric=Metric.objects.get(code="api_calls"), hour=month_start,
+                               value=5000)
     url = reverse("admin-plan-versions", args=["metered"])
     data = {"subscriptions": [alpha.pk], "to_version": "2", "at": f"{at:%Y-%m-%dT%H:%M}"}
     preview = staff.post(url, data | {"action": "preview"})
     assert preview.status_code == 200 and not SubscriptionChange.objects.exists()
     (item,) = preview.context["previews"]
     before, after = item["bills"]
-    assert before["total"] == "10.00"
+    assert before["total"] == "55.00"  # 10.00 + 4000 x 0.01 + 5.00 flat
     # The base fee splits at the move: v1 until then, v2 after, each prorated.
     base_lines = [line for line in after["lines"] if line["type"] == "base_fee"]
     assert len(base_lines) == 2 and Decimal(after["total"]) > Decimal("10.00")
@@ -404,6 +408,11 @@ def test_moving_subscriptions_previews_their_next_invoice_then_moves_them(staff,
     assert (change.subscription_id, change.from_version, change.to_version, change.changed_at) == (alpha.pk, v1, v2, at)
     beta.refresh_from_db()
     assert beta.plan_version == v1
+    # The preview was what billing now prices for that period, line by line.
+    alpha = Subscription.objects.get(pk=alpha.pk)
+    billed = price_subscription_period(alpha, *item["period"])
+    assert [format_amount(line.amount, "USD") for line in billed.lines] == [line["amount"] for line in after["lines"]]
+    assert format_amount(billed.total, "USD") == after["total"]
 
 
 def test_a_move_one_subscription_refuses_moves_none(staff, two_versions):
