@@ -77,9 +77,17 @@ from metering.services.billing.invoices import (
     invoices_save_finalized,
     next_numbers,
     queue_invoice_emails,
+    reprice_draft,
 )
 from metering.services.billing.late import LATE_USAGE_HORIZON, sent_invoices
-from metering.services.billing.periods import closed_periods, part_windows, period_from_label
+from metering.services.billing.order import draw_invoice_credits, plan_credit_grants
+from metering.services.billing.periods import (
+    closed_periods,
+    part_windows,
+    period_from_label,
+    subscription_period,
+    version_at,
+)
 from tenants.models import Subscription, SubscriptionStatus
 from tenants.webhooks.events import endpoints_read_once
 
@@ -363,7 +371,7 @@ def _bill_batch(pks: list[int], *, as_of: datetime, month, run: BillingRun, chun
         # batch then finds their invoices (skipping them instead could leave them to a worker that then died).
         subscriptions = list(
             Subscription.objects.select_for_update(of=("self",))
-            .select_related("tenant", "plan_version__plan")
+            .select_related("tenant__tax_rate", "plan_version__plan")
             .prefetch_related("changes__from_version", "changes__to_version")
             .filter(pk__in=pks)
             .order_by("pk")
@@ -390,6 +398,8 @@ def _bill_batch(pks: list[int], *, as_of: datetime, month, run: BillingRun, chun
             catalog.prefetch_quantities(tenants, codes, window)
             beat()  # unique_count and max metrics ask the lake per tenant: that can take a while
         sent = sent_invoices(subscriptions, as_of - LATE_USAGE_HORIZON - timedelta(days=366))
+        catalog.coupons.load(subscription.pk for subscription in subscriptions)
+        plan_credit_grants(_included_credit_periods(subscriptions, todo, as_of, catalog))
         with endpoints_read_once():
             created, failed = invoices_create_locked(periods=todo, as_of=as_of, billing_run=run, catalog=catalog,
                                                      sent=sent)
@@ -398,20 +408,40 @@ def _bill_batch(pks: list[int], *, as_of: datetime, month, run: BillingRun, chun
     return created
 
 
+def _included_credit_periods(subscriptions, todo, as_of: datetime, catalog: Catalog):
+    """(subscription, start, end, plan spec) of the periods to bill and of each running subscription's current
+    period, for their plans' included credit (granted at the period's start, so the tenant sees it meanwhile)."""
+    wanted = {(subscription.pk, start): (subscription, start, end) for subscription, start, end in todo}
+    for subscription in subscriptions:
+        if subscription.status == SubscriptionStatus.ACTIVE and subscription.started_at <= as_of:
+            start, end = subscription_period(subscription, as_of)
+            wanted.setdefault((subscription.pk, start), (subscription, start, end))
+    for subscription, start, end in wanted.values():
+        spec = catalog.spec(version_at(subscription, start))
+        if spec.included_credit > 0:
+            yield subscription, start, end, spec
+
+
 def _finalize_batch(pks: list[int], *, at: datetime, just_priced: set[int], catalog: Catalog,
                     chunk: BillingRunChunk) -> list[Invoice]:
     with transaction.atomic():
         drafts = list(
             Invoice.objects.select_for_update(skip_locked=True, of=("self",))
-            .select_related("subscription__tenant", "subscription__plan_version")
+            .select_related("subscription__tenant__tax_rate", "subscription__plan_version")
             .filter(pk__in=pks, status=InvoiceStatus.DRAFT)
             .order_by("pk")
         )
-        numbers = next_numbers(at, len(drafts))
+        catalog.coupons.load(invoice.subscription_id for invoice in drafts)
         with endpoints_read_once():
+            for invoice in drafts:
+                if invoice.pk not in just_priced:
+                    reprice_draft(invoice, catalog)
+            # The batch's credits in one locked read and one write (metering.services.billing.order).
+            draw_invoice_credits(drafts, at=at)
+            # Numbered last: the year's counter stays locked from here until the batch commits.
+            numbers = next_numbers(at, len(drafts))
             for invoice, number in zip(drafts, numbers, strict=True):
-                finalize_locked(invoice, at=at, reprice=invoice.pk not in just_priced, catalog=catalog, number=number,
-                                save=False)
+                finalize_locked(invoice, at=at, reprice=False, catalog=catalog, number=number, drawn=True, save=False)
         invoices_save_finalized(drafts)
         queue_invoice_emails(drafts)
         _count(chunk, finalized=len(drafts))
