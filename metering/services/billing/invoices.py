@@ -286,8 +286,8 @@ def finalize_locked(invoice: Invoice, *, at: datetime, reprice: bool, catalog: C
     The payment terms and the due date are fixed here, with the number: a later change of the terms applies
     to invoices finalized after it, never to one already sent. The tenant's prepaid credits are drawn here
     (`drawn`: the caller drew them for a batch already); an invoice they pay whole is finalized as paid.
-    `save=False`: the caller writes the row with others of its batch (invoices_save_finalized) before its
-    transaction commits."""
+    `save=False`: the caller writes the row with others of its batch (invoices_save_finalized, which then
+    emits their webhooks) before its transaction commits."""
     if reprice:
         _price_into(invoice, catalog)
     if not drawn:
@@ -302,15 +302,20 @@ def finalize_locked(invoice: Invoice, *, at: datetime, reprice: bool, catalog: C
     invoice.due_date = due_date_for(at, invoice.payment_terms_days)
     if save:
         invoice.save()
+        _emit_finalized(invoice)
+
+
+def _emit_finalized(invoice: Invoice) -> None:
+    """The webhooks of a just-finalized invoice, once its row is written (their payload reads it)."""
     webhook_emit(type="invoice.finalized", resource=invoice, tenant=invoice.subscription.tenant)
-    if paid:
+    if invoice.status == InvoiceStatus.PAID:
         webhook_emit(type="invoice.paid", resource=invoice, tenant=invoice.subscription.tenant)
 
 
 def invoices_save_finalized(invoices: list[Invoice]) -> None:
-    """Write the rows of drafts finalized with ``finalize_locked(..., save=False)`` in one statement: the
-    columns that changed on any of them since they were read (they were drafts, so no frozen field of a
-    sent invoice changes)."""
+    """Write the rows of drafts finalized with ``finalize_locked(..., save=False)`` in one statement (the
+    columns that changed on any of them since they were read; they were drafts, so no frozen field of a
+    sent invoice changes), then emit their webhooks."""
     if not invoices:
         return
     now = timezone.now()
@@ -324,6 +329,7 @@ def invoices_save_finalized(invoices: list[Invoice]) -> None:
     Invoice.objects.bulk_update(invoices, sorted(columns))
     for invoice in invoices:
         invoice._stored = {name: getattr(invoice, name) for name in ("status", *Invoice.FROZEN_FIELDS)}
+        _emit_finalized(invoice)
 
 
 def queue_invoice_emails(invoices: list[Invoice]) -> None:

@@ -442,7 +442,7 @@ def _finalize_batch(pks: list[int], *, at: datetime, just_priced: set[int], cata
             numbers = next_numbers(at, len(drafts))
             for invoice, number in zip(drafts, numbers, strict=True):
                 finalize_locked(invoice, at=at, reprice=False, catalog=catalog, number=number, drawn=True, save=False)
-        invoices_save_finalized(drafts)
+            invoices_save_finalized(drafts)
         queue_invoice_emails(drafts)
         _count(chunk, finalized=len(drafts))
     return drafts
