@@ -17,6 +17,7 @@ price_subscription_period; late usage reads a period's segments again (period_se
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -80,6 +81,14 @@ def _versions_timeline(subscription: Subscription) -> list[tuple[datetime, PlanV
     timeline.extend((change.changed_at, change.to_version) for change in changes)
     subscription._timeline = timeline
     return timeline
+
+
+def with_plan_change(subscription: Subscription, version: PlanVersion, at: datetime) -> Subscription:
+    """A copy of `subscription`, never saved, as it would be with a change to `version` at `at` (any change
+    after `at` dropped): priced like the real one, for a plan change's preview."""
+    preview = copy.copy(subscription)
+    preview._timeline = [*((since, v) for since, v in _versions_timeline(subscription) if since < at), (at, version)]
+    return preview
 
 
 def _version_at(subscription: Subscription, at: datetime) -> PlanVersion:
