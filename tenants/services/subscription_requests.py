@@ -105,8 +105,8 @@ def _create(**fields) -> SubscriptionRequest:
         raise ApplicationError("This subscription already has a change waiting: reload to see it.") from exc
 
 
-def _new_change(sub: Subscription, version: PlanVersion, at: datetime, made_by) -> SubscriptionChange:
-    subscription_change_plan(subscription=sub, plan_version=version, at=at, made_by=made_by)
+def _new_change(sub: Subscription, version: PlanVersion, at: datetime, made_by, now: datetime) -> SubscriptionChange:
+    subscription_change_plan(subscription=sub, plan_version=version, at=at, made_by=made_by, now=now)
     return sub.changes.order_by("-changed_at", "-pk").first()
 
 
@@ -128,13 +128,13 @@ def subscription_request_plan(
         fields = {"subscription": sub, "kind": kind, "from_version": sub.plan_version, "to_version": target,
                   "requested_by": by}
         if kind == Kind.UPGRADE:
-            change = _new_change(sub, target, now, by)
+            change = _new_change(sub, target, now, by, now)
             request = _create(**fields, status=Status.APPLIED, effective_at=now, change=change)
         elif settings.SUBSCRIPTION_DOWNGRADE_REQUIRES_APPROVAL:
             request = _create(**fields, status=Status.PENDING_APPROVAL, effective_at=next_period_start)
         else:
             request = _create(**fields, status=Status.SCHEDULED, effective_at=next_period_start)
-            request.change = _new_change(sub, target, next_period_start, by)
+            request.change = _new_change(sub, target, next_period_start, by, now)
             request.save(update_fields=["change", "updated_at"])
         _confirm(request, by)
     return request
@@ -163,7 +163,7 @@ def _withdraw(request: SubscriptionRequest, by, now: datetime, note: str = "") -
     if request.status == Status.SCHEDULED and request.effective_at <= now:
         raise ApplicationError(f"{_describe(request)} has taken effect: it can no longer be withdrawn.")
     if request.change_id is not None:
-        subscription_change_withdraw(change=request.change)  # the change row goes; the request keeps the story
+        subscription_change_withdraw(change=request.change, now=now)  # the change row goes; the request keeps the story
     request.status, request.decided_by, request.decided_at, request.note = Status.WITHDRAWN, by, now, note
     request.save(update_fields=["status", "decided_by", "decided_at", "note", "updated_at"])
 
@@ -198,7 +198,7 @@ def subscription_request_approve(*, request: SubscriptionRequest, by, now: datet
         if sub.plan_version_id != request.from_version_id:
             raise ApplicationError("The subscription's plan has changed since this request: refuse it instead.")
         at = max(request.effective_at, now)
-        request.change = _new_change(sub, request.to_version, at, request.requested_by)
+        request.change = _new_change(sub, request.to_version, at, request.requested_by, now)
         request.effective_at = at
         request.status = Status.SCHEDULED if at > now else Status.APPLIED
         request.decided_by, request.decided_at = by, now

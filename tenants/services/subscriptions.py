@@ -61,7 +61,8 @@ def subscription_create(
 
 
 def subscription_change_plan(
-    *, subscription: Subscription, plan_version: PlanVersion, at: datetime | None = None, made_by=None
+    *, subscription: Subscription, plan_version: PlanVersion, at: datetime | None = None, made_by=None,
+    now: datetime | None = None,
 ) -> Subscription:
     """Move a subscription to another plan version from `at` on; the change is kept for billing.
 
@@ -69,7 +70,7 @@ def subscription_change_plan(
     subscription's `plan_version` (what it is on now) follows when subscription_changes_apply_due runs then.
     A change is always after the previous one, so a scheduled change must be withdrawn before another.
     """
-    now = timezone.now()
+    now = now or timezone.now()
     at = at or now
     with transaction.atomic():
         sub = Subscription.objects.select_for_update().get(pk=subscription.pk)
@@ -97,14 +98,14 @@ def subscription_change_plan(
     return sub
 
 
-def subscription_change_withdraw(*, change: SubscriptionChange) -> None:
+def subscription_change_withdraw(*, change: SubscriptionChange, now: datetime | None = None) -> None:
     """Withdraw a scheduled plan change before its time (one in force is history: it was billed)."""
     with transaction.atomic():
         sub = Subscription.objects.select_for_update().get(pk=change.subscription_id)
         found = sub.changes.filter(pk=change.pk).first()
         if found is None:
             return  # withdrawn already
-        if found.changed_at <= timezone.now() or sub.plan_version_id == found.to_version_id:
+        if found.changed_at <= (now or timezone.now()) or sub.plan_version_id == found.to_version_id:
             raise ApplicationError("This plan change has taken effect: it can no longer be withdrawn.")
         found.delete()
 
