@@ -39,7 +39,7 @@ MORE_PLANS = {"plans": [
 
 @pytest.fixture
 def versions(db):
-    versions = import_sample_plans()
+    import_sample_plans()
     plans_import(document=MORE_PLANS)
     from tenants.models import Plan
 
