@@ -149,3 +149,35 @@ def test_a_downgrade_preview_prices_the_next_period_on_this_periods_usage(versio
     assert preview.priced.total == Decimal("7.00")  # 7000 × 0.001
     assert projected_bill(tenant=sub.tenant, as_of=now).total == Decimal("100.00"), "the current plan's, unchanged"
     assert Subscription.objects.get(pk=sub.pk).plan_version == versions["pro"], "a preview changes nothing"
+
+
+def test_the_docs_example_bills_as_written(db):
+    """docs/plans.md, "Changing plan": Team to Starter on 10 December, then a cancellation on 20 January."""
+    import json
+
+    from metering.tests.test_plans_doc import FILES
+    from tenants.services.plans import plans_import
+
+    plans_import(document=json.loads(FILES["team.json"]))
+    plans_import(document={"code": "starter", "name": "Starter", "currency": "USD", "interval": "month",
+                           "base_fee": "10.00",
+                           "charges": [{"metric": "requests", "model": "per_unit", "unit_amount": "0.0002"}]})
+    from tenants.models import Plan
+
+    team = Plan.objects.get(code="team").current_version
+    sub = subscription_create(tenant=TenantFactory(slug="acme"), plan_version=team, started_at=DEC, with_trial=False)
+    asked = subscription_self_change(tenant=sub.tenant, plan_code="starter", by=None,
+                                     now=datetime(2026, 12, 10, 12, 30, tzinfo=UTC))
+    assert (asked.kind, asked.effective_at) == ("downgrade", JAN)
+    subscription_requests_apply_due(now=JAN)
+    add_usage(sub.tenant, "requests", datetime(2027, 1, 5, tzinfo=UTC), 100000)
+    feb = datetime(2027, 2, 1, tzinfo=UTC)
+    cancel = subscription_self_cancel(tenant=sub.tenant, by=None, now=datetime(2027, 1, 20, tzinfo=UTC))
+    assert cancel.effective_at == feb
+    subscription_requests_apply_due(now=feb)
+
+    december = _bill(JAN + timedelta(hours=2)).created[0]
+    assert {plan for plan, _, _ in _lines(december)} == {"team"} and december.total == Decimal("60.00")
+    january = _bill(feb + timedelta(hours=2)).created[0]
+    assert {plan for plan, _, _ in _lines(january)} == {"starter"} and january.total == Decimal("30.00")
+    assert _bill(datetime(2027, 3, 1, 2, tzinfo=UTC)).created == []
