@@ -33,7 +33,8 @@ def _status(page) -> str:
     return page.inner_text("ul.messages")
 
 
-def test_the_owner_upgrades_downgrades_cancels_and_undoes(live_server, transactional_db, browser_page, portal_env):
+def test_the_owner_upgrades_downgrades_cancels_and_undoes(live_server, transactional_db, browser_page,  # noqa: F811
+                                                          portal_env):  # noqa: F811
     from tenants.models import SubscriptionChange, SubscriptionRequest
     from tenants.services.plans import plans_import
 
