@@ -31,6 +31,7 @@ from tenants.models import (
     SubscriptionRequestKind,
     SubscriptionRequestStatus,
     SubscriptionStatus,
+    Tenant,
     TenantStatus,
 )
 from tenants.models.commercial import OPEN_REQUEST_STATUSES
@@ -79,7 +80,9 @@ def open_request(*, subscription: Subscription) -> SubscriptionRequest | None:
 
 
 def _lock(subscription: Subscription) -> Subscription:
-    sub = Subscription.objects.select_for_update().select_related("tenant", "plan_version").get(pk=subscription.pk)
+    # No join in the locking query: on PostgreSQL, a row another transaction updated meanwhile (its plan_version
+    # moved) is re-checked against the joined rows as first read, so a join would lose it.
+    sub = Subscription.objects.select_for_update().get(pk=subscription.pk)
     if sub.tenant.status == TenantStatus.CANCELLED:
         raise ApplicationError("This tenant is cancelled: its subscription cannot change.")
     if sub.tenant.status not in USABLE_TENANT_STATUSES:
@@ -232,8 +235,12 @@ def subscription_requests_apply_due(*, now: datetime | None = None) -> int:
     subscription_changes_apply_due(now=now)
     applied = 0
     due = SubscriptionRequest.objects.filter(status=Status.SCHEDULED, effective_at__lte=now).order_by("effective_at", "pk")
-    for pk in list(due.values_list("pk", flat=True)):
+    for pk, subscription_id, tenant_id in list(due.values_list("pk", "subscription_id", "subscription__tenant_id")):
         with transaction.atomic():
+            # Tenant, subscription, request: the order a staff cancellation locks in (tenant, then subscription),
+            # and the subscription before the request as a withdrawal does, so the two cannot both succeed.
+            Tenant.objects.select_for_update().filter(pk=tenant_id).first()
+            Subscription.objects.select_for_update().filter(pk=subscription_id).first()
             request = (SubscriptionRequest.objects.select_for_update(of=("self",))
                        .select_related("subscription__tenant", "to_version").get(pk=pk))
             if request.status != Status.SCHEDULED:
