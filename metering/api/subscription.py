@@ -20,10 +20,10 @@ from rest_framework import exceptions, permissions, serializers
 from rest_framework.response import Response
 
 from metering.api.base import TenantScopedView, caller_tenant_user
-from metering.api.serializers import PricedLineSerializer
+from metering.api.serializers import ProjectedBillSerializer
 from metering.api.views import USAGE_READ, errors, priced_period_data
 from metering.pricing import format_amount
-from metering.selectors.billing import plan_change_preview
+from metering.selectors.billing import self_service_preview
 from metering.services.billing.periods import subscription_period
 from metering.services.self_service import (
     subscription_self_cancel,
@@ -87,15 +87,6 @@ class OfferedPlanSerializer(serializers.Serializer):
     document = serializers.JSONField(help_text="The plan document (docs/plans.md).")
 
 
-class PreviewInvoiceSerializer(serializers.Serializer):
-    plans = serializers.ListField(child=serializers.CharField())
-    currency = serializers.CharField()
-    period_start = serializers.DateTimeField()
-    period_end = serializers.DateTimeField()
-    lines = PricedLineSerializer(many=True)
-    total = serializers.CharField(help_text="Decimal string with exactly the currency's minor digits.")
-
-
 class PlanChangePreviewSerializer(serializers.Serializer):
     as_of = serializers.DateTimeField()
     plan = serializers.CharField()
@@ -103,7 +94,7 @@ class PlanChangePreviewSerializer(serializers.Serializer):
     takes_effect_at = serializers.DateTimeField()
     estimated = serializers.BooleanField(help_text=(
         "true for a downgrade: the next period is priced on this period's usage so far."))
-    invoice = PreviewInvoiceSerializer()
+    invoice = ProjectedBillSerializer(help_text="The first invoice on the plan, as the projected bill shows one.")
 
 
 class PlanChoiceSerializer(serializers.Serializer):
@@ -200,11 +191,11 @@ class SubscriptionPreviewView(TenantScopedView):
         choice.is_valid(raise_exception=True)
         now = timezone.now()
         _subscription(self.tenant)
-        preview = plan_change_preview(tenant=self.tenant, plan_code=choice.validated_data["plan"], as_of=now)
+        preview = self_service_preview(tenant=self.tenant, plan_code=choice.validated_data["plan"], as_of=now)
         data = {
             "as_of": now, "plan": preview.version.plan.code, "change": preview.kind,
             "takes_effect_at": preview.effective_at, "estimated": preview.estimated,
-            "invoice": priced_period_data(preview.priced),
+            "invoice": {"as_of": now, **priced_period_data(preview.priced)},
         }
         return Response(PlanChangePreviewSerializer(data).data)
 

@@ -7,7 +7,7 @@ from unittest import mock
 
 import pytest
 
-from metering.selectors.billing import plan_change_preview, projected_bill
+from metering.selectors.billing import projected_bill, self_service_preview
 from metering.services.billing.run import billing_run
 from metering.services.self_service import (
     subscription_self_cancel,
@@ -120,7 +120,7 @@ def test_an_upgrade_mid_period_is_billed_in_two_parts_and_previewed_as_billed(ve
     change_at = datetime(2026, 10, 16, tzinfo=UTC)
     add_usage(sub.tenant, "api_calls", OCT + timedelta(days=3), 4000)  # under starter: 4000 × 0.001 = 4.00
     with mock.patch("django.utils.timezone.now", return_value=change_at):
-        preview = plan_change_preview(tenant=sub.tenant, plan_code="pro", as_of=change_at)
+        preview = self_service_preview(tenant=sub.tenant, plan_code="pro", as_of=change_at)
     assert (preview.kind, preview.effective_at, preview.estimated) == ("upgrade", change_at, False)
     # Starter's 4.00 until now, then Pro for 16 of 31 days: base 25.29, commitment 51.61 (the true-up wins).
     assert preview.priced.total == Decimal("51.61")
@@ -143,7 +143,7 @@ def test_a_downgrade_preview_prices_the_next_period_on_this_periods_usage(versio
     now = datetime(2026, 11, 10, 12, 30, tzinfo=UTC)
     add_usage(sub.tenant, "api_calls", datetime(2026, 11, 2, tzinfo=UTC), 7000)
     add_usage(sub.tenant, "api_calls", datetime(2026, 11, 10, 12, tzinfo=UTC), 500)  # the hour under way: not yet
-    preview = plan_change_preview(tenant=sub.tenant, plan_code="starter", as_of=now)
+    preview = self_service_preview(tenant=sub.tenant, plan_code="starter", as_of=now)
     assert (preview.kind, preview.effective_at, preview.estimated) == ("downgrade", DEC, True)
     assert (preview.priced.period_start, preview.priced.period_end) == (DEC, JAN)
     assert preview.priced.total == Decimal("7.00")  # 7000 × 0.001

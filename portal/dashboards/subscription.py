@@ -13,7 +13,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_http_methods
 
 from metering.lake import LakeError
-from metering.selectors.billing import plan_change_preview, projected_bill
+from metering.selectors.billing import self_service_preview
 from metering.services.billing.periods import subscription_period
 from metering.services.self_service import (
     subscription_self_cancel,
@@ -91,8 +91,7 @@ def tenant_subscription(request):
         asked = request.GET.get("preview")
         if asked:
             try:
-                context["preview"] = plan_change_preview(tenant=tenant, plan_code=asked, as_of=now)
-                context["projected"] = projected_bill(tenant=tenant, as_of=now)
+                context["preview"] = self_service_preview(tenant=tenant, plan_code=asked, as_of=now)
             except LakeError:  # an ApplicationError too, but the portal's trouble: its details are for the log
                 logger.exception("plan change preview of %s: the lake did not answer", tenant.slug)
                 context["preview_error"] = "The usage figures are unavailable right now; try again in a few minutes."

@@ -83,12 +83,9 @@ def _versions_timeline(subscription: Subscription) -> list[tuple[datetime, PlanV
     return timeline
 
 
-def with_plan_change(subscription: Subscription, version: PlanVersion, at: datetime) -> Subscription:
-    """A copy of `subscription`, never saved, as it would be with a change to `version` at `at` (any change
-    after `at` dropped): priced like the real one, for a plan change's preview."""
-    preview = copy.copy(subscription)
-    preview._timeline = [*((since, v) for since, v in _versions_timeline(subscription) if since < at), (at, version)]
-    return preview
+def version_at(subscription: Subscription, at: datetime) -> PlanVersion:
+    """The plan version in force at `at` (the first one before the subscription starts)."""
+    return _version_at(subscription, at)
 
 
 def _version_at(subscription: Subscription, at: datetime) -> PlanVersion:
@@ -97,6 +94,15 @@ def _version_at(subscription: Subscription, at: datetime) -> PlanVersion:
         if since <= at or version is None:
             version = candidate
     return version
+
+
+def with_plan_change(subscription: Subscription, plan_version: PlanVersion, at: datetime) -> Subscription:
+    """An unsaved copy of `subscription` as it would be moved to `plan_version` from `at` (a preview of
+    subscription_change_plan, whose checks the caller makes): its timeline gains that change."""
+    moved = copy.copy(subscription)
+    moved._timeline = [*_versions_timeline(subscription), (at, plan_version)]
+    moved.plan_version = plan_version
+    return moved
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('contenttypes', '0002_remove_content_type_name'),
-        ('tenants', '0011_webhooks'),
+        ('tenants', '0012_coupons_tax_rates'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
