@@ -89,9 +89,12 @@ class ChargeForm(forms.Form):
 
 
 class TierForm(forms.Form):
-    up_to = _number("Up to", help_text="Empty on the last tier: no end.")
-    unit_amount = _number("Unit price")
-    flat_amount = _number("Flat amount")
+    """One row of a tier table (its column headers are the labels; each input also says its own)."""
+
+    up_to = _number("Up to", help_text="Empty on the last tier: no end.",
+                    attrs={"aria-label": "Up to (empty on the last tier: no end)"})
+    unit_amount = _number("Unit price", attrs={"aria-label": "Unit price"})
+    flat_amount = _number("Flat amount", attrs={"aria-label": "Flat amount"})
 
 
 ChargeFormSet = forms.formset_factory(ChargeForm, extra=0, can_delete=True, max_num=MAX_CHARGES, validate_max=True,

@@ -330,7 +330,7 @@ def plan_versions(request, code: str):
         b = by_number.get(_int(request.GET.get("b")), versions[0])
         sim = Simulation(request.GET, list(metrics), now)
         bills = []
-        if sim.valid and "compare" in request.GET:
+        if sim.valid and ("compare" in request.GET or request.GET.get("action") == "prefill"):
             bills = _with_difference([simulate(v.to_spec(), sim.quantities, sim.period, metrics, f"Version {v.version}")
                                       for v in (a, b)])
         compare = {"a": a.version, "b": b.version, "simulation": sim, "rows": sim.rows(metrics), "bills": bills}

@@ -379,6 +379,14 @@ def test_two_versions_compared_for_the_same_quantities(staff, two_versions):
                          {"a": "1", "b": "2", "q-api_calls": "500", "compare": "1"})
     one, two = response.context["compare"]["bills"]
     assert (one["total"], two["total"], two["difference"]) == ("10.00", "20.00", "+10.00")
+    tenant = two_versions[2][0].tenant
+    last_month = (datetime.now(UTC).replace(day=1) - timedelta(days=1)).replace(day=1, hour=0, minute=0, second=0,
+                                                                                  microsecond=0)
+    HourlyUsage.objects.create(tenant=tenant, metric=Metric.objects.get(code="api_calls"), hour=last_month, value=2000)
+    taken = staff.get(reverse("admin-plan-versions", args=["metered"]),
+                      {"a": "1", "b": "2", "action": "prefill", "sim_tenant": tenant.slug, "sim_month": f"{last_month:%Y-%m}"})
+    one, two = taken.context["compare"]["bills"]  # 1000 x 0.01 + 5.00 flat on each
+    assert (one["total"], two["total"]) == ("25.00", "35.00")
     bad = staff.get(reverse("admin-plan-versions", args=["metered"]), {"a": "zz", "b": "9" * 40, "q-api_calls": "x",
                                                                        "compare": "1"})
     assert bad.status_code == 200 and bad.context["compare"]["bills"] == []
