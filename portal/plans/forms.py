@@ -222,6 +222,12 @@ class PlanBuilder:
         return True
 
     @property
+    def has_errors(self) -> bool:
+        """Whether any of the forms shows an error (after is_valid())."""
+        return bool(self.plan.errors or self.charges.non_form_errors() or any(f.errors for f in self.charges.forms)
+                    or any(t.non_form_errors() or any(f.errors for f in t.forms) for t in self.tiers))
+
+    @property
     def canonical(self) -> dict:
         """The canonical document (after is_valid())."""
         return self._document
