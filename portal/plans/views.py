@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from django import forms
@@ -48,6 +48,7 @@ from tenants.models import Metric, Plan, Subscription, SubscriptionStatus, Tenan
 from tenants.services.plans import plan_save
 from tenants.services.subscriptions import subscription_change_plan
 
+MOVE_HORIZON = timedelta(days=3653)  # a move's date is within ten years of today (periods stay computable)
 IMPORT_MAX_LENGTH = 200_000  # a plan document pasted into the builder (the import command takes whole files)
 _MONTH_RE = re.compile(r"^(\d{4})-(\d{2})$")
 
@@ -305,6 +306,9 @@ class MoveForm(forms.Form):
         at = self.cleaned_data["at"]
         if timezone.is_naive(at):
             at = timezone.make_aware(at, UTC)
+        now = timezone.now()
+        if not now - MOVE_HORIZON <= at <= now + MOVE_HORIZON:
+            raise forms.ValidationError("Choose a date within ten years of today.")
         return at
 
 

@@ -434,7 +434,8 @@ def test_a_move_one_subscription_refuses_moves_none(staff, two_versions):
     response = staff.post(url, data | {"action": "move"})
     assert response.status_code == 200 and "before the subscription starts" in str(response.context["move_form"].errors)
     assert not SubscriptionChange.objects.exists()
-    for bad in ({"at": "yesterday"}, {"to_version": "77"}, {"subscriptions": ["x"]}, {"subscriptions": []}):
+    for bad in ({"at": "yesterday"}, {"at": "9999-12-31T23:59"}, {"at": "0001-01-01T00:00"}, {"to_version": "77"},
+                {"subscriptions": ["x"]}, {"subscriptions": []}):
         response = staff.post(url, data | bad | {"action": "preview"})
         assert response.status_code == 200 and response.context["move_form"].errors
 
