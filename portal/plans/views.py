@@ -88,8 +88,21 @@ def bill_view(priced: PricedPeriod, metrics: dict[str, Metric], title: str) -> d
             if line.charge is not None:
                 item["tiers"] = tiers_document(tier_breakdown(line.charge, line.quantity, currency), currency)
         lines.append(item)
-    return {"title": title, "currency": currency, "lines": lines, "total": format_amount(priced.total, currency),
-            "total_value": priced.total, "period": (priced.period_start, priced.period_end)}
+    bill = {"title": title, "currency": currency, "lines": lines, "total": format_amount(priced.total, currency),
+            "total_value": priced.total, "period": (priced.period_start, priced.period_end), "adjusted": False}
+    totals = priced.totals  # coupons, tax and credits, when the caller applied them (a subscription's invoice)
+    if totals is not None and (totals.discounts or totals.shows_tax or totals.credits_applied):
+        tax = totals.tax_terms
+        bill.update({
+            "adjusted": True, "subtotal": format_amount(totals.subtotal, currency),
+            "discounts": [(d.label, format_amount(d.amount, currency)) for d in totals.discounts if d.amount],
+            "tax": (f"{tax.name} ({format_plain(tax.percentage)} %{', included' if tax.inclusive else ''})",
+                    format_amount(totals.tax, currency)) if totals.shows_tax else None,
+            "total": format_amount(totals.total, currency), "total_value": totals.total,
+            "credits": format_amount(totals.credits_applied, currency) if totals.credits_applied else "",
+            "amount_due": format_amount(totals.amount_due, currency),
+        })
+    return bill
 
 
 def simulate(spec, quantities: dict[str, Decimal], month: tuple[datetime, datetime], metrics, title: str) -> dict:

@@ -4,7 +4,7 @@ move to a version after a preview of their next invoice."""
 
 import json
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
 from django.contrib.auth.models import Permission
@@ -482,3 +482,19 @@ def test_a_request_of_more_fields_than_django_takes_is_a_400_not_a_500(staff):
     plans_import(document=SAMPLE_FILE)
     data = _form_data(_graduated_plan()) | {f"charges-0-tiers-{i}-up_to": str(i) for i in range(1200)}
     assert staff.post(_builder(), data | {"action": "simulate"}).status_code == 400
+
+
+def test_the_move_preview_shows_the_invoice_s_tax_as_the_invoice_will(staff, two_versions):
+    from tenants.models import TaxRate
+    from tenants.services.coupons import tax_rate_save
+
+    v1, v2, (alpha, beta) = two_versions
+    tax_rate_save(tax_rate=TaxRate(name="VAT", percentage=Decimal("20"), is_default=True))
+    at = datetime.now(UTC).replace(second=0, microsecond=0)
+    response = staff.post(reverse("admin-plan-versions", args=["metered"]), {
+        "subscriptions": [alpha.pk], "to_version": "2", "at": f"{at:%Y-%m-%dT%H:%M}", "action": "preview"})
+    before, after = response.context["previews"][0]["bills"]
+    assert (before["subtotal"], before["tax"], before["total"]) == ("10.00", ("VAT (20 %)", "2.00"), "12.00")
+    tax = (Decimal(after["subtotal"]) * Decimal("0.2")).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+    assert after["adjusted"] and Decimal(after["total"]) == Decimal(after["subtotal"]) + tax
+    assert "Amount due" not in response.content.decode() and "VAT (20 %)" in response.content.decode()
