@@ -132,7 +132,8 @@ def _charges(draw):
     "code": st.from_regex(r"\A[a-z][a-z0-9_.-]{0,20}\Z"), "name": st.text("abc XYZé", min_size=1, max_size=20).map(str.strip)
     .filter(bool), "currency": st.sampled_from(["USD", "JPY", "KWD", "EUR"]), "interval": st.sampled_from(["month", "year"]),
     "base_fee": _amount.map(str), "trial_days": st.integers(0, 3650),
-}, optional={"minimum_commitment": _amount.map(str)}), _charges())
+}, optional={"minimum_commitment": _amount.map(str),
+             "included_credit": st.integers(0, 10**8).map(str)}), _charges())
 def test_any_plan_document_round_trips_through_the_form(plan, charges):
     canonical = plan_to_document(parse_plan({**plan, "charges": charges}))
     builder = PlanBuilder(_form_data(canonical), metric_codes=["calls", "bytes", "ips"])
@@ -209,9 +210,10 @@ def test_bad_numbers_are_errors_next_to_their_fields(staff):
     assert "whole number" in str(builder.plan.errors["trial_days"])
     assert not Plan.objects.filter(code="metered").exists()
     builder, html = _post_errors(staff, data_changes={
-        "base_fee": "ten", "minimum_commitment": "-5",
+        "base_fee": "ten", "minimum_commitment": "-5", "included_credit": "0.001",
         "charges-0-tiers-1-unit_amount": "0.01.2", "charges-0-tiers-2-flat_amount": "1e400"})
     assert "decimal string" in str(builder.plan.errors["base_fee"])
+    assert "minor units" in str(builder.plan.errors["included_credit"])
     assert "must not be negative" in str(builder.plan.errors["minimum_commitment"])
     tiers = builder.tiers[0].forms
     assert "decimal string" in str(tiers[1].errors["unit_amount"])
