@@ -114,6 +114,7 @@ def run(args, tmp: Path, settings, connection) -> None:
     print(f"database: {connection.vendor}; generated {args.events:,} events for {len(tenants)} tenants over "
           f"{args.days} days in {generated:.1f} s ({len(files)} Parquet files)")
 
+    parquet_bytes(files, args.events)
     peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     bare = bare_query(lake, files, metrics, start=start, end=end)
     print(f"bare query (plain DuckDB over the same {len(files)} Parquet files: one row per request_id, then "
@@ -261,6 +262,26 @@ def bare_query(lake, files: list[str], metrics, *, start: datetime, end: datetim
         return time.perf_counter() - began
     finally:
         con.close()
+
+
+def parquet_bytes(files: list[str], events: int) -> None:
+    """Bytes per event of the lake's Parquet files, in all and per column (compressed, from the files'
+    metadata): what Athena's price per byte scanned is computed from (docs/scaling.md)."""
+    import pyarrow.parquet as pq
+
+    columns: dict[str, int] = {}
+    total = 0
+    codec = ""
+    for path in files:
+        metadata = pq.ParquetFile(path).metadata
+        total += os.path.getsize(path)
+        for group in range(metadata.num_row_groups):
+            for index in range(metadata.row_group(group).num_columns):
+                column = metadata.row_group(group).column(index)
+                columns[column.path_in_schema] = columns.get(column.path_in_schema, 0) + column.total_compressed_size
+                codec = column.compression
+    print(f"Parquet ({codec}): {total / events:.1f} bytes per event in all; per column: "
+          + ", ".join(f"{name} {size / events:.2f}" for name, size in columns.items()))
 
 
 def queries_view() -> str:
