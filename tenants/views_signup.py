@@ -52,6 +52,7 @@ def signup(request):
                 signup_request = signup_services.signup_request_create(
                     company=data["company"], slug=data["slug"], email=data["email"], plan_version=data["plan"],
                     password=data["password"], browser=browser, ip=client_ip(request),
+                    coupon_code=data.get("coupon", ""),
                 )
             except ApplicationError as exc:
                 field = exc.extra.get("field")
