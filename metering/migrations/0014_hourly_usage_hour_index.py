@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('metering', '0012_invoice_payments'),
+        ('metering', '0013_invoice_order_and_credits'),
         ('tenants', '0011_webhooks'),
     ]
 
