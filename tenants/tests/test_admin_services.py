@@ -32,9 +32,11 @@ def _moment(name, value):
 def _change_subscription(client, sub, **changes):
     data = {"plan_version": sub.plan_version_id, **_moment("trial_ends_at", sub.trial_ends_at),
             **_moment("ends_at", sub.ends_at),
-            # the change-history inline's management form (read-only rows)
+            # the history inlines' management forms (read-only rows): plan changes, the tenant's requests
             "changes-TOTAL_FORMS": "0", "changes-INITIAL_FORMS": "0", "changes-MIN_NUM_FORMS": "0",
-            "changes-MAX_NUM_FORMS": "0"}
+            "changes-MAX_NUM_FORMS": "0",
+            "requests-TOTAL_FORMS": "0", "requests-INITIAL_FORMS": "0", "requests-MIN_NUM_FORMS": "0",
+            "requests-MAX_NUM_FORMS": "0"}
     for name, value in changes.items():
         data.update(_moment(name, value) if name.endswith("_at") else {name: value})
     return client.post(reverse("admin:tenants_subscription_change", args=[sub.pk]), data)
@@ -80,6 +82,19 @@ def test_a_plan_change_the_service_refuses_shows_on_the_form(staff_client):
     response = _change_subscription(staff_client, sub, plan_version=versions["pro"].pk)
     assert response.status_code == 200
     assert "A plan change cannot come before the subscription starts." in response.content.decode()
+    sub.refresh_from_db()
+    assert sub.plan_version == versions["starter"] and not SubscriptionChange.objects.exists()
+
+
+def test_a_plan_change_to_another_currency_is_refused_on_the_form(staff_client):
+    """A period is billed in one currency (docs/plans.md): subscription_change_plan refuses, the admin says so."""
+    from tenants.services.plans import plan_save
+
+    versions = import_sample_plans()
+    euro, _ = plan_save(document={"code": "euro", "name": "Euro", "currency": "EUR", "interval": "month"})
+    sub = subscription_create(tenant=TenantFactory(), plan_version=versions["starter"], started_at=START)
+    response = _change_subscription(staff_client, sub, plan_version=euro.pk)
+    assert response.status_code == 200 and "the currency cannot change" in response.content.decode()
     sub.refresh_from_db()
     assert sub.plan_version == versions["starter"] and not SubscriptionChange.objects.exists()
 
