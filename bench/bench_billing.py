@@ -1,6 +1,9 @@
 """Benchmark of a billing run: N subscriptions with three usage charges each, billed and finalized.
 
-Run as ``python bench/bench_billing.py [--subscriptions 10000] [--workers 0 1 2]``. It uses PostgreSQL
+Run as ``python bench/bench_billing.py [--subscriptions 10000] [--workers 0 1 2] [--no-extras]``. By default
+every subscription also has what comes after the lines (docs/plans.md): two coupons (10 % forever, then 5.00
+once), the default tax rate (20 %, exclusive), a prepaid grant of 10.00 and the plan's included credit of 5.00
+a period, so each invoice draws credits from two grants; ``--no-extras`` bills the lines alone. It uses PostgreSQL
 when DATABASE_URL points at it (CI's server: ``DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres``;
 the bench creates and drops its own database, ``--database``, default ``bench_billing``), else a temporary
 SQLite file. For each ``--workers`` figure it bills the same data afresh: 0 runs the run in this process
@@ -93,11 +96,17 @@ def _stop_workers(workers: list[subprocess.Popen]) -> None:
 
 
 def _forget_invoices() -> None:
-    """Back to the seeded state: no invoice, run, number or email (the next figure bills the same data)."""
-    from metering.models import BillingRun, Invoice, InvoiceLine, InvoiceSequence
+    """Back to the seeded state: no invoice, run, number, email or credit drawn (the next figure bills the same
+    data)."""
+    from django.db import models
+
+    from metering.models import BillingRun, CreditEntry, CreditGrant, Invoice, InvoiceLine, InvoiceSequence
     from tenants.models import EmailDelivery
 
     EmailDelivery.objects.all().delete()
+    CreditEntry.objects.all().delete()  # the credits drawn, and the plans' included credit granted, undone
+    CreditGrant.objects.exclude(source="staff").delete()
+    CreditGrant.objects.update(remaining=models.F("amount"))
     InvoiceLine.objects.all().delete()
     Invoice.objects.all().delete()
     InvoiceSequence.objects.all().delete()
@@ -146,6 +155,7 @@ def main() -> None:
                         help="worker processes per figure (0: the run in this process); several figures bill the "
                              "same data afresh each")
     parser.add_argument("--database", default="bench_billing", help="the PostgreSQL database to create and drop")
+    parser.add_argument("--no-extras", action="store_true", help="no coupons, tax or credits")
     args = parser.parse_args()
     if any(args.workers) and not os.environ.get("CELERY_BROKER_URL", "").startswith("redis://"):
         raise SystemExit("--workers N (N >= 1) needs Celery workers on Redis: set CELERY_BROKER_URL=redis://...")
@@ -168,12 +178,24 @@ def main() -> None:
     from django.core.management import call_command
     from django.db import connection, transaction
 
-    from metering.models import HourlyUsage, Invoice
-    from tenants.models import EmailDelivery, Metric, Plan, Subscription, Tenant
+    from metering.models import CreditEntry, CreditGrant, HourlyUsage, Invoice
+    from tenants.models import (
+        Coupon,
+        EmailDelivery,
+        Metric,
+        Plan,
+        Subscription,
+        SubscriptionCoupon,
+        TaxRate,
+        Tenant,
+    )
     from tenants.services.plans import plans_import
 
     call_command("migrate", verbosity=0)
     began = time.perf_counter()
+    extras = not args.no_extras
+    if extras:
+        PLANS["plans"][0]["included_credit"] = "5.00"
     plans_import(document=PLANS)
     version = Plan.objects.get(code="bench").current_version
     metrics = list(Metric.objects.all())
@@ -184,9 +206,20 @@ def main() -> None:
             Tenant(slug=f"bench-{i:05d}", name=f"Bench {i}", contact_email=f"billing@bench-{i}.example", status="active")
             for i in range(n)
         )
-        Subscription.objects.bulk_create(
+        subscriptions = Subscription.objects.bulk_create(
             Subscription(tenant=t, plan_version=version, started_at=october, billing_cycle="calendar") for t in tenants
         )
+        if extras:
+            TaxRate.objects.create(name="VAT 20 %", percentage=20, is_default=True)
+            coupons = [Coupon.objects.create(code="TEN", name="Ten", kind="percent", percent_off=10, duration="forever",
+                                             times_redeemed=n),
+                       Coupon.objects.create(code="FIVE", name="Five", kind="fixed", amount_off=5, currency="USD",
+                                             duration="once", times_redeemed=n)]
+            SubscriptionCoupon.objects.bulk_create(
+                SubscriptionCoupon(subscription=s, coupon=c, applied_at=october, via="staff")
+                for s in subscriptions for c in coupons)
+            CreditGrant.objects.bulk_create(
+                CreditGrant(tenant=t, currency="USD", amount=10, remaining=10, source="staff") for t in tenants)
         rows = []
         for i, tenant in enumerate(tenants):
             for day in range(0, 30, 3):
@@ -214,9 +247,15 @@ def main() -> None:
             run.status, run.errors[:300], created, finalized)
         assert Invoice.objects.filter(number__isnull=False).count() == n  # every invoice finalized, numbered
         assert EmailDelivery.objects.filter(kind="invoice").count() == n  # every invoice's email is recorded
+        if extras:
+            invoices = Invoice.objects.all()
+            assert not invoices.filter(discount=0).exists() and not invoices.filter(tax=0).exists()
+            assert not invoices.filter(credits_applied__lt=15).exists(), "every invoice drew its 15.00 of credits"
+            assert CreditEntry.objects.count() == 2 * n
         who = "in this process" if workers == 0 else f"with {workers} worker process{'es' if workers > 1 else ''}"
         load = ", ".join(f"{figure:.2f}" for figure in os.getloadavg())
-        print(f"{engine}: billed {created} subscriptions (3 charges each) and finalized {finalized} invoices {who} "
+        what = "3 charges, 2 coupons, tax and 2 credit grants each" if extras else "3 charges each"
+        print(f"{engine}: billed {created} subscriptions ({what}) and finalized {finalized} invoices {who} "
               f"in {elapsed:.1f} s: {created / elapsed:.0f} invoices/s ({run.chunks.count()} chunks; {cpu:.1f} CPU s "
               f"in the billing process{'es' if workers > 1 else ''}; load average {load})", flush=True)
     began = time.perf_counter()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from django import forms
@@ -44,10 +44,11 @@ from metering.selectors.usage import period_quantities
 from metering.services.billing.catalog import Catalog
 from portal.kernel import ApplicationError
 from portal.plans.forms import PlanBuilder, quantity_or_error
-from tenants.models import Metric, Plan, Subscription, SubscriptionStatus, Tenant
+from tenants.models import Metric, Plan, Subscription, SubscriptionChange, SubscriptionStatus, Tenant
 from tenants.services.plans import plan_save
-from tenants.services.subscriptions import subscription_change_plan
+from tenants.services.subscriptions import subscription_change_plan, subscription_change_withdraw
 
+MOVE_HORIZON = timedelta(days=3653)  # a move's date is within ten years of today (periods stay computable)
 IMPORT_MAX_LENGTH = 200_000  # a plan document pasted into the builder (the import command takes whole files)
 _MONTH_RE = re.compile(r"^(\d{4})-(\d{2})$")
 
@@ -87,8 +88,21 @@ def bill_view(priced: PricedPeriod, metrics: dict[str, Metric], title: str) -> d
             if line.charge is not None:
                 item["tiers"] = tiers_document(tier_breakdown(line.charge, line.quantity, currency), currency)
         lines.append(item)
-    return {"title": title, "currency": currency, "lines": lines, "total": format_amount(priced.total, currency),
-            "total_value": priced.total, "period": (priced.period_start, priced.period_end)}
+    bill = {"title": title, "currency": currency, "lines": lines, "total": format_amount(priced.total, currency),
+            "total_value": priced.total, "period": (priced.period_start, priced.period_end), "adjusted": False}
+    totals = priced.totals  # coupons, tax and credits, when the caller applied them (a subscription's invoice)
+    if totals is not None and (totals.discounts or totals.shows_tax or totals.credits_applied):
+        tax = totals.tax_terms
+        bill.update({
+            "adjusted": True, "subtotal": format_amount(totals.subtotal, currency),
+            "discounts": [(d.label, format_amount(d.amount, currency)) for d in totals.discounts if d.amount],
+            "tax": (f"{tax.name} ({format_plain(tax.percentage)} %{', included' if tax.inclusive else ''})",
+                    format_amount(totals.tax, currency)) if totals.shows_tax else None,
+            "total": format_amount(totals.total, currency), "total_value": totals.total,
+            "credits": format_amount(totals.credits_applied, currency) if totals.credits_applied else "",
+            "amount_due": format_amount(totals.amount_due, currency),
+        })
+    return bill
 
 
 def simulate(spec, quantities: dict[str, Decimal], month: tuple[datetime, datetime], metrics, title: str) -> dict:
@@ -305,6 +319,9 @@ class MoveForm(forms.Form):
         at = self.cleaned_data["at"]
         if timezone.is_naive(at):
             at = timezone.make_aware(at, UTC)
+        now = timezone.now()
+        if not now - MOVE_HORIZON <= at <= now + MOVE_HORIZON:
+            raise forms.ValidationError("Choose a date within ten years of today.")
         return at
 
 
@@ -317,6 +334,10 @@ def plan_versions(request, code: str):
     by_number = {v.version: v for v in versions}
     subscriptions = list(Subscription.objects.filter(plan_version__plan=plan, status=SubscriptionStatus.ACTIVE)
                          .select_related("tenant", "plan_version__plan").order_by("tenant__slug"))
+    scheduled = {change.subscription_id: change for change in SubscriptionChange.objects.filter(
+        subscription__in=subscriptions, changed_at__gt=now).select_related("to_version")}
+    for sub in subscriptions:
+        sub.scheduled_change = scheduled.get(sub.pk)  # a move still to come: it is on its version until then
     counts: dict[int, int] = {}
     for sub in subscriptions:
         counts[sub.plan_version_id] = counts.get(sub.plan_version_id, 0) + 1
@@ -330,10 +351,14 @@ def plan_versions(request, code: str):
         b = by_number.get(_int(request.GET.get("b")), versions[0])
         sim = Simulation(request.GET, list(metrics), now)
         bills = []
-        if sim.valid and "compare" in request.GET:
+        if sim.valid and ("compare" in request.GET or request.GET.get("action") == "prefill"):
             bills = _with_difference([simulate(v.to_spec(), sim.quantities, sim.period, metrics, f"Version {v.version}")
                                       for v in (a, b)])
         compare = {"a": a.version, "b": b.version, "simulation": sim, "rows": sim.rows(metrics), "bills": bills}
+
+    if request.method == "POST" and request.POST.get("action") == "withdraw":
+        _require(request, "tenants.change_subscription")
+        return _withdraw(request, plan, scheduled)
 
     move_form = MoveForm(request.POST or None, subscriptions=subscriptions, versions=versions,
                          initial={"to_version": versions[0].version if versions else None,
@@ -386,6 +411,25 @@ def plan_versions(request, code: str):
         **_simulator_context(request, now),
     }
     return TemplateResponse(request, "portal/plans/versions.html", context)
+
+
+def _withdraw(request, plan: Plan, scheduled: dict[int, SubscriptionChange]):
+    """Withdraw a move still to come that staff scheduled here (a tenant's own request is withdrawn where it waits)."""
+    change = next((c for c in scheduled.values() if c.pk == _int(request.POST.get("change"))), None)
+    if change is None:
+        messages.error(request, "That move has taken effect or was withdrawn already.")
+    elif SubscriptionChange.objects.filter(pk=change.pk, request__isnull=False).exists():
+        messages.error(request, "That move is a tenant's request: withdraw it on the request (Admin → Subscription "
+                                "requests).")
+    else:
+        try:
+            subscription_change_withdraw(change=change)
+        except ApplicationError as exc:
+            messages.error(request, exc.message)
+        else:
+            messages.success(request, f"Withdrawn: the move to {change.to_version} from "
+                                      f"{change.changed_at:%Y-%m-%d %H:%M} UTC.")
+    return redirect(reverse("admin-plan-versions", args=[plan.code]))
 
 
 def _int(text) -> int | None:
