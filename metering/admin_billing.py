@@ -109,8 +109,8 @@ class InvoiceAdmin(admin.ModelAdmin):
     # Everything is shown, nothing is edited here: a finalized invoice changes only through its actions (void,
     # reissue, mark paid), a draft only by being re-priced.
     fields = ("number", "status", "tenant", "subscription", "currency", "period_start", "period_end", "total_display",
-              "finalized_at", "payment_terms", "due_date", "paid_at", "voided_at", "void_reason", "replaces",
-              "finalize_after", "billing_run", "public_id", "created_at", "updated_at", "email_delivery")
+              "finalized_at", "payment_terms", "due_date", "paid_at", "credit_notes", "voided_at", "void_reason",
+              "replaces", "finalize_after", "billing_run", "public_id", "created_at", "updated_at", "email_delivery")
     readonly_fields = fields
     actions = ["finalize", "void", "reissue", "mark_paid", "export_invoices_csv", "export_lines_csv"]
 
@@ -154,6 +154,22 @@ class InvoiceAdmin(admin.ModelAdmin):
     @admin.display(description="total", ordering="total")
     def total_display(self, invoice):
         return f"{format_amount(invoice.total, invoice.currency)} {invoice.currency}"
+
+    @admin.display(description="credit notes")
+    def credit_notes(self, invoice):
+        from metering.services.billing.credit_notes import invoice_creditable
+
+        notes = format_html_join(
+            mark_safe("<br>"), '<a href="{}">{}</a>: {} {} ({})',
+            ((reverse("admin:metering_creditnote_change", args=[note.pk]), note.number,
+              format_amount(note.amount, note.currency), note.currency, note.get_outcome_display())
+             for note in invoice.credit_notes.all()))
+        creditable = invoice_creditable(invoice)
+        summary = format_html("credited {} {}, {} remains creditable", format_amount(invoice.credited_amount, invoice.currency),
+                              invoice.currency, format_amount(creditable, invoice.currency))
+        issue = format_html(' · <a href="{}" id="issue-credit-note">Issue a credit note</a>',
+                            reverse("admin:metering_creditnote_issue", args=[invoice.pk])) if creditable > 0 else ""
+        return format_html("{}{}{}{}", notes, mark_safe("<br>") if notes else "", summary, issue)
 
     @admin.display(description="payment terms")
     def payment_terms(self, invoice):

@@ -254,6 +254,7 @@ DASHBOARD_CACHE_SECONDS = env.int("DASHBOARD_CACHE_SECONDS", default=300)
 # Billing.
 BILLING_GRACE_PERIOD_MINUTES = env.int("BILLING_GRACE_PERIOD_MINUTES", default=60)
 INVOICE_NUMBER_PREFIX = env.str("INVOICE_NUMBER_PREFIX", default="INV")
+CREDIT_NOTE_NUMBER_PREFIX = env.str("CREDIT_NOTE_NUMBER_PREFIX", default="CN")
 INVOICE_PAYMENT_TERMS_DAYS = env.int("INVOICE_PAYMENT_TERMS_DAYS", default=30)  # due date = issue date + this
 # Payment reminders of unpaid invoices, in days from the due date (negative: before it), sent daily by the beat.
 INVOICE_REMINDER_DAYS = [int(day) for day in env.list("INVOICE_REMINDER_DAYS", default=["-3", "1", "7", "14", "30"])]

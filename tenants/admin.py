@@ -69,7 +69,8 @@ class TenantAdmin(admin.ModelAdmin):
     list_display = ("slug", "name", "status", "contact_email", "current_plan", "created_at")
     list_filter = ("status", "created_at")
     search_fields = ("slug", "name", "contact_email")
-    readonly_fields = ("status", "status_changed_at", "created_at", "updated_at")
+    # The billing channel is set by an AWS Marketplace signup (docs/marketplace.md), never by hand.
+    readonly_fields = ("status", "status_changed_at", "billing_channel", "created_at", "updated_at")
     inlines = [SubscriptionInline]
     actions = ["suspend", "reactivate", "cancel"]
 

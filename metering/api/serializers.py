@@ -8,7 +8,15 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from metering.models import EventReceipt, EventRejection, Invoice, InvoiceLine, SyncRun, UsageAlertFiring
+from metering.models import (
+    CreditNote,
+    EventReceipt,
+    EventRejection,
+    Invoice,
+    InvoiceLine,
+    SyncRun,
+    UsageAlertFiring,
+)
 from metering.pricing import format_amount, format_plain, format_unit_amount
 from tenants.models import Metric, Plan, PlanVersion, Subscription, Tenant, TenantStatus, TenantUser
 
@@ -149,11 +157,21 @@ class InvoiceSerializer(serializers.ModelSerializer):
         help_text="What is left to pay (decimal string in the currency's minor digits): the total less the "
                   "payments received while finalized; 0 once paid, void or a draft.")
     overdue = serializers.SerializerMethodField(help_text="Finalized, not paid in full, and past its due date (UTC).")
+    credited = MoneyField(source="credited_amount", currency_source="currency",
+                          help_text="What its credit notes gave back, whatever their outcome.")
+    creditable = serializers.SerializerMethodField(
+        help_text="What credit notes may still give back: the total less what was credited (0 unless finalized or paid).")
 
     class Meta:
         model = Invoice
-        fields = ["id", "number", "tenant", "status", "currency", "total", "amount_due", "overdue", "period_start",
-                  "period_end", "finalized_at", "due_date", "payment_terms_days", "paid_at", "voided_at"]
+        fields = ["id", "number", "tenant", "status", "currency", "total", "amount_due", "overdue", "credited",
+                  "creditable", "period_start", "period_end", "finalized_at", "due_date", "payment_terms_days",
+                  "paid_at", "voided_at"]
+
+    def get_creditable(self, invoice) -> str:
+        from metering.services.billing.credit_notes import invoice_creditable
+
+        return format_amount(invoice_creditable(invoice), invoice.currency)
 
     def get_amount_due(self, invoice) -> str:
         from metering.services.billing.payments import invoice_amount_due
@@ -164,11 +182,27 @@ class InvoiceSerializer(serializers.ModelSerializer):
         return invoice.is_overdue()
 
 
+class CreditNoteSerializer(serializers.ModelSerializer):
+    id = serializers.UUIDField(source="public_id", read_only=True)
+    amount = MoneyField(currency_source="currency")
+    pdf = serializers.SerializerMethodField(help_text="Path of the credit note's PDF (the tenant's users may fetch it).")
+
+    class Meta:
+        model = CreditNote
+        fields = ["id", "number", "amount", "outcome", "issued_at", "pdf"]
+
+    def get_pdf(self, note) -> str:
+        from django.urls import reverse
+
+        return reverse("credit-note-pdf", args=[note.public_id])
+
+
 class InvoiceDetailSerializer(InvoiceSerializer):
     lines = InvoiceLineSerializer(many=True, read_only=True)
+    credit_notes = CreditNoteSerializer(many=True, read_only=True)
 
     class Meta(InvoiceSerializer.Meta):
-        fields = [*InvoiceSerializer.Meta.fields, "lines"]
+        fields = [*InvoiceSerializer.Meta.fields, "lines", "credit_notes"]
 
 
 class SubscriptionSerializer(serializers.ModelSerializer):

@@ -235,7 +235,7 @@ class InvoiceDetailView(InvoiceQuerysetMixin, TenantScopedView, RetrieveAPIView)
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return Invoice.objects.none()
-        return self.invoices().prefetch_related("lines__adjusts")
+        return self.invoices().prefetch_related("lines__adjusts", "credit_notes")
 
     @extend_schema(responses={200: serializers.InvoiceDetailSerializer, **errors(401, 403, 404, 429)})
     def get(self, request, *args, **kwargs):

@@ -20,6 +20,12 @@ from metering.models.billing import (
     InvoiceStatus,
     LineType,
 )
+from metering.models.credit_notes import (
+    CreditNote,
+    CreditNoteLine,
+    CreditNoteOutcome,
+    ImmutableCreditNoteError,
+)
 from metering.models.events import EventReceipt, EventRejection
 from metering.models.payments import InvoicePayment, InvoiceReminder
 from metering.models.usage import (
@@ -37,6 +43,7 @@ __all__ = [
     "AlertChannel", "AlertKind", "StaffNotice", "StaffNoticeKind", "UsageAlert", "UsageAlertFiring",
     "BillingRun",
     "BillingRunStatus",
+    "CreditNote", "CreditNoteLine", "CreditNoteOutcome", "ImmutableCreditNoteError",
     "EventReceipt",
     "EventRejection",
     "FinalizedInvoiceError",

@@ -37,6 +37,12 @@ class Invoice(models.Model):
         null=True, blank=True, help_text="Days the tenant has to pay, counted from the issue date; fixed at finalization.")
     due_date = models.DateField(null=True, blank=True, help_text="Issue date (UTC) plus the payment terms; fixed at finalization.")
     paid_at = models.DateTimeField(null=True, blank=True)
+    credited_amount = models.DecimalField(
+        max_digits=18, decimal_places=4, default=0, help_text="What its credit notes gave back, all outcomes.")
+    credited_against_due = models.DecimalField(
+        max_digits=18, decimal_places=4, default=0,
+        help_text="The part of credited_amount taken off what was left to pay (the rest was refunded or credited "
+                  "to the tenant's balance).")
     voided_at = models.DateTimeField(null=True, blank=True)
     void_reason = models.TextField(blank=True)
     billing_run = models.ForeignKey("metering.BillingRun", null=True, blank=True, on_delete=models.SET_NULL,
@@ -56,6 +62,12 @@ class Invoice(models.Model):
             models.CheckConstraint(condition=Q(period_end__gt=F("period_start")), name="invoice_period_positive"),
             models.CheckConstraint(condition=Q(status__in=InvoiceStatus.values), name="invoice_status_known"),
             models.CheckConstraint(condition=Q(total__gte=0), name="invoice_total_non_negative"),
+            # Never more credited than invoiced, whatever the credit notes written concurrently.
+            models.CheckConstraint(
+                condition=Q(credited_against_due__gte=0, credited_against_due__lte=F("credited_amount"),
+                            credited_amount__lte=F("total")),
+                name="invoice_credited_within_total",
+                violation_error_message="A credit note cannot credit more than the invoice's total."),
             models.CheckConstraint(
                 condition=Q(status="draft", number__isnull=True) | (~Q(status="draft") & Q(number__isnull=False)),
                 name="invoice_numbered_iff_not_draft",

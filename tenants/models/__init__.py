@@ -3,6 +3,7 @@
 from tenants.models.api_keys import ApiKey, ApiKeyScope
 from tenants.models.commercial import (
     USABLE_TENANT_STATUSES,
+    BillingChannel,
     BillingCycle,
     Charge,
     Plan,
@@ -16,6 +17,7 @@ from tenants.models.commercial import (
 from tenants.models.email import DeliveryStatus, EmailDelivery, EmailKind
 from tenants.models.identity import TenantRole, TenantUser
 from tenants.models.local_identity import LocalIdentity
+from tenants.models.marketplace import MarketplaceCustomer
 from tenants.models.metrics import Aggregation, Metric
 from tenants.models.signup import SignupRequest, SignupStatus
 from tenants.models.webhooks import (
@@ -27,6 +29,8 @@ from tenants.models.webhooks import (
 )
 
 __all__ = [
+    "BillingChannel",
+    "MarketplaceCustomer",
     "ApiKey",
     "ApiKeyScope",
     "BillingCycle",

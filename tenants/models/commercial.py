@@ -1,6 +1,6 @@
 """The commercial side: tenants, versioned plans with their charges, and subscriptions."""
 
-from django.core.validators import RegexValidator
+from django.core.validators import MaxValueValidator, RegexValidator
 from django.db import models
 from django.db.models import F, Q
 
@@ -23,12 +23,28 @@ slug_validator = RegexValidator(
 )
 
 
+class BillingChannel(models.TextChoices):
+    INVOICE = "invoice", "Invoices from the portal"
+    AWS_MARKETPLACE = "aws_marketplace", "AWS Marketplace"
+
+
+MAX_PAYMENT_TERMS_DAYS = 365  # as a plan document's payment_terms_days (docs/plans.md)
+
+
 class Tenant(models.Model):
     slug = models.SlugField(max_length=63, unique=True, validators=[slug_validator])
     name = models.CharField(max_length=200)
     contact_email = models.EmailField(help_text="Billing contact: finalized invoices are sent here.")
     status = models.CharField(max_length=20, choices=TenantStatus.choices, default=TenantStatus.ACTIVE)
     status_changed_at = models.DateTimeField(null=True, blank=True)
+    payment_terms_days = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MaxValueValidator(MAX_PAYMENT_TERMS_DAYS)],
+        help_text="Days this tenant has to pay an invoice, from its issue date; empty: the plan's "
+                  "payment_terms_days, else INVOICE_PAYMENT_TERMS_DAYS (docs/plans.md, \"Payment terms\").")
+    billing_channel = models.CharField(
+        max_length=20, choices=BillingChannel.choices, default=BillingChannel.INVOICE,
+        help_text="AWS Marketplace: AWS bills the tenant from the usage the portal reports hourly; its invoices "
+                  "are kept for the record, never emailed, and owe nothing (docs/marketplace.md).")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -36,6 +52,11 @@ class Tenant(models.Model):
         ordering = ["slug"]
         constraints = [
             models.CheckConstraint(condition=Q(status__in=TenantStatus.values), name="tenant_status_known"),
+            models.CheckConstraint(
+                condition=Q(payment_terms_days__isnull=True) | Q(payment_terms_days__lte=MAX_PAYMENT_TERMS_DAYS),
+                name="tenant_payment_terms_bounded"),
+            models.CheckConstraint(condition=Q(billing_channel__in=BillingChannel.values),
+                                   name="tenant_billing_channel_known"),
         ]
 
     def __str__(self):

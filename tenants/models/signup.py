@@ -44,6 +44,9 @@ class SignupRequest(models.Model):
     ip = models.GenericIPAddressField(null=True, blank=True)
     tenant = models.ForeignKey("tenants.Tenant", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     owner = models.ForeignKey("tenants.TenantUser", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    marketplace_customer = models.ForeignKey(
+        "tenants.MarketplaceCustomer", null=True, blank=True, on_delete=models.SET_NULL, related_name="signups",
+        help_text="Set when the signup started on the AWS Marketplace landing: its tenant is collected through AWS.")
     verified_at = models.DateTimeField(null=True, blank=True)
     provisioned_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
