@@ -10,9 +10,10 @@ from django.utils import timezone
 from metering.pricing import format_unit_amount
 from metering.pricing.documents import DocumentError, loads_document, parse_plan
 from portal.kernel import ApplicationError
-from tenants import (  # noqa: F401  (register the API keys', email deliveries', metrics' and webhooks' admins)
+from tenants import (  # noqa: F401  (register the API keys', email deliveries', Marketplace's, metrics' and webhooks' admins)
     admin_api_keys,
     admin_email,
+    admin_marketplace,
     admin_metrics,
     admin_webhooks,
 )

@@ -27,6 +27,7 @@ from metering.models.credit_notes import (
     ImmutableCreditNoteError,
 )
 from metering.models.events import EventReceipt, EventRejection
+from metering.models.marketplace import MarketplaceRecordStatus, MarketplaceUsageRecord
 from metering.models.payments import InvoicePayment, InvoiceReminder
 from metering.models.usage import (
     DailyUsage,
@@ -54,4 +55,5 @@ __all__ = [
     "InvoiceReminder",
     "InvoiceStatus",
     "LineType",
+    "MarketplaceRecordStatus", "MarketplaceUsageRecord",
     "DailyUsage", "HourlyUsage", "MonthlyUsage", "RollupBackfill", "SyncCursor", "SyncOutcome", "SyncRun", "UnattributedUsage"]

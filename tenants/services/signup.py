@@ -43,6 +43,7 @@ from tenants.models.signup import OPEN_STATUSES
 from tenants.services.email import email_queue
 from tenants.services.identity import tenant_user_create
 from tenants.services.lifecycle import tenant_create
+from tenants.services.marketplace import marketplace_customer_attach
 from tenants.services.subscriptions import subscription_create
 
 logger = logging.getLogger(__name__)
@@ -195,7 +196,7 @@ def signup_for_browser(*, request_id: int | None, browser: str | None) -> Signup
 
 def signup_request_create(
     *, company: str, slug: str, email: str, plan_version: PlanVersion, password: str, browser: str,
-    ip: str | None = None,
+    ip: str | None = None, marketplace_customer_id: int | None = None,
 ) -> SignupRequest:
     """Start a signup in one browser (`browser`: the token kept in its session) and email its code.
 
@@ -227,6 +228,7 @@ def signup_request_create(
         if signup is None:
             signup = SignupRequest(email=email, browser_key=browser_key)
         signup.company, signup.slug, signup.plan_version, signup.ip = company.strip(), slug, plan_version, ip
+        signup.marketplace_customer_id = marketplace_customer_id
         signup.password_encrypted = _encrypt_password(password)
         signup.status = SignupStatus.PENDING
         send = _issue_code(signup)
@@ -351,6 +353,8 @@ def signup_provision(*, request_id: int) -> SignupRequest:
                     contact_email=signup.email,
                     status=TenantStatus.TRIALING if plan_version.trial_days else TenantStatus.ACTIVE,
                 )
+                if signup.marketplace_customer_id is not None:
+                    marketplace_customer_attach(customer_id=signup.marketplace_customer_id, tenant=tenant)
                 subscription_create(tenant=tenant, plan_version=plan_version)
                 owner, _ = tenant_user_create(
                     tenant=tenant, email=signup.email, role=TenantRole.OWNER,

@@ -91,6 +91,9 @@ def credit_note_issue(
                                "have yet: refund it instead.")
     if not lines:
         raise ApplicationError("Choose the lines to credit, or an amount.")
+    if settings.CREDIT_NOTE_NUMBER_PREFIX == settings.INVOICE_NUMBER_PREFIX:
+        raise ApplicationError("CREDIT_NOTE_NUMBER_PREFIX must differ from INVOICE_NUMBER_PREFIX (credit notes are "
+                               "numbered in a sequence of their own).")
     at = at or timezone.now()
     with transaction.atomic():
         locked = Invoice.objects.select_for_update(of=("self",)).select_related("tenant").get(pk=invoice.pk)
