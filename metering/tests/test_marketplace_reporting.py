@@ -1,7 +1,7 @@
 """Usage reported to AWS Marketplace, against moto's Marketplace Metering Service (BatchMeterUsage): the hourly
 task writes one record per customer, dimension and closed hour (the plan's ``marketplace_dimensions``), sends
 them, stores AWS's answers, retries failures, and never sends an hour twice; the admin lists them by state and
-sends failed ones again."""
+sends failed ones again. Such a tenant's invoices are records: paid as issued, never emailed."""
 
 from datetime import timedelta
 from decimal import Decimal
@@ -15,11 +15,18 @@ from moto import mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.meteringmarketplace.models import meteringmarketplace_backends
 
-from metering.models import MarketplaceRecordStatus, MarketplaceUsageRecord, SyncCursor
+from metering.models import (
+    Invoice,
+    InvoiceStatus,
+    MarketplaceRecordStatus,
+    MarketplaceUsageRecord,
+    SyncCursor,
+)
 from metering.pricing import DocumentError, parse_plan
+from metering.services.billing.run import billing_run
 from metering.tasks import report_marketplace_usage
-from metering.tests.test_billing import add_usage
-from tenants.models import BillingChannel, MarketplaceCustomer
+from metering.tests.test_billing import NOV, OCT, add_usage
+from tenants.models import BillingChannel, EmailDelivery, EmailKind, MarketplaceCustomer
 from tenants.services.plans import plan_save
 from tenants.services.subscriptions import subscription_create
 from tenants.tests.factories import TenantFactory, import_sample_plans
@@ -165,3 +172,18 @@ def test_a_plans_dimensions_are_checked_at_import(dimensions, error):
                        {"metric": "data_out_mb", "model": "per_unit", "unit_amount": "0.1"}]}
     with pytest.raises(DocumentError, match=error):
         parse_plan(doc)
+
+
+def test_a_marketplace_tenants_invoices_are_records_never_emailed_or_owed():
+    versions = import_sample_plans()
+    aws_tenant = TenantFactory(slug="acme", billing_channel=BillingChannel.AWS_MARKETPLACE)
+    usual = TenantFactory(slug="globex")
+    for tenant in (aws_tenant, usual):
+        subscription_create(tenant=tenant, plan_version=versions["starter"], started_at=OCT, with_trial=False)
+        add_usage(tenant, "api_calls", OCT + timedelta(days=1), 1000)
+    billing_run(as_of=NOV + timedelta(hours=2), sync=False, finalize_now=True)
+    collected = Invoice.objects.get(tenant=aws_tenant)
+    assert collected.status == InvoiceStatus.PAID and collected.paid_at is not None and collected.number
+    assert Invoice.objects.get(tenant=usual).status == InvoiceStatus.FINALIZED
+    emails = EmailDelivery.objects.filter(kind=EmailKind.INVOICE)
+    assert [e.recipient for e in emails] == ["billing@globex.example"]

@@ -1,22 +1,17 @@
 """The AWS Marketplace registration landing, through the test client: AWS posts the buyer's browser with
 ``x-amzn-marketplace-token``; the landing resolves it (ResolveCustomer: moto 5.2.5 implements only
 BatchMeterUsage of this service, so this one AWS call is stubbed with botocore's Stubber) and hands the
-customer to the self-service signup, whose tenant is then collected through AWS Marketplace: its invoices are
-never emailed and owe nothing."""
+customer to the self-service signup, whose tenant is then collected through AWS Marketplace (its invoices:
+metering/tests/test_marketplace_reporting.py)."""
 
-from datetime import timedelta
 
 import boto3
 import pytest
 from botocore.stub import Stubber
 from django.core.cache import cache
 
-from metering.models import Invoice, InvoiceStatus
-from metering.services.billing.run import billing_run
-from metering.tests.test_billing import NOV, OCT, add_usage
-from tenants.models import BillingChannel, EmailDelivery, EmailKind, MarketplaceCustomer, Tenant
-from tenants.services.subscriptions import subscription_create
-from tenants.tests.factories import TenantFactory, import_sample_plans
+from tenants.models import BillingChannel, MarketplaceCustomer, Tenant
+from tenants.tests.factories import import_sample_plans
 from tenants.tests.test_signup import _code, _form
 
 RESOLVED = {"CustomerIdentifier": "cust-7Jq2", "ProductCode": "prod-abc123", "CustomerAWSAccountId": "123456789012"}
@@ -88,19 +83,3 @@ def test_the_landing_refuses_a_bad_token_or_another_products(client, aws, plans)
     assert MarketplaceCustomer.objects.count() == 0
     # The signup without a landing is the usual one.
     assert "Subscribed through AWS Marketplace" not in client.get("/signup/").content.decode()
-
-
-@pytest.mark.django_db
-def test_a_marketplace_tenants_invoices_are_records_never_emailed_or_owed():
-    versions = import_sample_plans()
-    aws_tenant = TenantFactory(slug="acme", billing_channel=BillingChannel.AWS_MARKETPLACE)
-    usual = TenantFactory(slug="globex")
-    for tenant in (aws_tenant, usual):
-        subscription_create(tenant=tenant, plan_version=versions["starter"], started_at=OCT, with_trial=False)
-        add_usage(tenant, "api_calls", OCT + timedelta(days=1), 1000)
-    billing_run(as_of=NOV + timedelta(hours=2), sync=False, finalize_now=True)
-    collected = Invoice.objects.get(tenant=aws_tenant)
-    assert collected.status == InvoiceStatus.PAID and collected.paid_at is not None and collected.number
-    assert Invoice.objects.get(tenant=usual).status == InvoiceStatus.FINALIZED
-    emails = EmailDelivery.objects.filter(kind=EmailKind.INVOICE)
-    assert [e.recipient for e in emails] == ["billing@globex.example"]
