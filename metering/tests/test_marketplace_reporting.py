@@ -187,3 +187,19 @@ def test_a_marketplace_tenants_invoices_are_records_never_emailed_or_owed():
     assert Invoice.objects.get(tenant=usual).status == InvoiceStatus.FINALIZED
     emails = EmailDelivery.objects.filter(kind=EmailKind.INVOICE)
     assert [e.recipient for e in emails] == ["billing@globex.example"]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_workers_reporting_at_once_send_each_record_once(aws, hours):
+    from metering.tests.processes import concurrently
+
+    marketplace_tenant("acme", "cust-1")
+    for n in range(15):  # 16 tenants × 2 dimensions × the hours: several batches of 25 to share
+        marketplace_tenant(f"t{n}", f"cust-{n + 2}")
+    meteringmarketplace_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].customers_by_product[PRODUCT].extend(
+        f"cust-{n + 2}" for n in range(15))
+    concurrently(report, times=2)
+    sent = [(u["CustomerIdentifier"], u["Dimension"], u["Timestamp"]) for call in aws.calls for u in call["UsageRecords"]]
+    assert len(sent) == len(set(sent)) == 16 * 2 * len(hours)
+    assert MarketplaceUsageRecord.objects.filter(status=MarketplaceRecordStatus.ACCEPTED).count() == 16 * 2 * len(hours)
