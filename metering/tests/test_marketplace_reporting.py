@@ -203,3 +203,57 @@ def test_two_workers_reporting_at_once_send_each_record_once(aws, hours):
     sent = [(u["CustomerIdentifier"], u["Dimension"], u["Timestamp"]) for call in aws.calls for u in call["UsageRecords"]]
     assert len(sent) == len(set(sent)) == 16 * 2 * len(hours)
     assert MarketplaceUsageRecord.objects.filter(status=MarketplaceRecordStatus.ACCEPTED).count() == 16 * 2 * len(hours)
+
+
+@pytest.fixture
+def marketplace_endpoint(monkeypatch):
+    """A stand-in for the Marketplace Metering endpoint that a worker process can reach (moto's mock lives in this
+    process only, and its server mode needs Flask): BatchMeterUsage answers Success per record, and every record
+    received is kept."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    received = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 (http.server's name)
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            assert self.headers["X-Amz-Target"] == "AWSMPMeteringService.BatchMeterUsage"
+            received.extend(body["UsageRecords"])
+            answer = json.dumps({"Results": [{"UsageRecord": record, "MeteringRecordId": f"id-{len(received)}-{n}",
+                                              "Status": "Success"} for n, record in enumerate(body["UsageRecords"])],
+                                 "UnprocessedRecords": []}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-amz-json-1.1")
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setenv("AWS_ENDPOINT_URL_MARKETPLACE_METERING", f"http://127.0.0.1:{server.server_address[1]}")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    try:
+        yield received
+    finally:
+        server.shutdown()
+
+
+@pytest.mark.redis
+def test_the_hourly_task_on_a_real_worker_reports_each_hour_once(marketplace_endpoint, hours, celery_worker_process):
+    tenant = marketplace_tenant("acme", "cust-1")
+    add_usage(tenant, "api_calls", hours[-1], 42)
+    first = report_marketplace_usage.apply_async(kwargs={"now": NOW.isoformat()}, queue=celery_worker_process)
+    assert first.get(timeout=120)["accepted"] == 2 * len(hours)
+    again = report_marketplace_usage.apply_async(kwargs={"now": NOW.isoformat()}, queue=celery_worker_process)
+    assert again.get(timeout=120) == {"written": 0, "accepted": 0, "refused": 0, "retrying": 0, "failed": 0}
+    assert len(marketplace_endpoint) == 2 * len(hours)
+    assert {"CustomerIdentifier": "cust-1", "Dimension": "ApiCalls", "Quantity": 42} in [
+        {k: v for k, v in record.items() if k != "Timestamp"} for record in marketplace_endpoint]
+    assert MarketplaceUsageRecord.objects.filter(status=MarketplaceRecordStatus.ACCEPTED).count() == 2 * len(hours)
