@@ -9,6 +9,7 @@ from metering import (  # noqa: F401  (register the other admins)
     admin_alerts,
     admin_billing,
     admin_credit_notes,
+    admin_credits,
     admin_marketplace,
     admin_payments,
 )

@@ -15,7 +15,6 @@ from metering.models import CreditNote, CreditNoteLine, CreditNoteOutcome, Invoi
 from metering.pricing import format_amount
 from metering.services.billing.credit_notes import (
     CreditRequest,
-    balance_outcome_available,
     credit_note_issue,
     invoice_creditable,
     line_credited,
@@ -36,11 +35,9 @@ class CreditNoteForm(forms.Form):
 
     def __init__(self, *args, invoice: Invoice, **kwargs):
         super().__init__(*args, **kwargs)
-        outcomes = [CreditNoteOutcome.REFUNDED]
+        outcomes = [CreditNoteOutcome.REFUNDED, CreditNoteOutcome.BALANCE]
         if invoice.status == InvoiceStatus.FINALIZED:
             outcomes.insert(0, CreditNoteOutcome.INVOICE)
-        if balance_outcome_available():
-            outcomes.append(CreditNoteOutcome.BALANCE)
         self.fields["outcome"].choices = [(o.value, o.label) for o in outcomes]
         self.rows = []
         lines = list(invoice.lines.order_by("position"))

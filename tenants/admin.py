@@ -12,6 +12,7 @@ from metering.pricing.documents import DocumentError, loads_document, parse_plan
 from portal.kernel import ApplicationError
 from tenants import (  # noqa: F401  (register the API keys', email deliveries', Marketplace's, metrics' and webhooks' admins)
     admin_api_keys,
+    admin_coupons,
     admin_email,
     admin_marketplace,
     admin_metrics,
@@ -67,8 +68,8 @@ class SubscriptionInline(admin.TabularInline):
 
 @admin.register(Tenant)
 class TenantAdmin(admin.ModelAdmin):
-    list_display = ("slug", "name", "status", "contact_email", "current_plan", "created_at")
-    list_filter = ("status", "created_at")
+    list_display = ("slug", "name", "status", "contact_email", "current_plan", "country", "tax_rate", "created_at")
+    list_filter = ("status", "created_at", "tax_rate")
     search_fields = ("slug", "name", "contact_email")
     # The billing channel is set by an AWS Marketplace signup (docs/marketplace.md), never by hand.
     readonly_fields = ("status", "status_changed_at", "billing_channel", "created_at", "updated_at")
@@ -83,6 +84,9 @@ class TenantAdmin(admin.ModelAdmin):
             return super().save_model(request, obj, form, change)
         # A new tenant goes through the lifecycle service, as every other creation does (its webhook event).
         saved = lifecycle.tenant_create(slug=obj.slug, name=obj.name, contact_email=obj.contact_email)
+        if obj.country or obj.tax_id or obj.tax_rate_id:  # the tax details, when given with the tenant
+            saved.country, saved.tax_id, saved.tax_rate_id = obj.country.upper(), obj.tax_id, obj.tax_rate_id
+            saved.save(update_fields=["country", "tax_id", "tax_rate", "updated_at"])
         ServiceWriteAdmin.saved_as(obj, saved)
 
     @admin.display(description="current plan")

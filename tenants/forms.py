@@ -42,6 +42,8 @@ class SignupForm(forms.Form):
     password = forms.CharField(widget=forms.PasswordInput, strip=False, max_length=PASSWORD_MAX_LENGTH,
                                help_text=CognitoPasswordPolicyValidator().get_help_text())
     plan = PlanChoiceField(queryset=PlanVersion.objects.none(), empty_label=None)
+    coupon = forms.CharField(max_length=40, required=False, label="Coupon code",
+                             help_text="If you have one (e.g. LAUNCH10).")
 
     def __init__(self, *args, plan_versions=(), **kwargs):
         super().__init__(*args, **kwargs)
@@ -53,6 +55,9 @@ class SignupForm(forms.Form):
             slug = slugify(self.data.get("company", ""))[:63].strip("-")
         slug_validator(slug)
         return slug
+
+    def clean_coupon(self):
+        return self.cleaned_data.get("coupon", "").strip().upper()
 
     def clean_password(self):
         password = self.cleaned_data["password"]

@@ -13,6 +13,7 @@ from metering.models import (
     EventReceipt,
     EventRejection,
     Invoice,
+    InvoiceDiscount,
     InvoiceLine,
     SyncRun,
     UsageAlertFiring,
@@ -124,6 +125,17 @@ class PricedLineSerializer(serializers.Serializer):
     period_end = serializers.DateTimeField(allow_null=True)
 
 
+class DiscountSerializer(serializers.Serializer):
+    description = serializers.CharField()
+    amount = serializers.CharField(help_text="Decimal string with exactly the currency's minor digits.")
+
+
+class TaxRateSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    percentage = serializers.CharField(help_text="Decimal string, e.g. \"20\" or \"8.5\".")
+    inclusive = serializers.BooleanField()
+
+
 class ProjectedBillSerializer(serializers.Serializer):
     as_of = serializers.DateTimeField()
     plans = serializers.ListField(child=serializers.CharField())
@@ -131,7 +143,14 @@ class ProjectedBillSerializer(serializers.Serializer):
     period_start = serializers.DateTimeField()
     period_end = serializers.DateTimeField()
     lines = PricedLineSerializer(many=True)
-    total = serializers.CharField(help_text="Decimal string with exactly the currency's minor digits.")
+    subtotal = serializers.CharField(help_text="The lines' sum (decimal string with the currency's minor digits).")
+    discounts = DiscountSerializer(many=True, help_text="The subscription's coupons, in the order applied.")
+    discount = serializers.CharField(help_text="The discounts' sum.")
+    tax_rate = TaxRateSerializer(allow_null=True, help_text="The tenant's tax rate; null without one or at 0 %.")
+    tax = serializers.CharField(help_text="Tax on subtotal − discount (included in it for an inclusive rate).")
+    total = serializers.CharField(help_text="subtotal − discount + exclusive tax, with the currency's minor digits.")
+    credits_applied = serializers.CharField(help_text="Prepaid credits that would pay it now.")
+    amount_due = serializers.CharField(help_text="total − credits_applied.")
 
 
 class InvoiceLineSerializer(serializers.ModelSerializer):
@@ -152,10 +171,16 @@ class InvoiceLineSerializer(serializers.ModelSerializer):
 class InvoiceSerializer(serializers.ModelSerializer):
     id = serializers.UUIDField(source="public_id", read_only=True)
     tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    total = MoneyField(currency_source="currency")
+    subtotal = MoneyField(currency_source="currency", help_text="The lines' sum.")
+    discount = MoneyField(currency_source="currency", help_text="The coupons' discounts.")
+    tax = MoneyField(currency_source="currency",
+                     help_text="Tax on subtotal − discount at tax_rate (included in it when the rate is inclusive).")
+    tax_rate = serializers.SerializerMethodField(help_text="The tax rate applied; null without one or at 0 %.")
+    total = MoneyField(currency_source="currency", help_text="subtotal − discount + exclusive tax.")
+    credits_applied = MoneyField(currency_source="currency", help_text="Drawn from prepaid credits when finalized.")
     amount_due = serializers.SerializerMethodField(
         help_text="What is left to pay (decimal string in the currency's minor digits): the total less the "
-                  "payments received while finalized; 0 once paid, void or a draft.")
+                  "credits applied and the payments received while finalized; 0 once paid, void or a draft.")
     overdue = serializers.SerializerMethodField(help_text="Finalized, not paid in full, and past its due date (UTC).")
     credited = MoneyField(source="credited_amount", currency_source="currency",
                           help_text="What its credit notes gave back, whatever their outcome.")
@@ -164,9 +189,16 @@ class InvoiceSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Invoice
-        fields = ["id", "number", "tenant", "status", "currency", "total", "amount_due", "overdue", "credited",
-                  "creditable", "period_start", "period_end", "finalized_at", "due_date", "payment_terms_days",
-                  "paid_at", "voided_at"]
+        fields = ["id", "number", "tenant", "status", "currency", "subtotal", "discount", "tax", "tax_rate", "total",
+                  "credits_applied", "amount_due", "overdue", "credited", "creditable", "period_start", "period_end",
+                  "finalized_at", "due_date", "payment_terms_days", "paid_at", "voided_at"]
+
+    @extend_schema_field(TaxRateSerializer(allow_null=True))
+    def get_tax_rate(self, invoice) -> dict | None:
+        if not invoice.shows_tax:
+            return None
+        return {"name": invoice.tax_name, "percentage": format_plain(invoice.tax_percentage),
+                "inclusive": invoice.tax_inclusive}
 
     def get_creditable(self, invoice) -> str:
         from metering.services.billing.credit_notes import invoice_creditable
@@ -197,12 +229,21 @@ class CreditNoteSerializer(serializers.ModelSerializer):
         return reverse("credit-note-pdf", args=[note.public_id])
 
 
+class InvoiceDiscountSerializer(serializers.ModelSerializer):
+    amount = MoneyField(currency_source="invoice.currency")
+
+    class Meta:
+        model = InvoiceDiscount
+        fields = ["position", "coupon_code", "description", "amount"]
+
+
 class InvoiceDetailSerializer(InvoiceSerializer):
     lines = InvoiceLineSerializer(many=True, read_only=True)
+    discounts = InvoiceDiscountSerializer(many=True, read_only=True)
     credit_notes = CreditNoteSerializer(many=True, read_only=True)
 
     class Meta(InvoiceSerializer.Meta):
-        fields = [*InvoiceSerializer.Meta.fields, "lines", "credit_notes"]
+        fields = [*InvoiceSerializer.Meta.fields, "lines", "discounts", "credit_notes"]
 
 
 class SubscriptionSerializer(serializers.ModelSerializer):
@@ -352,3 +393,72 @@ class SyncRunSerializer(serializers.ModelSerializer):
         model = SyncRun
         fields = ["id", "backend", "window_start", "window_end", "started_at", "finished_at", "attempts", "outcome",
                   "error"]
+
+
+# --- prepaid credits and coupons -------------------------------------------------------------------------
+
+
+class CreditBalanceSerializer(serializers.Serializer):
+    currency = serializers.CharField()
+    balance = serializers.CharField(help_text="What the grants not expired yet have left (decimal string).")
+
+
+class CreditGrantSerializer(serializers.Serializer):
+    id = serializers.IntegerField(read_only=True)
+    currency = serializers.CharField(read_only=True)
+    amount = serializers.CharField(read_only=True)
+    remaining = serializers.CharField(read_only=True)
+    expires_at = serializers.DateTimeField(read_only=True, allow_null=True)
+    expired = serializers.BooleanField(read_only=True)
+    source = serializers.CharField(read_only=True, help_text="staff, api or plan (included in the plan).")
+    note = serializers.CharField(read_only=True)
+    created_at = serializers.DateTimeField(read_only=True)
+
+
+class CreditDrawDownSerializer(serializers.Serializer):
+    grant = serializers.IntegerField(help_text="The grant's id.")
+    invoice = serializers.UUIDField(help_text="The invoice's id.")
+    invoice_number = serializers.CharField(allow_null=True)
+    kind = serializers.CharField(help_text="draw (by the invoice) or restore (the invoice was voided).")
+    amount = serializers.CharField()
+    remaining_after = serializers.CharField(help_text="The grant's remaining after this entry.")
+    created_at = serializers.DateTimeField()
+
+
+class CreditsSerializer(serializers.Serializer):
+    balances = CreditBalanceSerializer(many=True)
+    grants = CreditGrantSerializer(many=True)
+    draw_downs = CreditDrawDownSerializer(many=True, help_text="The ledger, newest first (never edited).")
+
+
+class CreditGrantCreateSerializer(serializers.Serializer):
+    amount = serializers.CharField(max_length=40, help_text="Decimal string in the currency's minor units, above 0.")
+    currency = serializers.CharField(max_length=3)
+    expires_at = serializers.DateTimeField(required=False, allow_null=True,
+                                           help_text="Pays invoices of periods that end by then; empty: never expires.")
+    note = serializers.CharField(max_length=300, required=False, allow_blank=True)
+
+
+class CouponApplySerializer(serializers.Serializer):
+    code = serializers.CharField(max_length=40, help_text="The coupon's code.")
+
+
+class SubscriptionCouponSerializer(serializers.Serializer):
+    code = serializers.CharField(source="coupon.code")
+    name = serializers.CharField(source="coupon.name")
+    kind = serializers.CharField(source="coupon.kind")
+    percent_off = serializers.SerializerMethodField()
+    amount_off = serializers.SerializerMethodField()
+    currency = serializers.CharField(source="coupon.currency")
+    duration = serializers.CharField(source="coupon.duration")
+    duration_periods = serializers.IntegerField(source="coupon.duration_periods", allow_null=True)
+    applied_at = serializers.DateTimeField()
+    via = serializers.CharField()
+
+    def get_percent_off(self, redemption) -> str | None:
+        value = redemption.coupon.percent_off
+        return None if value is None else format_plain(value)
+
+    def get_amount_off(self, redemption) -> str | None:
+        coupon = redemption.coupon
+        return None if coupon.amount_off is None else format_amount(coupon.amount_off, coupon.currency)

@@ -15,6 +15,7 @@ from metering.models.billing import (
     BillingRunStatus,
     FinalizedInvoiceError,
     Invoice,
+    InvoiceDiscount,
     InvoiceLine,
     InvoiceSequence,
     InvoiceStatus,
@@ -26,6 +27,7 @@ from metering.models.credit_notes import (
     CreditNoteOutcome,
     ImmutableCreditNoteError,
 )
+from metering.models.credits import CreditEntry, CreditEntryKind, CreditGrant, CreditLedgerError, CreditSource
 from metering.models.events import EventReceipt, EventRejection
 from metering.models.marketplace import MarketplaceRecordStatus, MarketplaceUsageRecord
 from metering.models.payments import InvoicePayment, InvoiceReminder
@@ -48,7 +50,9 @@ __all__ = [
     "EventReceipt",
     "EventRejection",
     "FinalizedInvoiceError",
+    "CreditEntry", "CreditEntryKind", "CreditGrant", "CreditLedgerError", "CreditSource",
     "Invoice",
+    "InvoiceDiscount",
     "InvoiceLine",
     "InvoiceSequence",
     "InvoicePayment",

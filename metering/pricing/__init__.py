@@ -53,6 +53,7 @@ from .engine import (
     trial_end_for,
     trial_ends_at,
     unit_amount_shown,
+    with_totals,
 )
 from .rules import (
     DEFAULT_RULES,
@@ -63,8 +64,26 @@ from .rules import (
     known_rules,
     rule_paths,
 )
+from .totals import (
+    CouponTerms,
+    CreditDraw,
+    CreditSource,
+    Discount,
+    InvoiceTotals,
+    TaxTerms,
+    draw_credits,
+    invoice_totals,
+)
 
 __all__ = [
+    "CouponTerms",
+    "CreditDraw",
+    "CreditSource",
+    "Discount",
+    "InvoiceTotals",
+    "TaxTerms",
+    "draw_credits",
+    "invoice_totals",
     "MAX_DOCUMENT_BYTES",
     "DEFAULT_RULES",
     "MINOR_UNITS",
@@ -116,4 +135,5 @@ __all__ = [
     "trial_end_for",
     "trial_ends_at",
     "unit_amount_shown",
+    "with_totals",
 ]

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation, localcontext
 from typing import Any
 
-from .currency import ARITHMETIC_CONTEXT, MINOR_UNITS
+from .currency import ARITHMETIC_CONTEXT, MINOR_UNITS, minor_units, quantum
 from .rules import UnknownRuleError, known_rules, validate_rule_params
 
 ZERO = Decimal(0)
@@ -88,8 +88,8 @@ _STATUS_RE = re.compile(r"[1-5](?:xx|[0-9]{2})")
 
 _METRIC_KEYS = frozenset({"code", "name", "event", "aggregation", "field", "filters", "divisor", "unit"})
 _PLAN_KEYS = frozenset(
-    {"code", "name", "currency", "interval", "base_fee", "trial_days", "minimum_commitment", "charges",
-     "payment_terms_days", "marketplace_dimensions"}
+    {"code", "name", "currency", "interval", "base_fee", "trial_days", "minimum_commitment", "included_credit",
+     "charges", "payment_terms_days", "marketplace_dimensions"}
 )
 _CHARGE_KEYS = {
     "per_unit": frozenset({"metric", "model", "unit_amount", "transform"}),
@@ -182,6 +182,7 @@ class PlanSpec:
     trial_days: int = 0
     minimum_commitment: Decimal | None = None
     charges: tuple[ChargeSpec, ...] = ()
+    included_credit: Decimal = ZERO  # a prepaid credit granted each period, expiring at its end
     payment_terms_days: int | None = None  # None: the tenant's, else INVOICE_PAYMENT_TERMS_DAYS
     marketplace_dimensions: tuple[tuple[str, str], ...] = ()  # (metric code, AWS Marketplace dimension)
 
@@ -604,6 +605,11 @@ def _parse_plan(doc: Any, position: int | None, metric_codes: frozenset[str] | N
         report.add("trial_days", f"must be at most {MAX_TRIAL_DAYS} days (ten years), got {trial_days}")
     minimum_commitment = _decimal(report, doc, "minimum_commitment", "minimum_commitment", bounds=AMOUNT,
                                   default=None)
+    included_credit = _decimal(report, doc, "included_credit", "included_credit", bounds=AMOUNT, default=ZERO)
+    if currency is not None and included_credit is not None and included_credit != included_credit.quantize(
+            quantum(currency)):
+        report.add("included_credit", f"must be in {currency}'s minor units ({minor_units(currency)} digits), "
+                                      f"got {_show(included_credit)}")
     payment_terms_days = doc.get("payment_terms_days")
     if payment_terms_days is not None and (
         isinstance(payment_terms_days, bool) or not isinstance(payment_terms_days, int)
@@ -665,8 +671,8 @@ def _parse_plan(doc: Any, position: int | None, metric_codes: frozenset[str] | N
         return None
     return PlanSpec(
         code=code, name=name, currency=currency, interval=interval, base_fee=base_fee, trial_days=trial_days,
-        minimum_commitment=minimum_commitment, charges=tuple(charges), payment_terms_days=payment_terms_days,
-        marketplace_dimensions=tuple(sorted(dimensions)),
+        minimum_commitment=minimum_commitment, charges=tuple(charges), included_credit=included_credit,
+        payment_terms_days=payment_terms_days, marketplace_dimensions=tuple(sorted(dimensions)),
     )
 
 
@@ -856,6 +862,8 @@ def plan_to_document(spec: PlanSpec) -> dict[str, Any]:
     }
     if spec.minimum_commitment is not None:
         doc["minimum_commitment"] = _show(spec.minimum_commitment)
+    if spec.included_credit:
+        doc["included_credit"] = _show(spec.included_credit)
     doc["charges"] = [charge_to_document(charge) for charge in spec.charges]
     if spec.payment_terms_days is not None:
         doc["payment_terms_days"] = spec.payment_terms_days

@@ -10,8 +10,9 @@ from datetime import datetime
 
 from django.utils import timezone
 
-from metering.pricing import PricedPeriod
+from metering.pricing import CreditSource, PricedPeriod, with_totals
 from metering.services.billing.catalog import Catalog
+from metering.services.billing.order import usable_grants
 from metering.services.billing.periods import (
     price_subscription_period,
     subscription_period,
@@ -22,12 +23,27 @@ from tenants.selectors import tenant_active_subscription
 
 def projected_bill(*, tenant, as_of: datetime | None = None) -> PricedPeriod | None:
     """The tenant's upcoming invoice: its active subscription's period containing `as_of` (now by default)
-    priced on its usage so far, lines described as on invoices; None without an active subscription, or
-    before it starts. Late usage of earlier periods, which the invoice would add, is not included."""
+    priced on its usage so far, lines described as on invoices, with its discounts, tax and credits
+    (``.totals``); None without an active subscription, or before it starts. Late usage of earlier periods,
+    which the invoice would add, is not included."""
     as_of = as_of or timezone.now()
     subscription = tenant_active_subscription(tenant=tenant)
     if subscription is None or subscription.started_at > as_of:
         return None
     start, end = subscription_period(subscription, as_of)
     catalog = Catalog()
-    return with_metric_names(price_subscription_period(subscription, start, end, catalog), catalog.metric_names())
+    priced = with_metric_names(price_subscription_period(subscription, start, end, catalog), catalog.metric_names())
+    return with_order(priced, subscription, catalog)
+
+
+def with_order(priced: PricedPeriod, subscription, catalog: Catalog) -> PricedPeriod:
+    """The priced period with the subscription's coupons, its tenant's tax rate and the credits that would pay
+    it now, in the invoice's order (docs/plans.md, "After the lines"), as its invoice will have them."""
+    tenant = subscription.tenant
+    grants = usable_grants(tenant.pk, priced.currency, priced.period_end)
+    return with_totals(
+        priced,
+        coupons=catalog.coupons.terms(subscription, priced.period_start, priced.period_end, priced.currency),
+        tax=catalog.taxes.terms(tenant),
+        credits=[CreditSource(grant.remaining, grant.pk) for grant in grants],
+    )

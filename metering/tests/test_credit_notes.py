@@ -52,9 +52,9 @@ def test_staff_credit_a_paid_invoice_line_by_line_never_above_what_remains(invoi
     page = staff.get(reverse("admin:metering_invoice_change", args=[invoice.pk])).content.decode()
     assert "credited 0.00 USD, 100.00 remains creditable" in page and 'id="issue-credit-note"' in page
     form = staff.get(reverse("admin:metering_creditnote_issue", args=[invoice.pk])).content.decode()
-    # A paid invoice's money goes back as a refund; nothing is left to pay to take it off, and there is no
-    # prepaid balance in this portal yet, so neither choice is offered.
-    assert 'value="refunded"' in form and 'value="invoice"' not in form and 'value="balance"' not in form
+    # A paid invoice's money goes back as a refund or to the tenant's prepaid balance; nothing is left to pay
+    # to take it off.
+    assert 'value="refunded"' in form and 'value="balance"' in form and 'value="invoice"' not in form
 
     base = line(invoice, 1)  # Pro base fee, 49.00
     answer = issue(staff, invoice, outcome="refunded", **{f"line_{base.pk}_all": "on"}, reason="downtime",
@@ -108,7 +108,7 @@ def test_a_credit_note_taken_off_what_is_left_to_pay_settles_the_invoice(invoice
     true_up = line(invoice, 4)
     # 40.00 was received: a refund of more than that is refused; taking 50.00 off the 60.00 left is not.
     refund = issue(staff, invoice, outcome="refunded", amount="40.01")
-    assert refund.status_code == 400 and "more than was received on INV-2026-000001" in refund.content.decode()
+    assert refund.status_code == 400 and "more than the money received on INV-2026-000001" in refund.content.decode()
     too_much = issue(staff, invoice, outcome="invoice", amount="60.01")
     assert too_much.status_code == 400 and "more than what is left to pay" in too_much.content.decode()
     assert issue(staff, invoice, outcome="invoice", **{f"line_{true_up.pk}_all": "on"}).status_code == 302
@@ -183,9 +183,31 @@ def test_an_unpaid_finalized_invoice_is_still_voided_and_the_database_refuses_ov
         Invoice.objects.filter(pk=invoice.pk).update(credited_amount=Decimal("100.01"))
     with pytest.raises(IntegrityError), transaction.atomic():
         Invoice.objects.filter(pk=invoice.pk).update(credited_amount=Decimal("10"), credited_against_due=Decimal("11"))
-    with pytest.raises(ApplicationError, match="prepaid credits"):
-        credit_note_issue(invoice=invoice, outcome="balance", lines=[CreditRequest(None, "1.00")])
     assert invoice_void(invoice=invoice, reason="wrong plan").status == InvoiceStatus.VOID
+
+
+@pytest.mark.django_db
+def test_a_credit_to_the_balance_is_a_prepaid_grant_the_next_invoice_draws(invoice, staff):  # noqa: F811
+    from metering.models import CreditGrant
+
+    # Nothing received yet: nothing to give back to the balance (what is owed is taken off instead).
+    early = issue(staff, invoice, outcome="balance", amount="1.00")
+    assert early.status_code == 400 and "(money or prepaid credits) and not yet given back (0.00 USD)" in (
+        early.content.decode())
+    assert pay(staff, invoice, "100.00").status_code == 302
+    assert issue(staff, invoice, outcome="balance", amount="30.00", reason="SLA credit").status_code == 302
+    note = CreditNote.objects.get()
+    grant = CreditGrant.objects.get(tenant=invoice.tenant)
+    assert (grant.amount, grant.remaining, grant.currency, grant.expires_at) == (
+        Decimal("30.00"), Decimal("30.00"), "USD", None)
+    assert grant.note == f"Credit note {note.number} on invoice INV-2026-000001"
+    # 70.00 of the money is left to give back: a refund of 70.01 is refused, 70.00 is not.
+    assert issue(staff, invoice, outcome="refunded", amount="70.01").status_code == 400
+    assert issue(staff, invoice, outcome="refunded", amount="70.00").status_code == 302
+    # The next period's invoice draws the grant (docs/plans.md, "Prepaid credits").
+    nxt = invoice_finalize(invoice=billing_run(as_of=NOV + timedelta(days=31), sync=False).created[0],
+                           at=NOV + timedelta(days=31))
+    assert nxt.credits_applied == Decimal("30.00")
 
 
 @pytest.mark.postgres

@@ -37,6 +37,12 @@ class Tenant(models.Model):
     contact_email = models.EmailField(help_text="Billing contact: finalized invoices are sent here.")
     status = models.CharField(max_length=20, choices=TenantStatus.choices, default=TenantStatus.ACTIVE)
     status_changed_at = models.DateTimeField(null=True, blank=True)
+    country = models.CharField(max_length=2, blank=True, help_text="ISO 3166-1 alpha-2 code (e.g. FR).")
+    tax_id = models.CharField(max_length=64, blank=True, help_text="The tenant's VAT or tax number, printed on invoices.")
+    tax_rate = models.ForeignKey(
+        "tenants.TaxRate", null=True, blank=True, on_delete=models.PROTECT, related_name="tenants",
+        help_text="Empty: the default tax rate (none: no tax).",
+    )
     payment_terms_days = models.PositiveIntegerField(
         null=True, blank=True, validators=[MaxValueValidator(MAX_PAYMENT_TERMS_DAYS)],
         help_text="Days this tenant has to pay an invoice, from its issue date; empty: the plan's "

@@ -30,6 +30,8 @@ class SignupRequest(models.Model):
     slug = models.CharField(max_length=63, help_text="The tenant's id (custom:tenant_id) to be.")
     email = models.EmailField(help_text="Stored lowercased.")
     plan_version = models.ForeignKey("tenants.PlanVersion", on_delete=models.PROTECT, related_name="+")
+    coupon = models.ForeignKey("tenants.Coupon", null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+                               help_text="The coupon whose code was entered: applied to the subscription when made.")
     password_encrypted = models.TextField(blank=True, editable=False)
     code_hash = models.CharField(max_length=200, blank=True, editable=False)
     code_expires_at = models.DateTimeField(null=True, blank=True)

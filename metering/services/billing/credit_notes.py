@@ -7,9 +7,13 @@ what the others credited; the invoice's running figures are checked by the datab
 
 - ``invoice``: taken off what is left to pay (finalized invoices; at most the amount due). The note that
   brings the amount due to 0 marks the invoice paid.
-- ``refunded``: paid back to the tenant, recorded here (at most what was received and not yet given back).
-- ``balance``: credited to the tenant's prepaid balance, drawn by its next invoices (at most what was
-  received and not yet given back); only where prepaid credits exist.
+- ``refunded``: paid back to the tenant, recorded here (at most the money received and not yet refunded, nor
+  given back otherwise).
+- ``balance``: a prepaid credit grant of the amount for the tenant (metering.services.credits), drawn by its
+  next invoices: at most what was received, in money or prepaid credits, and not yet given back.
+
+Amounts are the invoice's own: a line's credit is capped at the line's amount, the note's at the invoice's
+total (after discounts and tax); a credit note does not split itself into tax.
 
 A credit note is never edited or deleted; a wrong one is corrected by none: credit notes only give back.
 """
@@ -43,11 +47,6 @@ class CreditRequest:
     description: str = ""
 
 
-def balance_outcome_available() -> bool:
-    """Whether the tenant's prepaid balance exists to credit (the prepaid credits of docs/plans.md)."""
-    return False
-
-
 def _amount(value, currency: str, what: str) -> Decimal:
     try:
         amount = Decimal(str(value).strip())
@@ -66,9 +65,10 @@ def line_credited(line_ids) -> dict[int, Decimal]:
 
 
 def invoice_received(invoice: Invoice) -> Decimal:
-    """What the tenant paid on the invoice: its payments, or all that was owed once it is marked paid."""
+    """The money the tenant paid on the invoice: its payments, or all that was owed in money once it is paid
+    (prepaid credits are counted apart: ``credits_applied``)."""
     if invoice.status == InvoiceStatus.PAID:
-        return invoice.total - invoice.credited_against_due
+        return invoice.total - invoice.credits_applied - invoice.credited_against_due
     return invoice.payments.aggregate(paid=Sum("amount"))["paid"] or Decimal(0)
 
 
@@ -86,9 +86,6 @@ def credit_note_issue(
     """Issue a credit note on a finalized or paid invoice, never above what remains creditable."""
     if outcome not in CreditNoteOutcome.values:
         raise ApplicationError(f"Unknown credit note outcome {str(outcome)[:40]!r}.")
-    if outcome == CreditNoteOutcome.BALANCE and not balance_outcome_available():
-        raise ApplicationError("Crediting the tenant's balance needs prepaid credits, which this portal does not "
-                               "have yet: refund it instead.")
     if not lines:
         raise ApplicationError("Choose the lines to credit, or an amount.")
     if settings.CREDIT_NOTE_NUMBER_PREFIX == settings.INVOICE_NUMBER_PREFIX:
@@ -133,7 +130,8 @@ def credit_note_issue(
             raise ApplicationError(f"{format_amount(total, currency)} is more than what remains creditable on "
                                    f"{locked} ({format_amount(creditable, currency)} {currency}).")
         received = invoice_received(locked)
-        given_back = locked.credited_amount - locked.credited_against_due
+        given_back = locked.credited_amount - locked.credited_against_due  # refunded or credited to the balance
+        back_possible = received + locked.credits_applied - given_back
         if outcome == CreditNoteOutcome.INVOICE:
             from metering.services.billing.payments import invoice_amount_due
 
@@ -142,10 +140,20 @@ def credit_note_issue(
                 raise ApplicationError(
                     f"{format_amount(total, currency)} is more than what is left to pay on {locked} "
                     f"({format_amount(due, currency)} {currency}): refund the rest instead.")
-        elif total > received - given_back:
+        elif outcome == CreditNoteOutcome.REFUNDED:
+            refunded = (CreditNote.objects.filter(invoice=locked, outcome=CreditNoteOutcome.REFUNDED)
+                        .aggregate(total=Sum("amount"))["total"] or Decimal(0))
+            refundable = min(received - refunded, back_possible)
+            if total > refundable:
+                raise ApplicationError(
+                    f"{format_amount(total, currency)} is more than the money received on {locked} and not yet given "
+                    f"back ({format_amount(refundable, currency)} {currency}): take it off what is left to pay, or "
+                    "credit the tenant's balance, instead.")
+        elif total > back_possible:
             raise ApplicationError(
-                f"{format_amount(total, currency)} is more than was received on {locked} and not yet given back "
-                f"({format_amount(received - given_back, currency)} {currency}): take it off what is left to pay instead.")
+                f"{format_amount(total, currency)} is more than was received on {locked} (money or prepaid credits) "
+                f"and not yet given back ({format_amount(back_possible, currency)} {currency}): take it off what is "
+                "left to pay instead.")
         number = next_numbers(at, 1, prefix=settings.CREDIT_NOTE_NUMBER_PREFIX)[0]
         note = CreditNote.objects.create(
             invoice=locked, tenant=locked.tenant, number=number, currency=currency, amount=total, outcome=outcome,
@@ -158,6 +166,11 @@ def credit_note_issue(
         if outcome == CreditNoteOutcome.INVOICE:
             locked.credited_against_due += total
         locked.save(update_fields=["credited_amount", "credited_against_due", "updated_at"])
+        if outcome == CreditNoteOutcome.BALANCE:
+            from metering.services.credits import credit_grant_create
+
+            credit_grant_create(tenant=locked.tenant, amount=total, currency=currency, by=by,
+                                note=f"Credit note {number} on invoice {locked.number}")
         webhook_emit(type="invoice.credited", resource=locked, tenant=locked.tenant)
         if outcome == CreditNoteOutcome.INVOICE and locked.status == InvoiceStatus.FINALIZED:
             from metering.services.billing.payments import invoice_amount_due

@@ -82,6 +82,11 @@ def _versions_timeline(subscription: Subscription) -> list[tuple[datetime, PlanV
     return timeline
 
 
+def version_at(subscription: Subscription, at: datetime) -> PlanVersion:
+    """The plan version in force at `at` (the first one before the subscription starts)."""
+    return _version_at(subscription, at)
+
+
 def _version_at(subscription: Subscription, at: datetime) -> PlanVersion:
     version = None
     for since, candidate in _versions_timeline(subscription):

@@ -7,8 +7,8 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('metering', '0013_credit_notes'),
-        ('tenants', '0012_tenant_payment_terms_and_marketplace'),
+        ('metering', '0014_credit_notes'),
+        ('tenants', '0013_tenant_payment_terms_and_marketplace'),
     ]
 
     operations = [

@@ -9,8 +9,8 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('metering', '0012_invoice_payments'),
-        ('tenants', '0012_tenant_payment_terms_and_marketplace'),
+        ('metering', '0013_invoice_order_and_credits'),
+        ('tenants', '0013_tenant_payment_terms_and_marketplace'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
