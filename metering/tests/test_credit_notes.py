@@ -116,6 +116,9 @@ def test_a_credit_note_taken_off_what_is_left_to_pay_settles_the_invoice(invoice
     assert (invoice.status, invoice.credited_against_due) == (InvoiceStatus.FINALIZED, Decimal("50.00"))
     page = staff.get(invoice.get_absolute_url()).content.decode()
     assert "10.00 USD left to pay" in page
+    dashboard = staff.get("/admin/dashboard/").content.decode()
+    receivables = dashboard[dashboard.index('id="receivables"'):]
+    assert "USD: 10.00 on 1 invoice" in receivables[:receivables.index("</section>")]
     # A payment is capped at what is left after the credit note.
     assert pay(staff, invoice, "10.01").status_code == 200
     assert issue(staff, invoice, outcome="invoice", amount="10.00").status_code == 302
