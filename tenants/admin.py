@@ -8,7 +8,7 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from metering.pricing import format_unit_amount
-from metering.pricing.documents import DocumentError, loads_document, parse_plan
+from metering.pricing.documents import DocumentError, parse_plan
 from portal.kernel import ApplicationError
 from tenants import (  # noqa: F401  (register the API keys', email deliveries', Marketplace's, metrics' and webhooks' admins)
     admin_api_keys,
@@ -19,6 +19,7 @@ from tenants import (  # noqa: F401  (register the API keys', email deliveries',
     admin_webhooks,
 )
 from tenants.admin_writes import ServiceWriteAdmin
+from tenants.forms import loads_json_object
 from tenants.models import (
     Charge,
     Plan,
@@ -130,13 +131,7 @@ class PlanForm(forms.ModelForm):
             self.initial["document"] = json.dumps(current.document, indent=2)
 
     def clean_document(self):
-        raw = self.cleaned_data["document"]
-        try:
-            document = loads_document(raw)
-        except DocumentError as exc:
-            raise forms.ValidationError(f"Not valid JSON: {exc}") from exc
-        if not isinstance(document, dict):
-            raise forms.ValidationError("A plan document is a JSON object.")
+        document = loads_json_object(self.cleaned_data["document"], "A plan document is a JSON object.")
         if self.instance.pk and document.get("code") != self.instance.code:
             raise forms.ValidationError(f"The code of a saved plan cannot change (it is {self.instance.code!r}).")
         return document

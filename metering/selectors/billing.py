@@ -17,7 +17,10 @@ from metering.services.billing.periods import (
     price_subscription_period,
     subscription_period,
     with_metric_names,
+    with_plan_change,
 )
+from portal.kernel import ApplicationError
+from tenants.models import PlanVersion, Subscription, SubscriptionStatus
 from tenants.selectors import tenant_active_subscription
 
 
@@ -47,3 +50,32 @@ def with_order(priced: PricedPeriod, subscription, catalog: Catalog) -> PricedPe
         tax=catalog.taxes.terms(tenant),
         credits=[CreditSource(grant.remaining, grant.pk) for grant in grants],
     )
+
+
+def plan_change_preview(
+    *, subscription: Subscription, plan_version: PlanVersion, at: datetime, catalog: Catalog | None = None
+) -> tuple[PricedPeriod, PricedPeriod]:
+    """The invoice of the period containing `at` as it stands, and as it would be with the subscription moved
+    to `plan_version` from `at` (tenants.services.subscriptions.subscription_change_plan), both priced on the
+    usage known now, lines described as on invoices. ApplicationError for a move that service would refuse,
+    or one that changes the currency (a period is billed in one currency)."""
+    if subscription.status != SubscriptionStatus.ACTIVE:
+        raise ApplicationError("Only an active subscription can change plan.")
+    if at < subscription.started_at:
+        raise ApplicationError("A plan change cannot come before the subscription starts.")
+    last = subscription.changes.order_by("-changed_at").first()
+    if last and at < last.changed_at:
+        raise ApplicationError("A plan change cannot come before the previous change.")
+    if subscription.ends_at is not None and at >= subscription.ends_at:
+        raise ApplicationError("The subscription ends before that date.")
+    if plan_version.currency != subscription.plan_version.currency:
+        raise ApplicationError(f"{plan_version} is priced in {plan_version.currency}, the subscription in "
+                               f"{subscription.plan_version.currency}: the currency cannot change.")
+    catalog = catalog or Catalog()
+    start, end = subscription_period(subscription, at)
+    names = catalog.metric_names()
+    before = price_subscription_period(subscription, start, end, catalog)
+    moved = with_plan_change(subscription, plan_version, at)
+    after = price_subscription_period(moved, start, end, catalog)
+    return (with_order(with_metric_names(before, names), subscription, catalog),
+            with_order(with_metric_names(after, names), moved, catalog))

@@ -17,6 +17,7 @@ price_subscription_period; late usage reads a period's segments again (period_se
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -93,6 +94,15 @@ def _version_at(subscription: Subscription, at: datetime) -> PlanVersion:
         if since <= at or version is None:
             version = candidate
     return version
+
+
+def with_plan_change(subscription: Subscription, plan_version: PlanVersion, at: datetime) -> Subscription:
+    """An unsaved copy of `subscription` as it would be moved to `plan_version` from `at` (a preview of
+    subscription_change_plan, whose checks the caller makes): its timeline gains that change."""
+    moved = copy.copy(subscription)
+    moved._timeline = [*_versions_timeline(subscription), (at, plan_version)]
+    moved.plan_version = plan_version
+    return moved
 
 
 @dataclass(frozen=True)
