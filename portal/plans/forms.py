@@ -49,7 +49,13 @@ class PlanFieldsForm(forms.Form):
     trial_days = forms.IntegerField(required=False, min_value=0, max_value=3650, label="Trial days",
                                     help_text="Empty is 0.")
     minimum_commitment = _number("Minimum commitment", help_text="Empty: none.")
+    payment_terms_days = forms.IntegerField(
+        required=False, min_value=0, max_value=365, label="Payment terms (days)",
+        help_text="Empty: the tenant's own, else INVOICE_PAYMENT_TERMS_DAYS (docs/plans.md, \"Payment terms\").")
     is_public = forms.BooleanField(required=False, initial=True, label="Offered on the signup page")
+    # The document's fields the builder has no inputs for, carried through the page unchanged (so saving
+    # from the builder never drops them).
+    kept = forms.CharField(required=False, widget=forms.HiddenInput)
 
     def __init__(self, *args, code_fixed: str | None = None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -123,6 +129,9 @@ def document_initial(document: dict) -> tuple[dict, list[dict], list[list[dict]]
         "base_fee": _text(document.get("base_fee")),
         "trial_days": document.get("trial_days") or 0,
         "minimum_commitment": _text(document.get("minimum_commitment")),
+        "payment_terms_days": document.get("payment_terms_days"),
+        "kept": json.dumps({key: document[key] for key in KEPT_FIELDS if key in document}, default=_plain)
+        if any(key in document for key in KEPT_FIELDS) else "",
     }
     charges, tiers = [], []
     for charge in document.get("charges") or []:
@@ -155,7 +164,9 @@ _CHARGE_FIELDS = {"metric": "metric", "model": "model", "unit_amount": "unit_amo
                   "package_amount": "package_amount", "free_units": "free_units", "rule": "rule",
                   "transform": "transform_divide_by", "transform.divide_by": "transform_divide_by",
                   "transform.round": "transform_round", "tiers": None}
-_PLAN_FIELDS = ("code", "name", "currency", "interval", "base_fee", "trial_days", "minimum_commitment")
+_PLAN_FIELDS = ("code", "name", "currency", "interval", "base_fee", "trial_days", "minimum_commitment",
+                "payment_terms_days")
+KEPT_FIELDS = ("included_credit", "marketplace_dimensions")
 
 
 class PlanBuilder:
@@ -235,6 +246,14 @@ class PlanBuilder:
         _put(doc, "base_fee", data.get("base_fee"))
         doc["trial_days"] = data.get("trial_days") or 0
         _put(doc, "minimum_commitment", data.get("minimum_commitment"))
+        if data.get("payment_terms_days") is not None:
+            doc["payment_terms_days"] = data["payment_terms_days"]
+        try:
+            kept = json.loads(data.get("kept") or "{}")
+        except ValueError:
+            kept = {}
+        if isinstance(kept, dict):
+            doc.update({key: kept[key] for key in KEPT_FIELDS if key in kept})
         doc["charges"] = [self._charge_document(form.cleaned_data, [t.cleaned_data for t in tiers])
                           for form, tiers in self._kept()]
         return doc
