@@ -10,7 +10,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('metering', '0013_invoice_order_and_credits'),
-        ('tenants', '0013_tenant_payment_terms_and_marketplace'),
+        ('tenants', '0014_tenant_payment_terms_and_marketplace'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

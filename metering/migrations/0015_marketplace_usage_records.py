@@ -8,7 +8,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('metering', '0014_credit_notes'),
-        ('tenants', '0013_tenant_payment_terms_and_marketplace'),
+        ('tenants', '0014_tenant_payment_terms_and_marketplace'),
     ]
 
     operations = [

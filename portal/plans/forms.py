@@ -49,6 +49,7 @@ class PlanFieldsForm(forms.Form):
     trial_days = forms.IntegerField(required=False, min_value=0, max_value=3650, label="Trial days",
                                     help_text="Empty is 0.")
     minimum_commitment = _number("Minimum commitment", help_text="Empty: none.")
+    included_credit = _number("Included credit", help_text="Granted each period, expiring at its end; empty is 0.")
     payment_terms_days = forms.IntegerField(
         required=False, min_value=0, max_value=365, label="Payment terms (days)",
         help_text="Empty: the tenant's own, else INVOICE_PAYMENT_TERMS_DAYS (docs/plans.md, \"Payment terms\").")
@@ -95,9 +96,12 @@ class ChargeForm(forms.Form):
 
 
 class TierForm(forms.Form):
-    up_to = _number("Up to", help_text="Empty on the last tier: no end.")
-    unit_amount = _number("Unit price")
-    flat_amount = _number("Flat amount")
+    """One row of a tier table (its column headers are the labels; each input also says its own)."""
+
+    up_to = _number("Up to", help_text="Empty on the last tier: no end.",
+                    attrs={"aria-label": "Up to (empty on the last tier: no end)"})
+    unit_amount = _number("Unit price", attrs={"aria-label": "Unit price"})
+    flat_amount = _number("Flat amount", attrs={"aria-label": "Flat amount"})
 
 
 ChargeFormSet = forms.formset_factory(ChargeForm, extra=0, can_delete=True, max_num=MAX_CHARGES, validate_max=True,
@@ -129,6 +133,7 @@ def document_initial(document: dict) -> tuple[dict, list[dict], list[list[dict]]
         "base_fee": _text(document.get("base_fee")),
         "trial_days": document.get("trial_days") or 0,
         "minimum_commitment": _text(document.get("minimum_commitment")),
+        "included_credit": _text(document.get("included_credit")),
         "payment_terms_days": document.get("payment_terms_days"),
         "kept": json.dumps({key: document[key] for key in KEPT_FIELDS if key in document}, default=_plain)
         if any(key in document for key in KEPT_FIELDS) else "",
@@ -164,9 +169,9 @@ _CHARGE_FIELDS = {"metric": "metric", "model": "model", "unit_amount": "unit_amo
                   "package_amount": "package_amount", "free_units": "free_units", "rule": "rule",
                   "transform": "transform_divide_by", "transform.divide_by": "transform_divide_by",
                   "transform.round": "transform_round", "tiers": None}
-_PLAN_FIELDS = ("code", "name", "currency", "interval", "base_fee", "trial_days", "minimum_commitment",
+_PLAN_FIELDS = ("code", "name", "currency", "interval", "base_fee", "trial_days", "minimum_commitment", "included_credit",
                 "payment_terms_days")
-KEPT_FIELDS = ("included_credit", "marketplace_dimensions")
+KEPT_FIELDS = ("marketplace_dimensions",)
 
 
 class PlanBuilder:
@@ -230,6 +235,12 @@ class PlanBuilder:
         return True
 
     @property
+    def has_errors(self) -> bool:
+        """Whether any of the forms shows an error (after is_valid())."""
+        return bool(self.plan.errors or self.charges.non_form_errors() or any(f.errors for f in self.charges.forms)
+                    or any(t.non_form_errors() or any(f.errors for f in t.forms) for t in self.tiers))
+
+    @property
     def canonical(self) -> dict:
         """The canonical document (after is_valid())."""
         return self._document
@@ -246,6 +257,7 @@ class PlanBuilder:
         _put(doc, "base_fee", data.get("base_fee"))
         doc["trial_days"] = data.get("trial_days") or 0
         _put(doc, "minimum_commitment", data.get("minimum_commitment"))
+        _put(doc, "included_credit", data.get("included_credit"))
         if data.get("payment_terms_days") is not None:
             doc["payment_terms_days"] = data["payment_terms_days"]
         try:
