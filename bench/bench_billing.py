@@ -1,6 +1,9 @@
 """Benchmark of a billing run: N subscriptions with three usage charges each, billed and finalized.
 
-Run as ``python bench/bench_billing.py [--subscriptions 10000]``. It uses PostgreSQL when
+Run as ``python bench/bench_billing.py [--subscriptions 10000] [--no-extras]``. By default every subscription
+also has what comes after the lines (docs/plans.md): two coupons (10 % forever, then 5.00 once), the default
+tax rate (20 %, exclusive), a prepaid grant of 10.00 and the plan's included credit of 5.00 a period, so each
+invoice draws credits from two grants; ``--no-extras`` bills the lines alone. It uses PostgreSQL when
 DATABASE_URL points at it (CI's server: ``DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres``;
 the bench creates and drops its own database ``bench_billing``), else a temporary SQLite file. It
 prints the seeding time, the billing time and invoices per second (issue 5's target: 10,000
@@ -41,16 +44,16 @@ PLANS = {
 }
 
 
-def _prepare_database() -> str:
+def _prepare_database(name: str) -> str:
     url = os.environ.get("DATABASE_URL", "")
     if url.startswith("postgres"):
         import psycopg
 
         admin_url = url.rsplit("/", 1)[0] + "/postgres"
         with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute("DROP DATABASE IF EXISTS bench_billing")
-            conn.execute("CREATE DATABASE bench_billing")
-        os.environ["DATABASE_URL"] = url.rsplit("/", 1)[0] + "/bench_billing"
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+            conn.execute(f'CREATE DATABASE "{name}"')
+        os.environ["DATABASE_URL"] = url.rsplit("/", 1)[0] + "/" + name
         return "PostgreSQL"
     folder = tempfile.mkdtemp(prefix="bench-billing-")
     os.environ["DATABASE_URL"] = f"sqlite:///{folder}/bench.sqlite3"
@@ -61,8 +64,10 @@ def _prepare_database() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--subscriptions", type=int, default=10_000)
+    parser.add_argument("--no-extras", action="store_true", help="no coupons, tax or credits")
+    parser.add_argument("--database", default="bench_billing", help="the PostgreSQL database made and dropped")
     args = parser.parse_args()
-    engine = _prepare_database()
+    engine = _prepare_database(args.database)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
     os.environ["EMAIL_URL"] = "dummymail://"  # the bench measures billing, not printing 10,000 emails
     # Billing records each invoice's email and tells a worker; there is none here, and the tasks must not
@@ -74,13 +79,25 @@ def main() -> None:
     from django.core.management import call_command
     from django.db import connection, transaction
 
-    from metering.models import HourlyUsage, Invoice
+    from metering.models import CreditEntry, CreditGrant, HourlyUsage, Invoice
     from metering.services.billing.run import billing_run
-    from tenants.models import EmailDelivery, Metric, Plan, Subscription, Tenant
+    from tenants.models import (
+        Coupon,
+        EmailDelivery,
+        Metric,
+        Plan,
+        Subscription,
+        SubscriptionCoupon,
+        TaxRate,
+        Tenant,
+    )
     from tenants.services.plans import plans_import
 
     call_command("migrate", verbosity=0)
     began = time.perf_counter()
+    extras = not args.no_extras
+    if extras:
+        PLANS["plans"][0]["included_credit"] = "5.00"
     plans_import(document=PLANS)
     version = Plan.objects.get(code="bench").current_version
     metrics = list(Metric.objects.all())
@@ -91,9 +108,20 @@ def main() -> None:
             Tenant(slug=f"bench-{i:05d}", name=f"Bench {i}", contact_email=f"billing@bench-{i}.example", status="active")
             for i in range(n)
         )
-        Subscription.objects.bulk_create(
+        subscriptions = Subscription.objects.bulk_create(
             Subscription(tenant=t, plan_version=version, started_at=october, billing_cycle="calendar") for t in tenants
         )
+        if extras:
+            TaxRate.objects.create(name="VAT 20 %", percentage=20, is_default=True)
+            coupons = [Coupon.objects.create(code="TEN", name="Ten", kind="percent", percent_off=10, duration="forever",
+                                             times_redeemed=n),
+                       Coupon.objects.create(code="FIVE", name="Five", kind="fixed", amount_off=5, currency="USD",
+                                             duration="once", times_redeemed=n)]
+            SubscriptionCoupon.objects.bulk_create(
+                SubscriptionCoupon(subscription=s, coupon=c, applied_at=october, via="staff")
+                for s in subscriptions for c in coupons)
+            CreditGrant.objects.bulk_create(
+                CreditGrant(tenant=t, currency="USD", amount=10, remaining=10, source="staff") for t in tenants)
         rows = []
         for i, tenant in enumerate(tenants):
             for day in range(0, 30, 3):
@@ -114,8 +142,14 @@ def main() -> None:
     created, finalized = len(result.created), len(result.finalized)
     assert created == n and finalized == n and Invoice.objects.count() == n, (created, finalized)
     assert EmailDelivery.objects.filter(kind="invoice").count() == n  # every invoice's email is recorded
-    print(f"{engine}: billed {created} subscriptions (3 charges each) and finalized {finalized} invoices "
+    what = "3 charges, 2 coupons, tax and 2 credit grants each" if extras else "3 charges each"
+    print(f"{engine}: billed {created} subscriptions ({what}) and finalized {finalized} invoices "
           f"in {elapsed:.1f} s: {created / elapsed:.0f} invoices/s")
+    if extras:
+        invoices = Invoice.objects.all()
+        assert not invoices.filter(discount=0).exists() and not invoices.filter(tax=0).exists()
+        assert not invoices.filter(credits_applied__lt=15).exists(), "every invoice drew its 15.00 of credits"
+        assert CreditEntry.objects.count() == 2 * n
     began = time.perf_counter()
     again = billing_run(as_of=datetime(2026, 11, 1, 3, tzinfo=UTC), sync=False)
     print(f"{engine}: a second run found nothing to bill ({len(again.created)} created) in {time.perf_counter() - began:.1f} s")
@@ -124,7 +158,7 @@ def main() -> None:
         import psycopg
 
         with psycopg.connect(os.environ["DATABASE_URL"].rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
-            conn.execute("DROP DATABASE IF EXISTS bench_billing")
+            conn.execute(f'DROP DATABASE IF EXISTS "{args.database}"')
 
 
 if __name__ == "__main__":

@@ -37,6 +37,9 @@ class CreditGrantAdmin(ServiceWriteAdmin):
     date_hierarchy = "created_at"
     inlines = [CreditEntryInline]
 
+    def get_inlines(self, request, obj=None):
+        return [] if obj is None else self.inlines
+
     def get_readonly_fields(self, request, obj=None):
         if obj is None:
             return ()
@@ -45,6 +48,9 @@ class CreditGrantAdmin(ServiceWriteAdmin):
 
     def get_fields(self, request, obj=None):
         return ("tenant", "amount", "currency", "expires_at", "note") if obj is None else self.get_readonly_fields(request, obj)
+
+    def has_change_permission(self, request, obj=None):
+        return obj is None and super().has_change_permission(request, obj)  # a grant is never edited
 
     def has_delete_permission(self, request, obj=None):
         return False  # the ledger refers to it

@@ -80,8 +80,20 @@ class SubscriptionCouponAdmin(ServiceWriteAdmin):
         self.saved_as(obj, saved)
 
 
+class TaxRateForm(forms.ModelForm):
+    class Meta:
+        model = TaxRate
+        fields = ("name", "percentage", "inclusive", "country", "is_default")
+
+    def _get_validation_exclusions(self):
+        # Ticking "default" on another rate is how staff move the mark: the service takes it from the old one in
+        # the same transaction, so the one-default constraint is not checked here (the database still holds it).
+        return {*super()._get_validation_exclusions(), "is_default"}
+
+
 @admin.register(TaxRate)
 class TaxRateAdmin(ServiceWriteAdmin):
+    form = TaxRateForm
     list_display = ("name", "percentage", "inclusive", "country", "is_default")
     list_filter = ("inclusive", "is_default", "country")
     search_fields = ("name", "country")

@@ -1,9 +1,12 @@
 """Invoices and billing runs: one invoice per subscription and period, numbered when finalized, never edited after."""
 
 import uuid
+from decimal import Decimal
 
 from django.db import models
-from django.db.models import F, Q
+from django.db.models import F, Q, Value
+from django.db.models.functions import Abs
+from django.db.models.lookups import LessThan
 
 
 class InvoiceStatus(models.TextChoices):
@@ -79,9 +82,13 @@ class Invoice(models.Model):
             models.CheckConstraint(
                 condition=Q(tax__gte=0) & (Q(tax_percentage__isnull=False) | Q(tax=0, tax_inclusive=False)),
                 name="invoice_tax_needs_rate"),
+            # Compared within half a ten-thousandth, not with =: SQLite does this arithmetic in floating point
+            # (0.30 − 0.10 is not 0.20 there); on PostgreSQL's exact numeric(18, 4) it is equality.
             models.CheckConstraint(
-                condition=Q(tax_inclusive=False, total=F("subtotal") - F("discount") + F("tax"))
-                | Q(tax_inclusive=True, total=F("subtotal") - F("discount"), tax__lte=F("total")),
+                condition=Q(Q(tax_inclusive=False), LessThan(Abs(F("total") - (F("subtotal") - F("discount") + F("tax"))),
+                                                             Value(Decimal("0.00005"))))
+                | Q(Q(tax_inclusive=True, tax__lte=F("total")),
+                    LessThan(Abs(F("total") - (F("subtotal") - F("discount"))), Value(Decimal("0.00005")))),
                 name="invoice_total_in_order"),
             models.CheckConstraint(
                 condition=Q(credits_applied__gte=0, credits_applied__lte=F("total"))

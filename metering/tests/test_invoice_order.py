@@ -140,6 +140,9 @@ def test_the_database_refuses_a_grant_below_zero_and_figures_out_of_order(studio
     for change in ({"tax": D("36.00")}, {"discount": D("201.00")}, {"credits_applied": D("211.00")}):
         with pytest.raises(IntegrityError), transaction.atomic():
             Invoice.objects.filter(pk=invoice.pk).update(**change)
+    # Figures that add up are accepted on SQLite too, whose arithmetic is floating point (0.30 − 0.10 ≠ 0.20).
+    Invoice.objects.filter(pk=invoice.pk).update(subtotal=D("0.30"), discount=D("0.10"), tax=D("0.00"),
+                                                 total=D("0.20"), credits_applied=D("0.10"))
 
 
 def test_voiding_gives_the_credits_back_and_the_replacement_draws_them_again(studio):
@@ -263,3 +266,47 @@ def test_the_tenant_credits_page(owner_client):
     run_billing(DEC + timedelta(hours=2))
     page = client.get("/tenant/credits/").content.decode()
     assert "EUR 20.00</strong> available" in page and "Welcome credit" in page and "Drawn by an invoice" in page
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_finalizations_never_spend_the_same_credit(tmp_path):
+    """Two drafts of one tenant finalized at the same moment by two threads (each its own connection), and two
+    billing runs at once over tenants that each hold one grant: every credit is spent once."""
+    from metering.services.billing.invoices import invoice_create, invoice_finalize
+    from metering.tests.processes import concurrently
+    from tenants.services.subscriptions import subscription_end
+
+    path = tmp_path / "studio.json"
+    path.write_text(FILES["studio.json"])
+    call_command("import_plans", str(path), stdout=StringIO())
+    version = PlanVersion.objects.get(plan__code="studio")
+    tenant = TenantFactory(slug="atelier")
+    first = subscription_create(tenant=tenant, plan_version=version, started_at=NOV - timedelta(days=61),
+                                with_trial=False)
+    subscription_end(subscription=first, at=NOV - timedelta(days=30))
+    second = subscription_create(tenant=tenant, plan_version=version, started_at=NOV, with_trial=False)
+    drafts = [invoice_create(subscription=first, period_start=datetime(2026, 9, 1, tzinfo=UTC),
+                             period_end=datetime(2026, 10, 1, tzinfo=UTC), as_of=DEC),
+              invoice_create(subscription=second, period_start=NOV, period_end=DEC, as_of=DEC)]
+    CreditGrant.objects.all().delete()  # only the grant below: both invoices (150.00 each) want all of it
+    credit_grant_create(tenant=tenant, amount="100.00", currency="EUR")
+    pending = list(drafts)
+    concurrently(lambda: invoice_finalize(invoice=pending.pop(), at=DEC + timedelta(hours=2)))
+    applied = sorted(Invoice.objects.filter(tenant=tenant).values_list("credits_applied", flat=True))
+    assert applied == [D("0.00"), D("100.00")]
+    assert CreditGrant.objects.get(tenant=tenant).remaining == 0 and CreditEntry.objects.count() == 1
+
+    for index in range(12):
+        other = TenantFactory(slug=f"t{index}")
+        subscription_create(tenant=other, plan_version=version, started_at=NOV, with_trial=False)
+        credit_grant_create(tenant=other, amount="7.00", currency="EUR")
+    concurrently(lambda: call_command("run_billing", "--as-of", (DEC + timedelta(hours=2)).isoformat(), "--no-sync",
+                                      "--finalize-now", stdout=StringIO()))
+    for grant in CreditGrant.objects.exclude(tenant=tenant).exclude(period_start=DEC):  # December's: not yet billed
+        drawn = sum(grant.entries.values_list("amount", flat=True), D(0))
+        assert grant.remaining == grant.amount - drawn >= 0
+        # 150.00 base fee: the included 20.00 and the 7.00 grant are both spent, by one invoice each.
+        assert drawn == grant.amount and grant.entries.count() == 1
+    assert Invoice.objects.exclude(tenant=tenant).count() == 12
+    assert set(Invoice.objects.exclude(tenant=tenant).values_list("credits_applied", flat=True)) == {D("27.00")}

@@ -32,7 +32,8 @@ def invoice(subscription, month: date, *, base: str, usage: str, status=InvoiceS
     end = add_months(month, 1)
     made = Invoice.objects.create(
         tenant=subscription.tenant, subscription=subscription, period_start=_at(month), period_end=_at(end),
-        currency=subscription.plan_version.currency, total=Decimal(base) + Decimal(usage), finalize_after=_at(end))
+        currency=subscription.plan_version.currency, subtotal=Decimal(base) + Decimal(usage), total=Decimal(base) + Decimal(usage),
+        finalize_after=_at(end))
     InvoiceLine.objects.create(invoice=made, position=1, type=LineType.BASE_FEE, description="base",
                                amount=Decimal(base), period_start=made.period_start, period_end=made.period_end)
     InvoiceLine.objects.create(invoice=made, position=2, type=LineType.USAGE, description="usage",

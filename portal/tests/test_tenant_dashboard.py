@@ -187,7 +187,8 @@ def test_a_zero_decimal_currency_shows_no_decimals(client, db):
                                          {"metric": "api_calls", "model": "per_unit", "unit_amount": "0.35"}]})
     tenant, user = make_tenant("tokyo", version)
     Invoice.objects.create(tenant=tenant, subscription=tenant.subscriptions.get(), currency="JPY",
-                           status=InvoiceStatus.FINALIZED, number="INV-JP-1", subtotal=Decimal("1200"), total=Decimal("1200"),
+                           status=InvoiceStatus.FINALIZED, number="INV-JP-1", subtotal=Decimal("1200"),
+                           total=Decimal("1200"),
                            period_start=timezone.now() - timedelta(days=60), period_end=timezone.now() - timedelta(days=30),
                            finalize_after=timezone.now() - timedelta(days=29), payment_terms_days=30,
                            due_date=timezone.now().date())

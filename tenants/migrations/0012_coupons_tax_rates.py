@@ -65,7 +65,7 @@ class Migration(migrations.Migration):
             ],
             options={
                 'ordering': ['name'],
-                'constraints': [models.CheckConstraint(condition=models.Q(('percentage__gte', 0), ('percentage__lte', 100)), name='tax_rate_percentage_range', violation_error_message='A tax rate is between 0 and 100 %.'), models.UniqueConstraint(condition=models.Q(('is_default', True)), fields=('is_default',), name='tax_rate_one_default', violation_error_message='Another tax rate is the default already.')],
+                'constraints': [models.CheckConstraint(condition=models.Q(('percentage__gte', 0), ('percentage__lte', 100)), name='tax_rate_percentage_range', violation_error_message='A tax rate is a percentage from 0 to 100.'), models.UniqueConstraint(condition=models.Q(('is_default', True)), fields=('is_default',), name='tax_rate_one_default', violation_error_message='Another tax rate is the default already.')],
             },
         ),
         migrations.AddField(

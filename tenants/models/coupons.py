@@ -117,7 +117,7 @@ class TaxRate(models.Model):
         ordering = ["name"]
         constraints = [
             models.CheckConstraint(condition=Q(percentage__gte=0, percentage__lte=100), name="tax_rate_percentage_range",
-                                   violation_error_message="A tax rate is between 0 and 100 %."),
+                                   violation_error_message="A tax rate is a percentage from 0 to 100."),
             models.UniqueConstraint(fields=["is_default"], condition=Q(is_default=True), name="tax_rate_one_default",
                                     violation_error_message="Another tax rate is the default already."),
         ]

@@ -268,6 +268,10 @@ def queue_invoice_emails(invoices: list[Invoice]) -> None:
     lines: dict[int, list[InvoiceLine]] = {invoice.pk: [] for invoice in invoices}
     for line in InvoiceLine.objects.filter(invoice__in=list(lines)).order_by("invoice_id", "position"):
         lines[line.invoice_id].append(line)
+    discounts: dict[int, list[InvoiceDiscount]] = {invoice.pk: [] for invoice in invoices}
+    if any(invoice.discount for invoice in invoices):
+        for discount in InvoiceDiscount.objects.filter(invoice__in=list(discounts)).order_by("invoice_id", "position"):
+            discounts[discount.invoice_id].append(discount)
     drafts = []
     for invoice in invoices:
         invoice.tenant = tenant = invoice.subscription.tenant  # loaded with the subscription: no query each
@@ -275,7 +279,7 @@ def queue_invoice_emails(invoices: list[Invoice]) -> None:
             continue
         currency = invoice.currency
         order = [(f"Discount: {d.description}", "-" + format_amount(d.amount, currency))
-                 for d in invoice.discounts.all()] if invoice.discount else []
+                 for d in discounts[invoice.pk]]
         if invoice.shows_tax:
             order.append((f"{invoice.tax_name} ({invoice.tax_percentage.normalize():f} %"
                            f"{', included' if invoice.tax_inclusive else ''})", format_amount(invoice.tax, currency)))
