@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('metering', '0015_credit_notes'),
+        ('metering', '0016_credit_notes'),
         ('tenants', '0014_tenant_payment_terms_and_marketplace'),
     ]
 

@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('metering', '0014_hourly_usage_hour_index'),
+        ('metering', '0015_invoice_total_in_order_within_tolerance'),
         ('tenants', '0014_tenant_payment_terms_and_marketplace'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
