@@ -12,6 +12,9 @@ from tenants.models.commercial import (
     SubscriptionStatus,
     Tenant,
     TenantStatus,
+    time_zone_names,
+    validate_time_zone,
+    zone_named,
 )
 from tenants.models.email import DeliveryStatus, EmailDelivery, EmailKind
 from tenants.models.identity import TenantRole, TenantUser
@@ -54,4 +57,7 @@ __all__ = [
     "WebhookDeliveryStatus",
     "WebhookEndpoint",
     "WebhookEvent",
+    "time_zone_names",
+    "validate_time_zone",
+    "zone_named",
 ]
