@@ -469,6 +469,20 @@ def isoformat_z(moment: datetime) -> str:
     return _utc("moment", moment).isoformat().replace("+00:00", "Z")
 
 
+def isoformat_local(moment: datetime, zone: tzinfo) -> str:
+    """ISO 8601 on the clock of ``zone``, with its offset (``2026-11-01T00:00:00-04:00``; ``Z`` at UTC itself)."""
+    return _utc("moment", moment).astimezone(zone).isoformat().replace("+00:00", "Z")
+
+
+def local_label(moment: datetime, zone: tzinfo) -> str:
+    """A moment as people read it on the clock of ``zone``: ``2026-11-01 00:00 UTC-04:00`` (``UTC`` at offset 0)."""
+    local = _utc("moment", moment).astimezone(zone)
+    offset = local.isoformat()[-6:] if local.utcoffset() else ""
+    if local.second or local.microsecond:
+        return f"{local:%Y-%m-%d %H:%M:%S} UTC{offset}"
+    return f"{local:%Y-%m-%d %H:%M} UTC{offset}"
+
+
 def format_quantity(quantity: Decimal) -> str:
     """A quantity as docs/plans.md prints it: plain digits, never an exponent ("12000", "1.5")."""
     quantity = Decimal(quantity)
