@@ -507,8 +507,9 @@ def tiers_document(tiers: Sequence[TierAmount], currency: str) -> list[dict]:
     ]
 
 
-def preview_document(priced: PricedPeriod) -> dict:
-    """The JSON object of the price preview (docs/plans.md, "The price preview").
+def preview_document(priced: PricedPeriod, zone: tzinfo = UTC) -> dict:
+    """The JSON object of the price preview (docs/plans.md, "The price preview"), its period on the clock of
+    ``zone`` (ISO 8601 with the offset; ``Z`` in UTC).
 
     With several plans (a plan change) each line also names its ``plan`` and the object lists
     ``plans``; ``plan`` is then the plan in force at the end of the period.
@@ -530,8 +531,8 @@ def preview_document(priced: PricedPeriod) -> dict:
     doc = {
         "plan": priced.plan,
         "currency": currency,
-        "period_start": isoformat_z(priced.period_start),
-        "period_end": isoformat_z(priced.period_end),
+        "period_start": isoformat_local(priced.period_start, zone),
+        "period_end": isoformat_local(priced.period_end, zone),
         "lines": lines,
         "total": format_amount(priced.total, currency),
     }

@@ -7,7 +7,7 @@ standard output; any problem ends with a non-zero exit and one line on standard 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
@@ -20,21 +20,29 @@ from metering.pricing import (
     add_months,
     calendar_period,
     loads_document,
+    local_to_utc,
     parse_plan_file,
     preview_document,
     price_plan,
 )
+from tenants.models import time_zone_names, zone_named
 
 
-def parse_instant(text: str, option: str) -> datetime:
-    """An ISO 8601 date or date-time; without an offset it is taken as UTC."""
+def parse_instant(text: str, option: str, zone: tzinfo = UTC) -> datetime:
+    """An ISO 8601 date or date-time; without an offset it is a local time in ``zone`` (UTC by default)."""
     try:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
         raise CommandError(f"{option} {text!r} is not an ISO 8601 date or date-time (e.g. 2026-11-01T00:00:00Z)") from None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
+        return local_to_utc(moment, zone)
     return moment.astimezone(UTC)
+
+
+def parse_zone(name: str) -> tzinfo:
+    if name not in time_zone_names():
+        raise CommandError(f"--time-zone {name!r} is not an IANA time zone name (e.g. America/New_York, UTC)")
+    return zone_named(name)
 
 
 def parse_usage(items: list[str], plan: PlanSpec) -> dict[str, Decimal]:
@@ -94,6 +102,9 @@ class Command(BaseCommand):
                             help="end of the period (default: one plan interval after --period-start)")
         parser.add_argument("--subscription-start", metavar="ISO",
                             help="prorate the base fee and the commitment as for a subscription starting then")
+        parser.add_argument("--time-zone", default="UTC", metavar="NAME",
+                            help="the tenant's IANA time zone (default UTC): the default period is its calendar "
+                                 "month, times without an offset are its local times, and the output has its offsets")
 
     def handle(self, *args, **options):
         path = options["plan_file"]
@@ -109,23 +120,25 @@ class Command(BaseCommand):
         plan = choose_plan(plans, options["plan"], path)
         quantities = parse_usage(options["usage"], plan)
 
+        zone = parse_zone(options["time_zone"])
         start_text, end_text = options["period_start"], options["period_end"]
         if start_text is None and end_text is None:
-            period_start, period_end = calendar_period(datetime.now(UTC), plan.interval)
+            period_start, period_end = calendar_period(datetime.now(UTC), plan.interval, zone)
         elif start_text is None:
             raise CommandError("--period-end needs --period-start")
         else:
-            period_start = parse_instant(start_text, "--period-start")
-            if end_text is None:
-                period_end = add_months(period_start, 12 if plan.interval == "year" else 1)
+            period_start = parse_instant(start_text, "--period-start", zone)
+            if end_text is None:  # one interval later on the zone's clock
+                local_start = period_start.astimezone(zone).replace(tzinfo=None)
+                period_end = local_to_utc(add_months(local_start, 12 if plan.interval == "year" else 1), zone)
             else:
-                period_end = parse_instant(end_text, "--period-end")
+                period_end = parse_instant(end_text, "--period-end", zone)
             if period_end <= period_start:
                 raise CommandError(f"--period-end ({end_text}) must be after --period-start ({start_text})")
 
         active_start = None
         if options["subscription_start"] is not None:
-            active_start = parse_instant(options["subscription_start"], "--subscription-start")
+            active_start = parse_instant(options["subscription_start"], "--subscription-start", zone)
             if active_start >= period_end:
                 raise CommandError(
                     f"--subscription-start ({options['subscription_start']}) is not before the period's end"
@@ -135,4 +148,4 @@ class Command(BaseCommand):
                                 active_start=active_start)
         except (ValueError, ArithmeticError) as exc:  # e.g. a custom rule refusing its input
             raise CommandError(f"cannot price plan {plan.code!r}: {exc}") from None
-        self.stdout.write(json.dumps(preview_document(priced), indent=2))
+        self.stdout.write(json.dumps(preview_document(priced, zone), indent=2))
