@@ -194,3 +194,20 @@ def test_admin_changes_the_zone_until_a_period_has_ended(staff):
     assert staff.post(reverse("admin:tenants_tenant_change", args=[old.pk]), _form(old, name="Old Co")).status_code == 302
     old.refresh_from_db()
     assert old.name == "Old Co"
+
+
+def test_price_preview_takes_a_time_zone_and_refuses_an_unknown_one(tmp_path, capsys):
+    import json
+
+    from django.core.management.base import CommandError
+
+    from metering.tests.test_plans_doc import FILES
+
+    plan_file = tmp_path / "team.json"
+    plan_file.write_text(FILES["team.json"])
+    call_command("price_preview", "--plan-file", str(plan_file), "--time-zone", "Asia/Kolkata",
+                 "--period-start", "2026-11-01")
+    printed = json.loads(capsys.readouterr().out)
+    assert (printed["period_start"], printed["period_end"]) == ("2026-11-01T00:00:00+05:30", "2026-12-01T00:00:00+05:30")
+    with pytest.raises(CommandError, match="'Mars/Olympus_Mons' is not an IANA time zone name"):
+        call_command("price_preview", "--plan-file", str(plan_file), "--time-zone", "Mars/Olympus_Mons")
