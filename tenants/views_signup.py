@@ -51,7 +51,7 @@ def signup(request):
             try:
                 signup_request = signup_services.signup_request_create(
                     company=data["company"], slug=data["slug"], email=data["email"], plan_version=data["plan"],
-                    password=data["password"], browser=browser, ip=client_ip(request),
+                    password=data["password"], browser=browser, ip=client_ip(request), time_zone=data["time_zone"],
                 )
             except ApplicationError as exc:
                 field = exc.extra.get("field")

@@ -37,6 +37,7 @@ from tenants.models import (
     TenantRole,
     TenantStatus,
     TenantUser,
+    time_zone_names,
 )
 from tenants.models.email import EmailKind
 from tenants.models.signup import OPEN_STATUSES
@@ -195,7 +196,7 @@ def signup_for_browser(*, request_id: int | None, browser: str | None) -> Signup
 
 def signup_request_create(
     *, company: str, slug: str, email: str, plan_version: PlanVersion, password: str, browser: str,
-    ip: str | None = None,
+    ip: str | None = None, time_zone: str = "UTC",
 ) -> SignupRequest:
     """Start a signup in one browser (`browser`: the token kept in its session) and email its code.
 
@@ -208,6 +209,8 @@ def signup_request_create(
         raise ApplicationError("This plan is not offered.", {"field": "plan"})
     if Tenant.objects.filter(slug=slug).exists():
         raise ApplicationError(f"The company id {slug!r} is taken: choose another.", {"field": "slug"})
+    if time_zone not in time_zone_names():
+        raise ApplicationError(f"{time_zone[:80]!r} is not an IANA time zone name.", {"field": "time_zone"})
     now = timezone.now()
     if SignupRequest.objects.filter(slug=slug, status=SignupStatus.PENDING, code_expires_at__gt=now).exclude(
         email=email
@@ -227,6 +230,7 @@ def signup_request_create(
         if signup is None:
             signup = SignupRequest(email=email, browser_key=browser_key)
         signup.company, signup.slug, signup.plan_version, signup.ip = company.strip(), slug, plan_version, ip
+        signup.time_zone = time_zone
         signup.password_encrypted = _encrypt_password(password)
         signup.status = SignupStatus.PENDING
         send = _issue_code(signup)
@@ -350,6 +354,7 @@ def signup_provision(*, request_id: int) -> SignupRequest:
                     name=signup.company,
                     contact_email=signup.email,
                     status=TenantStatus.TRIALING if plan_version.trial_days else TenantStatus.ACTIVE,
+                    time_zone=signup.time_zone,
                 )
                 subscription_create(tenant=tenant, plan_version=plan_version)
                 owner, _ = tenant_user_create(
