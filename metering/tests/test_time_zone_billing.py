@@ -136,3 +136,53 @@ def test_run_billing_period_is_the_month_on_the_tenants_clock(db):
     november = Invoice.objects.get()
     assert (november.period_start, november.period_end) == (utc(2026, 10, 31, 15), utc(2026, 11, 30, 15))
     assert november.status == "finalized"
+
+
+def test_new_york_november_from_the_lake_counts_every_record_once(db, settings, tmp_path):
+    """Records in the local lake around both bounds and the repeated hour, synced and billed: every metric
+    (a count, a sum, a max, and a distinct count over New York's November, which is no UTC month and so
+    is asked of the lake) equals the figure of the records whose time falls in [04:00Z Nov 1, 05:00Z Dec 1)."""
+    from metering.lake.local import LocalLake
+    from metering.services.billing.run import billing_run
+    from metering.services.sync import usage_sync
+    from metering.tests.test_figures import PLANS, record
+    from tenants.models import Plan
+    from tenants.services.plans import plans_import
+
+    settings.LAKE_BACKEND = "local"
+    settings.LAKE_WAREHOUSE_DIR = str(tmp_path / "lake")
+    settings.USAGE_SYNC_RETRY_DELAY = 0
+    lake = LocalLake(warehouse=settings.LAKE_WAREHOUSE_DIR, database=settings.LAKE_DATABASE, table=settings.LAKE_TABLE)
+    plans_import(document=PLANS)
+    tenant = TenantFactory(slug="t-nyc", time_zone="America/New_York")
+    subscription_create(tenant=tenant, plan_version=Plan.objects.get(code="metered").current_version,
+                        started_at=utc(2026, 10, 1, 4), with_trial=False)
+    records = []
+    for i in range(80):  # every 50 minutes from Oct 31 12:00Z: across both 01:00s of November 1
+        records.append(record(f"n{i}", utc(2026, 10, 31, 12) + timedelta(minutes=50 * i), tenant_id="t-nyc",
+                              ip=f"10.0.0.{i % 13}", length=1000 + i))
+    for i in range(40):  # and every 10 minutes around New York's last midnight of November
+        records.append(record(f"d{i}", utc(2026, 12, 1, 2) + timedelta(minutes=10 * i), tenant_id="t-nyc",
+                              ip=f"10.0.1.{i % 7}", length=5000 + i))
+    records.append(records[5])  # a redelivered record counts once
+    lake.append(records)
+    usage_sync(start=utc(2026, 10, 31), end=utc(2026, 12, 2), lake=lake)
+    billing_run(as_of=utc(2026, 12, 1, 6), finalize_now=True, sync=False)
+
+    start, end = utc(2026, 11, 1, 4), utc(2026, 12, 1, 5)
+    inside = {r["request_id"]: r for r in records
+              if start <= datetime.fromisoformat(r["request_time"].replace("Z", "+00:00")) < end}
+    november = Invoice.objects.get(tenant=tenant, period_start=start)
+    assert november.period_end == end
+    got = {line.metric_code: line.quantity for line in november.lines.filter(type="usage")}
+    assert got == {
+        "api_calls": len(inside),
+        "data_out_mb": Decimal(sum(r["response_length"] for r in inside.values())) / 1_000_000,
+        "largest_ok": max(r["response_length"] for r in inside.values()),
+        "active_ips": len({r["ip"] for r in inside.values()}),
+    }
+    # October (to 04:00Z on November 1) and November share the records before New York's December: none twice.
+    october = Invoice.objects.get(tenant=tenant, period_start=utc(2026, 10, 1, 4))
+    before_december = {r["request_id"] for r in records
+                       if datetime.fromisoformat(r["request_time"].replace("Z", "+00:00")) < end}
+    assert october.lines.get(metric_code="api_calls").quantity + got["api_calls"] == len(before_december)
