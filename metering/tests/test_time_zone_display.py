@@ -138,6 +138,10 @@ def test_the_tenant_dashboard_shows_the_period_on_the_tenants_clock(nyc, client)
     assert "America/New_York time, end exclusive" in html
     # Past invoices too: November's row reads New York's midnights.
     assert '<time datetime="2026-11-01T00:00:00-04:00">' in html
+    home = client.get("/tenant/").content.decode()
+    assert "Since 2026-10-01 00:00 (America/New_York time)" in home  # 04:00 UTC
+    alerts = client.get("/tenant/alerts/")
+    assert alerts.status_code == 200
 
 
 # --- the admin --------------------------------------------------------------------------------------------------
