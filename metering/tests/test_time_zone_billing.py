@@ -9,6 +9,7 @@ import pytest
 from django.core.management import call_command
 
 from metering.models import HourlyUsage, Invoice
+from metering.tests.test_billing import empty_worker_lake  # noqa: F401  (the worker's lake: no record)
 from tenants.models import Metric
 from tenants.services.subscriptions import subscription_create
 from tenants.tests.factories import TenantFactory, import_sample_plans
@@ -186,3 +187,25 @@ def test_new_york_november_from_the_lake_counts_every_record_once(db, settings, 
     before_december = {r["request_id"] for r in records
                        if datetime.fromisoformat(r["request_time"].replace("Z", "+00:00")) < end}
     assert october.lines.get(metric_code="api_calls").quantity + got["api_calls"] == len(before_december)
+
+
+@pytest.mark.redis
+def test_the_billing_task_on_a_real_worker_closes_new_yorks_november_at_its_midnight(
+        empty_worker_lake, celery_worker_process):  # noqa: F811
+    """The beat's task on a worker: at 04:30 UTC on December 1 London's November is billed and New York's
+    is not (it is 23:30 there); at 05:00 UTC it is."""
+    from metering.tasks import run_billing
+
+    versions = import_sample_plans()
+    for slug, zone in (("nyc", "America/New_York"), ("london", "UTC")):
+        subscription_create(tenant=TenantFactory(slug=slug, time_zone=zone), plan_version=versions["starter"],
+                            started_at=utc(2026, 11, 1, 4), with_trial=False)
+
+    def run(as_of):
+        return run_billing.apply_async(kwargs={"as_of": as_of}, queue=celery_worker_process).get(timeout=120)
+
+    assert run("2026-12-01T04:30:00+00:00")["created"] == 1
+    assert list(Invoice.objects.values_list("tenant__slug", flat=True)) == ["london"]
+    assert run("2026-12-01T05:00:00+00:00")["created"] == 1
+    assert run("2026-12-01T06:00:00+00:00")["created"] == 0
+    assert Invoice.objects.get(tenant__slug="nyc").period_start == utc(2026, 11, 1, 4)
