@@ -215,3 +215,9 @@ def test_price_preview_takes_a_time_zone_and_refuses_an_unknown_one(tmp_path, ca
     assert (printed["period_start"], printed["period_end"]) == ("2026-11-01T00:00:00+05:30", "2026-12-01T00:00:00+05:30")
     with pytest.raises(CommandError, match="'Mars/Olympus_Mons' is not an IANA time zone name"):
         call_command("price_preview", "--plan-file", str(plan_file), "--time-zone", "Mars/Olympus_Mons")
+    # Periods at the ends of the calendar are one line on standard error, not a traceback.
+    with pytest.raises(CommandError, match="between the years 1 and 9999"):
+        call_command("price_preview", "--plan-file", str(plan_file), "--period-start", "9999-12-15")
+    with pytest.raises(CommandError, match="outside the years 1 to 9999"):
+        call_command("price_preview", "--plan-file", str(plan_file), "--time-zone", "Asia/Tokyo",
+                     "--period-start", "0001-01-01")

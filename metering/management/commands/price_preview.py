@@ -34,9 +34,10 @@ def parse_instant(text: str, option: str, zone: tzinfo = UTC) -> datetime:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
         raise CommandError(f"{option} {text!r} is not an ISO 8601 date or date-time (e.g. 2026-11-01T00:00:00Z)") from None
-    if moment.tzinfo is None:
-        return local_to_utc(moment, zone)
-    return moment.astimezone(UTC)
+    try:
+        return local_to_utc(moment, zone) if moment.tzinfo is None else moment.astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise CommandError(f"{option} {text!r} is outside the years 1 to 9999 in UTC") from None
 
 
 def parse_zone(name: str) -> tzinfo:
@@ -121,20 +122,10 @@ class Command(BaseCommand):
         quantities = parse_usage(options["usage"], plan)
 
         zone = parse_zone(options["time_zone"])
-        start_text, end_text = options["period_start"], options["period_end"]
-        if start_text is None and end_text is None:
-            period_start, period_end = calendar_period(datetime.now(UTC), plan.interval, zone)
-        elif start_text is None:
-            raise CommandError("--period-end needs --period-start")
-        else:
-            period_start = parse_instant(start_text, "--period-start", zone)
-            if end_text is None:  # one interval later on the zone's clock
-                local_start = period_start.astimezone(zone).replace(tzinfo=None)
-                period_end = local_to_utc(add_months(local_start, 12 if plan.interval == "year" else 1), zone)
-            else:
-                period_end = parse_instant(end_text, "--period-end", zone)
-            if period_end <= period_start:
-                raise CommandError(f"--period-end ({end_text}) must be after --period-start ({start_text})")
+        try:
+            period_start, period_end = self.period(options, plan, zone)
+        except (ValueError, OverflowError):  # a bound beyond year 9999 (or before year 1) on some clock
+            raise CommandError("the period must lie between the years 1 and 9999") from None
 
         active_start = None
         if options["subscription_start"] is not None:
@@ -149,3 +140,22 @@ class Command(BaseCommand):
         except (ValueError, ArithmeticError) as exc:  # e.g. a custom rule refusing its input
             raise CommandError(f"cannot price plan {plan.code!r}: {exc}") from None
         self.stdout.write(json.dumps(preview_document(priced, zone), indent=2))
+
+    @staticmethod
+    def period(options, plan: PlanSpec, zone: tzinfo) -> tuple[datetime, datetime]:
+        """The period to price: the options', or the zone's current calendar month (year)."""
+        start_text, end_text = options["period_start"], options["period_end"]
+        if start_text is None and end_text is None:
+            period_start, period_end = calendar_period(datetime.now(UTC), plan.interval, zone)
+        elif start_text is None:
+            raise CommandError("--period-end needs --period-start")
+        else:
+            period_start = parse_instant(start_text, "--period-start", zone)
+            if end_text is None:  # one interval later on the zone's clock
+                local_start = period_start.astimezone(zone).replace(tzinfo=None)
+                period_end = local_to_utc(add_months(local_start, 12 if plan.interval == "year" else 1), zone)
+            else:
+                period_end = parse_instant(end_text, "--period-end", zone)
+            if period_end <= period_start:
+                raise CommandError(f"--period-end ({end_text}) must be after --period-start ({start_text})")
+        return period_start, period_end
