@@ -221,3 +221,17 @@ def test_price_preview_takes_a_time_zone_and_refuses_an_unknown_one(tmp_path, ca
     with pytest.raises(CommandError, match="outside the years 1 to 9999"):
         call_command("price_preview", "--plan-file", str(plan_file), "--time-zone", "Asia/Tokyo",
                      "--period-start", "0001-01-01")
+
+
+def test_the_invoice_admin_shows_and_exports_the_period_on_the_tenants_clock(nyc, staff):
+    import csv
+
+    changelist = staff.get(reverse("admin:metering_invoice_changelist")).content.decode()
+    assert "2026-11-01 00:00 UTC-04:00 to 2026-12-01 00:00 UTC-05:00 (America/New_York)" in changelist
+    invoice = nyc.invoices["nyc"]
+    change = staff.get(reverse("admin:metering_invoice_change", args=[invoice.pk])).content.decode()
+    assert "2026-11-01 00:00 UTC-04:00 to 2026-12-01 00:00 UTC-05:00" in change
+    exported = staff.post(reverse("admin:metering_invoice_changelist"),
+                          {"action": "export_invoices_csv", "_selected_action": [invoice.pk]})
+    rows = list(csv.reader(io.StringIO(exported.content.decode())))
+    assert rows[1][2:4] == ["2026-11-01T00:00:00-04:00", "2026-12-01T00:00:00-05:00"]
