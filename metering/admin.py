@@ -5,7 +5,7 @@ from decimal import Decimal, localcontext
 
 from django.contrib import admin
 
-from metering import admin_alerts, admin_billing, admin_payments  # noqa: F401  (register the other admins)
+from metering import admin_alerts, admin_billing, admin_credits, admin_payments  # noqa: F401  (register the other admins)
 from metering.models import (
     EventReceipt,
     EventRejection,

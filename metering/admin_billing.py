@@ -109,8 +109,8 @@ class InvoiceAdmin(admin.ModelAdmin):
     # Everything is shown, nothing is edited here: a finalized invoice changes only through its actions (void,
     # reissue, mark paid), a draft only by being re-priced.
     fields = ("number", "status", "tenant", "subscription", "currency", "period", "period_start", "period_end",
-              "total_display",
-              "finalized_at", "payment_terms", "due_date", "paid_at", "voided_at", "void_reason", "replaces",
+              "order_display", "total_display", "finalized_at", "payment_terms", "due_date", "paid_at", "voided_at",
+              "void_reason", "replaces",
               "finalize_after", "billing_run", "public_id", "created_at", "updated_at", "email_delivery")
     readonly_fields = fields
     actions = ["finalize", "void", "reissue", "mark_paid", "export_invoices_csv", "export_lines_csv"]
@@ -161,6 +161,22 @@ class InvoiceAdmin(admin.ModelAdmin):
     @admin.display(description="total", ordering="total")
     def total_display(self, invoice):
         return f"{format_amount(invoice.total, invoice.currency)} {invoice.currency}"
+
+    @admin.display(description="subtotal → total")
+    def order_display(self, invoice):
+        """The order after the lines (docs/plans.md): each step as it was computed."""
+        c = invoice.currency
+        parts = [f"subtotal {format_amount(invoice.subtotal, c)}"]
+        for discount in invoice.discounts.all():
+            parts.append(f"{discount.description} −{format_amount(discount.amount, c)}")
+        if invoice.shows_tax:
+            kind = "included" if invoice.tax_inclusive else "added"
+            parts.append(f"{invoice.tax_name} ({invoice.tax_percentage.normalize():f} %, {kind}) "
+                         f"{format_amount(invoice.tax, c)}")
+        parts.append(f"total {format_amount(invoice.total, c)}")
+        if invoice.credits_applied:
+            parts.append(f"credits −{format_amount(invoice.credits_applied, c)}")
+        return "; ".join(parts) + f" {c}"
 
     @admin.display(description="payment terms")
     def payment_terms(self, invoice):

@@ -8,15 +8,17 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from metering.pricing import format_unit_amount
-from metering.pricing.documents import DocumentError, loads_document, parse_plan
+from metering.pricing.documents import DocumentError, parse_plan
 from portal.kernel import ApplicationError
 from tenants import (  # noqa: F401  (register the API keys', email deliveries', metrics' and webhooks' admins)
     admin_api_keys,
+    admin_coupons,
     admin_email,
     admin_metrics,
     admin_webhooks,
 )
 from tenants.admin_writes import ServiceWriteAdmin
+from tenants.forms import loads_json_object
 from tenants.models import (
     Charge,
     Plan,
@@ -72,7 +74,7 @@ class TenantAdminForm(forms.ModelForm):
 
     class Meta:
         model = Tenant
-        fields = ("slug", "name", "contact_email", "time_zone")
+        fields = ("slug", "name", "contact_email", "time_zone", "country", "tax_id", "tax_rate")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -89,8 +91,9 @@ class TenantAdminForm(forms.ModelForm):
 @admin.register(Tenant)
 class TenantAdmin(admin.ModelAdmin):
     form = TenantAdminForm
-    list_display = ("slug", "name", "status", "time_zone", "contact_email", "current_plan", "created_at")
-    list_filter = ("status", "created_at")
+    list_display = ("slug", "name", "status", "time_zone", "contact_email", "current_plan", "country", "tax_rate",
+                    "created_at")
+    list_filter = ("status", "created_at", "tax_rate")
     search_fields = ("slug", "name", "contact_email")
     readonly_fields = ("status", "status_changed_at", "created_at", "updated_at")
     inlines = [SubscriptionInline]
@@ -110,6 +113,9 @@ class TenantAdmin(admin.ModelAdmin):
         # A new tenant goes through the lifecycle service, as every other creation does (its webhook event).
         saved = lifecycle.tenant_create(slug=obj.slug, name=obj.name, contact_email=obj.contact_email,
                                         time_zone=obj.time_zone)
+        if obj.country or obj.tax_id or obj.tax_rate_id:  # the tax details, when given with the tenant
+            saved.country, saved.tax_id, saved.tax_rate_id = obj.country.upper(), obj.tax_id, obj.tax_rate_id
+            saved.save(update_fields=["country", "tax_id", "tax_rate", "updated_at"])
         ServiceWriteAdmin.saved_as(obj, saved)
 
     @admin.display(description="current plan")
@@ -153,13 +159,7 @@ class PlanForm(forms.ModelForm):
             self.initial["document"] = json.dumps(current.document, indent=2)
 
     def clean_document(self):
-        raw = self.cleaned_data["document"]
-        try:
-            document = loads_document(raw)
-        except DocumentError as exc:
-            raise forms.ValidationError(f"Not valid JSON: {exc}") from exc
-        if not isinstance(document, dict):
-            raise forms.ValidationError("A plan document is a JSON object.")
+        document = loads_json_object(self.cleaned_data["document"], "A plan document is a JSON object.")
         if self.instance.pk and document.get("code") != self.instance.code:
             raise forms.ValidationError(f"The code of a saved plan cannot change (it is {self.instance.code!r}).")
         return document

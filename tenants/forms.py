@@ -7,7 +7,7 @@ from django.contrib.auth.password_validation import get_default_password_validat
 from django.core.exceptions import ValidationError
 from django.utils.text import slugify
 
-from metering.pricing.documents import json_loads_bounded
+from metering.pricing.documents import DocumentError, json_loads_bounded, loads_document
 from tenants.identity.passwords import CognitoPasswordPolicyValidator
 from tenants.models import ApiKeyScope, PlanVersion, time_zone_names
 from tenants.models.api_keys import API_KEY_NAME_MAX_LENGTH
@@ -47,6 +47,8 @@ class SignupForm(forms.Form):
         help_text="Your billing periods start at midnight on the 1st of the month here, and your invoices show "
                   "its times. Default: UTC.",
     )
+    coupon = forms.CharField(max_length=40, required=False, label="Coupon code",
+                             help_text="If you have one (e.g. LAUNCH10).")
 
     def __init__(self, *args, plan_versions=(), **kwargs):
         super().__init__(*args, **kwargs)
@@ -62,6 +64,9 @@ class SignupForm(forms.Form):
             slug = slugify(self.data.get("company", ""))[:63].strip("-")
         slug_validator(slug)
         return slug
+
+    def clean_coupon(self):
+        return self.cleaned_data.get("coupon", "").strip().upper()
 
     def clean_password(self):
         password = self.cleaned_data["password"]
@@ -115,6 +120,18 @@ class ChangePasswordForm(forms.Form):
         if cleaned.get("new_password") and cleaned.get("new_password") != cleaned.get("confirm_password"):
             self.add_error("confirm_password", "The two passwords differ.")
         return cleaned
+
+
+def loads_json_object(text: str, not_object: str) -> dict:
+    """A JSON object typed into a form (a plan document, a custom rule's params), numbers with a fraction read
+    exactly (loads_document); ValidationError for text that is not JSON, or `not_object` for other JSON."""
+    try:
+        value = loads_document(text)
+    except DocumentError as exc:
+        raise ValidationError(f"Not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ValidationError(not_object)
+    return value
 
 
 class JSONFormField(forms.JSONField):

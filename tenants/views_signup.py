@@ -51,7 +51,8 @@ def signup(request):
             try:
                 signup_request = signup_services.signup_request_create(
                     company=data["company"], slug=data["slug"], email=data["email"], plan_version=data["plan"],
-                    password=data["password"], browser=browser, ip=client_ip(request), time_zone=data["time_zone"],
+                    password=data["password"], browser=browser, ip=client_ip(request),
+                    coupon_code=data.get("coupon", ""), time_zone=data["time_zone"],
                 )
             except ApplicationError as exc:
                 field = exc.extra.get("field")

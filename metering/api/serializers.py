@@ -9,7 +9,15 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from metering.models import EventReceipt, EventRejection, Invoice, InvoiceLine, SyncRun, UsageAlertFiring
+from metering.models import (
+    EventReceipt,
+    EventRejection,
+    Invoice,
+    InvoiceDiscount,
+    InvoiceLine,
+    SyncRun,
+    UsageAlertFiring,
+)
 from metering.pricing import format_amount, format_plain, format_unit_amount
 from tenants.models import Metric, Plan, PlanVersion, Subscription, Tenant, TenantStatus, TenantUser
 
@@ -128,6 +136,17 @@ class PricedLineSerializer(serializers.Serializer):
     period_end = serializers.DateTimeField(allow_null=True)
 
 
+class DiscountSerializer(serializers.Serializer):
+    description = serializers.CharField()
+    amount = serializers.CharField(help_text="Decimal string with exactly the currency's minor digits.")
+
+
+class TaxRateSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    percentage = serializers.CharField(help_text="Decimal string, e.g. \"20\" or \"8.5\".")
+    inclusive = serializers.BooleanField()
+
+
 class ProjectedBillSerializer(serializers.Serializer):
     as_of = serializers.DateTimeField()
     plans = serializers.ListField(child=serializers.CharField())
@@ -135,7 +154,14 @@ class ProjectedBillSerializer(serializers.Serializer):
     period_start = serializers.DateTimeField()
     period_end = serializers.DateTimeField()
     lines = PricedLineSerializer(many=True)
-    total = serializers.CharField(help_text="Decimal string with exactly the currency's minor digits.")
+    subtotal = serializers.CharField(help_text="The lines' sum (decimal string with the currency's minor digits).")
+    discounts = DiscountSerializer(many=True, help_text="The subscription's coupons, in the order applied.")
+    discount = serializers.CharField(help_text="The discounts' sum.")
+    tax_rate = TaxRateSerializer(allow_null=True, help_text="The tenant's tax rate; null without one or at 0 %.")
+    tax = serializers.CharField(help_text="Tax on subtotal − discount (included in it for an inclusive rate).")
+    total = serializers.CharField(help_text="subtotal − discount + exclusive tax, with the currency's minor digits.")
+    credits_applied = serializers.CharField(help_text="Prepaid credits that would pay it now.")
+    amount_due = serializers.CharField(help_text="total − credits_applied.")
 
 
 class InvoiceLineSerializer(serializers.ModelSerializer):
@@ -156,16 +182,30 @@ class InvoiceLineSerializer(serializers.ModelSerializer):
 class InvoiceSerializer(TenantClockMixin, serializers.ModelSerializer):
     id = serializers.UUIDField(source="public_id", read_only=True)
     tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    total = MoneyField(currency_source="currency")
+    subtotal = MoneyField(currency_source="currency", help_text="The lines' sum.")
+    discount = MoneyField(currency_source="currency", help_text="The coupons' discounts.")
+    tax = MoneyField(currency_source="currency",
+                     help_text="Tax on subtotal − discount at tax_rate (included in it when the rate is inclusive).")
+    tax_rate = serializers.SerializerMethodField(help_text="The tax rate applied; null without one or at 0 %.")
+    total = MoneyField(currency_source="currency", help_text="subtotal − discount + exclusive tax.")
+    credits_applied = MoneyField(currency_source="currency", help_text="Drawn from prepaid credits when finalized.")
     amount_due = serializers.SerializerMethodField(
         help_text="What is left to pay (decimal string in the currency's minor digits): the total less the "
-                  "payments received while finalized; 0 once paid, void or a draft.")
+                  "credits applied and the payments received while finalized; 0 once paid, void or a draft.")
     overdue = serializers.SerializerMethodField(help_text="Finalized, not paid in full, and past its due date (UTC).")
 
     class Meta:
         model = Invoice
-        fields = ["id", "number", "tenant", "status", "currency", "total", "amount_due", "overdue", "period_start",
-                  "period_end", "finalized_at", "due_date", "payment_terms_days", "paid_at", "voided_at"]
+        fields = ["id", "number", "tenant", "status", "currency", "subtotal", "discount", "tax", "tax_rate", "total",
+                  "credits_applied", "amount_due", "overdue", "period_start", "period_end", "finalized_at", "due_date",
+                  "payment_terms_days", "paid_at", "voided_at"]
+
+    @extend_schema_field(TaxRateSerializer(allow_null=True))
+    def get_tax_rate(self, invoice) -> dict | None:
+        if not invoice.shows_tax:
+            return None
+        return {"name": invoice.tax_name, "percentage": format_plain(invoice.tax_percentage),
+                "inclusive": invoice.tax_inclusive}
 
     def get_amount_due(self, invoice) -> str:
         from metering.services.billing.payments import invoice_amount_due
@@ -176,11 +216,20 @@ class InvoiceSerializer(TenantClockMixin, serializers.ModelSerializer):
         return invoice.is_overdue()
 
 
+class InvoiceDiscountSerializer(serializers.ModelSerializer):
+    amount = MoneyField(currency_source="invoice.currency")
+
+    class Meta:
+        model = InvoiceDiscount
+        fields = ["position", "coupon_code", "description", "amount"]
+
+
 class InvoiceDetailSerializer(InvoiceSerializer):
     lines = InvoiceLineSerializer(many=True, read_only=True)
+    discounts = InvoiceDiscountSerializer(many=True, read_only=True)
 
     class Meta(InvoiceSerializer.Meta):
-        fields = [*InvoiceSerializer.Meta.fields, "lines"]
+        fields = [*InvoiceSerializer.Meta.fields, "lines", "discounts"]
 
 
 class SubscriptionSerializer(TenantClockMixin, serializers.ModelSerializer):
@@ -332,3 +381,72 @@ class SyncRunSerializer(serializers.ModelSerializer):
         model = SyncRun
         fields = ["id", "backend", "window_start", "window_end", "started_at", "finished_at", "attempts", "outcome",
                   "error"]
+
+
+# --- prepaid credits and coupons -------------------------------------------------------------------------
+
+
+class CreditBalanceSerializer(serializers.Serializer):
+    currency = serializers.CharField()
+    balance = serializers.CharField(help_text="What the grants not expired yet have left (decimal string).")
+
+
+class CreditGrantSerializer(serializers.Serializer):
+    id = serializers.IntegerField(read_only=True)
+    currency = serializers.CharField(read_only=True)
+    amount = serializers.CharField(read_only=True)
+    remaining = serializers.CharField(read_only=True)
+    expires_at = serializers.DateTimeField(read_only=True, allow_null=True)
+    expired = serializers.BooleanField(read_only=True)
+    source = serializers.CharField(read_only=True, help_text="staff, api or plan (included in the plan).")
+    note = serializers.CharField(read_only=True)
+    created_at = serializers.DateTimeField(read_only=True)
+
+
+class CreditDrawDownSerializer(serializers.Serializer):
+    grant = serializers.IntegerField(help_text="The grant's id.")
+    invoice = serializers.UUIDField(help_text="The invoice's id.")
+    invoice_number = serializers.CharField(allow_null=True)
+    kind = serializers.CharField(help_text="draw (by the invoice) or restore (the invoice was voided).")
+    amount = serializers.CharField()
+    remaining_after = serializers.CharField(help_text="The grant's remaining after this entry.")
+    created_at = serializers.DateTimeField()
+
+
+class CreditsSerializer(serializers.Serializer):
+    balances = CreditBalanceSerializer(many=True)
+    grants = CreditGrantSerializer(many=True)
+    draw_downs = CreditDrawDownSerializer(many=True, help_text="The ledger, newest first (never edited).")
+
+
+class CreditGrantCreateSerializer(serializers.Serializer):
+    amount = serializers.CharField(max_length=40, help_text="Decimal string in the currency's minor units, above 0.")
+    currency = serializers.CharField(max_length=3)
+    expires_at = serializers.DateTimeField(required=False, allow_null=True,
+                                           help_text="Pays invoices of periods that end by then; empty: never expires.")
+    note = serializers.CharField(max_length=300, required=False, allow_blank=True)
+
+
+class CouponApplySerializer(serializers.Serializer):
+    code = serializers.CharField(max_length=40, help_text="The coupon's code.")
+
+
+class SubscriptionCouponSerializer(serializers.Serializer):
+    code = serializers.CharField(source="coupon.code")
+    name = serializers.CharField(source="coupon.name")
+    kind = serializers.CharField(source="coupon.kind")
+    percent_off = serializers.SerializerMethodField()
+    amount_off = serializers.SerializerMethodField()
+    currency = serializers.CharField(source="coupon.currency")
+    duration = serializers.CharField(source="coupon.duration")
+    duration_periods = serializers.IntegerField(source="coupon.duration_periods", allow_null=True)
+    applied_at = serializers.DateTimeField()
+    via = serializers.CharField()
+
+    def get_percent_off(self, redemption) -> str | None:
+        value = redemption.coupon.percent_off
+        return None if value is None else format_plain(value)
+
+    def get_amount_off(self, redemption) -> str | None:
+        coupon = redemption.coupon
+        return None if coupon.amount_off is None else format_amount(coupon.amount_off, coupon.currency)

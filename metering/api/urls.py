@@ -3,7 +3,7 @@
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from metering.api import admin_views, events, schema, views, webhooks  # noqa: F401  (schema registers the token and key schemes)
+from metering.api import admin_views, credits, events, schema, views, webhooks  # noqa: F401  (schema registers the token and key schemes)
 
 # The tenant's data; mounted at /api/v1/ for tenant tokens and at /api/v1/admin/tenants/<tenant>/ for staff.
 tenant_patterns = [
@@ -14,6 +14,7 @@ tenant_patterns = [
     path("invoices/<uuid:invoice>/", views.InvoiceDetailView.as_view(), name="invoice"),
     path("invoices/<uuid:invoice>/lines/", views.InvoiceLinesView.as_view(), name="invoice-lines"),
     path("plan/", views.PlanView.as_view(), name="plan"),
+    path("credits/", credits.CreditsView.as_view(), name="credits"),
     path("users/", views.TenantUserListView.as_view(), name="users"),
     path("users/<int:user>/", views.TenantUserDetailView.as_view(), name="user"),
     path("events/", events.EventsView.as_view(), name="events"),
@@ -37,6 +38,8 @@ admin_patterns = [
     path("plans/<slug:plan>/", admin_views.PlanDetailView.as_view(), name="plan"),
     path("subscriptions/", admin_views.SubscriptionListView.as_view(), name="subscriptions"),
     path("subscriptions/<int:subscription>/", admin_views.SubscriptionDetailView.as_view(), name="subscription"),
+    path("subscriptions/<int:subscription>/coupons/", credits.SubscriptionCouponsView.as_view(),
+         name="subscription-coupons"),
     path("metrics/", admin_views.AdminMetricListView.as_view(), name="metrics"),
     path("metrics/<slug:metric>/", admin_views.AdminMetricDetailView.as_view(), name="metric"),
     path("usage/top/", admin_views.TopTenantsView.as_view(), name="top-tenants"),

@@ -24,6 +24,7 @@ from metering.models import Invoice, InvoiceLine, InvoiceStatus
 from metering.pricing import (
     calendar_period,
     format_amount,
+    format_plain,
     format_unit_amount,
     tier_breakdown,
     tiers_document,
@@ -177,13 +178,31 @@ class ProjectedBillView(TenantScopedView):
             }
             for line in priced.lines
         ]
+        currency, totals = priced.currency, priced.totals
         data = {
-            "as_of": now, "plans": list(priced.plans), "currency": priced.currency,
+            "as_of": now, "plans": list(priced.plans), "currency": currency,
             "period_start": priced.period_start, "period_end": priced.period_end, "lines": lines,
-            "total": format_amount(priced.total, priced.currency),
+            **totals_document(totals),
         }
         with timezone.override(self.tenant.zone):  # the period on the tenant's clock, with its offsets
             return Response(serializers.ProjectedBillSerializer(data).data)
+
+
+def totals_document(totals) -> dict:
+    """The order after the lines (metering.pricing.totals) as the API prints it."""
+    currency = totals.currency
+    return {
+        "subtotal": format_amount(totals.subtotal, currency),
+        "discounts": [{"description": d.label, "amount": format_amount(d.amount, currency)} for d in totals.discounts
+                      if d.amount > 0],
+        "discount": format_amount(totals.discount, currency),
+        "tax_rate": {"name": totals.tax_terms.name, "percentage": format_plain(totals.tax_terms.percentage),
+                     "inclusive": totals.tax_terms.inclusive} if totals.shows_tax else None,
+        "tax": format_amount(totals.tax, currency),
+        "total": format_amount(totals.total, currency),
+        "credits_applied": format_amount(totals.credits_applied, currency),
+        "amount_due": format_amount(totals.amount_due, currency),
+    }
 
 
 class InvoiceQuerysetMixin:

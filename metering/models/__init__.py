@@ -15,11 +15,13 @@ from metering.models.billing import (
     BillingRunStatus,
     FinalizedInvoiceError,
     Invoice,
+    InvoiceDiscount,
     InvoiceLine,
     InvoiceSequence,
     InvoiceStatus,
     LineType,
 )
+from metering.models.credits import CreditEntry, CreditEntryKind, CreditGrant, CreditLedgerError, CreditSource
 from metering.models.events import EventReceipt, EventRejection
 from metering.models.payments import InvoicePayment, InvoiceReminder
 from metering.models.usage import (
@@ -40,7 +42,9 @@ __all__ = [
     "EventReceipt",
     "EventRejection",
     "FinalizedInvoiceError",
+    "CreditEntry", "CreditEntryKind", "CreditGrant", "CreditLedgerError", "CreditSource",
     "Invoice",
+    "InvoiceDiscount",
     "InvoiceLine",
     "InvoiceSequence",
     "InvoicePayment",

@@ -26,7 +26,18 @@ class Invoice(models.Model):
     currency = models.CharField(max_length=3)
     status = models.CharField(max_length=10, choices=InvoiceStatus.choices, default=InvoiceStatus.DRAFT)
     number = models.CharField(max_length=40, null=True, blank=True, unique=True, help_text="Given at finalization.")
+    # The order of an invoice (docs/plans.md, "After the lines"): subtotal − discount (+ exclusive tax) = total;
+    # total − credits applied − payments = what is left to pay. Check constraints below tie them together.
+    subtotal = models.DecimalField(max_digits=18, decimal_places=4, default=0, help_text="The lines' sum.")
+    discount = models.DecimalField(max_digits=18, decimal_places=4, default=0, help_text="The coupons' sum.")
+    tax = models.DecimalField(max_digits=18, decimal_places=4, default=0)
+    tax_name = models.CharField(max_length=100, blank=True, help_text="The tax rate's name, as it was.")
+    tax_percentage = models.DecimalField(max_digits=7, decimal_places=4, null=True, blank=True,
+                                         help_text="The tax rate's percentage, as it was (empty: no tax rate).")
+    tax_inclusive = models.BooleanField(default=False, help_text="The tax is included in the subtotal.")
     total = models.DecimalField(max_digits=18, decimal_places=4, default=0)
+    credits_applied = models.DecimalField(max_digits=18, decimal_places=4, default=0,
+                                          help_text="Drawn from the tenant's prepaid credits when finalized.")
     replaces = models.OneToOneField(
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="replaced_by",
         help_text="The voided invoice this one corrects.",
@@ -56,6 +67,20 @@ class Invoice(models.Model):
             models.CheckConstraint(condition=Q(period_end__gt=F("period_start")), name="invoice_period_positive"),
             models.CheckConstraint(condition=Q(status__in=InvoiceStatus.values), name="invoice_status_known"),
             models.CheckConstraint(condition=Q(total__gte=0), name="invoice_total_non_negative"),
+            models.CheckConstraint(condition=Q(subtotal__gte=0), name="invoice_subtotal_non_negative"),
+            models.CheckConstraint(condition=Q(discount__gte=0, discount__lte=F("subtotal")),
+                                   name="invoice_discount_within_subtotal"),
+            models.CheckConstraint(
+                condition=Q(tax__gte=0) & (Q(tax_percentage__isnull=False) | Q(tax=0, tax_inclusive=False)),
+                name="invoice_tax_needs_rate"),
+            models.CheckConstraint(
+                condition=Q(tax_inclusive=False, total=F("subtotal") - F("discount") + F("tax"))
+                | Q(tax_inclusive=True, total=F("subtotal") - F("discount"), tax__lte=F("total")),
+                name="invoice_total_in_order"),
+            models.CheckConstraint(
+                condition=Q(credits_applied__gte=0, credits_applied__lte=F("total"))
+                & (~Q(status="draft") | Q(credits_applied=0)),
+                name="invoice_credits_within_total"),
             models.CheckConstraint(
                 condition=Q(status="draft", number__isnull=True) | (~Q(status="draft") & Q(number__isnull=False)),
                 name="invoice_numbered_iff_not_draft",
@@ -73,7 +98,8 @@ class Invoice(models.Model):
 
     # What a finalized invoice may never change; only its status moves on (paid, void).
     FROZEN_FIELDS = ("tenant_id", "subscription_id", "period_start", "period_end", "currency", "number", "total",
-                     "payment_terms_days", "due_date")
+                     "payment_terms_days", "due_date", "subtotal", "discount", "tax", "tax_name", "tax_percentage",
+                     "tax_inclusive", "credits_applied")
 
     def save(self, *args, **kwargs):
         if self.pk is not None:
@@ -100,6 +126,11 @@ class Invoice(models.Model):
         instance = super().from_db(db, field_names, values)
         instance._stored = dict(zip(field_names, values, strict=True))  # what the row held, for save()'s check
         return instance
+
+    @property
+    def shows_tax(self) -> bool:
+        """A tax line is printed for a rate above 0 % (never at 0 %)."""
+        return bool(self.tax_percentage)
 
     @property
     def is_editable(self) -> bool:
@@ -168,6 +199,42 @@ class InvoiceLine(models.Model):
     def _check_editable(self):
         if Invoice.objects.filter(pk=self.invoice_id).exclude(status=InvoiceStatus.DRAFT).exists():
             raise FinalizedInvoiceError(f"invoice {self.invoice} is not a draft: its lines cannot change")
+
+
+class InvoiceDiscount(models.Model):
+    """A coupon's discount on an invoice (a line below the subtotal); a coupon for N periods counts the live
+    invoices it discounted."""
+
+    invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="discounts")
+    position = models.PositiveIntegerField()
+    subscription_coupon = models.ForeignKey("tenants.SubscriptionCoupon", on_delete=models.PROTECT,
+                                            related_name="invoice_discounts")
+    coupon_code = models.CharField(max_length=40)
+    description = models.CharField(max_length=300)
+    amount = models.DecimalField(max_digits=18, decimal_places=4)
+
+    class Meta:
+        ordering = ["invoice", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["invoice", "position"], name="invoice_discount_position_unique"),
+            models.UniqueConstraint(fields=["invoice", "subscription_coupon"], name="invoice_discount_coupon_once"),
+            models.CheckConstraint(condition=Q(amount__gt=0), name="invoice_discount_positive"),
+        ]
+
+    def __str__(self):
+        return f"{self.invoice} {self.coupon_code} −{self.amount}"
+
+    def save(self, *args, **kwargs):
+        self._check_editable()
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        self._check_editable()
+        return super().delete(*args, **kwargs)
+
+    def _check_editable(self):
+        if Invoice.objects.filter(pk=self.invoice_id).exclude(status=InvoiceStatus.DRAFT).exists():
+            raise FinalizedInvoiceError(f"invoice {self.invoice} is not a draft: its discounts cannot change")
 
 
 class InvoiceSequence(models.Model):

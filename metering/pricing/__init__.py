@@ -56,6 +56,7 @@ from .engine import (
     trial_end_for,
     trial_ends_at,
     unit_amount_shown,
+    with_totals,
 )
 from .rules import (
     DEFAULT_RULES,
@@ -66,8 +67,26 @@ from .rules import (
     known_rules,
     rule_paths,
 )
+from .totals import (
+    CouponTerms,
+    CreditDraw,
+    CreditSource,
+    Discount,
+    InvoiceTotals,
+    TaxTerms,
+    draw_credits,
+    invoice_totals,
+)
 
 __all__ = [
+    "CouponTerms",
+    "CreditDraw",
+    "CreditSource",
+    "Discount",
+    "InvoiceTotals",
+    "TaxTerms",
+    "draw_credits",
+    "invoice_totals",
     "MAX_DOCUMENT_BYTES",
     "DEFAULT_RULES",
     "MINOR_UNITS",
@@ -122,4 +141,5 @@ __all__ = [
     "trial_end_for",
     "trial_ends_at",
     "unit_amount_shown",
+    "with_totals",
 ]

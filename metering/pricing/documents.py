@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation, localcontext
 from typing import Any
 
-from .currency import ARITHMETIC_CONTEXT, MINOR_UNITS
+from .currency import ARITHMETIC_CONTEXT, MINOR_UNITS, minor_units, quantum
 from .rules import UnknownRuleError, known_rules, validate_rule_params
 
 ZERO = Decimal(0)
@@ -85,7 +85,8 @@ _STATUS_RE = re.compile(r"[1-5](?:xx|[0-9]{2})")
 
 _METRIC_KEYS = frozenset({"code", "name", "event", "aggregation", "field", "filters", "divisor", "unit"})
 _PLAN_KEYS = frozenset(
-    {"code", "name", "currency", "interval", "base_fee", "trial_days", "minimum_commitment", "charges"}
+    {"code", "name", "currency", "interval", "base_fee", "trial_days", "minimum_commitment", "included_credit",
+     "charges"}
 )
 _CHARGE_KEYS = {
     "per_unit": frozenset({"metric", "model", "unit_amount", "transform"}),
@@ -178,6 +179,7 @@ class PlanSpec:
     trial_days: int = 0
     minimum_commitment: Decimal | None = None
     charges: tuple[ChargeSpec, ...] = ()
+    included_credit: Decimal = ZERO  # a prepaid credit granted each period, expiring at its end
 
     @property
     def metric_codes(self) -> tuple[str, ...]:
@@ -598,6 +600,11 @@ def _parse_plan(doc: Any, position: int | None, metric_codes: frozenset[str] | N
         report.add("trial_days", f"must be at most {MAX_TRIAL_DAYS} days (ten years), got {trial_days}")
     minimum_commitment = _decimal(report, doc, "minimum_commitment", "minimum_commitment", bounds=AMOUNT,
                                   default=None)
+    included_credit = _decimal(report, doc, "included_credit", "included_credit", bounds=AMOUNT, default=ZERO)
+    if currency is not None and included_credit is not None and included_credit != included_credit.quantize(
+            quantum(currency)):
+        report.add("included_credit", f"must be in {currency}'s minor units ({minor_units(currency)} digits), "
+                                      f"got {_show(included_credit)}")
 
     charges_doc = doc.get("charges", [])
     charges: list[ChargeSpec] = []
@@ -633,7 +640,7 @@ def _parse_plan(doc: Any, position: int | None, metric_codes: frozenset[str] | N
         return None
     return PlanSpec(
         code=code, name=name, currency=currency, interval=interval, base_fee=base_fee, trial_days=trial_days,
-        minimum_commitment=minimum_commitment, charges=tuple(charges),
+        minimum_commitment=minimum_commitment, charges=tuple(charges), included_credit=included_credit,
     )
 
 
@@ -823,6 +830,8 @@ def plan_to_document(spec: PlanSpec) -> dict[str, Any]:
     }
     if spec.minimum_commitment is not None:
         doc["minimum_commitment"] = _show(spec.minimum_commitment)
+    if spec.included_credit:
+        doc["included_credit"] = _show(spec.included_credit)
     doc["charges"] = [charge_to_document(charge) for charge in spec.charges]
     return doc
 

@@ -30,13 +30,14 @@ from __future__ import annotations
 
 import calendar
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta, tzinfo
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 
 from .currency import ARITHMETIC_CONTEXT, format_amount, format_unit_amount, quantum
 from .documents import ChargeSpec, PlanSpec
 from .rules import get_rule
+from .totals import CouponTerms, CreditSource, InvoiceTotals, TaxTerms, invoice_totals
 
 ZERO = Decimal(0)
 
@@ -195,12 +196,21 @@ class PricedPeriod:
     period_start: datetime
     period_end: datetime
     lines: tuple[InvoiceLine, ...]
-    total: Decimal
+    total: Decimal  # the lines' sum: the subtotal of the order after the lines
+    # Discounts, tax and credits (metering.pricing.totals), when the caller applied them (with_totals).
+    totals: InvoiceTotals | None = None
 
     @property
     def plan(self) -> str:
         """The plan in force at the end of the period."""
         return self.plans[-1]
+
+
+def with_totals(priced: PricedPeriod, *, coupons: Sequence[CouponTerms] = (), tax: TaxTerms | None = None,
+                credits: Sequence[CreditSource] = ()) -> PricedPeriod:
+    """The priced period with its discounts, tax and credits applied to its lines' sum, in the invoice's order."""
+    return replace(priced, totals=invoice_totals(priced.total, priced.currency, coupons=coupons, tax=tax,
+                                                 credits=credits))
 
 
 @dataclass(frozen=True, slots=True)
@@ -536,6 +546,24 @@ def preview_document(priced: PricedPeriod, zone: tzinfo = UTC) -> dict:
         "lines": lines,
         "total": format_amount(priced.total, currency),
     }
+    totals = priced.totals
+    if totals is None:  # no discount, tax or credit asked for: the lines' sum is the total
+        if several:
+            doc["plans"] = list(priced.plans)
+        return doc
+    del doc["total"]  # placed after the tax, in the invoice's order
+    doc["subtotal"] = format_amount(totals.subtotal, currency)
+    if totals.discounts:
+        doc["discounts"] = [{"description": d.label, "amount": format_amount(d.amount, currency)}
+                            for d in totals.discounts]
+    doc["discount"] = format_amount(totals.discount, currency)
+    if totals.shows_tax:
+        doc["tax_rate"] = {"name": totals.tax_terms.name, "percentage": format_plain(totals.tax_terms.percentage),
+                           "inclusive": totals.tax_terms.inclusive}
+    doc["tax"] = format_amount(totals.tax, currency)
+    doc["total"] = format_amount(totals.total, currency)
+    doc["credits_applied"] = format_amount(totals.credits_applied, currency)
+    doc["amount_due"] = format_amount(totals.amount_due, currency)
     if several:
         doc["plans"] = list(priced.plans)
     return doc

@@ -136,7 +136,7 @@ def _figures(tenant, alerts: list[UsageAlert], *, start: datetime, end: datetime
         if bill is not None:
             for alert in alerts:
                 if alert.kind == AlertKind.SPEND:
-                    seen[alert.pk] = (bill.total, bill.currency)
+                    seen[alert.pk] = (bill.totals.total if bill.totals else bill.total, bill.currency)
     return seen
 
 

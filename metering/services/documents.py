@@ -43,8 +43,20 @@ def invoice_context(invoice: Invoice) -> dict:
     ]
     from metering.services.billing.payments import invoice_amount_due
 
+    discounts = [{"description": d.description, "amount": format_amount(d.amount, currency)}
+                 for d in invoice.discounts.all()]
+    order = {
+        "show_subtotal": bool(discounts) or invoice.shows_tax or bool(invoice.credits_applied),
+        "subtotal": format_amount(invoice.subtotal, currency),
+        "discounts": discounts,
+        "tax": {"name": invoice.tax_name, "percentage": format_plain(invoice.tax_percentage),
+                "inclusive": invoice.tax_inclusive, "amount": format_amount(invoice.tax, currency)}
+        if invoice.shows_tax else None,
+        "credits_applied": format_amount(invoice.credits_applied, currency) if invoice.credits_applied else "",
+        "after_credits": format_amount(invoice.total - invoice.credits_applied, currency),
+    }
     return {
-        "invoice": invoice, "lines": lines, "total": format_amount(invoice.total, currency),
+        "invoice": invoice, "lines": lines, "total": format_amount(invoice.total, currency), "order": order,
         "has_tiers": any(row["tiers"] for row in lines), "provider_name": settings.PROVIDER_NAME,
         "payments": [{"amount": format_amount(p.amount, currency), "received_at": p.received_at}
                      for p in invoice.payments.all()],

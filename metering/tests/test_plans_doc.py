@@ -61,8 +61,8 @@ FILES, RUNS, USAGE_TABLES, ENGINE_TABLES = read_doc()
 
 
 def test_the_doc_has_the_examples_this_test_checks():
-    assert set(FILES) == {"team.json", "models.json", "currencies.json", "assistant.json"}
-    assert len(RUNS) == 6 and len(USAGE_TABLES) == 2 and len(ENGINE_TABLES) == 2
+    assert set(FILES) == {"team.json", "models.json", "currencies.json", "assistant.json", "studio.json"}
+    assert len(RUNS) == 8 and len(USAGE_TABLES) == 2 and len(ENGINE_TABLES) == 2
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from tenants.models.commercial import (
     validate_time_zone,
     zone_named,
 )
+from tenants.models.coupons import Coupon, CouponDuration, CouponKind, CouponVia, SubscriptionCoupon, TaxRate
 from tenants.models.email import DeliveryStatus, EmailDelivery, EmailKind
 from tenants.models.identity import TenantRole, TenantUser
 from tenants.models.local_identity import LocalIdentity
@@ -34,6 +35,12 @@ __all__ = [
     "ApiKeyScope",
     "BillingCycle",
     "Charge",
+    "Coupon",
+    "CouponDuration",
+    "CouponKind",
+    "CouponVia",
+    "SubscriptionCoupon",
+    "TaxRate",
     "Plan",
     "PlanVersion",
     "Subscription",

@@ -60,6 +60,12 @@ class Tenant(models.Model):
                   "periods in it (docs/plans.md, \"Time zones\"). It can change until a subscription's first "
                   "period ends.",
     )
+    country = models.CharField(max_length=2, blank=True, help_text="ISO 3166-1 alpha-2 code (e.g. FR).")
+    tax_id = models.CharField(max_length=64, blank=True, help_text="The tenant's VAT or tax number, printed on invoices.")
+    tax_rate = models.ForeignKey(
+        "tenants.TaxRate", null=True, blank=True, on_delete=models.PROTECT, related_name="tenants",
+        help_text="Empty: the default tax rate (none: no tax).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

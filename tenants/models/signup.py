@@ -34,6 +34,8 @@ class SignupRequest(models.Model):
     plan_version = models.ForeignKey("tenants.PlanVersion", on_delete=models.PROTECT, related_name="+")
     time_zone = models.CharField(max_length=64, default="UTC", validators=[validate_time_zone],
                                  help_text="The tenant's time zone to be (IANA name).")
+    coupon = models.ForeignKey("tenants.Coupon", null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+                               help_text="The coupon whose code was entered: applied to the subscription when made.")
     password_encrypted = models.TextField(blank=True, editable=False)
     code_hash = models.CharField(max_length=200, blank=True, editable=False)
     code_expires_at = models.DateTimeField(null=True, blank=True)

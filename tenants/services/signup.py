@@ -30,6 +30,7 @@ from django.utils.crypto import constant_time_compare, salted_hmac
 from portal.kernel import ApplicationError
 from tenants.identity import IdentityError
 from tenants.models import (
+    CouponVia,
     PlanVersion,
     SignupRequest,
     SignupStatus,
@@ -41,6 +42,7 @@ from tenants.models import (
 )
 from tenants.models.email import EmailKind
 from tenants.models.signup import OPEN_STATUSES
+from tenants.services.coupons import coupon_apply, coupon_for_code
 from tenants.services.email import email_queue
 from tenants.services.identity import tenant_user_create
 from tenants.services.lifecycle import tenant_create
@@ -196,7 +198,7 @@ def signup_for_browser(*, request_id: int | None, browser: str | None) -> Signup
 
 def signup_request_create(
     *, company: str, slug: str, email: str, plan_version: PlanVersion, password: str, browser: str,
-    ip: str | None = None, time_zone: str = "UTC",
+    ip: str | None = None, coupon_code: str = "", time_zone: str = "UTC",
 ) -> SignupRequest:
     """Start a signup in one browser (`browser`: the token kept in its session) and email its code.
 
@@ -207,6 +209,8 @@ def signup_request_create(
     email = email.strip().lower()
     if not plan_version.plan.is_public:
         raise ApplicationError("This plan is not offered.", {"field": "plan"})
+    # A coupon code is checked now (the form says what is wrong with it) and applied when the account is made.
+    coupon = coupon_for_code(code=coupon_code, currency=plan_version.currency) if coupon_code.strip() else None
     if Tenant.objects.filter(slug=slug).exists():
         raise ApplicationError(f"The company id {slug!r} is taken: choose another.", {"field": "slug"})
     if time_zone not in time_zone_names():
@@ -231,6 +235,7 @@ def signup_request_create(
             signup = SignupRequest(email=email, browser_key=browser_key)
         signup.company, signup.slug, signup.plan_version, signup.ip = company.strip(), slug, plan_version, ip
         signup.time_zone = time_zone
+        signup.coupon = coupon
         signup.password_encrypted = _encrypt_password(password)
         signup.status = SignupStatus.PENDING
         send = _issue_code(signup)
@@ -356,7 +361,9 @@ def signup_provision(*, request_id: int) -> SignupRequest:
                     status=TenantStatus.TRIALING if plan_version.trial_days else TenantStatus.ACTIVE,
                     time_zone=signup.time_zone,
                 )
-                subscription_create(tenant=tenant, plan_version=plan_version)
+                subscription = subscription_create(tenant=tenant, plan_version=plan_version)
+                if signup.coupon_id:
+                    _apply_signup_coupon(signup, subscription)
                 owner, _ = tenant_user_create(
                     tenant=tenant, email=signup.email, role=TenantRole.OWNER,
                     password=_decrypt_password(signup.password_encrypted),
@@ -374,6 +381,17 @@ def signup_provision(*, request_id: int) -> SignupRequest:
         signup.provisioned_at = timezone.now()
         signup.save()
     return signup
+
+
+def _apply_signup_coupon(signup: SignupRequest, subscription) -> None:
+    """The code entered at signup, applied to the new subscription; a coupon used up or expired since the form
+    was sent is left out (the account is made all the same) and logged."""
+    try:
+        with transaction.atomic():
+            coupon_apply(subscription=subscription, coupon=signup.coupon, via=CouponVia.SIGNUP)
+    except ApplicationError as exc:
+        logger.warning("signup %s (%s): coupon %s not applied: %s", signup.pk, signup.slug, signup.coupon.code,
+                       exc.message)
 
 
 def _describe(exc: Exception) -> str:

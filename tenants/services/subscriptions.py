@@ -75,6 +75,9 @@ def subscription_change_plan(
         last = sub.changes.order_by("-changed_at").first()
         if last and at < last.changed_at:
             raise ApplicationError("A plan change cannot come before the previous change.")
+        if plan_version.currency != sub.plan_version.currency:  # a period is billed in one currency (docs/plans.md)
+            raise ApplicationError(f"{plan_version} is priced in {plan_version.currency}, the subscription in "
+                                   f"{sub.plan_version.currency}: the currency cannot change.")
         SubscriptionChange.objects.create(
             subscription=sub, from_version_id=sub.plan_version_id, to_version=plan_version, changed_at=at
         )

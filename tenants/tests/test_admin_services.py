@@ -84,6 +84,19 @@ def test_a_plan_change_the_service_refuses_shows_on_the_form(staff_client):
     assert sub.plan_version == versions["starter"] and not SubscriptionChange.objects.exists()
 
 
+def test_a_plan_change_to_another_currency_is_refused_on_the_form(staff_client):
+    """A period is billed in one currency (docs/plans.md): subscription_change_plan refuses, the admin says so."""
+    from tenants.services.plans import plan_save
+
+    versions = import_sample_plans()
+    euro, _ = plan_save(document={"code": "euro", "name": "Euro", "currency": "EUR", "interval": "month"})
+    sub = subscription_create(tenant=TenantFactory(), plan_version=versions["starter"], started_at=START)
+    response = _change_subscription(staff_client, sub, plan_version=euro.pk)
+    assert response.status_code == 200 and "the currency cannot change" in response.content.decode()
+    sub.refresh_from_db()
+    assert sub.plan_version == versions["starter"] and not SubscriptionChange.objects.exists()
+
+
 def test_setting_the_end_in_the_admin_ends_the_subscription(staff_client):
     versions = import_sample_plans()
     sub = subscription_create(tenant=TenantFactory(), plan_version=versions["starter"], started_at=START)

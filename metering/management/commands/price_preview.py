@@ -15,8 +15,11 @@ from django.core.management.base import BaseCommand, CommandError
 
 from metering.pricing import (
     MAX_DOCUMENT_BYTES,
+    CouponTerms,
+    CreditSource,
     DocumentError,
     PlanSpec,
+    TaxTerms,
     add_months,
     calendar_period,
     loads_document,
@@ -24,6 +27,8 @@ from metering.pricing import (
     parse_plan_file,
     preview_document,
     price_plan,
+    quantize_amount,
+    with_totals,
 )
 from tenants.models import time_zone_names, zone_named
 
@@ -69,6 +74,53 @@ def parse_usage(items: list[str], plan: PlanSpec) -> dict[str, Decimal]:
     return quantities
 
 
+def _amount(text: str, option: str, currency: str, *, positive: bool) -> Decimal:
+    try:
+        value = Decimal(text.strip())
+    except InvalidOperation:
+        raise CommandError(f"{option} {text!r}: not a decimal number") from None
+    if not value.is_finite() or value < 0 or (positive and value == 0):
+        raise CommandError(f"{option} {text!r}: must be a finite decimal {'above' if positive else 'of at least'} 0")
+    if value != quantize_amount(value, currency):
+        raise CommandError(f"{option} {text!r}: more digits than {currency}'s minor units")
+    return value
+
+
+def parse_coupons(items: list[str], currency: str) -> list[CouponTerms]:
+    """--coupon percent:10 or fixed:5.00, in the order given."""
+    coupons = []
+    for item in items:
+        kind, sep, text = item.partition(":")
+        kind = kind.strip()
+        if not sep or kind not in ("percent", "fixed"):
+            raise CommandError(f"--coupon {item!r}: expected percent:PCT or fixed:AMOUNT, e.g. percent:10")
+        if kind == "percent":
+            try:
+                value = Decimal(text.strip())
+            except InvalidOperation:
+                raise CommandError(f"--coupon {item!r}: the percentage {text!r} is not a decimal number") from None
+            if not value.is_finite() or not Decimal(0) < value <= 100:
+                raise CommandError(f"--coupon {item!r}: a percentage is above 0 and at most 100")
+        else:
+            value = _amount(text, f"--coupon {item}", currency, positive=True)
+        coupons.append(CouponTerms(kind, value, f"coupon {item}"))
+    return coupons
+
+
+def parse_tax(text: str | None, inclusive: bool) -> TaxTerms | None:
+    if text is None:
+        if inclusive:
+            raise CommandError("--tax-inclusive needs --tax-rate")
+        return None
+    try:
+        rate = Decimal(text.strip())
+    except InvalidOperation:
+        raise CommandError(f"--tax-rate {text!r}: not a decimal number (a percentage, e.g. 20)") from None
+    if not rate.is_finite() or not Decimal(0) <= rate <= 100:
+        raise CommandError(f"--tax-rate {text!r}: a percentage between 0 and 100")
+    return TaxTerms(f"Tax {rate.normalize():f} %", rate, inclusive)
+
+
 def choose_plan(plans: list[PlanSpec], code: str | None, path: str) -> PlanSpec:
     if not plans:
         raise CommandError(f"plan file {path!r} holds no plan")
@@ -106,6 +158,11 @@ class Command(BaseCommand):
         parser.add_argument("--time-zone", default="UTC", metavar="NAME",
                             help="the tenant's IANA time zone (default UTC): the default period is its calendar "
                                  "month, times without an offset are its local times, and the output has its offsets")
+        parser.add_argument("--coupon", action="append", default=[], metavar="percent:PCT|fixed:AMOUNT",
+                            help="a discount on the subtotal (repeatable, applied in the order given)")
+        parser.add_argument("--tax-rate", metavar="PCT", help="the tax rate, a percentage (exclusive by default)")
+        parser.add_argument("--tax-inclusive", action="store_true", help="the tax rate is inclusive")
+        parser.add_argument("--credit", metavar="AMOUNT", help="the prepaid credit balance available")
 
     def handle(self, *args, **options):
         path = options["plan_file"]
@@ -139,6 +196,15 @@ class Command(BaseCommand):
                                 active_start=active_start)
         except (ValueError, ArithmeticError) as exc:  # e.g. a custom rule refusing its input
             raise CommandError(f"cannot price plan {plan.code!r}: {exc}") from None
+        coupons = parse_coupons(options["coupon"], plan.currency)
+        tax = parse_tax(options["tax_rate"], options["tax_inclusive"])
+        credit = options["credit"]
+        # The plan's included credit expires at the period's end: drawn before a balance that lasts longer.
+        credits = [CreditSource(plan.included_credit)] if plan.included_credit > 0 else []
+        if credit is not None:
+            credits.append(CreditSource(_amount(credit, "--credit", plan.currency, positive=False)))
+        if coupons or tax is not None or credits:
+            priced = with_totals(priced, coupons=coupons, tax=tax, credits=credits)
         self.stdout.write(json.dumps(preview_document(priced, zone), indent=2))
 
     @staticmethod

@@ -21,6 +21,25 @@ class Catalog:
         self.metrics = {metric.code: metric for metric in Metric.objects.all()}
         self._specs: dict[int, object] = {}
         self._quantities: dict[tuple, dict[str, Decimal]] = {}
+        self._coupons = None
+        self._taxes = None
+
+    @property
+    def coupons(self):
+        """The subscriptions' coupons and the periods they discounted (metering.services.billing.order)."""
+        if self._coupons is None:
+            from metering.services.billing.order import CouponBook
+
+            self._coupons = CouponBook()
+        return self._coupons
+
+    @property
+    def taxes(self):
+        if self._taxes is None:
+            from metering.services.billing.order import TaxBook
+
+            self._taxes = TaxBook()
+        return self._taxes
 
     def spec(self, version: PlanVersion):
         if version.pk not in self._specs:

@@ -23,10 +23,18 @@ from django.db import IntegrityError, transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from metering.models import BillingRun, Invoice, InvoiceLine, InvoiceSequence, InvoiceStatus
-from metering.pricing import PricedPeriod, format_amount, tier_breakdown, tiers_document
+from metering.models import BillingRun, Invoice, InvoiceDiscount, InvoiceLine, InvoiceSequence, InvoiceStatus
+from metering.pricing import (
+    InvoiceTotals,
+    PricedPeriod,
+    format_amount,
+    invoice_totals,
+    tier_breakdown,
+    tiers_document,
+)
 from metering.services.billing.catalog import Catalog
 from metering.services.billing.late import late_usage_rows
+from metering.services.billing.order import draw_invoice_credits, restore_invoice_credits
 from metering.services.billing.periods import price_subscription_period, with_metric_names
 from portal.kernel import ApplicationError
 from tenants.models import EmailKind, Subscription
@@ -71,23 +79,58 @@ def _invoice_rows(
 # --- writing and re-pricing drafts -----------------------------------------------------------------
 
 
-def _write_lines(invoice: Invoice, rows: list[dict], *, replace: bool) -> None:
+def _write_lines(invoice: Invoice, rows: list[dict], totals: InvoiceTotals, catalog: Catalog, *,
+                 replace: bool) -> None:
     if replace:
         invoice.lines.all().delete()
+        invoice.discounts.all().delete()
     InvoiceLine.objects.bulk_create(
         InvoiceLine(invoice=invoice, position=position, **row) for position, row in enumerate(rows, start=1)
     )
+    discounts = [discount for discount in totals.discounts if discount.amount > 0]
+    if discounts:
+        InvoiceDiscount.objects.bulk_create(
+            InvoiceDiscount(invoice=invoice, position=position, subscription_coupon=discount.key,
+                            coupon_code=discount.key.coupon.code, description=discount.label, amount=discount.amount)
+            for position, discount in enumerate(discounts, start=1)
+        )
+        for discount in discounts:
+            catalog.coupons.note(discount.key, invoice.period_start)
 
 
 def _total(rows: list[dict]) -> Decimal:
     return sum((row["amount"] for row in rows), Decimal(0))
 
 
+def _totals(subscription: Subscription, start: datetime, end: datetime, currency: str, rows: list[dict],
+            catalog: Catalog) -> InvoiceTotals:
+    """Subtotal, discounts and tax of a period's lines (credits are drawn when the invoice is finalized)."""
+    return invoice_totals(_total(rows), currency, coupons=catalog.coupons.terms(subscription, start, end, currency),
+                          tax=catalog.taxes.terms(subscription.tenant))
+
+
+def _set_figures(invoice: Invoice, totals: InvoiceTotals) -> None:
+    invoice.subtotal, invoice.discount, invoice.tax, invoice.total = (
+        totals.subtotal, totals.discount, totals.tax, totals.total)
+    terms = totals.tax_terms
+    invoice.tax_name = terms.name if terms else ""
+    invoice.tax_percentage = terms.percentage if terms else None
+    invoice.tax_inclusive = bool(terms and terms.inclusive and totals.shows_tax)
+    invoice.credits_applied = Decimal(0)
+
+
+def reprice_draft(invoice: Invoice, catalog: Catalog) -> None:
+    """Re-price a draft the caller has locked with the usage known now (lines, discounts and tax)."""
+    _price_into(invoice, catalog)
+
+
 def _price_into(invoice: Invoice, catalog: Catalog) -> None:
-    """Re-price a draft in place (its lines are replaced)."""
-    invoice.currency, rows = _invoice_rows(invoice.subscription, invoice.period_start, invoice.period_end, catalog)
-    invoice.total = _total(rows)
-    _write_lines(invoice, rows, replace=True)
+    """Re-price a draft in place (its lines and discounts are replaced)."""
+    subscription = invoice.subscription
+    invoice.currency, rows = _invoice_rows(subscription, invoice.period_start, invoice.period_end, catalog)
+    totals = _totals(subscription, invoice.period_start, invoice.period_end, invoice.currency, rows, catalog)
+    _set_figures(invoice, totals)
+    _write_lines(invoice, rows, totals, catalog, replace=True)
 
 
 def invoice_create(
@@ -103,16 +146,19 @@ def invoice_create(
         status=InvoiceStatus.VOID
     ).exists():
         return None
-    currency, rows = _invoice_rows(subscription, period_start, period_end, catalog or Catalog(), sent)
+    catalog = catalog or Catalog()
+    currency, rows = _invoice_rows(subscription, period_start, period_end, catalog, sent)
+    totals = _totals(subscription, period_start, period_end, currency, rows, catalog)
     invoice = Invoice(
         tenant_id=subscription.tenant_id, subscription=subscription, period_start=period_start,
-        period_end=period_end, currency=currency, total=_total(rows), billing_run=billing_run,
+        period_end=period_end, currency=currency, billing_run=billing_run,
         finalize_after=as_of + timedelta(minutes=settings.BILLING_GRACE_PERIOD_MINUTES), replaces=replaces,
     )
+    _set_figures(invoice, totals)
     try:
         with transaction.atomic():
             invoice.save()
-            _write_lines(invoice, rows, replace=False)
+            _write_lines(invoice, rows, totals, catalog, replace=False)
             webhook_emit(type="invoice.created", resource=invoice, tenant=subscription.tenant)
     except IntegrityError:
         # Another worker wrote this period's invoice between our check and our insert.
@@ -153,7 +199,7 @@ def invoice_finalize(
     with transaction.atomic():
         locked = (
             Invoice.objects.select_for_update(of=("self",))
-            .select_related("subscription__tenant", "subscription__plan_version")
+            .select_related("subscription__tenant__tax_rate", "subscription__plan_version")
             .get(pk=invoice.pk)
         )
         if locked.status != InvoiceStatus.DRAFT:
@@ -174,20 +220,29 @@ def due_date_for(issued_at: datetime, terms_days: int) -> date:
     return issued_at.astimezone(UTC).date() + timedelta(days=terms_days)
 
 
-def finalize_locked(invoice: Invoice, *, at: datetime, reprice: bool, catalog: Catalog, number: str | None = None) -> None:
+def finalize_locked(invoice: Invoice, *, at: datetime, reprice: bool, catalog: Catalog, number: str | None = None,
+                    drawn: bool = False) -> None:
     """Finalize a draft whose row the caller has locked, inside the caller's transaction (which queues its email).
 
     The payment terms and the due date are fixed here, with the number: a later change of the terms applies
-    to invoices finalized after it, never to one already sent."""
+    to invoices finalized after it, never to one already sent. The tenant's prepaid credits are drawn here
+    (`drawn`: the caller drew them for a batch already); an invoice they pay whole is finalized as paid."""
     if reprice:
         _price_into(invoice, catalog)
+    if not drawn:
+        draw_invoice_credits([invoice], at=at)
     invoice.number = number or next_numbers(at, 1)[0]
-    invoice.status = InvoiceStatus.FINALIZED
+    paid = invoice.total - invoice.credits_applied <= 0
+    invoice.status = InvoiceStatus.PAID if paid else InvoiceStatus.FINALIZED
     invoice.finalized_at = at
+    if paid:
+        invoice.paid_at = at
     invoice.payment_terms_days = payment_terms_days(invoice)
     invoice.due_date = due_date_for(at, invoice.payment_terms_days)
     invoice.save()
     webhook_emit(type="invoice.finalized", resource=invoice, tenant=invoice.subscription.tenant)
+    if paid:
+        webhook_emit(type="invoice.paid", resource=invoice, tenant=invoice.subscription.tenant)
 
 
 def queue_invoice_emails(invoices: list[Invoice]) -> None:
@@ -201,8 +256,17 @@ def queue_invoice_emails(invoices: list[Invoice]) -> None:
     drafts = []
     for invoice in invoices:
         invoice.tenant = tenant = invoice.subscription.tenant  # loaded with the subscription: no query each
-        context = {"invoice": invoice, "total": format_amount(invoice.total, invoice.currency),
+        currency = invoice.currency
+        order = [(f"Discount: {d.description}", "-" + format_amount(d.amount, currency))
+                 for d in invoice.discounts.all()] if invoice.discount else []
+        if invoice.shows_tax:
+            order.append((f"{invoice.tax_name} ({invoice.tax_percentage.normalize():f} %"
+                           f"{', included' if invoice.tax_inclusive else ''})", format_amount(invoice.tax, currency)))
+        context = {"invoice": invoice, "total": format_amount(invoice.total, currency),
                    "lines": [(line.description, format_amount(line.amount, invoice.currency)) for line in lines[invoice.pk]],
+                   "subtotal": format_amount(invoice.subtotal, currency) if order else "", "order": order,
+                   "credits_applied": format_amount(invoice.credits_applied, currency) if invoice.credits_applied else "",
+                   "amount_due": format_amount(invoice.total - invoice.credits_applied, currency),
                    "provider_name": settings.PROVIDER_NAME,
                    "url": settings.PORTAL_BASE_URL.rstrip("/") + invoice.get_absolute_url()}
         drafts.append(EmailDraft(
@@ -243,6 +307,7 @@ def invoice_void(*, invoice: Invoice, reason: str = "", at: datetime | None = No
         locked.voided_at = at or timezone.now()
         locked.void_reason = reason
         locked.save()
+        restore_invoice_credits(locked, at=locked.voided_at)
         # Not sent yet (mail server down): a voided invoice is no longer worth sending.
         email_deliveries_cancel(about=locked, reason=f"Invoice {locked.number} was voided before its email went out.")
         webhook_emit(type="invoice.voided", resource=locked, tenant=locked.tenant)

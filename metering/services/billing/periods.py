@@ -19,6 +19,7 @@ price_subscription_period; late usage reads a period's segments again (period_se
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -94,12 +95,26 @@ def _versions_timeline(subscription: Subscription) -> list[tuple[datetime, PlanV
     return timeline
 
 
+def version_at(subscription: Subscription, at: datetime) -> PlanVersion:
+    """The plan version in force at `at` (the first one before the subscription starts)."""
+    return _version_at(subscription, at)
+
+
 def _version_at(subscription: Subscription, at: datetime) -> PlanVersion:
     version = None
     for since, candidate in _versions_timeline(subscription):
         if since <= at or version is None:
             version = candidate
     return version
+
+
+def with_plan_change(subscription: Subscription, plan_version: PlanVersion, at: datetime) -> Subscription:
+    """An unsaved copy of `subscription` as it would be moved to `plan_version` from `at` (a preview of
+    subscription_change_plan, whose checks the caller makes): its timeline gains that change."""
+    moved = copy.copy(subscription)
+    moved._timeline = [*_versions_timeline(subscription), (at, plan_version)]
+    moved.plan_version = plan_version
+    return moved
 
 
 @dataclass(frozen=True)

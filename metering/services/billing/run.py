@@ -47,9 +47,18 @@ from metering.services.billing.invoices import (
     invoice_create,
     next_numbers,
     queue_invoice_emails,
+    reprice_draft,
 )
 from metering.services.billing.late import LATE_USAGE_HORIZON, sent_invoices
-from metering.services.billing.periods import closed_periods, part_windows, period_from_label, starts_in_month
+from metering.services.billing.order import draw_invoice_credits, plan_credit_grants
+from metering.services.billing.periods import (
+    closed_periods,
+    part_windows,
+    period_from_label,
+    starts_in_month,
+    subscription_period,
+    version_at,
+)
 from portal.kernel import ApplicationError
 from tenants.models import Subscription, SubscriptionStatus, zone_named
 
@@ -147,7 +156,7 @@ def _bill_batch(pks: list[int], *, as_of: datetime, month, run: BillingRun, cata
         # skip_locked: a parallel worker holding some of these subscriptions is billing them; leave them to it.
         subscriptions = list(
             Subscription.objects.select_for_update(skip_locked=True, of=("self",))
-            .select_related("tenant", "plan_version__plan")
+            .select_related("tenant__tax_rate", "plan_version__plan")
             .prefetch_related("changes__from_version", "changes__to_version")
             .filter(pk__in=pks)
             .order_by("pk")
@@ -174,6 +183,8 @@ def _bill_batch(pks: list[int], *, as_of: datetime, month, run: BillingRun, cata
             catalog.prefetch_quantities(tenants, codes, window)
             beat()  # unique_count and max metrics ask the lake per tenant: that can take a while
         sent = sent_invoices(subscriptions, as_of - LATE_USAGE_HORIZON - timedelta(days=366))
+        catalog.coupons.load(subscription.pk for subscription in subscriptions)
+        plan_credit_grants(_included_credit_periods(subscriptions, todo, as_of, catalog))
         for subscription, start, end in todo:
             try:
                 invoice = invoice_create(subscription=subscription, period_start=start, period_end=end,
@@ -187,16 +198,36 @@ def _bill_batch(pks: list[int], *, as_of: datetime, month, run: BillingRun, cata
     return created
 
 
+def _included_credit_periods(subscriptions, todo, as_of: datetime, catalog: Catalog):
+    """(subscription, start, end, plan spec) of the periods to bill and of each running subscription's current
+    period, for their plans' included credit (granted at the period's start, so the tenant sees it meanwhile)."""
+    wanted = {(subscription.pk, start): (subscription, start, end) for subscription, start, end in todo}
+    for subscription in subscriptions:
+        if subscription.status == SubscriptionStatus.ACTIVE and subscription.started_at <= as_of:
+            start, end = subscription_period(subscription, as_of)
+            wanted.setdefault((subscription.pk, start), (subscription, start, end))
+    for subscription, start, end in wanted.values():
+        spec = catalog.spec(version_at(subscription, start))
+        if spec.included_credit > 0:
+            yield subscription, start, end, spec
+
+
 def _finalize_batch(pks: list[int], *, at: datetime, just_priced: set[int], catalog: Catalog) -> list[Invoice]:
     with transaction.atomic():
         drafts = list(
             Invoice.objects.select_for_update(skip_locked=True, of=("self",))
-            .select_related("subscription__tenant", "subscription__plan_version")
+            .select_related("subscription__tenant__tax_rate", "subscription__plan_version")
             .filter(pk__in=pks, status=InvoiceStatus.DRAFT)
             .order_by("pk")
         )
         numbers = next_numbers(at, len(drafts))
+        catalog.coupons.load(invoice.subscription_id for invoice in drafts)
+        for invoice in drafts:
+            if invoice.pk not in just_priced:
+                reprice_draft(invoice, catalog)
+        # The batch's credits in one locked read and one write (metering.services.billing.order).
+        draw_invoice_credits(drafts, at=at)
         for invoice, number in zip(drafts, numbers, strict=True):
-            finalize_locked(invoice, at=at, reprice=invoice.pk not in just_priced, catalog=catalog, number=number)
+            finalize_locked(invoice, at=at, reprice=False, catalog=catalog, number=number, drawn=True)
         queue_invoice_emails(drafts)
     return drafts

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('tenants', '0011_webhooks'),
+        ('tenants', '0012_coupons_tax_rates'),
     ]
 
     operations = [
