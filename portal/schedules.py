@@ -13,6 +13,9 @@ from django.db.models import Q
 # name -> (task, crontab fields). Apps append their schedules here.
 DEFAULT_SCHEDULES: dict[str, tuple[str, dict]] = {
     "End finished trials": ("tenants.tasks.end_trials", {"minute": "*/15"}),
+    # Tenants' downgrades and cancellations take effect at their period's end (billing prices them from their
+    # time whenever this runs; it moves the subscription and cancels the tenant).
+    "Apply scheduled subscription changes": ("tenants.tasks.apply_subscription_requests", {"minute": "*/5"}),
     "Purge cancelled tenants' users": ("tenants.tasks.purge_cancelled_users", {"minute": "30", "hour": "3"}),
     "Expire unverified signups": ("tenants.tasks.expire_signups", {"minute": "*/10"}),
     # The safety net of email delivery (retries are the task's own): lost tasks, expired secrets.

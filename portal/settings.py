@@ -255,6 +255,8 @@ DASHBOARD_CACHE_SECONDS = env.int("DASHBOARD_CACHE_SECONDS", default=300)
 BILLING_GRACE_PERIOD_MINUTES = env.int("BILLING_GRACE_PERIOD_MINUTES", default=60)
 INVOICE_NUMBER_PREFIX = env.str("INVOICE_NUMBER_PREFIX", default="INV")
 INVOICE_PAYMENT_TERMS_DAYS = env.int("INVOICE_PAYMENT_TERMS_DAYS", default=30)  # due date = issue date + this
+# A tenant's downgrade waits for staff approval in the admin (docs/plans.md, "Changing plan").
+SUBSCRIPTION_DOWNGRADE_REQUIRES_APPROVAL = env.bool("SUBSCRIPTION_DOWNGRADE_REQUIRES_APPROVAL", default=False)
 # Payment reminders of unpaid invoices, in days from the due date (negative: before it), sent daily by the beat.
 INVOICE_REMINDER_DAYS = [int(day) for day in env.list("INVOICE_REMINDER_DAYS", default=["-3", "1", "7", "14", "30"])]
 PRICING_CUSTOM_RULES = {

@@ -10,6 +10,7 @@ from portal.dashboards import alerts as tenant_alerts
 from portal.dashboards import credits as tenant_credits
 from portal.dashboards import events as tenant_events
 from portal.dashboards import revenue
+from portal.dashboards import subscription as tenant_subscription
 from portal.dashboards import tenant as tenant_dashboard
 from portal.dashboards import views as dashboard_views
 from portal.plans import views as plan_views
@@ -39,6 +40,7 @@ urlpatterns = [
     path("api/", include("metering.api.urls")),
     path("tenant/dashboard/", tenant_dashboard.tenant_dashboard, name="tenant-dashboard"),
     path("tenant/events/", tenant_events.tenant_events, name="tenant-events"),
+    path("tenant/subscription/", tenant_subscription.tenant_subscription, name="tenant-subscription"),
     path("tenant/credits/", tenant_credits.tenant_credits, name="tenant-credits"),
     path("tenant/alerts/", tenant_alerts.tenant_alerts, name="tenant-alerts"),
     path("tenant/alerts/<int:pk>/delete/", tenant_alerts.tenant_alert_delete, name="tenant-alert-delete"),

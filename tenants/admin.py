@@ -15,6 +15,7 @@ from tenants import (  # noqa: F401  (register the API keys', email deliveries',
     admin_coupons,
     admin_email,
     admin_metrics,
+    admin_subscription_requests,
     admin_webhooks,
 )
 from tenants.admin_writes import ServiceWriteAdmin
@@ -25,6 +26,7 @@ from tenants.models import (
     PlanVersion,
     Subscription,
     SubscriptionChange,
+    SubscriptionRequest,
     SubscriptionStatus,
     Tenant,
     time_zone_names,
@@ -284,11 +286,42 @@ class PlanVersionAdmin(_PlanAmounts, admin.ModelAdmin):
 
 
 class SubscriptionChangeInline(admin.TabularInline):
+    """The plan changes billing prices, each from its time (a future one is scheduled), with who made it."""
+
     model = SubscriptionChange
     extra = 0
-    fields = ("from_version", "to_version", "changed_at")
+    fields = ("from_version", "to_version", "changed_at", "made_by_shown", "created_at")
     readonly_fields = fields
     can_delete = False
+    verbose_name_plural = "plan changes (as billed)"
+
+    @admin.display(description="made by")
+    def made_by_shown(self, obj):
+        return admin_subscription_requests.who(obj.made_by)
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+class SubscriptionRequestInline(admin.TabularInline):
+    """What the tenant asked for (and staff decided): upgrades, downgrades, cancellations and their fate."""
+
+    model = SubscriptionRequest
+    extra = 0
+    fields = ("created_at", "kind", "status", "from_version", "to_version", "effective_at", "requested_by_shown",
+              "decided_by_shown", "note")
+    readonly_fields = fields
+    can_delete = False
+    show_change_link = True
+    verbose_name_plural = "requests by the tenant"
+
+    @admin.display(description="requested by")
+    def requested_by_shown(self, obj):
+        return admin_subscription_requests.who(obj.requested_by)
+
+    @admin.display(description="decided by")
+    def decided_by_shown(self, obj):
+        return admin_subscription_requests.who(obj.decided_by)
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -314,7 +347,7 @@ class SubscriptionAdmin(ServiceWriteAdmin):
     search_fields = ("tenant__slug", "tenant__name", "plan_version__plan__code")
     list_select_related = ("tenant", "plan_version__plan")
     readonly_fields = ("status", "created_at", "updated_at")
-    inlines = [SubscriptionChangeInline]
+    inlines = [SubscriptionChangeInline, SubscriptionRequestInline]
     actions = ["end_now"]
 
     def get_inlines(self, request, obj):
@@ -342,7 +375,7 @@ class SubscriptionAdmin(ServiceWriteAdmin):
             if "plan_version" in changed:
                 # From now on, recorded with its time (billing prices each part of the period under its version).
                 saved = subscription_change_plan(subscription=saved, plan_version=data["plan_version"],
-                                                 at=timezone.now())
+                                                 at=timezone.now(), made_by=request.user)
             if "trial_ends_at" in changed:
                 saved = subscription_set_trial_end(subscription=saved, trial_ends_at=data["trial_ends_at"])
             if "ends_at" in changed:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from django.db.models import F, QuerySet
+from django.db.models import F, OuterRef, QuerySet, Subquery
 
 from tenants.models import (
     ApiKey,
@@ -13,6 +13,7 @@ from tenants.models import (
     Plan,
     PlanVersion,
     Subscription,
+    SubscriptionRequest,
     SubscriptionStatus,
     Tenant,
     TenantStatus,
@@ -73,3 +74,18 @@ def metrics_by_code(*, codes: Iterable[str] | None = None) -> dict[str, Metric]:
 def tenant_api_keys(*, tenant: Tenant) -> QuerySet[ApiKey]:
     """The tenant's API keys, live ones first, newest first."""
     return ApiKey.objects.filter(tenant=tenant).order_by(F("revoked_at").desc(nulls_first=True), "-created_at")
+
+
+def plans_on_offer(*, subscription: Subscription) -> QuerySet[PlanVersion]:
+    """What the tenant of `subscription` may move to by itself: the public plans (`Plan.is_public`, those of the
+    signup page) at their newest version, in its plan's currency and interval, its own plan left out; by base fee."""
+    current = subscription.plan_version
+    newest = PlanVersion.objects.filter(plan=OuterRef("plan")).order_by("-version").values("pk")[:1]
+    return (PlanVersion.objects.filter(pk=Subquery(newest), plan__is_public=True, currency=current.currency,
+                                       interval=current.interval)
+            .exclude(plan_id=current.plan_id).select_related("plan").order_by("base_fee", "plan__code"))
+
+
+def subscription_requests_of(*, subscription: Subscription) -> QuerySet[SubscriptionRequest]:
+    """The subscription's self-service requests, newest first (its history as the tenant sees it)."""
+    return subscription.requests.select_related("from_version", "to_version", "requested_by", "decided_by")

@@ -12,6 +12,14 @@ def end_trials() -> int:
 
 
 @shared_task
+def apply_subscription_requests() -> int:
+    """Carry out the tenants' scheduled downgrades and cancellations whose time came; returns how many."""
+    from tenants.services.subscription_requests import subscription_requests_apply_due
+
+    return subscription_requests_apply_due()
+
+
+@shared_task
 def purge_cancelled_users() -> dict:
     """Delete the identity users of tenants cancelled longer than the retention, and disable any user
     still enabled in a suspended or cancelled tenant."""

@@ -3,7 +3,7 @@
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from metering.api import admin_views, credits, events, schema, views, webhooks  # noqa: F401  (schema registers the token and key schemes)
+from metering.api import admin_views, credits, events, schema, subscription, views, webhooks  # noqa: F401  (schema registers the token and key schemes)
 
 # The tenant's data; mounted at /api/v1/ for tenant tokens and at /api/v1/admin/tenants/<tenant>/ for staff.
 tenant_patterns = [
@@ -14,6 +14,12 @@ tenant_patterns = [
     path("invoices/<uuid:invoice>/", views.InvoiceDetailView.as_view(), name="invoice"),
     path("invoices/<uuid:invoice>/lines/", views.InvoiceLinesView.as_view(), name="invoice-lines"),
     path("plan/", views.PlanView.as_view(), name="plan"),
+    path("plans/", subscription.OfferedPlansView.as_view(), name="plans-offered"),
+    path("subscription/", subscription.SubscriptionView.as_view(), name="subscription"),
+    path("subscription/preview/", subscription.SubscriptionPreviewView.as_view(), name="subscription-preview"),
+    path("subscription/change/", subscription.SubscriptionChangeView.as_view(), name="subscription-change"),
+    path("subscription/cancel/", subscription.SubscriptionCancelView.as_view(), name="subscription-cancel"),
+    path("subscription/withdraw/", subscription.SubscriptionWithdrawView.as_view(), name="subscription-withdraw"),
     path("credits/", credits.CreditsView.as_view(), name="credits"),
     path("users/", views.TenantUserListView.as_view(), name="users"),
     path("users/<int:user>/", views.TenantUserDetailView.as_view(), name="user"),

@@ -165,27 +165,32 @@ class ProjectedBillView(TenantScopedView):
         priced = projected_bill(tenant=self.tenant, as_of=now)
         if priced is None:
             raise exceptions.NotFound("This tenant has no active subscription.")
-        lines = [
-            {
-                "type": line.type, "description": line.description, "plan": line.plan, "metric": line.metric,
-                "model": line.model,
-                "quantity": None if line.quantity is None else scaled(line.quantity, _NO_DIVISOR),
-                "unit_amount": None if line.unit_amount is None else format_unit_amount(line.unit_amount, priced.currency),
-                "amount": format_amount(line.amount, priced.currency),
-                "tiers": [] if line.charge is None else tiers_document(
-                    tier_breakdown(line.charge, line.quantity, priced.currency), priced.currency),
-                "period_start": line.period_start, "period_end": line.period_end,
-            }
-            for line in priced.lines
-        ]
-        currency, totals = priced.currency, priced.totals
-        data = {
-            "as_of": now, "plans": list(priced.plans), "currency": currency,
-            "period_start": priced.period_start, "period_end": priced.period_end, "lines": lines,
-            **totals_document(totals),
-        }
+        data = {"as_of": now, **priced_period_data(priced)}
         with timezone.override(self.tenant.zone):  # the period on the tenant's clock, with its offsets
             return Response(serializers.ProjectedBillSerializer(data).data)
+
+
+def priced_period_data(priced) -> dict:
+    """A priced period as the projected bill shows it (and a plan change's preview): lines with their tiers,
+    then the order after the lines (discounts, tax, credits)."""
+    lines = [
+        {
+            "type": line.type, "description": line.description, "plan": line.plan, "metric": line.metric,
+            "model": line.model,
+            "quantity": None if line.quantity is None else scaled(line.quantity, _NO_DIVISOR),
+            "unit_amount": None if line.unit_amount is None else format_unit_amount(line.unit_amount, priced.currency),
+            "amount": format_amount(line.amount, priced.currency),
+            "tiers": [] if line.charge is None else tiers_document(
+                tier_breakdown(line.charge, line.quantity, priced.currency), priced.currency),
+            "period_start": line.period_start, "period_end": line.period_end,
+        }
+        for line in priced.lines
+    ]
+    return {
+        "plans": list(priced.plans), "currency": priced.currency,
+        "period_start": priced.period_start, "period_end": priced.period_end, "lines": lines,
+        **totals_document(priced.totals),
+    }
 
 
 def totals_document(totals) -> dict:

@@ -68,6 +68,8 @@ def get_paths(world):
         route_values = provider if "/admin/webhook-endpoints/" in route else values
         query = "metric=api_calls&start=2026-10-01&end=2026-11-01" if route.endswith("usage/top/") else (
             "start=2026-10-01&end=2026-11-01")
+        if route.endswith("subscription/preview/"):
+            query += "&plan=starter"  # a plan on offer to acme (on pro)
         found.append((route, f"{fill(route, route_values)}?{query}"))
     return found
 

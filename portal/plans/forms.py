@@ -49,6 +49,7 @@ class PlanFieldsForm(forms.Form):
     trial_days = forms.IntegerField(required=False, min_value=0, max_value=3650, label="Trial days",
                                     help_text="Empty is 0.")
     minimum_commitment = _number("Minimum commitment", help_text="Empty: none.")
+    included_credit = _number("Included credit", help_text="Granted each period, expiring at its end; empty is 0.")
     is_public = forms.BooleanField(required=False, initial=True, label="Offered on the signup page")
 
     def __init__(self, *args, code_fixed: str | None = None, **kwargs):
@@ -89,9 +90,12 @@ class ChargeForm(forms.Form):
 
 
 class TierForm(forms.Form):
-    up_to = _number("Up to", help_text="Empty on the last tier: no end.")
-    unit_amount = _number("Unit price")
-    flat_amount = _number("Flat amount")
+    """One row of a tier table (its column headers are the labels; each input also says its own)."""
+
+    up_to = _number("Up to", help_text="Empty on the last tier: no end.",
+                    attrs={"aria-label": "Up to (empty on the last tier: no end)"})
+    unit_amount = _number("Unit price", attrs={"aria-label": "Unit price"})
+    flat_amount = _number("Flat amount", attrs={"aria-label": "Flat amount"})
 
 
 ChargeFormSet = forms.formset_factory(ChargeForm, extra=0, can_delete=True, max_num=MAX_CHARGES, validate_max=True,
@@ -123,6 +127,7 @@ def document_initial(document: dict) -> tuple[dict, list[dict], list[list[dict]]
         "base_fee": _text(document.get("base_fee")),
         "trial_days": document.get("trial_days") or 0,
         "minimum_commitment": _text(document.get("minimum_commitment")),
+        "included_credit": _text(document.get("included_credit")),
     }
     charges, tiers = [], []
     for charge in document.get("charges") or []:
@@ -155,7 +160,7 @@ _CHARGE_FIELDS = {"metric": "metric", "model": "model", "unit_amount": "unit_amo
                   "package_amount": "package_amount", "free_units": "free_units", "rule": "rule",
                   "transform": "transform_divide_by", "transform.divide_by": "transform_divide_by",
                   "transform.round": "transform_round", "tiers": None}
-_PLAN_FIELDS = ("code", "name", "currency", "interval", "base_fee", "trial_days", "minimum_commitment")
+_PLAN_FIELDS = ("code", "name", "currency", "interval", "base_fee", "trial_days", "minimum_commitment", "included_credit")
 
 
 class PlanBuilder:
@@ -219,6 +224,12 @@ class PlanBuilder:
         return True
 
     @property
+    def has_errors(self) -> bool:
+        """Whether any of the forms shows an error (after is_valid())."""
+        return bool(self.plan.errors or self.charges.non_form_errors() or any(f.errors for f in self.charges.forms)
+                    or any(t.non_form_errors() or any(f.errors for f in t.forms) for t in self.tiers))
+
+    @property
     def canonical(self) -> dict:
         """The canonical document (after is_valid())."""
         return self._document
@@ -235,6 +246,7 @@ class PlanBuilder:
         _put(doc, "base_fee", data.get("base_fee"))
         doc["trial_days"] = data.get("trial_days") or 0
         _put(doc, "minimum_commitment", data.get("minimum_commitment"))
+        _put(doc, "included_credit", data.get("included_credit"))
         doc["charges"] = [self._charge_document(form.cleaned_data, [t.cleaned_data for t in tiers])
                           for form, tiers in self._kept()]
         return doc

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from django import forms
@@ -48,6 +48,7 @@ from tenants.models import Metric, Plan, Subscription, SubscriptionStatus, Tenan
 from tenants.services.plans import plan_save
 from tenants.services.subscriptions import subscription_change_plan
 
+MOVE_HORIZON = timedelta(days=3653)  # a move's date is within ten years of today (periods stay computable)
 IMPORT_MAX_LENGTH = 200_000  # a plan document pasted into the builder (the import command takes whole files)
 _MONTH_RE = re.compile(r"^(\d{4})-(\d{2})$")
 
@@ -87,8 +88,21 @@ def bill_view(priced: PricedPeriod, metrics: dict[str, Metric], title: str) -> d
             if line.charge is not None:
                 item["tiers"] = tiers_document(tier_breakdown(line.charge, line.quantity, currency), currency)
         lines.append(item)
-    return {"title": title, "currency": currency, "lines": lines, "total": format_amount(priced.total, currency),
-            "total_value": priced.total, "period": (priced.period_start, priced.period_end)}
+    bill = {"title": title, "currency": currency, "lines": lines, "total": format_amount(priced.total, currency),
+            "total_value": priced.total, "period": (priced.period_start, priced.period_end), "adjusted": False}
+    totals = priced.totals  # coupons, tax and credits, when the caller applied them (a subscription's invoice)
+    if totals is not None and (totals.discounts or totals.shows_tax or totals.credits_applied):
+        tax = totals.tax_terms
+        bill.update({
+            "adjusted": True, "subtotal": format_amount(totals.subtotal, currency),
+            "discounts": [(d.label, format_amount(d.amount, currency)) for d in totals.discounts if d.amount],
+            "tax": (f"{tax.name} ({format_plain(tax.percentage)} %{', included' if tax.inclusive else ''})",
+                    format_amount(totals.tax, currency)) if totals.shows_tax else None,
+            "total": format_amount(totals.total, currency), "total_value": totals.total,
+            "credits": format_amount(totals.credits_applied, currency) if totals.credits_applied else "",
+            "amount_due": format_amount(totals.amount_due, currency),
+        })
+    return bill
 
 
 def simulate(spec, quantities: dict[str, Decimal], month: tuple[datetime, datetime], metrics, title: str) -> dict:
@@ -305,6 +319,9 @@ class MoveForm(forms.Form):
         at = self.cleaned_data["at"]
         if timezone.is_naive(at):
             at = timezone.make_aware(at, UTC)
+        now = timezone.now()
+        if not now - MOVE_HORIZON <= at <= now + MOVE_HORIZON:
+            raise forms.ValidationError("Choose a date within ten years of today.")
         return at
 
 
@@ -330,7 +347,7 @@ def plan_versions(request, code: str):
         b = by_number.get(_int(request.GET.get("b")), versions[0])
         sim = Simulation(request.GET, list(metrics), now)
         bills = []
-        if sim.valid and "compare" in request.GET:
+        if sim.valid and ("compare" in request.GET or request.GET.get("action") == "prefill"):
             bills = _with_difference([simulate(v.to_spec(), sim.quantities, sim.period, metrics, f"Version {v.version}")
                                       for v in (a, b)])
         compare = {"a": a.version, "b": b.version, "simulation": sim, "rows": sim.rows(metrics), "bills": bills}

@@ -59,8 +59,19 @@ def test_build_a_graduated_charge_simulate_save_and_see_the_new_version(  # noqa
         rows.nth(index).locator("input[name$='-unit_amount']").fill(unit)
         rows.nth(index).locator("input[name$='-flat_amount']").fill(flat)
 
+    # A second tier below the first: the page comes back with the message on that tier, the rows kept.
+    rows.nth(1).locator("input[name$='-up_to']").fill("50")
     page.fill("#id_q-api_calls", "2000")
     page.fill("#id_q-data_out_mb", "1500")
+    page.click("#pb-simulate")
+    page.wait_for_selector(".pb-tier .pb-errors")
+    charge = page.locator(".pb-charge").nth(1)
+    rows = charge.locator(".pb-tier:visible")
+    assert rows.count() == 3 and page.locator("#pb-bills").count() == 0 and page.locator("#pb-has-errors").is_visible()
+    assert rows.nth(1).locator(".pb-errors").inner_text() == "must be greater than the previous tier's up_to (100)"
+    assert charge.locator(".pb-model[data-models='per_unit']").is_hidden()  # the script runs on the page again
+    page.screenshot(path=str(ARTIFACTS / "plan-builder-error.png"), full_page=True)
+    rows.nth(1).locator("input[name$='-up_to']").fill("1000")
     page.click("#pb-simulate")
     page.wait_for_selector("#pb-bills")
     saved_bill, form_bill = page.locator(".pb-bill").first, page.locator(".pb-bill").nth(1)

@@ -4,7 +4,7 @@ move to a version after a preview of their next invoice."""
 
 import json
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
 from django.contrib.auth.models import Permission
@@ -132,7 +132,8 @@ def _charges(draw):
     "code": st.from_regex(r"\A[a-z][a-z0-9_.-]{0,20}\Z"), "name": st.text("abc XYZé", min_size=1, max_size=20).map(str.strip)
     .filter(bool), "currency": st.sampled_from(["USD", "JPY", "KWD", "EUR"]), "interval": st.sampled_from(["month", "year"]),
     "base_fee": _amount.map(str), "trial_days": st.integers(0, 3650),
-}, optional={"minimum_commitment": _amount.map(str)}), _charges())
+}, optional={"minimum_commitment": _amount.map(str),
+             "included_credit": st.integers(0, 10**8).map(str)}), _charges())
 def test_any_plan_document_round_trips_through_the_form(plan, charges):
     canonical = plan_to_document(parse_plan({**plan, "charges": charges}))
     builder = PlanBuilder(_form_data(canonical), metric_codes=["calls", "bytes", "ips"])
@@ -209,9 +210,10 @@ def test_bad_numbers_are_errors_next_to_their_fields(staff):
     assert "whole number" in str(builder.plan.errors["trial_days"])
     assert not Plan.objects.filter(code="metered").exists()
     builder, html = _post_errors(staff, data_changes={
-        "base_fee": "ten", "minimum_commitment": "-5",
+        "base_fee": "ten", "minimum_commitment": "-5", "included_credit": "0.001",
         "charges-0-tiers-1-unit_amount": "0.01.2", "charges-0-tiers-2-flat_amount": "1e400"})
     assert "decimal string" in str(builder.plan.errors["base_fee"])
+    assert "minor units" in str(builder.plan.errors["included_credit"])
     assert "must not be negative" in str(builder.plan.errors["minimum_commitment"])
     tiers = builder.tiers[0].forms
     assert "decimal string" in str(tiers[1].errors["unit_amount"])
@@ -379,6 +381,14 @@ def test_two_versions_compared_for_the_same_quantities(staff, two_versions):
                          {"a": "1", "b": "2", "q-api_calls": "500", "compare": "1"})
     one, two = response.context["compare"]["bills"]
     assert (one["total"], two["total"], two["difference"]) == ("10.00", "20.00", "+10.00")
+    tenant = two_versions[2][0].tenant
+    last_month = (datetime.now(UTC).replace(day=1) - timedelta(days=1)).replace(day=1, hour=0, minute=0, second=0,
+                                                                                  microsecond=0)
+    HourlyUsage.objects.create(tenant=tenant, metric=Metric.objects.get(code="api_calls"), hour=last_month, value=2000)
+    taken = staff.get(reverse("admin-plan-versions", args=["metered"]),
+                      {"a": "1", "b": "2", "action": "prefill", "sim_tenant": tenant.slug, "sim_month": f"{last_month:%Y-%m}"})
+    one, two = taken.context["compare"]["bills"]  # 1000 x 0.01 + 5.00 flat on each
+    assert (one["total"], two["total"]) == ("25.00", "35.00")
     bad = staff.get(reverse("admin-plan-versions", args=["metered"]), {"a": "zz", "b": "9" * 40, "q-api_calls": "x",
                                                                        "compare": "1"})
     assert bad.status_code == 200 and bad.context["compare"]["bills"] == []
@@ -426,7 +436,8 @@ def test_a_move_one_subscription_refuses_moves_none(staff, two_versions):
     response = staff.post(url, data | {"action": "move"})
     assert response.status_code == 200 and "before the subscription starts" in str(response.context["move_form"].errors)
     assert not SubscriptionChange.objects.exists()
-    for bad in ({"at": "yesterday"}, {"to_version": "77"}, {"subscriptions": ["x"]}, {"subscriptions": []}):
+    for bad in ({"at": "yesterday"}, {"at": "9999-12-31T23:59"}, {"at": "0001-01-01T00:00"}, {"to_version": "77"},
+                {"subscriptions": ["x"]}, {"subscriptions": []}):
         response = staff.post(url, data | bad | {"action": "preview"})
         assert response.status_code == 200 and response.context["move_form"].errors
 
@@ -473,3 +484,19 @@ def test_a_request_of_more_fields_than_django_takes_is_a_400_not_a_500(staff):
     plans_import(document=SAMPLE_FILE)
     data = _form_data(_graduated_plan()) | {f"charges-0-tiers-{i}-up_to": str(i) for i in range(1200)}
     assert staff.post(_builder(), data | {"action": "simulate"}).status_code == 400
+
+
+def test_the_move_preview_shows_the_invoice_s_tax_as_the_invoice_will(staff, two_versions):
+    from tenants.models import TaxRate
+    from tenants.services.coupons import tax_rate_save
+
+    v1, v2, (alpha, beta) = two_versions
+    tax_rate_save(tax_rate=TaxRate(name="VAT", percentage=Decimal("20"), is_default=True))
+    at = datetime.now(UTC).replace(second=0, microsecond=0)
+    response = staff.post(reverse("admin-plan-versions", args=["metered"]), {
+        "subscriptions": [alpha.pk], "to_version": "2", "at": f"{at:%Y-%m-%dT%H:%M}", "action": "preview"})
+    before, after = response.context["previews"][0]["bills"]
+    assert (before["subtotal"], before["tax"], before["total"]) == ("10.00", ("VAT (20 %)", "2.00"), "12.00")
+    tax = (Decimal(after["subtotal"]) * Decimal("0.2")).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+    assert after["adjusted"] and Decimal(after["total"]) == Decimal(after["subtotal"]) + tax
+    assert "Amount due" not in response.content.decode() and "VAT (20 %)" in response.content.decode()

@@ -3,6 +3,7 @@
 from functools import cache
 from zoneinfo import ZoneInfo, available_timezones
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
@@ -231,7 +232,11 @@ class SubscriptionChange(models.Model):
     subscription = models.ForeignKey(Subscription, on_delete=models.CASCADE, related_name="changes")
     from_version = models.ForeignKey(PlanVersion, on_delete=models.PROTECT, related_name="+")
     to_version = models.ForeignKey(PlanVersion, on_delete=models.PROTECT, related_name="+")
-    changed_at = models.DateTimeField()
+    changed_at = models.DateTimeField(help_text="From when the new version is in force (later than now: scheduled).")
+    made_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="Who made it: a tenant user's login (self-service) or staff; empty when made by the system.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -242,3 +247,74 @@ class SubscriptionChange(models.Model):
 
     def __str__(self):
         return f"{self.subscription}: {self.from_version} -> {self.to_version} at {self.changed_at:%Y-%m-%d %H:%M}"
+
+
+class SubscriptionRequestKind(models.TextChoices):
+    UPGRADE = "upgrade", "Upgrade"
+    DOWNGRADE = "downgrade", "Downgrade"
+    CANCEL = "cancel", "Cancellation"
+
+
+class SubscriptionRequestStatus(models.TextChoices):
+    PENDING_APPROVAL = "pending_approval", "Waiting for staff approval"
+    SCHEDULED = "scheduled", "Scheduled"
+    APPLIED = "applied", "Applied"
+    WITHDRAWN = "withdrawn", "Withdrawn"
+    REFUSED = "refused", "Refused"
+
+
+# A request in one of these is still to happen: a subscription has at most one (database constraint).
+OPEN_REQUEST_STATUSES = (SubscriptionRequestStatus.PENDING_APPROVAL, SubscriptionRequestStatus.SCHEDULED)
+
+
+class SubscriptionRequest(models.Model):
+    """A change a tenant asked for on its subscription (docs/plans.md, "Changing plan"): an upgrade (applied at
+    once), a downgrade (from the next period, perhaps after staff approval) or a cancellation at the period's end.
+
+    Kept after it is applied, withdrawn or refused: with the SubscriptionChange rows, the subscription's history.
+    """
+
+    subscription = models.ForeignKey(Subscription, on_delete=models.CASCADE, related_name="requests")
+    kind = models.CharField(max_length=10, choices=SubscriptionRequestKind.choices)
+    status = models.CharField(max_length=20, choices=SubscriptionRequestStatus.choices)
+    from_version = models.ForeignKey(PlanVersion, on_delete=models.PROTECT, related_name="+")
+    to_version = models.ForeignKey(PlanVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    effective_at = models.DateTimeField(help_text="When it takes (or took) effect.")
+    change = models.OneToOneField(
+        SubscriptionChange, null=True, blank=True, on_delete=models.SET_NULL, related_name="request",
+        help_text="The plan change billing prices (made when the request is applied or scheduled).",
+    )
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                     related_name="+")
+    decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+", help_text="Who approved, refused or withdrew it.")
+    decided_at = models.DateTimeField(null=True, blank=True)
+    note = models.CharField(max_length=300, blank=True, help_text="Why it was refused (shown to the tenant).")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["subscription"], condition=Q(status__in=OPEN_REQUEST_STATUSES),
+                name="subscription_request_one_open",
+                violation_error_message="This subscription already has a change waiting.",
+            ),
+            models.CheckConstraint(condition=Q(kind__in=SubscriptionRequestKind.values),
+                                   name="subscription_request_kind_known"),
+            models.CheckConstraint(condition=Q(status__in=SubscriptionRequestStatus.values),
+                                   name="subscription_request_status_known"),
+            models.CheckConstraint(
+                condition=(Q(kind="cancel", to_version__isnull=True)
+                           | (~Q(kind="cancel") & Q(to_version__isnull=False) & ~Q(to_version=F("from_version")))),
+                name="subscription_request_target",
+            ),
+            # An upgrade takes effect at once: it never waits.
+            models.CheckConstraint(condition=~Q(kind="upgrade") | Q(status="applied"),
+                                   name="subscription_request_upgrade_at_once"),
+        ]
+
+    def __str__(self):
+        target = f" to {self.to_version}" if self.to_version_id else ""
+        return f"{self.subscription}: {self.get_kind_display().lower()}{target} ({self.get_status_display().lower()})"

@@ -16,6 +16,7 @@ class EmailKind(models.TextChoices):
     STAFF_NOTICE = "staff_notice", "Notice to staff (sync failing, pipeline late)"
     INVOICE_REMINDER = "invoice_reminder", "Payment reminder"
     WEBHOOK_DISABLED = "webhook_disabled", "Webhook endpoint disabled (to staff)"
+    SUBSCRIPTION_CHANGE = "subscription_change", "Subscription change confirmation"
 
 
 # Kinds whose body holds a secret: stored encrypted, wiped once sent, superseded by a newer one.

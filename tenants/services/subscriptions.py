@@ -4,6 +4,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from django.db import IntegrityError, transaction
+from django.db.models import F, OuterRef, Subquery
 from django.utils import timezone
 
 from metering.pricing import trial_ends_at as plan_trial_end
@@ -60,31 +61,79 @@ def subscription_create(
 
 
 def subscription_change_plan(
-    *, subscription: Subscription, plan_version: PlanVersion, at: datetime | None = None
+    *, subscription: Subscription, plan_version: PlanVersion, at: datetime | None = None, made_by=None,
+    now: datetime | None = None,
 ) -> Subscription:
-    """Move a subscription to another plan version from `at` on; the change is kept for billing."""
-    at = at or timezone.now()
+    """Move a subscription to another plan version from `at` on; the change is kept for billing.
+
+    A change at a time still to come is scheduled: billing prices it from its time already, and the
+    subscription's `plan_version` (what it is on now) follows when subscription_changes_apply_due runs then.
+    A change is always after the previous one, so a scheduled change must be withdrawn before another.
+    """
+    now = now or timezone.now()
+    at = at or now
     with transaction.atomic():
         sub = Subscription.objects.select_for_update().get(pk=subscription.pk)
         if sub.status != SubscriptionStatus.ACTIVE:
             raise ApplicationError("Only an active subscription can change plan.")
+        last = sub.changes.order_by("-changed_at").first()
+        if last and last.changed_at > now:
+            raise ApplicationError(
+                f"A change to {last.to_version} is scheduled for {last.changed_at:%Y-%m-%d %H:%M} UTC: "
+                "withdraw it first.")
         if sub.plan_version_id == plan_version.pk:
             return sub
         if at < sub.started_at:
             raise ApplicationError("A plan change cannot come before the subscription starts.")
-        last = sub.changes.order_by("-changed_at").first()
         if last and at < last.changed_at:
             raise ApplicationError("A plan change cannot come before the previous change.")
         if plan_version.currency != sub.plan_version.currency:  # a period is billed in one currency (docs/plans.md)
             raise ApplicationError(f"{plan_version} is priced in {plan_version.currency}, the subscription in "
                                    f"{sub.plan_version.currency}: the currency cannot change.")
         SubscriptionChange.objects.create(
-            subscription=sub, from_version_id=sub.plan_version_id, to_version=plan_version, changed_at=at
+            subscription=sub, from_version_id=sub.plan_version_id, to_version=plan_version, changed_at=at,
+            made_by=made_by,
         )
-        sub.plan_version = plan_version
-        sub.save(update_fields=["plan_version", "updated_at"])
-        webhook_emit(type="subscription.plan_changed", resource=sub, tenant=sub.tenant)
+        if at <= now:
+            sub.plan_version = plan_version
+            sub.save(update_fields=["plan_version", "updated_at"])
+            webhook_emit(type="subscription.plan_changed", resource=sub, tenant=sub.tenant)
     return sub
+
+
+def subscription_change_withdraw(*, change: SubscriptionChange, now: datetime | None = None) -> None:
+    """Withdraw a scheduled plan change before its time (one in force is history: it was billed)."""
+    with transaction.atomic():
+        sub = Subscription.objects.select_for_update().get(pk=change.subscription_id)
+        found = sub.changes.filter(pk=change.pk).first()
+        if found is None:
+            return  # withdrawn already
+        if found.changed_at <= (now or timezone.now()) or sub.plan_version_id == found.to_version_id:
+            raise ApplicationError("This plan change has taken effect: it can no longer be withdrawn.")
+        found.delete()
+
+
+def subscription_changes_apply_due(*, now: datetime | None = None) -> list[Subscription]:
+    """Put each active subscription on the plan version its changes say is in force now (scheduled changes whose
+    time came); each moved subscription emits subscription.plan_changed. A second run moves none."""
+    now = now or timezone.now()
+    latest_due = (SubscriptionChange.objects.filter(subscription=OuterRef("pk"), changed_at__lte=now)
+                  .order_by("-changed_at").values("to_version_id")[:1])
+    due = (Subscription.objects.filter(status=SubscriptionStatus.ACTIVE).annotate(due_version=Subquery(latest_due))
+           .filter(due_version__isnull=False).exclude(plan_version_id=F("due_version"))
+           .order_by("pk").values_list("pk", flat=True))
+    moved = []
+    for pk in list(due):
+        with transaction.atomic():
+            sub = Subscription.objects.select_for_update().get(pk=pk)
+            latest = sub.changes.filter(changed_at__lte=now).order_by("-changed_at").first()
+            if sub.status != SubscriptionStatus.ACTIVE or latest is None or sub.plan_version_id == latest.to_version_id:
+                continue
+            sub.plan_version_id = latest.to_version_id
+            sub.save(update_fields=["plan_version", "updated_at"])
+            webhook_emit(type="subscription.plan_changed", resource=sub, tenant=sub.tenant)
+            moved.append(sub)
+    return moved
 
 
 def subscription_move_to_latest(*, plan: Plan, at: datetime | None = None) -> int:

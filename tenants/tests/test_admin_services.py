@@ -32,9 +32,11 @@ def _moment(name, value):
 def _change_subscription(client, sub, **changes):
     data = {"plan_version": sub.plan_version_id, **_moment("trial_ends_at", sub.trial_ends_at),
             **_moment("ends_at", sub.ends_at),
-            # the change-history inline's management form (read-only rows)
+            # the history inlines' management forms (read-only rows): plan changes, the tenant's requests
             "changes-TOTAL_FORMS": "0", "changes-INITIAL_FORMS": "0", "changes-MIN_NUM_FORMS": "0",
-            "changes-MAX_NUM_FORMS": "0"}
+            "changes-MAX_NUM_FORMS": "0",
+            "requests-TOTAL_FORMS": "0", "requests-INITIAL_FORMS": "0", "requests-MIN_NUM_FORMS": "0",
+            "requests-MAX_NUM_FORMS": "0"}
     for name, value in changes.items():
         data.update(_moment(name, value) if name.endswith("_at") else {name: value})
     return client.post(reverse("admin:tenants_subscription_change", args=[sub.pk]), data)

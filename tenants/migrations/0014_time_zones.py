@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('tenants', '0012_coupons_tax_rates'),
+        ('tenants', '0013_subscription_requests'),
     ]
 
     operations = [
