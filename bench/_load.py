@@ -67,7 +67,7 @@ def start_gunicorn(db_url: str, var_dir: Path, port: int, workers: int, log: Pat
          "--workers", str(workers), "--worker-class", "sync", "--log-level", "warning"],
         cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
     )
-    deadline = time.time() + 30
+    deadline = time.time() + 90  # a loaded machine (other work, a bench seeding beside) starts workers slowly
     while time.time() < deadline:
         if proc.poll() is not None:
             raise SystemExit(f"gunicorn exited:\n{log.read_text()}")
@@ -79,7 +79,7 @@ def start_gunicorn(db_url: str, var_dir: Path, port: int, workers: int, log: Pat
         except OSError:
             time.sleep(0.2)
     proc.terminate()
-    raise SystemExit("gunicorn did not answer within 30 s")
+    raise SystemExit("gunicorn did not answer within 90 s")
 
 
 def stop_gunicorn(proc: subprocess.Popen) -> None:

@@ -1,6 +1,9 @@
 """Benchmark of the usage API: a tenant's month of daily usage under a fixed 100 requests/s, on PostgreSQL.
 
-Run as ``python bench/bench_api.py [--rate 100] [--seconds 20] [--workers 3] [--reseed] [--check]``.
+Run as ``python bench/bench_api.py [--rate 100] [--seconds 20] [--workers 3] [--reseed] [--check] [--etag]``, or
+``--tenants 10000 --months 3`` over the kept large data set of bench/_scale.py instead of step 1's.
+``--etag`` sends each request as a caching client repeats it: with If-None-Match and the ETag of its copy
+(304 while no sync changed the usage).
 
 1. Seeds its own PostgreSQL database (``bench_api`` on the server of DATABASE_URL, default
    postgres://postgres@127.0.0.1:5432/postgres): 200 tenants × 30 days × 24 hours × 3 metrics of hourly
@@ -103,13 +106,13 @@ def vacuum() -> None:
         cursor.execute("VACUUM ANALYZE metering_hourlyusage")
 
 
-def tokens() -> list[tuple[str, str]]:
-    """(tenant slug, ID token) for the first TOKEN_TENANTS tenants, making their users once."""
+def tokens(prefix: str = "bench-", step: int = 1) -> list[tuple[str, str]]:
+    """(tenant slug, ID token) for TOKEN_TENANTS tenants (every ``step``-th), making their users once."""
     from tenants.models import Tenant, TenantRole, TenantUser
     from tenants.services.identity import tenant_user_create, tenant_user_issue_token
 
     result = []
-    for tenant in Tenant.objects.filter(slug__startswith="bench-").order_by("slug")[:TOKEN_TENANTS]:
+    for tenant in Tenant.objects.filter(slug__startswith=prefix).order_by("slug")[:TOKEN_TENANTS * step:step]:
         tenant_user = TenantUser.objects.filter(tenant=tenant).first()
         if tenant_user is None:
             tenant_user, _ = tenant_user_create(tenant=tenant, email=f"user@{tenant.slug}.example",
@@ -118,15 +121,29 @@ def tokens() -> list[tuple[str, str]]:
     return result
 
 
-def one_request(port: int, path: str, token: str) -> int:
+def one_request(port: int, path: str, token: str, etag: str | None = None) -> int:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
-        conn.request("GET", path, headers={"Authorization": f"Bearer {token}"})
+        headers = {"Authorization": f"Bearer {token}", **({"If-None-Match": etag} if etag else {})}
+        conn.request("GET", path, headers=headers)
         response = conn.getresponse()
         body = response.read()
         if response.status == 200 and b'"count":90' not in body:
             return -1  # a wrong answer counts as an error
+        if etag and response.status == 304:
+            return 200  # the client's copy stands: a right answer
         return response.status
+    finally:
+        conn.close()
+
+
+def etag_of(port: int, path: str, token: str) -> str:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", path, headers={"Authorization": f"Bearer {token}"})
+        response = conn.getresponse()
+        response.read()
+        return response.getheader("ETag")
     finally:
         conn.close()
 
@@ -139,19 +156,37 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=32, help="load generator threads (default 32)")
     parser.add_argument("--reseed", action="store_true", help="rebuild the bench database's usage")
     parser.add_argument("--check", action="store_true", help="exit 1 unless p99 < 50 ms with no errors")
+    parser.add_argument("--tenants", type=int, default=TENANTS,
+                        help="with --months: the large data set's tenants (bench/_scale.py), e.g. 10000")
+    parser.add_argument("--months", type=int, default=0,
+                        help="the kept large data set of bench/_scale.py over this many whole months and this one")
+    parser.add_argument("--etag", action="store_true",
+                        help="repeat requests as a caching client does: If-None-Match with the answer's ETag (304)")
     args = parser.parse_args()
 
     base_url = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
-    db_url = bench_database_url(base_url, BENCH_DB)
     var_dir = ROOT / "var" / "bench_api"
     var_dir.mkdir(parents=True, exist_ok=True)
-    ensure_database(base_url, BENCH_DB)
-    setup_django(db_url, var_dir)
-    seed(args.reseed)
+    if args.months:
+        sys.path.insert(0, str(ROOT / "bench"))
+        import _scale
+        from django.utils import timezone as _tz
+
+        db_url = _scale.setup_scale(base_url, var_dir, tenants=args.tenants, months=args.months)
+        info = _scale.seed_scale(tenants=args.tenants, months=args.months, today=_tz.now().date())
+        print(f"data set: {args.tenants:,} tenants, {info['hourly_rows']:,} hourly rows from {info['start']} "
+              f"({info['hourly_bytes'] / 2**30:.1f} GiB with indexes)")
+        callers = tokens("tenant-", step=max(1, args.tenants // TOKEN_TENANTS))
+    else:
+        db_url = bench_database_url(base_url, BENCH_DB)
+        ensure_database(base_url, BENCH_DB)
+        setup_django(db_url, var_dir)
+        seed(args.reseed)
+        callers = tokens()
     start, end = window()
     query = urlencode({"granularity": "day", "start": start.isoformat().replace("+00:00", "Z"),
                        "end": end.isoformat().replace("+00:00", "Z"), "page_size": 100})
-    paths_tokens = [(f"/api/v1/usage/?{query}", token) for _, token in tokens()]
+    paths_tokens = [(f"/api/v1/usage/?{query}", token) for _, token in callers]
 
     port = free_port()
     log = var_dir / "gunicorn.log"
@@ -162,6 +197,8 @@ def main() -> int:
                 status = one_request(port, path, token)
                 if status != 200:
                     raise SystemExit(f"warm-up request answered {status}; see {log}")
+        if args.etag:  # each caller's copy and its tag, as a client keeps them
+            paths_tokens = [(path, token, etag_of(port, path, token)) for path, token in paths_tokens]
         latencies, failures, wall = load(lambda i: one_request(port, *paths_tokens[i % len(paths_tokens)]),
                                          args.rate, args.seconds, args.threads)
     finally:
@@ -169,7 +206,8 @@ def main() -> int:
 
     ms = [v * 1000 for v in latencies]
     p50, p90, p99 = (percentile(ms, p) for p in (50, 90, 99))
-    print(f"GET /api/v1/usage/ (a tenant's {DAYS} days, daily, {len(METRICS)} metrics; {TENANTS} tenants in the table)")
+    print(f"GET /api/v1/usage/ (a tenant's {DAYS} days, daily, {len(METRICS)} metrics; {args.tenants:,} tenants in "
+          f"the table{', repeats with If-None-Match: 304' if args.etag else ''})")
     print(f"target rate {args.rate:.0f} req/s for {args.seconds:.0f} s; gunicorn {args.workers} sync workers on 127.0.0.1:{port}")
     print(f"requests {len(ms)}  errors {len(failures)}  throughput {len(ms) / wall:.1f} req/s")
     print(f"latency ms  p50 {p50:.1f}  p90 {p90:.1f}  p99 {p99:.1f}  max {max(ms):.1f}  mean {statistics.mean(ms):.1f}")

@@ -114,7 +114,11 @@ def run(args, tmp: Path, settings, connection) -> None:
     print(f"database: {connection.vendor}; generated {args.events:,} events for {len(tenants)} tenants over "
           f"{args.days} days in {generated:.1f} s ({len(files)} Parquet files)")
 
+    parquet_bytes(files, args.events)
     peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    bare = bare_query(lake, files, metrics, start=start, end=end)
+    print(f"bare query (plain DuckDB over the same {len(files)} Parquet files: one row per request_id, then "
+          f"GROUP BY tenant, hour with the access-log metrics; no Iceberg, no attribution, no writing): {bare:.2f} s")
     began = time.perf_counter()
     sync = usage_sync(start=start, end=end, lake=lake, triggered_by="bench")
     fast = time.perf_counter() - began
@@ -123,11 +127,15 @@ def run(args, tmp: Path, settings, connection) -> None:
     print(f"sync (DuckDB over planned files + bulk upsert): {fast:.2f} s for {args.events:,} events, "
           f"{sync.rows_read:,} groups read, {rows:,} hourly rows written -> {fast_rate:,.0f} events/s"
           f"  [{'under' if fast < 20 else 'OVER'} the 20 s target]")
+    print("  " + phases(sync, fast))
+    print(f"  ratio sync / bare query: {fast / bare:.2f}  [{'within' if fast <= 2.5 * bare else 'OVER'} 2.5x]")
     began = time.perf_counter()
-    usage_sync(start=start, end=end, lake=lake, triggered_by="bench")
+    again_run = usage_sync(start=start, end=end, lake=lake, triggered_by="bench")
     again = time.perf_counter() - began
     print(f"re-sync of the same window (every row upserted, none changed): {again:.2f} s; "
           f"rows still {HourlyUsage.objects.count():,}")
+    print("  " + phases(again_run, again))
+    print(f"  ratio re-sync / bare query: {again / bare:.2f}")
     peak_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak resident memory: {peak_before:,.0f} MB after generation, {peak_after:,.0f} MB after the sync "
           f"(DuckDB memory_limit {settings.LAKE_DUCKDB_MEMORY_LIMIT})")
@@ -229,6 +237,64 @@ def run_events(args, tmp: Path, settings, connection) -> None:
         print(f"{label}: {elapsed:.2f} s for {args.events:,} events, {run.rows_read:,} groups read, "
               f"{HourlyUsage.objects.count():,} hourly rows -> {args.events / elapsed:,.0f} events/s"
               f"  [{'under' if elapsed < 30 else 'OVER'} the 30 s target]")
+
+
+def bare_query(lake, files: list[str], metrics, *, start: datetime, end: datetime) -> float:
+    """Seconds of the textbook query over the same files: dedupe by request_id, group by tenant and hour
+    (the metrics' own per-request values, from metering.lake.queries), in DuckDB with the lake's settings.
+    The sync's cost beyond it is planning the files, attribution, the day and month distinct counts and
+    writing the rows."""
+    from sqlglot import exp
+
+    from metering.lake import queries
+
+    specs = [queries.MetricQuery.of(m) for m in metrics if not m.event]  # the access-log metrics
+    hour = exp.TimestampTrunc(this=exp.column("request_time"), unit=exp.var("HOUR"))
+    deduped, kinds = queries._per_request(specs, exp.table_(queries_view()), queries._window(start, end),
+                                          [("tenant_id", exp.column("tenant_id")), ("hour", hour)])
+    query = exp.select(exp.column("tenant_id"), exp.column("hour"),
+                       *[exp.alias_(queries._outer(kind, exp.column(f"v{i}")), f"m{i}")
+                         for i, kind in enumerate(kinds)]).from_(deduped).group_by(*queries._pos(1, 2))
+    con = lake.connect(files)
+    try:
+        began = time.perf_counter()
+        con.sql(queries.render(query, "duckdb")).to_arrow_table()
+        return time.perf_counter() - began
+    finally:
+        con.close()
+
+
+def parquet_bytes(files: list[str], events: int) -> None:
+    """Bytes per event of the lake's Parquet files, in all and per column (compressed, from the files'
+    metadata): what Athena's price per byte scanned is computed from (docs/scaling.md)."""
+    import pyarrow.parquet as pq
+
+    columns: dict[str, int] = {}
+    total = 0
+    codec = ""
+    for path in files:
+        metadata = pq.ParquetFile(path).metadata
+        total += os.path.getsize(path)
+        for group in range(metadata.num_row_groups):
+            for index in range(metadata.row_group(group).num_columns):
+                column = metadata.row_group(group).column(index)
+                columns[column.path_in_schema] = columns.get(column.path_in_schema, 0) + column.total_compressed_size
+                codec = column.compression
+    print(f"Parquet ({codec}): {total / events:.1f} bytes per event in all; per column: "
+          + ", ".join(f"{name} {size / events:.2f}" for name, size in columns.items()))
+
+
+def queries_view() -> str:
+    from metering.lake.local import VIEW
+
+    return VIEW
+
+
+def phases(run, total: float) -> str:
+    timings = getattr(run, "timings", {})
+    named = ", ".join(f"{phase} {seconds:.2f} s" for phase, seconds in timings.items())
+    rest = total - sum(timings.values())
+    return f"of which {named}, the rest (planning, rollup backfill, alerts) {rest:.2f} s"
 
 
 def common_case(args, lake, *, start: datetime, end: datetime) -> None:

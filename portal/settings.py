@@ -297,6 +297,7 @@ SPECTACULAR_SETTINGS = {
         "TenantStatusEnum": "tenants.models.TenantStatus",
         "InvoiceStatusEnum": "metering.models.InvoiceStatus",
         "SubscriptionStatusEnum": "tenants.models.SubscriptionStatus",
+        "SubscriptionRequestStatusEnum": "tenants.models.SubscriptionRequestStatus",
     },
 }
 

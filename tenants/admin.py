@@ -303,7 +303,7 @@ class SubscriptionChangeInline(admin.TabularInline):
         return False
 
 
-class SubscriptionRequestInline(admin.TabularInline):
+class SubscriptionRequestInline(admin_subscription_requests.PeopleColumns, admin.TabularInline):
     """What the tenant asked for (and staff decided): upgrades, downgrades, cancellations and their fate."""
 
     model = SubscriptionRequest
@@ -314,14 +314,6 @@ class SubscriptionRequestInline(admin.TabularInline):
     can_delete = False
     show_change_link = True
     verbose_name_plural = "requests by the tenant"
-
-    @admin.display(description="requested by")
-    def requested_by_shown(self, obj):
-        return admin_subscription_requests.who(obj.requested_by)
-
-    @admin.display(description="decided by")
-    def decided_by_shown(self, obj):
-        return admin_subscription_requests.who(obj.decided_by)
 
     def has_add_permission(self, request, obj=None):
         return False

@@ -24,6 +24,18 @@ def who(user) -> str:
     return f"{user.get_username()} (staff)" if user.is_staff else user.get_username()
 
 
+class PeopleColumns:
+    """Who asked for a request and who decided on it, as staff read them (the list, its page and the inline)."""
+
+    @admin.display(description="requested by")
+    def requested_by_shown(self, obj):
+        return who(obj.requested_by)
+
+    @admin.display(description="decided by")
+    def decided_by_shown(self, obj):
+        return who(obj.decided_by)
+
+
 class DecisionForm(forms.ModelForm):
     """Input only: the decision and its note; saving calls the approve or refuse service."""
 
@@ -35,7 +47,7 @@ class DecisionForm(forms.ModelForm):
 
 
 @admin.register(SubscriptionRequest)
-class SubscriptionRequestAdmin(ServiceWriteAdmin):
+class SubscriptionRequestAdmin(PeopleColumns, ServiceWriteAdmin):
     form = DecisionForm
     list_display = ("subscription", "kind", "status", "to_version", "effective_at", "requested_by_shown", "created_at")
     list_filter = ("status", "kind")
@@ -45,14 +57,6 @@ class SubscriptionRequestAdmin(ServiceWriteAdmin):
     readonly_fields = ("subscription", "kind", "status", "from_version", "to_version", "effective_at", "change",
                        "requested_by_shown", "decided_by_shown", "decided_at", "created_at", "updated_at")
     actions = ["approve", "refuse"]
-
-    @admin.display(description="requested by")
-    def requested_by_shown(self, obj):
-        return who(obj.requested_by)
-
-    @admin.display(description="decided by")
-    def decided_by_shown(self, obj):
-        return who(obj.decided_by)
 
     def has_add_permission(self, request):
         return False  # tenants ask (tenant area, API); staff change a plan on the subscription's page

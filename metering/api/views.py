@@ -6,12 +6,14 @@ API keys with `usage:read` read everything here but the tenant's users (people's
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC
 
 from django.db.models import Sum
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import exceptions
+from django.utils.http import parse_etags, quote_etag
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import exceptions, status
 from rest_framework.generics import ListAPIView, RetrieveAPIView
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
@@ -29,7 +31,7 @@ from metering.pricing import (
     tier_breakdown,
     tiers_document,
 )
-from metering.selectors import backfill_pending, period_quantities
+from metering.selectors import backfill_pending, period_quantities, usage_version
 from metering.selectors.billing import projected_bill
 from metering.services.billing.periods import subscription_period
 from metering.services.sync import floor_hour
@@ -75,8 +77,12 @@ class UsageView(TenantScopedView):
     serializer_class = serializers.UsageBucketSerializer
 
     @extend_schema(
-        parameters=[filters.UsageQuerySerializer],
-        responses={200: serializers.UsageBucketSerializer(many=True), **errors(400, 401, 403, 404, 429, 503)},
+        parameters=[filters.UsageQuerySerializer, OpenApiParameter(
+            "If-None-Match", location=OpenApiParameter.HEADER, required=False,
+            description="The ETag of an earlier answer: 304 without a body while the usage is unchanged.")],
+        responses={200: serializers.UsageBucketSerializer(many=True), **errors(400, 401, 403, 404, 429, 503),
+                   304: OpenApiResponse(description="Not modified: no sync has changed the usage since the "
+                                                    "answer whose ETag was sent in If-None-Match.")},
     )
     def get(self, request, *args, **kwargs):
         params = filters.validated(filters.UsageQuerySerializer, request)
@@ -84,6 +90,13 @@ class UsageView(TenantScopedView):
         if (params["granularity"] != "hour" and any(m.aggregation == "unique_count" for m in metrics.values())
                 and backfill_pending(params["start"], params["end"])):
             raise FiguresPending()
+        etag = usage_etag(request, tenant=self.tenant, metrics=metrics.values())
+        headers = {"ETag": etag, "Cache-Control": "private, no-cache"}
+        # If-None-Match compares weakly (RFC 9110 13.1.2): W/"x" matches "x"; "*" matches any answer.
+        sent = {tag.removeprefix("W/") for tag in parse_etags(request.headers.get("If-None-Match", ""))}
+        if etag in sent or "*" in sent:
+            # The usage has not changed since the caller's copy: no usage read, no body.
+            return Response(status=status.HTTP_304_NOT_MODIFIED, headers=headers)
         # One query: the buckets are few (the range is bounded), so the page is cut from the list
         # rather than counting the aggregation a second time.
         rows = list(usage_buckets(tenant=self.tenant, metrics=list(metrics.values()), start=params["start"],
@@ -100,7 +113,21 @@ class UsageView(TenantScopedView):
             }
             for row in page
         ]
-        return self.get_paginated_response(data)
+        response = self.get_paginated_response(data)
+        for name, value in headers.items():
+            response[name] = value
+        return response
+
+
+def usage_etag(request, *, tenant, metrics) -> str:
+    """The usage answer's entity tag: the usage's version (it changes in the transaction of every sync
+    that writes usage), the tenant, the request's query string and the representation asked for (JSON or
+    CSV), and the metrics' codes, units and divisors (what the values are scaled by). A client that
+    sends it back in If-None-Match gets 304 until one of those changes."""
+    negotiated = getattr(request, "accepted_media_type", "") or ""
+    parts = (usage_version(), tenant.pk, request.get_full_path(), negotiated,
+             sorted((m.code, m.unit, str(m.divisor)) for m in metrics))
+    return quote_etag(hashlib.sha256(repr(parts).encode()).hexdigest()[:32])
 
 
 class FiguresPending(exceptions.APIException):

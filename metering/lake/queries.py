@@ -205,18 +205,34 @@ def _per_request(metrics: Sequence[MetricQuery], source: exp.Expression, where: 
     return inner.subquery(_DEDUPED), kinds
 
 
-def _window(start: datetime, end: datetime) -> exp.Expression:
+def _window(start: datetime, end: datetime, column: exp.Column | None = None) -> exp.Expression:
+    """``request_time`` (or ``column``) in [start, end): a range on the tables' partition source column.
+
+    Both tables are partitioned by day of that column (Iceberg's hidden partitioning), so Athena reads
+    only the day partitions the range touches, and within them only the files whose column statistics
+    overlap it; the local lake prunes its Parquet files the same way (LocalLake._connect_for). The column
+    stays bare (no function of it), so the engines can turn the range into a partition filter."""
     if end <= start:
         raise QueryError("the query's end must be after its start")
-    column = exp.column("request_time")
+    column = column.copy() if column is not None else exp.column("request_time")
     return exp.and_(column >= _ts(start), column < _ts(end))
 
 
-def _source(table: str | exp.Expression, database: str | None) -> exp.Expression:
+def _source(table: str | exp.Expression, database: str | None, start: datetime | None = None,
+            end: datetime | None = None) -> exp.Expression:
     """The relation rows are read from: a table (of ``database``), or a relation such as
-    ``events_relation``'s, as given."""
+    ``events_relation``'s, as given. A relation gets the window [start, end) on its own partition
+    column (the events' ``timestamp``) inside it, so that the scan of the table is filtered by the
+    partition column itself, not only through the alias the outer query filters on."""
     if isinstance(table, exp.Expression):
-        return table.copy()
+        relation = table.copy()
+        inner = relation.this if isinstance(relation, exp.Subquery) else None
+        if start is not None and end is not None and isinstance(inner, exp.Select):
+            time_source = next((projection.this for projection in inner.expressions
+                                if projection.alias_or_name == "request_time"), None)
+            if isinstance(time_source, exp.Column):
+                inner.where(_window(start, end, time_source), copy=False)
+        return relation
     return exp.table_(table, db=database) if database else exp.table_(table)
 
 
@@ -250,7 +266,7 @@ def latest_query(metrics: Sequence, *, start: datetime, end: datetime, table: st
     specs = [MetricQuery.of(m) for m in metrics]
     if unit not in BUCKETS:
         raise QueryError(f"unknown bucket unit {unit!r}")
-    source = _source(table, database)
+    source = _source(table, database, start, end)
     bucket = exp.TimestampTrunc(this=exp.column("request_time"), unit=exp.var(unit.upper()))
     selects = []
     for i, spec in enumerate(specs):
@@ -307,7 +323,7 @@ def attributed_log(*, start: datetime, end: datetime, table: str, database: str 
     twice. Rows with a tenant_id pass straight through; only the rows without one meet the (small)
     list of usernames, so the common case costs no join.
     """
-    source = _source(table, database)
+    source = _source(table, database, start, end)
     others = [name for name in COLUMNS if name != "tenant_id"]
     own = (exp.select(*[exp.column(name) for name in COLUMNS]).from_(source.copy())
            .where(exp.and_(_window(start, end), exp.column("tenant_id").is_(exp.not_(exp.null())))))
@@ -331,7 +347,7 @@ def _with_attribution(*, start: datetime, end: datetime, table: str, database: s
     """The relation a query reads rows from (the table, or the attributed rows when ``user_tenants``
     names any user) and a function that gives the finished query the CTE it needs."""
     if not user_tenants:
-        return _source(table, database), lambda finished: finished
+        return _source(table, database, start, end), lambda finished: finished
     cte = attributed_log(start=start, end=end, table=table, database=database, user_tenants=user_tenants)
 
     def finish(query: exp.Select) -> exp.Select:
@@ -384,7 +400,7 @@ def hourly_usage_query(metrics: Sequence, *, start: datetime, end: datetime, tab
     dups = (exp.select(exp.column("request_id"), exp.alias_(exp.Sub(this=count_star.copy(), expression=exp.Literal.number(1)),
                                                           "extra"))
             # The table itself: which requests are duplicated does not depend on their attribution.
-            .from_(_source(table, database)).where(window.copy()).group_by(exp.column("request_id"))
+            .from_(_source(table, database, start, end)).where(window.copy()).group_by(exp.column("request_id"))
             .having(exp.GT(this=count_star.copy(), expression=exp.Literal.number(1))))
     per_dup = (exp.select(
         exp.alias_(exp.AnyValue(this=exp.column("tenant_id", table="w")), "tenant_id"),
@@ -432,7 +448,7 @@ def period_usage_query(metrics: Sequence, *, start: datetime, end: datetime, ten
                            exp.column("user").isin(*[exp.Literal.string(n) for n in names]))
         owned = exp.or_(owned, by_user)
     where = exp.and_(_window(start, end), exp.paren(owned))
-    deduped, kinds = _per_request(queries, _source(table, database), where, [])
+    deduped, kinds = _per_request(queries, _source(table, database, start, end), where, [])
     return exp.select(
         *[exp.alias_(_outer(kind, exp.column(f"v{i}")), f"m{i}") for i, kind in enumerate(kinds)]
     ).from_(deduped)
@@ -485,7 +501,7 @@ def whole_period_query(metrics: Sequence, *, parts: Sequence[tuple[str | None, d
 
 def legacy_users_query(*, start: datetime, end: datetime, table: str, database: str | None = None) -> exp.Select:
     """The users named by the rows of [start, end) that have no tenant_id (older logs)."""
-    return (exp.select(exp.column("user")).distinct().from_(_source(table, database))
+    return (exp.select(exp.column("user")).distinct().from_(_source(table, database, start, end))
             .where(exp.and_(_window(start, end), exp.column("tenant_id").is_(exp.null()),
                             exp.column("user").is_(exp.not_(exp.null())))))
 
@@ -495,7 +511,7 @@ def count_query(*, start: datetime, end: datetime, table: str, database: str | N
     """Requests in the window (distinct request ids, or raw rows): for checks and tests."""
     value = exp.Count(this=exp.Distinct(expressions=[exp.column("request_id")])) if distinct else exp.Count(
         this=exp.Star())
-    return exp.select(value).from_(_source(table, database)).where(_window(start, end))
+    return exp.select(value).from_(_source(table, database, start, end)).where(_window(start, end))
 
 
 def render(query: exp.Expression, dialect: str) -> str:

@@ -17,11 +17,17 @@ from django.db.models import F, Q
 
 
 class HourlyUsage(models.Model):
-    # No index of its own: the unique (tenant, metric, hour) constraint's index serves tenant lookups,
-    # and every extra index slows the sync's bulk writes (~430k rows for a month of 200 tenants).
+    # Two indexes, each paying for itself: the unique (tenant, metric, hour) constraint's serves a tenant's
+    # reads (API, billing), and (hour) the sync's window (its rewrite, stale rows and day rollups) across all
+    # tenants, which without it read every row of the window's metrics: 21.6 million a month at 10,000
+    # tenants (docs/scaling.md). The foreign keys are kept by Django (PROTECT, CASCADE), not by the
+    # database: its per-row checks were half the cost of writing a month's rows (measured in
+    # bench/bench_sync.py), and only the usage sync writes these rows, from the tenants and metrics it has
+    # just read inside its transaction.
     tenant = models.ForeignKey("tenants.Tenant", on_delete=models.PROTECT, related_name="hourly_usage",
-                               db_index=False)
-    metric = models.ForeignKey("tenants.Metric", on_delete=models.CASCADE, related_name="hourly_usage")
+                               db_index=False, db_constraint=False)
+    metric = models.ForeignKey("tenants.Metric", on_delete=models.CASCADE, related_name="hourly_usage",
+                               db_index=False, db_constraint=False)
     hour = models.DateTimeField(help_text="Start of the hour (UTC).")
     value = models.DecimalField(max_digits=30, decimal_places=6, help_text="Raw aggregate, before the divisor.")
     updated_at = models.DateTimeField(auto_now=True)
@@ -29,6 +35,7 @@ class HourlyUsage(models.Model):
     class Meta:
         ordering = ["-hour", "tenant", "metric"]
         verbose_name_plural = "hourly usage"
+        indexes = [models.Index(fields=["hour"], name="hourly_usage_hour")]
         constraints = [
             models.UniqueConstraint(fields=["tenant", "metric", "hour"], name="hourly_usage_one_per_hour"),
             models.CheckConstraint(condition=Q(value__gte=0), name="hourly_usage_value_non_negative"),

@@ -16,6 +16,7 @@ from metering.selectors.usage import (
     hour_bounds,
     period_quantities,
     period_quantities_many,
+    usage_version,
     whole_bucket,
     whole_period_figures,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "hour_bounds",
     "period_quantities",
     "period_quantities_many",
+    "usage_version",
     "whole_bucket",
     "whole_period_figures",
 ]

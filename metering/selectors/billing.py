@@ -66,7 +66,10 @@ def plan_change_preview(
         raise ApplicationError("Only an active subscription can change plan.")
     if at < subscription.started_at:
         raise ApplicationError("A plan change cannot come before the subscription starts.")
-    last = subscription.changes.order_by("-changed_at").first()
+    last = subscription.changes.order_by("-changed_at").select_related("to_version__plan").first()
+    if last and last.changed_at > timezone.now():
+        raise ApplicationError(f"A change to {last.to_version} is scheduled for {last.changed_at:%Y-%m-%d %H:%M} UTC: "
+                               "withdraw it first.")
     if last and at < last.changed_at:
         raise ApplicationError("A plan change cannot come before the previous change.")
     if subscription.ends_at is not None and at >= subscription.ends_at:

@@ -18,13 +18,21 @@ from decimal import Decimal, localcontext
 from django.db.models import Exists, Max, OuterRef, Sum
 from django.utils import timezone
 
-from metering.models import DailyUsage, HourlyUsage, MonthlyUsage, RollupBackfill
+from metering.models import DailyUsage, HourlyUsage, MonthlyUsage, RollupBackfill, SyncCursor
 from metering.services.sync import HOUR, ceil_hour
 from tenants.models import Aggregation, Metric
 
 # Aggregations whose period value is the sum of the hourly values; the others (max, unique_count)
 # are computed over the whole period.
 ADDITIVE = frozenset({Aggregation.COUNT, Aggregation.SUM})
+
+
+def usage_version() -> str:
+    """A token that changes whenever the usage tables may have: the latest change of a sync cursor, which
+    the usage sync (and the rollup backfill) sets in the transaction that writes hourly, daily and monthly
+    rows (metering.services.sync.usage_changed). One read of a table of one row per lake backend."""
+    latest = SyncCursor.objects.aggregate(latest=Max("updated_at"))["latest"]
+    return latest.isoformat() if latest else "none"
 
 
 def hour_bounds(start: datetime, end: datetime) -> tuple[datetime, datetime]:

@@ -155,7 +155,7 @@ def seed_invoices(*, tenants: list[Tenant], months: list[date], total: Decimal =
                 tenant=tenant, subscription=subscription, period_start=start, period_end=end,
                 currency=subscription.plan_version.currency, status=status,
                 number=None if status == InvoiceStatus.DRAFT else f"S-{month:%Y%m}-{tenant.slug}",
-                total=total + t_index, finalize_after=end + timedelta(days=1),
+                subtotal=total + t_index, total=total + t_index, finalize_after=end + timedelta(days=1),
                 finalized_at=None if status == InvoiceStatus.DRAFT else end + timedelta(days=1),
                 payment_terms_days=None if status == InvoiceStatus.DRAFT else 30,
                 due_date=None if status == InvoiceStatus.DRAFT else nxt + timedelta(days=31),

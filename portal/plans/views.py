@@ -44,9 +44,9 @@ from metering.selectors.usage import period_quantities
 from metering.services.billing.catalog import Catalog
 from portal.kernel import ApplicationError
 from portal.plans.forms import PlanBuilder, quantity_or_error
-from tenants.models import Metric, Plan, Subscription, SubscriptionStatus, Tenant
+from tenants.models import Metric, Plan, Subscription, SubscriptionChange, SubscriptionStatus, Tenant
 from tenants.services.plans import plan_save
-from tenants.services.subscriptions import subscription_change_plan
+from tenants.services.subscriptions import subscription_change_plan, subscription_change_withdraw
 
 MOVE_HORIZON = timedelta(days=3653)  # a move's date is within ten years of today (periods stay computable)
 IMPORT_MAX_LENGTH = 200_000  # a plan document pasted into the builder (the import command takes whole files)
@@ -334,6 +334,10 @@ def plan_versions(request, code: str):
     by_number = {v.version: v for v in versions}
     subscriptions = list(Subscription.objects.filter(plan_version__plan=plan, status=SubscriptionStatus.ACTIVE)
                          .select_related("tenant", "plan_version__plan").order_by("tenant__slug"))
+    scheduled = {change.subscription_id: change for change in SubscriptionChange.objects.filter(
+        subscription__in=subscriptions, changed_at__gt=now).select_related("to_version")}
+    for sub in subscriptions:
+        sub.scheduled_change = scheduled.get(sub.pk)  # a move still to come: it is on its version until then
     counts: dict[int, int] = {}
     for sub in subscriptions:
         counts[sub.plan_version_id] = counts.get(sub.plan_version_id, 0) + 1
@@ -351,6 +355,10 @@ def plan_versions(request, code: str):
             bills = _with_difference([simulate(v.to_spec(), sim.quantities, sim.period, metrics, f"Version {v.version}")
                                       for v in (a, b)])
         compare = {"a": a.version, "b": b.version, "simulation": sim, "rows": sim.rows(metrics), "bills": bills}
+
+    if request.method == "POST" and request.POST.get("action") == "withdraw":
+        _require(request, "tenants.change_subscription")
+        return _withdraw(request, plan, scheduled)
 
     move_form = MoveForm(request.POST or None, subscriptions=subscriptions, versions=versions,
                          initial={"to_version": versions[0].version if versions else None,
@@ -403,6 +411,25 @@ def plan_versions(request, code: str):
         **_simulator_context(request, now),
     }
     return TemplateResponse(request, "portal/plans/versions.html", context)
+
+
+def _withdraw(request, plan: Plan, scheduled: dict[int, SubscriptionChange]):
+    """Withdraw a move still to come that staff scheduled here (a tenant's own request is withdrawn where it waits)."""
+    change = next((c for c in scheduled.values() if c.pk == _int(request.POST.get("change"))), None)
+    if change is None:
+        messages.error(request, "That move has taken effect or was withdrawn already.")
+    elif SubscriptionChange.objects.filter(pk=change.pk, request__isnull=False).exists():
+        messages.error(request, "That move is a tenant's request: withdraw it on the request (Admin → Subscription "
+                                "requests).")
+    else:
+        try:
+            subscription_change_withdraw(change=change)
+        except ApplicationError as exc:
+            messages.error(request, exc.message)
+        else:
+            messages.success(request, f"Withdrawn: the move to {change.to_version} from "
+                                      f"{change.changed_at:%Y-%m-%d %H:%M} UTC.")
+    return redirect(reverse("admin-plan-versions", args=[plan.code]))
 
 
 def _int(text) -> int | None:

@@ -500,3 +500,26 @@ def test_the_move_preview_shows_the_invoice_s_tax_as_the_invoice_will(staff, two
     tax = (Decimal(after["subtotal"]) * Decimal("0.2")).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
     assert after["adjusted"] and Decimal(after["total"]) == Decimal(after["subtotal"]) + tax
     assert "Amount due" not in response.content.decode() and "VAT (20 %)" in response.content.decode()
+
+
+def test_a_move_from_a_date_to_come_is_scheduled_shown_and_can_be_withdrawn(staff, two_versions):
+    v1, v2, (alpha, beta) = two_versions
+    url = reverse("admin-plan-versions", args=["metered"])
+    later = (datetime.now(UTC) + timedelta(days=2)).replace(second=0, microsecond=0)
+    data = {"subscriptions": [alpha.pk], "to_version": "2", "at": f"{later:%Y-%m-%dT%H:%M}"}
+    assert staff.post(url, data | {"action": "preview"}).context["previews"]
+    assert staff.post(url, data | {"action": "move"}).status_code == 302
+    change = SubscriptionChange.objects.get()
+    alpha.refresh_from_db()
+    assert alpha.plan_version == v1 and change.changed_at == later  # on v1 until then; billing knows the date
+    page = staff.get(url)
+    assert f"to v2 from {later:%Y-%m-%d %H:%M} UTC" in page.content.decode()
+    # Another move waits until this one is withdrawn.
+    again = staff.post(url, data | {"action": "preview"})
+    assert "withdraw it first" in " ".join(again.context["refusals"])
+    assert "withdraw it first" in str(staff.post(url, data | {"action": "move"}).context["move_form"].errors)
+    # Withdrawn: nothing is left of it.
+    assert staff.post(url, {"action": "withdraw", "change": "999999"}).status_code == 302
+    assert SubscriptionChange.objects.exists()
+    response = staff.post(url, {"action": "withdraw", "change": str(change.pk)}, follow=True)
+    assert "Withdrawn" in response.content.decode() and not SubscriptionChange.objects.exists()

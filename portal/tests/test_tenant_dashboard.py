@@ -35,7 +35,8 @@ def add_invoice(tenant, status, number, total):
         start = (timezone.now() - timedelta(days=31)).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     return Invoice.objects.create(tenant=tenant, subscription=subscription, period_start=start,
                                   period_end=start + timedelta(days=28), currency="USD", status=status,
-                                  number=number, total=Decimal(total), finalize_after=start + timedelta(days=29),
+                                  number=number, subtotal=Decimal(total), total=Decimal(total),
+                                  finalize_after=start + timedelta(days=29),
                                   **({} if status == InvoiceStatus.DRAFT else
                                      {"payment_terms_days": 30, "due_date": (start + timedelta(days=58)).date()}))
 
@@ -186,7 +187,7 @@ def test_a_zero_decimal_currency_shows_no_decimals(client, db):
                                          {"metric": "api_calls", "model": "per_unit", "unit_amount": "0.35"}]})
     tenant, user = make_tenant("tokyo", version)
     Invoice.objects.create(tenant=tenant, subscription=tenant.subscriptions.get(), currency="JPY",
-                           status=InvoiceStatus.FINALIZED, number="INV-JP-1", total=Decimal("1200"),
+                           status=InvoiceStatus.FINALIZED, number="INV-JP-1", subtotal=Decimal("1200"), total=Decimal("1200"),
                            period_start=timezone.now() - timedelta(days=60), period_end=timezone.now() - timedelta(days=30),
                            finalize_after=timezone.now() - timedelta(days=29), payment_terms_days=30,
                            due_date=timezone.now().date())
