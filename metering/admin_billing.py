@@ -13,7 +13,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
 from metering.models import BillingRun, BillingRunStatus, Invoice, InvoiceLine, InvoiceStatus, LineType
-from metering.pricing import format_amount, format_plain, format_unit_amount
+from metering.pricing import format_amount, format_plain, format_unit_amount, isoformat_local, local_label
 from metering.runs import liveness
 from metering.services import billing as billing_services
 from portal.kernel import ApplicationError
@@ -99,7 +99,7 @@ def _csv_response(filename: str, header: list[str], rows) -> HttpResponse:
 @admin.register(Invoice)
 class InvoiceAdmin(admin.ModelAdmin):
     change_list_template = "admin/metering/invoice/change_list.html"
-    list_display = ("__str__", "tenant", "period_start", "period_end", "status", "total_display", "late_lines",
+    list_display = ("__str__", "tenant", "period", "status", "total_display", "late_lines",
                     "finalize_after", "email_state", "document")
     list_filter = ("status", LateUsageFilter, EmailStateFilter, "period_start", "currency", "tenant")
     search_fields = ("number", "tenant__slug", "tenant__name")
@@ -108,10 +108,10 @@ class InvoiceAdmin(admin.ModelAdmin):
     inlines = [InvoiceLineInline]
     # Everything is shown, nothing is edited here: a finalized invoice changes only through its actions (void,
     # reissue, mark paid), a draft only by being re-priced.
-    fields = ("number", "status", "tenant", "subscription", "currency", "period_start", "period_end", "order_display",
-              "total_display", "finalized_at", "payment_terms", "due_date", "paid_at", "credit_notes", "voided_at",
-              "void_reason", "replaces", "finalize_after", "billing_run", "public_id", "created_at", "updated_at",
-              "email_delivery")
+    fields = ("number", "status", "tenant", "subscription", "currency", "period", "period_start", "period_end",
+              "order_display", "total_display", "finalized_at", "payment_terms", "due_date", "paid_at", "credit_notes",
+              "voided_at", "void_reason", "replaces", "finalize_after", "billing_run", "public_id", "created_at",
+              "updated_at", "email_delivery")
     readonly_fields = fields
     actions = ["finalize", "void", "reissue", "mark_paid", "export_invoices_csv", "export_lines_csv"]
 
@@ -151,6 +151,12 @@ class InvoiceAdmin(admin.ModelAdmin):
             state += f"; last error: {delivery.last_error}"
         url = reverse("admin:tenants_emaildelivery_change", args=[delivery.pk])
         return format_html('{} (<a href="{}">details, Resend</a>)', state, url)
+
+    @admin.display(description="period (the tenant's clock)", ordering="period_start")
+    def period(self, invoice):
+        zone = invoice.tenant.zone
+        return (f"{local_label(invoice.period_start, zone)} to {local_label(invoice.period_end, zone)}"
+                f"{'' if invoice.tenant.time_zone == 'UTC' else f' ({invoice.tenant.time_zone})'}")
 
     @admin.display(description="total", ordering="total")
     def total_display(self, invoice):
@@ -256,7 +262,8 @@ class InvoiceAdmin(admin.ModelAdmin):
     @admin.action(description="Export the selected invoices as CSV")
     def export_invoices_csv(self, request, queryset):
         rows = (
-            [i.number or "", i.tenant.slug, i.period_start.isoformat(), i.period_end.isoformat(), i.status,
+            [i.number or "", i.tenant.slug, isoformat_local(i.period_start, i.tenant.zone),
+             isoformat_local(i.period_end, i.tenant.zone), i.status,
              i.currency, format_amount(i.total, i.currency), i.finalized_at.isoformat() if i.finalized_at else "",
              i.replaces.number if i.replaces_id else "", i.due_date.isoformat() if i.due_date else "",
              "" if i.payment_terms_days is None else i.payment_terms_days]

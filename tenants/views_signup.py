@@ -87,7 +87,7 @@ def signup(request):
                 signup_request = signup_services.signup_request_create(
                     company=data["company"], slug=data["slug"], email=data["email"], plan_version=data["plan"],
                     password=data["password"], browser=browser, ip=client_ip(request),
-                    coupon_code=data.get("coupon", ""),
+                    coupon_code=data.get("coupon", ""), time_zone=data["time_zone"],
                     marketplace_customer_id=marketplace_customer.pk if marketplace_customer else None,
                 )
             except ApplicationError as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from operator import attrgetter
 
+from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -26,6 +27,17 @@ Decimal = lambda **kw: serializers.DecimalField(max_digits=None, decimal_places=
 
 
 @extend_schema_field(OpenApiTypes.STR)
+class TenantClockMixin:
+    """Times written on the tenant's clock: ISO 8601 with the offset of its time zone
+    (``2026-11-01T00:00:00-04:00``; ``Z`` for a UTC tenant), the same instants as in UTC."""
+
+    tenant_source = "tenant"
+
+    def to_representation(self, instance):
+        with timezone.override(attrgetter(self.tenant_source)(instance).zone):
+            return super().to_representation(instance)
+
+
 class MoneyField(serializers.Field):
     """An amount as a decimal string with exactly its currency's minor digits ("100.00", "1200" for JPY)."""
 
@@ -168,7 +180,7 @@ class InvoiceLineSerializer(serializers.ModelSerializer):
                   "amount", "tiers", "period_start", "period_end", "adjusts"]
 
 
-class InvoiceSerializer(serializers.ModelSerializer):
+class InvoiceSerializer(TenantClockMixin, serializers.ModelSerializer):
     id = serializers.UUIDField(source="public_id", read_only=True)
     tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     subtotal = MoneyField(currency_source="currency", help_text="The lines' sum.")
@@ -246,7 +258,7 @@ class InvoiceDetailSerializer(InvoiceSerializer):
         fields = [*InvoiceSerializer.Meta.fields, "lines", "discounts", "credit_notes"]
 
 
-class SubscriptionSerializer(serializers.ModelSerializer):
+class SubscriptionSerializer(TenantClockMixin, serializers.ModelSerializer):
     tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     plan = serializers.CharField(source="plan_version.plan.code", read_only=True)
     plan_version = serializers.IntegerField(source="plan_version.version", read_only=True)
@@ -302,7 +314,7 @@ class MetricDocumentSerializer(serializers.Serializer):
 class TenantSerializer(serializers.ModelSerializer):
     class Meta:
         model = Tenant
-        fields = ["slug", "name", "contact_email", "status", "status_changed_at", "created_at"]
+        fields = ["slug", "name", "contact_email", "status", "time_zone", "status_changed_at", "created_at"]
         read_only_fields = ["status_changed_at", "created_at"]
 
 
@@ -367,8 +379,10 @@ class EventRejectionSerializer(serializers.ModelSerializer):
         fields = ["transaction_id", "tenant", "index", "error", "payload", "received_at"]
 
 
-class AlertFiringSerializer(serializers.ModelSerializer):
+class AlertFiringSerializer(TenantClockMixin, serializers.ModelSerializer):
     """An alert that fired (the data of usage.threshold_reached and spend.threshold_reached webhooks)."""
+
+    tenant_source = "alert.tenant"
 
     id = serializers.IntegerField(source="alert.pk", read_only=True, help_text="The alert's id.")
     tenant = serializers.CharField(source="alert.tenant.slug", read_only=True)

@@ -113,7 +113,7 @@ class Invoice(models.Model):
         indexes = [models.Index(fields=["status", "finalize_after"], name="invoice_status_due")]
 
     def __str__(self):
-        return self.number or f"draft {self.tenant.slug} {self.period_start:%Y-%m-%d}"
+        return self.number or f"draft {self.tenant.slug} {self.period_start.astimezone(self.tenant.zone):%Y-%m-%d}"
 
     # What a finalized invoice may never change; only its status moves on (paid, void).
     FROZEN_FIELDS = ("tenant_id", "subscription_id", "period_start", "period_end", "currency", "number", "total",

@@ -16,6 +16,9 @@ from tenants.models.commercial import (
     SubscriptionStatus,
     Tenant,
     TenantStatus,
+    time_zone_names,
+    validate_time_zone,
+    zone_named,
 )
 from tenants.models.coupons import Coupon, CouponDuration, CouponKind, CouponVia, SubscriptionCoupon, TaxRate
 from tenants.models.email import DeliveryStatus, EmailDelivery, EmailKind
@@ -71,4 +74,7 @@ __all__ = [
     "WebhookDeliveryStatus",
     "WebhookEndpoint",
     "WebhookEvent",
+    "time_zone_names",
+    "validate_time_zone",
+    "zone_named",
 ]
