@@ -77,7 +77,7 @@ class TenantAdminForm(forms.ModelForm):
 
     class Meta:
         model = Tenant
-        fields = ("slug", "name", "contact_email", "time_zone", "country", "tax_id", "tax_rate")
+        fields = ("slug", "name", "contact_email", "time_zone", "country", "tax_id", "tax_rate", "payment_terms_days")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

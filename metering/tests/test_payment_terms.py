@@ -52,7 +52,7 @@ def test_staff_set_a_tenants_terms_in_the_admin(client, django_user_model):
     client.force_login(django_user_model.objects.create_superuser("staff", "s@example.com", "pw-for-tests-1"))
     tenant = TenantFactory(slug="acme", name="Acme", contact_email="billing@acme.example")
     url = reverse("admin:tenants_tenant_change", args=[tenant.pk])
-    form = {"slug": "acme", "name": "Acme", "contact_email": "billing@acme.example", "billing_channel": "invoice",
+    form = {"slug": "acme", "name": "Acme", "contact_email": "billing@acme.example", "time_zone": "UTC",
             "subscriptions-TOTAL_FORMS": "0", "subscriptions-INITIAL_FORMS": "0"}
     too_long = client.post(url, {**form, "payment_terms_days": "366"})
     assert too_long.status_code == 200 and "less than or equal to 365" in too_long.content.decode()
