@@ -5,7 +5,14 @@ from decimal import Decimal, localcontext
 
 from django.contrib import admin
 
-from metering import admin_alerts, admin_billing, admin_credits, admin_payments  # noqa: F401  (register the other admins)
+from metering import (  # noqa: F401  (register the other admins)
+    admin_alerts,
+    admin_billing,
+    admin_credit_notes,
+    admin_credits,
+    admin_marketplace,
+    admin_payments,
+)
 from metering.models import (
     EventReceipt,
     EventRejection,

@@ -22,7 +22,7 @@ from metering.models import (
     InvoiceStatus,
     LineType,
 )
-from metering.pricing import format_amount, format_plain, format_unit_amount
+from metering.pricing import format_amount, format_plain, format_unit_amount, isoformat_local, local_label
 from metering.runs import liveness
 from metering.services import billing as billing_services
 from portal.kernel import ApplicationError
@@ -108,7 +108,7 @@ def _csv_response(filename: str, header: list[str], rows) -> HttpResponse:
 @admin.register(Invoice)
 class InvoiceAdmin(admin.ModelAdmin):
     change_list_template = "admin/metering/invoice/change_list.html"
-    list_display = ("__str__", "tenant", "period_start", "period_end", "status", "total_display", "late_lines",
+    list_display = ("__str__", "tenant", "period", "status", "total_display", "late_lines",
                     "finalize_after", "email_state", "document")
     list_filter = ("status", LateUsageFilter, EmailStateFilter, "period_start", "currency", "tenant")
     search_fields = ("number", "tenant__slug", "tenant__name")
@@ -117,9 +117,10 @@ class InvoiceAdmin(admin.ModelAdmin):
     inlines = [InvoiceLineInline]
     # Everything is shown, nothing is edited here: a finalized invoice changes only through its actions (void,
     # reissue, mark paid), a draft only by being re-priced.
-    fields = ("number", "status", "tenant", "subscription", "currency", "period_start", "period_end", "order_display",
-              "total_display", "finalized_at", "payment_terms", "due_date", "paid_at", "voided_at", "void_reason", "replaces",
-              "finalize_after", "billing_run", "public_id", "created_at", "updated_at", "email_delivery")
+    fields = ("number", "status", "tenant", "subscription", "currency", "period", "period_start", "period_end",
+              "order_display", "total_display", "finalized_at", "payment_terms", "due_date", "paid_at", "credit_notes",
+              "voided_at", "void_reason", "replaces", "finalize_after", "billing_run", "public_id", "created_at",
+              "updated_at", "email_delivery")
     readonly_fields = fields
     actions = ["finalize", "void", "reissue", "mark_paid", "export_invoices_csv", "export_lines_csv"]
 
@@ -160,6 +161,12 @@ class InvoiceAdmin(admin.ModelAdmin):
         url = reverse("admin:tenants_emaildelivery_change", args=[delivery.pk])
         return format_html('{} (<a href="{}">details, Resend</a>)', state, url)
 
+    @admin.display(description="period (the tenant's clock)", ordering="period_start")
+    def period(self, invoice):
+        zone = invoice.tenant.zone
+        return (f"{local_label(invoice.period_start, zone)} to {local_label(invoice.period_end, zone)}"
+                f"{'' if invoice.tenant.time_zone == 'UTC' else f' ({invoice.tenant.time_zone})'}")
+
     @admin.display(description="total", ordering="total")
     def total_display(self, invoice):
         return f"{format_amount(invoice.total, invoice.currency)} {invoice.currency}"
@@ -179,6 +186,22 @@ class InvoiceAdmin(admin.ModelAdmin):
         if invoice.credits_applied:
             parts.append(f"credits −{format_amount(invoice.credits_applied, c)}")
         return "; ".join(parts) + f" {c}"
+
+    @admin.display(description="credit notes")
+    def credit_notes(self, invoice):
+        from metering.services.billing.credit_notes import invoice_creditable
+
+        notes = format_html_join(
+            mark_safe("<br>"), '<a href="{}">{}</a>: {} {} ({})',
+            ((reverse("admin:metering_creditnote_change", args=[note.pk]), note.number,
+              format_amount(note.amount, note.currency), note.currency, note.get_outcome_display())
+             for note in invoice.credit_notes.all()))
+        creditable = invoice_creditable(invoice)
+        summary = format_html("credited {} {}, {} remains creditable", format_amount(invoice.credited_amount, invoice.currency),
+                              invoice.currency, format_amount(creditable, invoice.currency))
+        issue = format_html(' · <a href="{}" id="issue-credit-note">Issue a credit note</a>',
+                            reverse("admin:metering_creditnote_issue", args=[invoice.pk])) if creditable > 0 else ""
+        return format_html("{}{}{}{}", notes, mark_safe("<br>") if notes else "", summary, issue)
 
     @admin.display(description="payment terms")
     def payment_terms(self, invoice):
@@ -248,7 +271,8 @@ class InvoiceAdmin(admin.ModelAdmin):
     @admin.action(description="Export the selected invoices as CSV")
     def export_invoices_csv(self, request, queryset):
         rows = (
-            [i.number or "", i.tenant.slug, i.period_start.isoformat(), i.period_end.isoformat(), i.status,
+            [i.number or "", i.tenant.slug, isoformat_local(i.period_start, i.tenant.zone),
+             isoformat_local(i.period_end, i.tenant.zone), i.status,
              i.currency, format_amount(i.total, i.currency), i.finalized_at.isoformat() if i.finalized_at else "",
              i.replaces.number if i.replaces_id else "", i.due_date.isoformat() if i.due_date else "",
              "" if i.payment_terms_days is None else i.payment_terms_days]

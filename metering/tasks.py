@@ -94,3 +94,14 @@ def send_payment_reminders() -> dict:
     from metering.services.billing.payments import payment_reminders_send
 
     return {"reminders": len(payment_reminders_send())}
+
+
+@shared_task(acks_late=True)
+def report_marketplace_usage(now: str | None = None) -> dict:
+    """Report the closed hours' usage of AWS Marketplace tenants (BatchMeterUsage), and retry what failed;
+    one record per customer, dimension and hour, so a second run sends nothing twice. `now`: ISO time (tests)."""
+    from datetime import datetime
+
+    from metering.services.marketplace import marketplace_usage_report
+
+    return marketplace_usage_report(now=datetime.fromisoformat(now) if now else None).as_dict()

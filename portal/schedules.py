@@ -33,6 +33,8 @@ DEFAULT_SCHEDULES: dict[str, tuple[str, dict]] = {
     "Check the pipeline is on time": ("metering.tasks.check_pipeline", {"minute": "*/5"}),
     # Unpaid invoices: a reminder per step of INVOICE_REMINDER_DAYS, each sent once.
     "Send payment reminders": ("metering.tasks.send_payment_reminders", {"minute": "17", "hour": "8"}),
+    # Hourly: AWS Marketplace tenants' closed hours reported with BatchMeterUsage, failures retried (docs/marketplace.md).
+    "Report usage to AWS Marketplace": ("metering.tasks.report_marketplace_usage", {"minute": "23"}),
 }
 
 

@@ -256,6 +256,13 @@ DASHBOARD_CACHE_SECONDS = env.int("DASHBOARD_CACHE_SECONDS", default=300)
 # Billing.
 BILLING_GRACE_PERIOD_MINUTES = env.int("BILLING_GRACE_PERIOD_MINUTES", default=60)
 INVOICE_NUMBER_PREFIX = env.str("INVOICE_NUMBER_PREFIX", default="INV")
+# AWS Marketplace (docs/marketplace.md): the product whose customers the landing accepts (empty: any), the
+# region of the Marketplace Metering Service, and how usage is reported each hour.
+MARKETPLACE_PRODUCT_CODE = env.str("MARKETPLACE_PRODUCT_CODE", default="")
+MARKETPLACE_REGION = env.str("MARKETPLACE_REGION", default="us-east-1")
+MARKETPLACE_REPORT_DELAY_MINUTES = env.int("MARKETPLACE_REPORT_DELAY_MINUTES", default=60)
+MARKETPLACE_MAX_ATTEMPTS = env.int("MARKETPLACE_MAX_ATTEMPTS", default=5)
+CREDIT_NOTE_NUMBER_PREFIX = env.str("CREDIT_NOTE_NUMBER_PREFIX", default="CN")
 INVOICE_PAYMENT_TERMS_DAYS = env.int("INVOICE_PAYMENT_TERMS_DAYS", default=30)  # due date = issue date + this
 # A tenant's downgrade waits for staff approval in the admin (docs/plans.md, "Changing plan").
 SUBSCRIPTION_DOWNGRADE_REQUIRES_APPROVAL = env.bool("SUBSCRIPTION_DOWNGRADE_REQUIRES_APPROVAL", default=False)

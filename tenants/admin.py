@@ -10,10 +10,11 @@ from django.utils import timezone
 from metering.pricing import format_unit_amount
 from metering.pricing.documents import DocumentError, parse_plan
 from portal.kernel import ApplicationError
-from tenants import (  # noqa: F401  (register the API keys', email deliveries', metrics' and webhooks' admins)
+from tenants import (  # noqa: F401  (register the API keys', email deliveries', Marketplace's, metrics' and webhooks' admins)
     admin_api_keys,
     admin_coupons,
     admin_email,
+    admin_marketplace,
     admin_metrics,
     admin_subscription_requests,
     admin_webhooks,
@@ -29,6 +30,7 @@ from tenants.models import (
     SubscriptionRequest,
     SubscriptionStatus,
     Tenant,
+    time_zone_names,
 )
 from tenants.selectors import subscriptions_active
 from tenants.services import lifecycle
@@ -68,12 +70,36 @@ class SubscriptionInline(admin.TabularInline):
         return False
 
 
+class TenantAdminForm(forms.ModelForm):
+    """The tenant's fields; the time zone is picked from the IANA names and checked as the service checks it."""
+
+    time_zone = forms.ChoiceField(initial="UTC", help_text=Tenant._meta.get_field("time_zone").help_text)
+
+    class Meta:
+        model = Tenant
+        fields = ("slug", "name", "contact_email", "time_zone", "country", "tax_id", "tax_rate", "payment_terms_days")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["time_zone"].choices = [(name, name) for name in sorted(time_zone_names())]
+
+    def clean_time_zone(self):
+        name = self.cleaned_data["time_zone"]
+        problem = lifecycle.time_zone_change_problem(tenant=self.instance, time_zone=name)
+        if problem:
+            raise forms.ValidationError(problem)
+        return name
+
+
 @admin.register(Tenant)
 class TenantAdmin(admin.ModelAdmin):
-    list_display = ("slug", "name", "status", "contact_email", "current_plan", "country", "tax_rate", "created_at")
+    form = TenantAdminForm
+    list_display = ("slug", "name", "status", "time_zone", "contact_email", "current_plan", "country", "tax_rate",
+                    "created_at")
     list_filter = ("status", "created_at", "tax_rate")
     search_fields = ("slug", "name", "contact_email")
-    readonly_fields = ("status", "status_changed_at", "created_at", "updated_at")
+    # The billing channel is set by an AWS Marketplace signup (docs/marketplace.md), never by hand.
+    readonly_fields = ("status", "status_changed_at", "billing_channel", "created_at", "updated_at")
     inlines = [SubscriptionInline]
     actions = ["suspend", "reactivate", "cancel"]
 
@@ -82,9 +108,15 @@ class TenantAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         if change:
+            if "time_zone" in form.changed_data:  # the zone goes through its service (which checks it again, locked)
+                wanted, obj.time_zone = obj.time_zone, form.initial["time_zone"]
+                super().save_model(request, obj, form, change)
+                obj.time_zone = lifecycle.tenant_set_time_zone(tenant=obj, time_zone=wanted).time_zone
+                return None
             return super().save_model(request, obj, form, change)
         # A new tenant goes through the lifecycle service, as every other creation does (its webhook event).
-        saved = lifecycle.tenant_create(slug=obj.slug, name=obj.name, contact_email=obj.contact_email)
+        saved = lifecycle.tenant_create(slug=obj.slug, name=obj.name, contact_email=obj.contact_email,
+                                        time_zone=obj.time_zone)
         if obj.country or obj.tax_id or obj.tax_rate_id:  # the tax details, when given with the tenant
             saved.country, saved.tax_id, saved.tax_rate_id = obj.country.upper(), obj.tax_id, obj.tax_rate_id
             saved.save(update_fields=["country", "tax_id", "tax_rate", "updated_at"])

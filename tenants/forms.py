@@ -9,7 +9,7 @@ from django.utils.text import slugify
 
 from metering.pricing.documents import DocumentError, json_loads_bounded, loads_document
 from tenants.identity.passwords import CognitoPasswordPolicyValidator
-from tenants.models import ApiKeyScope, PlanVersion
+from tenants.models import ApiKeyScope, PlanVersion, time_zone_names
 from tenants.models.api_keys import API_KEY_NAME_MAX_LENGTH
 from tenants.models.commercial import slug_validator
 
@@ -42,12 +42,21 @@ class SignupForm(forms.Form):
     password = forms.CharField(widget=forms.PasswordInput, strip=False, max_length=PASSWORD_MAX_LENGTH,
                                help_text=CognitoPasswordPolicyValidator().get_help_text())
     plan = PlanChoiceField(queryset=PlanVersion.objects.none(), empty_label=None)
+    time_zone = forms.ChoiceField(
+        required=False, label="Time zone",
+        help_text="Your billing periods start at midnight on the 1st of the month here, and your invoices show "
+                  "its times. Default: UTC.",
+    )
     coupon = forms.CharField(max_length=40, required=False, label="Coupon code",
                              help_text="If you have one (e.g. LAUNCH10).")
 
     def __init__(self, *args, plan_versions=(), **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["plan"].queryset = PlanVersion.objects.filter(pk__in=[v.pk for v in plan_versions]).select_related("plan")
+        self.fields["time_zone"].choices = [("", "UTC (default)"), *((name, name) for name in sorted(time_zone_names()))]
+
+    def clean_time_zone(self):
+        return self.cleaned_data.get("time_zone") or "UTC"
 
     def clean_slug(self):
         slug = self.cleaned_data.get("slug", "").strip().lower()

@@ -9,6 +9,7 @@ urlpatterns = [
     path(".well-known/jwks.json", identity_views.jwks, name="identity-jwks"),
     path("signup/", views_signup.signup, name="signup"),
     path("signup/verify/", views_signup.signup_verify, name="signup-verify"),
+    path("marketplace/aws/", views_signup.marketplace_landing, name="marketplace-landing"),
     path("tenant/", views_tenant.tenant_home, name="tenant-home"),
     path("tenant/users/", views_tenant.tenant_users, name="tenant-users"),
     path("tenant/users/<int:pk>/<slug:action>/", views_tenant.tenant_user_action, name="tenant-user-action"),

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from operator import attrgetter
 
+from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from metering.models import (
+    CreditNote,
     EventReceipt,
     EventRejection,
     Invoice,
@@ -25,6 +27,17 @@ Decimal = lambda **kw: serializers.DecimalField(max_digits=None, decimal_places=
 
 
 @extend_schema_field(OpenApiTypes.STR)
+class TenantClockMixin:
+    """Times written on the tenant's clock: ISO 8601 with the offset of its time zone
+    (``2026-11-01T00:00:00-04:00``; ``Z`` for a UTC tenant), the same instants as in UTC."""
+
+    tenant_source = "tenant"
+
+    def to_representation(self, instance):
+        with timezone.override(attrgetter(self.tenant_source)(instance).zone):
+            return super().to_representation(instance)
+
+
 class MoneyField(serializers.Field):
     """An amount as a decimal string with exactly its currency's minor digits ("100.00", "1200" for JPY)."""
 
@@ -167,7 +180,7 @@ class InvoiceLineSerializer(serializers.ModelSerializer):
                   "amount", "tiers", "period_start", "period_end", "adjusts"]
 
 
-class InvoiceSerializer(serializers.ModelSerializer):
+class InvoiceSerializer(TenantClockMixin, serializers.ModelSerializer):
     id = serializers.UUIDField(source="public_id", read_only=True)
     tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     subtotal = MoneyField(currency_source="currency", help_text="The lines' sum.")
@@ -181,12 +194,16 @@ class InvoiceSerializer(serializers.ModelSerializer):
         help_text="What is left to pay (decimal string in the currency's minor digits): the total less the "
                   "credits applied and the payments received while finalized; 0 once paid, void or a draft.")
     overdue = serializers.SerializerMethodField(help_text="Finalized, not paid in full, and past its due date (UTC).")
+    credited = MoneyField(source="credited_amount", currency_source="currency",
+                          help_text="What its credit notes gave back, whatever their outcome.")
+    creditable = serializers.SerializerMethodField(
+        help_text="What credit notes may still give back: the total less what was credited (0 unless finalized or paid).")
 
     class Meta:
         model = Invoice
         fields = ["id", "number", "tenant", "status", "currency", "subtotal", "discount", "tax", "tax_rate", "total",
-                  "credits_applied", "amount_due", "overdue", "period_start", "period_end", "finalized_at", "due_date",
-                  "payment_terms_days", "paid_at", "voided_at"]
+                  "credits_applied", "amount_due", "overdue", "credited", "creditable", "period_start", "period_end",
+                  "finalized_at", "due_date", "payment_terms_days", "paid_at", "voided_at"]
 
     @extend_schema_field(TaxRateSerializer(allow_null=True))
     def get_tax_rate(self, invoice) -> dict | None:
@@ -195,6 +212,11 @@ class InvoiceSerializer(serializers.ModelSerializer):
         return {"name": invoice.tax_name, "percentage": format_plain(invoice.tax_percentage),
                 "inclusive": invoice.tax_inclusive}
 
+    def get_creditable(self, invoice) -> str:
+        from metering.services.billing.credit_notes import invoice_creditable
+
+        return format_amount(invoice_creditable(invoice), invoice.currency)
+
     def get_amount_due(self, invoice) -> str:
         from metering.services.billing.payments import invoice_amount_due
 
@@ -202,6 +224,21 @@ class InvoiceSerializer(serializers.ModelSerializer):
 
     def get_overdue(self, invoice) -> bool:
         return invoice.is_overdue()
+
+
+class CreditNoteSerializer(serializers.ModelSerializer):
+    id = serializers.UUIDField(source="public_id", read_only=True)
+    amount = MoneyField(currency_source="currency")
+    pdf = serializers.SerializerMethodField(help_text="Path of the credit note's PDF (the tenant's users may fetch it).")
+
+    class Meta:
+        model = CreditNote
+        fields = ["id", "number", "amount", "outcome", "issued_at", "pdf"]
+
+    def get_pdf(self, note) -> str:
+        from django.urls import reverse
+
+        return reverse("credit-note-pdf", args=[note.public_id])
 
 
 class InvoiceDiscountSerializer(serializers.ModelSerializer):
@@ -215,12 +252,13 @@ class InvoiceDiscountSerializer(serializers.ModelSerializer):
 class InvoiceDetailSerializer(InvoiceSerializer):
     lines = InvoiceLineSerializer(many=True, read_only=True)
     discounts = InvoiceDiscountSerializer(many=True, read_only=True)
+    credit_notes = CreditNoteSerializer(many=True, read_only=True)
 
     class Meta(InvoiceSerializer.Meta):
-        fields = [*InvoiceSerializer.Meta.fields, "lines", "discounts"]
+        fields = [*InvoiceSerializer.Meta.fields, "lines", "discounts", "credit_notes"]
 
 
-class SubscriptionSerializer(serializers.ModelSerializer):
+class SubscriptionSerializer(TenantClockMixin, serializers.ModelSerializer):
     tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     plan = serializers.CharField(source="plan_version.plan.code", read_only=True)
     plan_version = serializers.IntegerField(source="plan_version.version", read_only=True)
@@ -276,7 +314,7 @@ class MetricDocumentSerializer(serializers.Serializer):
 class TenantSerializer(serializers.ModelSerializer):
     class Meta:
         model = Tenant
-        fields = ["slug", "name", "contact_email", "status", "status_changed_at", "created_at"]
+        fields = ["slug", "name", "contact_email", "status", "time_zone", "status_changed_at", "created_at"]
         read_only_fields = ["status_changed_at", "created_at"]
 
 
@@ -341,8 +379,10 @@ class EventRejectionSerializer(serializers.ModelSerializer):
         fields = ["transaction_id", "tenant", "index", "error", "payload", "received_at"]
 
 
-class AlertFiringSerializer(serializers.ModelSerializer):
+class AlertFiringSerializer(TenantClockMixin, serializers.ModelSerializer):
     """An alert that fired (the data of usage.threshold_reached and spend.threshold_reached webhooks)."""
+
+    tenant_source = "alert.tenant"
 
     id = serializers.IntegerField(source="alert.pk", read_only=True, help_text="The alert's id.")
     tenant = serializers.CharField(source="alert.tenant.slug", read_only=True)

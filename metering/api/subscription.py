@@ -145,7 +145,8 @@ class SubscriptionView(TenantScopedView):
     @extend_schema(responses={200: SubscriptionStateSerializer, **errors(401, 403, 404, 429)})
     def get(self, request, *args, **kwargs):
         subscription = _subscription(self.tenant)
-        return Response(SubscriptionStateSerializer(subscription_state(subscription, timezone.now())).data)
+        with timezone.override(self.tenant.zone):  # times on the tenant's clock, with its offsets
+            return Response(SubscriptionStateSerializer(subscription_state(subscription, timezone.now())).data)
 
 
 class OfferedPlansView(TenantScopedView):
@@ -169,7 +170,8 @@ class OfferedPlansView(TenantScopedView):
                 "base_fee": format_amount(version.base_fee, version.currency), "change": kind,
                 "takes_effect_at": now if kind == "upgrade" else period_end, "document": version.document,
             })
-        return Response(OfferedPlanSerializer(data, many=True).data)
+        with timezone.override(self.tenant.zone):
+            return Response(OfferedPlanSerializer(data, many=True).data)
 
 
 class SubscriptionPreviewView(TenantScopedView):
@@ -197,7 +199,8 @@ class SubscriptionPreviewView(TenantScopedView):
             "takes_effect_at": preview.effective_at, "estimated": preview.estimated,
             "invoice": {"as_of": now, **priced_period_data(preview.priced)},
         }
-        return Response(PlanChangePreviewSerializer(data).data)
+        with timezone.override(self.tenant.zone):
+            return Response(PlanChangePreviewSerializer(data).data)
 
 
 class SubscriptionActionView(TenantScopedView):
@@ -214,7 +217,8 @@ class SubscriptionActionView(TenantScopedView):
 
     def post(self, request, *args, **kwargs):
         made = self.act(request)
-        return Response(SubscriptionRequestSerializer(made).data)
+        with timezone.override(self.tenant.zone):
+            return Response(SubscriptionRequestSerializer(made).data)
 
 
 ACTION_RESPONSES = {

@@ -162,7 +162,7 @@ class CurrentUsageView(TenantScopedView):
         params = filters.validated(filters.CurrentUsageQuerySerializer, request)
         now = timezone.now()
         subscription = active_subscription(self.tenant)
-        start, end = subscription_period(subscription, now) if subscription else calendar_period(now)
+        start, end = subscription_period(subscription, now) if subscription else calendar_period(now, "month", self.tenant.zone)
         quantities = period_quantities(subscription_or_tenant=self.tenant, metrics=params["metric"],
                                        start=floor_hour(start), end=floor_hour(end))
         totals = [
@@ -171,7 +171,8 @@ class CurrentUsageView(TenantScopedView):
             for m in params["metric"]
         ]
         data = {"period_start": start, "period_end": end, "as_of": now, "totals": totals}
-        return Response(serializers.CurrentUsageSerializer(data).data)
+        with timezone.override(self.tenant.zone):  # the period on the tenant's clock, with its offsets
+            return Response(serializers.CurrentUsageSerializer(data).data)
 
 
 _NO_DIVISOR = Metric(divisor=1)  # period_quantities has applied the divisor already
@@ -192,7 +193,8 @@ class ProjectedBillView(TenantScopedView):
         if priced is None:
             raise exceptions.NotFound("This tenant has no active subscription.")
         data = {"as_of": now, **priced_period_data(priced)}
-        return Response(serializers.ProjectedBillSerializer(data).data)
+        with timezone.override(self.tenant.zone):  # the period on the tenant's clock, with its offsets
+            return Response(serializers.ProjectedBillSerializer(data).data)
 
 
 def priced_period_data(priced) -> dict:
@@ -286,7 +288,7 @@ class InvoiceDetailView(InvoiceQuerysetMixin, TenantScopedView, RetrieveAPIView)
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return Invoice.objects.none()
-        return self.invoices().prefetch_related("lines__adjusts")
+        return self.invoices().prefetch_related("lines__adjusts", "credit_notes")
 
     @extend_schema(responses={200: serializers.InvoiceDetailSerializer, **errors(401, 403, 404, 429)})
     def get(self, request, *args, **kwargs):

@@ -23,8 +23,15 @@ from metering.models.billing import (
     InvoiceStatus,
     LineType,
 )
+from metering.models.credit_notes import (
+    CreditNote,
+    CreditNoteLine,
+    CreditNoteOutcome,
+    ImmutableCreditNoteError,
+)
 from metering.models.credits import CreditEntry, CreditEntryKind, CreditGrant, CreditLedgerError, CreditSource
 from metering.models.events import EventReceipt, EventRejection
+from metering.models.marketplace import MarketplaceRecordStatus, MarketplaceUsageRecord
 from metering.models.payments import InvoicePayment, InvoiceReminder
 from metering.models.usage import (
     DailyUsage,
@@ -43,6 +50,7 @@ __all__ = [
     "BillingRun",
     "BillingRunChunk",
     "BillingRunStatus",
+    "CreditNote", "CreditNoteLine", "CreditNoteOutcome", "ImmutableCreditNoteError",
     "EventReceipt",
     "EventRejection",
     "FinalizedInvoiceError",
@@ -55,4 +63,5 @@ __all__ = [
     "InvoiceReminder",
     "InvoiceStatus",
     "LineType",
+    "MarketplaceRecordStatus", "MarketplaceUsageRecord",
     "DailyUsage", "HourlyUsage", "MonthlyUsage", "RollupBackfill", "SyncCursor", "SyncOutcome", "SyncRun", "UnattributedUsage"]

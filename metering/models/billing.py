@@ -51,6 +51,12 @@ class Invoice(models.Model):
         null=True, blank=True, help_text="Days the tenant has to pay, counted from the issue date; fixed at finalization.")
     due_date = models.DateField(null=True, blank=True, help_text="Issue date (UTC) plus the payment terms; fixed at finalization.")
     paid_at = models.DateTimeField(null=True, blank=True)
+    credited_amount = models.DecimalField(
+        max_digits=18, decimal_places=4, default=0, help_text="What its credit notes gave back, all outcomes.")
+    credited_against_due = models.DecimalField(
+        max_digits=18, decimal_places=4, default=0,
+        help_text="The part of credited_amount taken off what was left to pay (the rest was refunded or credited "
+                  "to the tenant's balance).")
     voided_at = models.DateTimeField(null=True, blank=True)
     void_reason = models.TextField(blank=True)
     billing_run = models.ForeignKey("metering.BillingRun", null=True, blank=True, on_delete=models.SET_NULL,
@@ -88,6 +94,12 @@ class Invoice(models.Model):
                 condition=Q(credits_applied__gte=0, credits_applied__lte=F("total"))
                 & (~Q(status="draft") | Q(credits_applied=0)),
                 name="invoice_credits_within_total"),
+            # Never more credited than invoiced, whatever the credit notes written concurrently.
+            models.CheckConstraint(
+                condition=Q(credited_against_due__gte=0, credited_against_due__lte=F("credited_amount"),
+                            credited_amount__lte=F("total")),
+                name="invoice_credited_within_total",
+                violation_error_message="A credit note cannot credit more than the invoice's total."),
             models.CheckConstraint(
                 condition=Q(status="draft", number__isnull=True) | (~Q(status="draft") & Q(number__isnull=False)),
                 name="invoice_numbered_iff_not_draft",
@@ -101,7 +113,7 @@ class Invoice(models.Model):
         indexes = [models.Index(fields=["status", "finalize_after"], name="invoice_status_due")]
 
     def __str__(self):
-        return self.number or f"draft {self.tenant.slug} {self.period_start:%Y-%m-%d}"
+        return self.number or f"draft {self.tenant.slug} {self.period_start.astimezone(self.tenant.zone):%Y-%m-%d}"
 
     # What a finalized invoice may never change; only its status moves on (paid, void).
     FROZEN_FIELDS = ("tenant_id", "subscription_id", "period_start", "period_end", "currency", "number", "total",

@@ -57,6 +57,9 @@ DIVISOR = (MAX_INTEGER_DIGITS, 6)  # Metric.divisor is numeric(24, 6)
 UNIT_PRICE = (12, MAX_DECIMAL_PLACES)  # unit_amount: invoice lines keep it as numeric(30, 12)
 AMOUNT = (12, 6)  # base_fee, minimum_commitment (PlanVersion numeric(18, 6)), flat_amount, package_amount
 MAX_TRIAL_DAYS = 3650  # ten years; a trial's end must stay a date
+MAX_PAYMENT_TERMS_DAYS = 365
+# An AWS Marketplace dimension's API name (BatchMeterUsage's Dimension).
+_DIMENSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 MAX_NAME_LENGTH = 200  # Plan.name, PlanVersion.name, Metric.name
 MAX_UNIT_LENGTH = 40  # Metric.unit
 MAX_PREFIX_LENGTH = 200  # a resource_path_prefix filter value
@@ -86,7 +89,7 @@ _STATUS_RE = re.compile(r"[1-5](?:xx|[0-9]{2})")
 _METRIC_KEYS = frozenset({"code", "name", "event", "aggregation", "field", "filters", "divisor", "unit"})
 _PLAN_KEYS = frozenset(
     {"code", "name", "currency", "interval", "base_fee", "trial_days", "minimum_commitment", "included_credit",
-     "charges"}
+     "charges", "payment_terms_days", "marketplace_dimensions"}
 )
 _CHARGE_KEYS = {
     "per_unit": frozenset({"metric", "model", "unit_amount", "transform"}),
@@ -180,6 +183,8 @@ class PlanSpec:
     minimum_commitment: Decimal | None = None
     charges: tuple[ChargeSpec, ...] = ()
     included_credit: Decimal = ZERO  # a prepaid credit granted each period, expiring at its end
+    payment_terms_days: int | None = None  # None: the tenant's, else INVOICE_PAYMENT_TERMS_DAYS
+    marketplace_dimensions: tuple[tuple[str, str], ...] = ()  # (metric code, AWS Marketplace dimension)
 
     @property
     def metric_codes(self) -> tuple[str, ...]:
@@ -605,6 +610,27 @@ def _parse_plan(doc: Any, position: int | None, metric_codes: frozenset[str] | N
             quantum(currency)):
         report.add("included_credit", f"must be in {currency}'s minor units ({minor_units(currency)} digits), "
                                       f"got {_show(included_credit)}")
+    payment_terms_days = doc.get("payment_terms_days")
+    if payment_terms_days is not None and (
+        isinstance(payment_terms_days, bool) or not isinstance(payment_terms_days, int)
+        or not 0 <= payment_terms_days <= MAX_PAYMENT_TERMS_DAYS
+    ):
+        report.add("payment_terms_days",
+                   f"must be a whole number of days from 0 to {MAX_PAYMENT_TERMS_DAYS}, got {_brief(payment_terms_days)}")
+    dimensions_doc = doc.get("marketplace_dimensions") or {}
+    dimensions: list[tuple[str, str]] = []
+    if not isinstance(dimensions_doc, Mapping):
+        report.add("marketplace_dimensions", f"must map metric codes to dimension names, got {_brief(dimensions_doc)}")
+    elif len(dimensions_doc) > MAX_CHARGES:
+        report.add("marketplace_dimensions", f"must have at most {MAX_CHARGES} entries")
+    else:
+        for metric, dimension in dimensions_doc.items():
+            if not isinstance(dimension, str) or not _DIMENSION_RE.fullmatch(dimension):
+                report.add(f"marketplace_dimensions.{str(metric)[:40]}",
+                           "must be an AWS Marketplace dimension name (1 to 100 letters, digits, '_', '.', '-'), "
+                           f"got {_brief(dimension)}")
+            else:
+                dimensions.append((str(metric), dimension))
 
     charges_doc = doc.get("charges", [])
     charges: list[ChargeSpec] = []
@@ -636,11 +662,17 @@ def _parse_plan(doc: Any, position: int | None, metric_codes: frozenset[str] | N
             continue
         seen[charge.metric] = index
         charges.append(charge)
+    for metric, _dimension in dimensions:
+        if metric not in seen:
+            report.add(f"marketplace_dimensions.{metric[:40]}", "names no metric of the plan's charges")
+    if len({dimension for _metric, dimension in dimensions}) != len(dimensions):
+        report.add("marketplace_dimensions", "maps two metrics to the same dimension")
     if len(errors) > start:
         return None
     return PlanSpec(
         code=code, name=name, currency=currency, interval=interval, base_fee=base_fee, trial_days=trial_days,
         minimum_commitment=minimum_commitment, charges=tuple(charges), included_credit=included_credit,
+        payment_terms_days=payment_terms_days, marketplace_dimensions=tuple(sorted(dimensions)),
     )
 
 
@@ -833,6 +865,10 @@ def plan_to_document(spec: PlanSpec) -> dict[str, Any]:
     if spec.included_credit:
         doc["included_credit"] = _show(spec.included_credit)
     doc["charges"] = [charge_to_document(charge) for charge in spec.charges]
+    if spec.payment_terms_days is not None:
+        doc["payment_terms_days"] = spec.payment_terms_days
+    if spec.marketplace_dimensions:
+        doc["marketplace_dimensions"] = dict(spec.marketplace_dimensions)
     return doc
 
 

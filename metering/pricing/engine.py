@@ -31,7 +31,7 @@ from __future__ import annotations
 import calendar
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 
 from .currency import ARITHMETIC_CONTEXT, format_amount, format_unit_amount, quantum
@@ -386,44 +386,74 @@ def _interval_months(interval: str) -> int:
     raise ValueError(f"interval must be 'month' or 'year', got {interval!r}")
 
 
-def calendar_period(at: datetime, interval: str = "month") -> tuple[datetime, datetime]:
-    """The calendar month (or year) containing ``at``, in UTC: [start, end)."""
+def local_to_utc(wall: datetime, zone: tzinfo) -> datetime:
+    """The instant (in UTC) of the naive local time ``wall`` in ``zone``.
+
+    One rule for the two local times a zone can get wrong: a time the clocks skip (spring forward)
+    is read with the offset in force before the change, so it lands as much later as the gap is long
+    (02:30 on a day that jumps from 02:00 to 03:00 is 03:30; a midnight skipped at midnight is the
+    first instant of the day); a time the clocks repeat (fall back) is its first occurrence. This is
+    Python's ``fold=0``, RFC 5545's rule and java.time's, so a period's bounds are reproducible by hand.
+    """
+    return wall.replace(tzinfo=zone, fold=0).astimezone(UTC)
+
+
+def _walk(boundary, guess: int, at: datetime) -> tuple[datetime, datetime]:
+    """The period [boundary(k), boundary(k + 1)) that contains ``at``, searched from k = ``guess``.
+
+    ``boundary`` is strictly increasing in k, so the periods tile time; a step or two either way
+    covers what local time does to the guess (an offset is at most a day, a period at least 28 days).
+    """
+    k = guess
+    start = boundary(k)
+    while start > at:
+        k -= 1
+        start = boundary(k)
+    end = boundary(k + 1)
+    while end <= at:
+        k += 1
+        start, end = end, boundary(k + 1)
+    return start, end
+
+
+def calendar_period(at: datetime, interval: str = "month", zone: tzinfo = UTC) -> tuple[datetime, datetime]:
+    """The calendar month (or year) containing ``at``, [start, end) in UTC: each starts at midnight on
+    the 1st (of January, for a year) in ``zone`` (``local_to_utc`` reads a midnight the clocks skip)."""
     at = _utc("at", at)
     months = _interval_months(interval)
-    if months == 1:
-        start = datetime(at.year, at.month, 1, tzinfo=UTC)
-    else:
-        start = datetime(at.year, 1, 1, tzinfo=UTC)
-    return start, add_months(start, months)
+    local = at.astimezone(zone)
+    first = datetime(local.year, 1 if months == 12 else local.month, 1)
+    return _walk(lambda k: local_to_utc(add_months(first, k * months), zone), 0, at)
 
 
-def anniversary_period(anchor: datetime, at: datetime, interval: str = "month") -> tuple[datetime, datetime]:
+def anniversary_period(anchor: datetime, at: datetime, interval: str = "month",
+                       zone: tzinfo = UTC) -> tuple[datetime, datetime]:
     """The period containing ``at`` when periods start at ``anchor`` and recur every interval, in UTC.
 
-    Each start is computed from the anchor (never from the previous start), so an anchor on the
-    31st gives Feb 28 (or 29) then Mar 31, not Mar 28.
+    Each start is the anchor's local time (in ``zone``) on the anchor's day of the month, computed from
+    the anchor (never from the previous start), so an anchor on the 31st gives Feb 28 (or 29) then
+    Mar 31, not Mar 28. The first period starts at the anchor itself; the later starts read their
+    local time with ``local_to_utc``, so a daylight-saving change moves none of them off the clock time.
     """
     anchor = _utc("anchor", anchor)
     at = _utc("at", at)
     step = _interval_months(interval)
-    months = (at.year - anchor.year) * 12 + (at.month - anchor.month)
-    k = (months // step) * step
-    start = add_months(anchor, k)
-    if start > at:
-        k -= step
-        start = add_months(anchor, k)
-    end = add_months(anchor, k + step)
-    if end <= at:
-        k += step
-        start, end = end, add_months(anchor, k + step)
-    return start, end
+    wall = anchor.astimezone(zone).replace(tzinfo=None)
+    local = at.astimezone(zone)
+
+    def boundary(k: int) -> datetime:
+        return anchor if k == 0 else local_to_utc(add_months(wall, k * step), zone)
+
+    months = (local.year - wall.year) * 12 + (local.month - wall.month)
+    return _walk(boundary, months // step, at)
 
 
-def period_bounds(at: datetime, interval: str = "month", *, anchor: datetime | None = None) -> tuple[datetime, datetime]:
+def period_bounds(at: datetime, interval: str = "month", *, anchor: datetime | None = None,
+                  zone: tzinfo = UTC) -> tuple[datetime, datetime]:
     """The billing period containing ``at``: anniversary periods when an anchor is given, else calendar."""
     if anchor is None:
-        return calendar_period(at, interval)
-    return anniversary_period(anchor, at, interval)
+        return calendar_period(at, interval, zone)
+    return anniversary_period(anchor, at, interval, zone)
 
 
 def trial_ends_at(started_at: datetime, trial_days: int) -> datetime | None:
@@ -447,6 +477,20 @@ def trial_end_for(plan: PlanSpec, subscription_start: datetime) -> datetime | No
 def isoformat_z(moment: datetime) -> str:
     """ISO 8601 in UTC with a trailing Z (``2026-11-01T00:00:00Z``)."""
     return _utc("moment", moment).isoformat().replace("+00:00", "Z")
+
+
+def isoformat_local(moment: datetime, zone: tzinfo) -> str:
+    """ISO 8601 on the clock of ``zone``, with its offset (``2026-11-01T00:00:00-04:00``; ``Z`` at UTC itself)."""
+    return _utc("moment", moment).astimezone(zone).isoformat().replace("+00:00", "Z")
+
+
+def local_label(moment: datetime, zone: tzinfo) -> str:
+    """A moment as people read it on the clock of ``zone``: ``2026-11-01 00:00 UTC-04:00`` (``UTC`` at offset 0)."""
+    local = _utc("moment", moment).astimezone(zone)
+    offset = local.isoformat()[-6:] if local.utcoffset() else ""
+    if local.second or local.microsecond:
+        return f"{local:%Y-%m-%d %H:%M:%S} UTC{offset}"
+    return f"{local:%Y-%m-%d %H:%M} UTC{offset}"
 
 
 def format_quantity(quantity: Decimal) -> str:
@@ -473,8 +517,9 @@ def tiers_document(tiers: Sequence[TierAmount], currency: str) -> list[dict]:
     ]
 
 
-def preview_document(priced: PricedPeriod) -> dict:
-    """The JSON object of the price preview (docs/plans.md, "The price preview").
+def preview_document(priced: PricedPeriod, zone: tzinfo = UTC) -> dict:
+    """The JSON object of the price preview (docs/plans.md, "The price preview"), its period on the clock of
+    ``zone`` (ISO 8601 with the offset; ``Z`` in UTC).
 
     With several plans (a plan change) each line also names its ``plan`` and the object lists
     ``plans``; ``plan`` is then the plan in force at the end of the period.
@@ -496,8 +541,8 @@ def preview_document(priced: PricedPeriod) -> dict:
     doc = {
         "plan": priced.plan,
         "currency": currency,
-        "period_start": isoformat_z(priced.period_start),
-        "period_end": isoformat_z(priced.period_end),
+        "period_start": isoformat_local(priced.period_start, zone),
+        "period_end": isoformat_local(priced.period_end, zone),
         "lines": lines,
         "total": format_amount(priced.total, currency),
     }

@@ -33,6 +33,7 @@ from metering.models.alerts import (
     UsageAlertFiring,
 )
 from metering.pricing.currency import format_amount
+from metering.pricing.engine import local_label
 from metering.selectors.billing import projected_bill
 from metering.selectors.usage import period_quantities
 from metering.services.billing.periods import subscription_period
@@ -172,9 +173,9 @@ def _email_tenant(alert: UsageAlert, firing: UsageAlertFiring) -> None:
     owners = list(TenantUser.objects.filter(tenant=tenant, role=TenantRole.OWNER, is_active=True)
                   .order_by("email").values_list("email", flat=True))
     recipients = owners or ([tenant.contact_email] if tenant.contact_email else [])
-    period = f"{firing.period_start:%Y-%m-%d} to {firing.period_end:%Y-%m-%d}"
+    period = f"{local_label(firing.period_start, tenant.zone)} to {local_label(firing.period_end, tenant.zone)}"
     what = alert_description(alert, firing)
-    body = (f"Hello {tenant.name},\n\n{what}, in the billing period {period} (UTC).\n\n"
+    body = (f"Hello {tenant.name},\n\n{what}, in the billing period {period} ({tenant.time_zone} time).\n\n"
             f"This alert tells you once per period. Your dashboard: "
             f"{settings.PORTAL_BASE_URL.rstrip('/')}/tenant/dashboard/\n\n{settings.PROVIDER_NAME}\n")
     email_queue_many(drafts=[EmailDraft(kind="alert", recipient=email, subject=f"{settings.PROVIDER_NAME}: {what}",

@@ -1,5 +1,5 @@
-"""Invoice documents: the context of the invoice template, and the invoice as PDF (WeasyPrint renders the very
-template of the HTML page), for the page's download and the invoice email's attachment."""
+"""Invoice and credit note documents: the context of their templates, and each as PDF (WeasyPrint renders the
+very template of the HTML page), for the pages' downloads and the invoice email's attachment."""
 
 import logging
 from decimal import Decimal
@@ -7,7 +7,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.template.loader import render_to_string
 
-from metering.models import Invoice
+from metering.models import CreditNote, Invoice
 from metering.pricing import format_amount, format_plain, format_unit_amount
 from portal.kernel import ApplicationError
 
@@ -21,7 +21,28 @@ def invoice_pdf_name(invoice: Invoice) -> str:
 def invoice_pdf_bytes(invoice: Invoice) -> bytes:
     """The invoice as PDF: WeasyPrint's rendering of the very template of the HTML page. ApplicationError
     when WeasyPrint cannot run here (its system library, Pango, is missing)."""
-    html = render_to_string("metering/invoice.html", {**invoice_context(invoice), "pdf": True})
+    return _pdf(render_to_string("metering/invoice.html", {**invoice_context(invoice), "pdf": True}))
+
+
+def credit_note_pdf_name(note: CreditNote) -> str:
+    return f"{note.number}.pdf"
+
+
+def credit_note_pdf_bytes(note: CreditNote) -> bytes:
+    """The credit note as PDF, from the template of its page (as the invoice's)."""
+    return _pdf(render_to_string("metering/credit_note.html", {**credit_note_context(note), "pdf": True}))
+
+
+def credit_note_context(note: CreditNote) -> dict:
+    currency = note.currency
+    return {
+        "note": note, "invoice": note.invoice, "provider_name": settings.PROVIDER_NAME,
+        "amount": format_amount(note.amount, currency),
+        "lines": [{"line": line, "amount": format_amount(line.amount, currency)} for line in note.lines.all()],
+    }
+
+
+def _pdf(html: str) -> bytes:
     try:
         from weasyprint import HTML
     except OSError as exc:  # the Python package is there, the system's Pango is not
@@ -29,6 +50,17 @@ def invoice_pdf_bytes(invoice: Invoice) -> bytes:
         raise ApplicationError("PDF documents are unavailable on this server (WeasyPrint needs the Pango "
                                "library); the invoice page can be printed to PDF instead.") from exc
     return HTML(string=html).write_pdf()
+
+
+def _credit_summary(invoice: Invoice) -> dict:
+    """What the invoice's credit notes gave back, and what remains creditable (shown on the invoice)."""
+    from metering.services.billing.credit_notes import invoice_creditable
+
+    currency = invoice.currency
+    notes = [{"note": note, "amount": format_amount(note.amount, currency)}
+             for note in invoice.credit_notes.order_by("issued_at", "pk")]
+    return {"credit_notes": notes, "credited": format_amount(invoice.credited_amount, currency),
+            "creditable": format_amount(invoice_creditable(invoice), currency)}
 
 
 def invoice_context(invoice: Invoice) -> dict:
@@ -61,6 +93,7 @@ def invoice_context(invoice: Invoice) -> dict:
         "payments": [{"amount": format_amount(p.amount, currency), "received_at": p.received_at}
                      for p in invoice.payments.all()],
         "amount_due": format_amount(invoice_amount_due(invoice), currency), "overdue": invoice.is_overdue(),
+        **_credit_summary(invoice),
     }
 
 

@@ -79,7 +79,8 @@ def test_admin_actions_mark_paid_void_and_reissue(staff_client, invoice):
     invoice.refresh_from_db()
     assert invoice.status == InvoiceStatus.PAID
     response = staff_client.post(changelist, {"action": "void", "_selected_action": [invoice.pk]}, follow=True)
-    assert "Only a finalized invoice can be voided" in response.content.decode()
+    text = response.content.decode()
+    assert "Only a finalized, unpaid invoice can be voided" in text and "issue a credit note instead" in text
 
 
 def test_admin_reissue_creates_a_replacement(staff_client, invoice):

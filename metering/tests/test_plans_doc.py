@@ -62,7 +62,7 @@ FILES, RUNS, USAGE_TABLES, ENGINE_TABLES = read_doc()
 
 def test_the_doc_has_the_examples_this_test_checks():
     assert set(FILES) == {"team.json", "models.json", "currencies.json", "assistant.json", "studio.json"}
-    assert len(RUNS) == 7 and len(USAGE_TABLES) == 2 and len(ENGINE_TABLES) == 2
+    assert len(RUNS) == 8 and len(USAGE_TABLES) == 2 and len(ENGINE_TABLES) == 2
 
 
 @pytest.fixture

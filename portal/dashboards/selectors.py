@@ -455,17 +455,17 @@ AGE_BUCKETS = (("Not due yet", None, 0), ("1–30 days late", 1, 30), ("31–60 
 
 
 def receivables_by_age(*, today: date | None = None, tenant: Tenant | None = None) -> list[dict]:
-    """What tenants owe (finalized invoices less their payments), per currency, by days past the due date:
+    """What tenants owe (finalized invoices less the prepaid credits they drew, their payments and what credit notes took off them), per currency, by days past the due date:
     [{currency, buckets: [{label, count, amount}], count, total}]. Whatever the date range: what is owed now."""
     today = today or timezone.now().date()
     owed = Invoice.objects.filter(status=InvoiceStatus.FINALIZED)
     if tenant is not None:
         owed = owed.filter(tenant=tenant)
     rows = (owed.annotate(paid=Coalesce(Sum("payments__amount"), Decimal(0)))
-            .values_list("currency", "due_date", "total", "paid").order_by())
+            .values_list("currency", "due_date", "total", "credits_applied", "credited_against_due", "paid").order_by())
     by_currency: dict[str, list[list]] = defaultdict(lambda: [[0, Decimal(0)] for _ in AGE_BUCKETS])
-    for currency, due_date, total, paid in rows:
-        left = total - paid
+    for currency, due_date, total, credits_applied, credited, paid in rows:
+        left = total - credits_applied - credited - paid
         if left <= 0:
             continue
         late = (today - due_date).days

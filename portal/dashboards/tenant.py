@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import timedelta
 from decimal import Decimal
 
 from django.shortcuts import render
@@ -116,8 +115,7 @@ def tenant_dashboard(request):
             context["bill_error"] = "The projected bill is unavailable right now; try again in a few minutes."
         context.update(period_start=start, period_end=end, plan=spec)
     else:
-        context.update(zip(("period_start", "period_end"), calendar_period(now, "month"), strict=True))
-    context["period_last_day"] = context["period_end"] - timedelta(seconds=1)  # the end is exclusive
+        context.update(zip(("period_start", "period_end"), calendar_period(now, "month", tenant.zone), strict=True))
     chart_metrics = list(metrics_by_code(codes=charged_codes or None).values())
     context["usage_charts"] = tenant_usage_charts(tenant=tenant, metrics=chart_metrics, end=now.date(), days=USAGE_DAYS)
     context["invoices"] = tenant_invoices_issued(tenant=tenant, limit=INVOICES_SHOWN)

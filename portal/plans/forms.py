@@ -50,7 +50,13 @@ class PlanFieldsForm(forms.Form):
                                     help_text="Empty is 0.")
     minimum_commitment = _number("Minimum commitment", help_text="Empty: none.")
     included_credit = _number("Included credit", help_text="Granted each period, expiring at its end; empty is 0.")
+    payment_terms_days = forms.IntegerField(
+        required=False, min_value=0, max_value=365, label="Payment terms (days)",
+        help_text="Empty: the tenant's own, else INVOICE_PAYMENT_TERMS_DAYS (docs/plans.md, \"Payment terms\").")
     is_public = forms.BooleanField(required=False, initial=True, label="Offered on the signup page")
+    # The document's fields the builder has no inputs for, carried through the page unchanged (so saving
+    # from the builder never drops them).
+    kept = forms.CharField(required=False, widget=forms.HiddenInput)
 
     def __init__(self, *args, code_fixed: str | None = None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -128,6 +134,9 @@ def document_initial(document: dict) -> tuple[dict, list[dict], list[list[dict]]
         "trial_days": document.get("trial_days") or 0,
         "minimum_commitment": _text(document.get("minimum_commitment")),
         "included_credit": _text(document.get("included_credit")),
+        "payment_terms_days": document.get("payment_terms_days"),
+        "kept": json.dumps({key: document[key] for key in KEPT_FIELDS if key in document}, default=_plain)
+        if any(key in document for key in KEPT_FIELDS) else "",
     }
     charges, tiers = [], []
     for charge in document.get("charges") or []:
@@ -160,7 +169,9 @@ _CHARGE_FIELDS = {"metric": "metric", "model": "model", "unit_amount": "unit_amo
                   "package_amount": "package_amount", "free_units": "free_units", "rule": "rule",
                   "transform": "transform_divide_by", "transform.divide_by": "transform_divide_by",
                   "transform.round": "transform_round", "tiers": None}
-_PLAN_FIELDS = ("code", "name", "currency", "interval", "base_fee", "trial_days", "minimum_commitment", "included_credit")
+_PLAN_FIELDS = ("code", "name", "currency", "interval", "base_fee", "trial_days", "minimum_commitment", "included_credit",
+                "payment_terms_days")
+KEPT_FIELDS = ("marketplace_dimensions",)
 
 
 class PlanBuilder:
@@ -247,6 +258,14 @@ class PlanBuilder:
         doc["trial_days"] = data.get("trial_days") or 0
         _put(doc, "minimum_commitment", data.get("minimum_commitment"))
         _put(doc, "included_credit", data.get("included_credit"))
+        if data.get("payment_terms_days") is not None:
+            doc["payment_terms_days"] = data["payment_terms_days"]
+        try:
+            kept = json.loads(data.get("kept") or "{}")
+        except ValueError:
+            kept = {}
+        if isinstance(kept, dict):
+            doc.update({key: kept[key] for key in KEPT_FIELDS if key in kept})
         doc["charges"] = [self._charge_document(form.cleaned_data, [t.cleaned_data for t in tiers])
                           for form, tiers in self._kept()]
         return doc

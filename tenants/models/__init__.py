@@ -3,6 +3,7 @@
 from tenants.models.api_keys import ApiKey, ApiKeyScope
 from tenants.models.commercial import (
     USABLE_TENANT_STATUSES,
+    BillingChannel,
     BillingCycle,
     Charge,
     Plan,
@@ -15,11 +16,15 @@ from tenants.models.commercial import (
     SubscriptionStatus,
     Tenant,
     TenantStatus,
+    time_zone_names,
+    validate_time_zone,
+    zone_named,
 )
 from tenants.models.coupons import Coupon, CouponDuration, CouponKind, CouponVia, SubscriptionCoupon, TaxRate
 from tenants.models.email import DeliveryStatus, EmailDelivery, EmailKind
 from tenants.models.identity import TenantRole, TenantUser
 from tenants.models.local_identity import LocalIdentity
+from tenants.models.marketplace import MarketplaceCustomer
 from tenants.models.metrics import Aggregation, Metric
 from tenants.models.signup import SignupRequest, SignupStatus
 from tenants.models.webhooks import (
@@ -31,6 +36,8 @@ from tenants.models.webhooks import (
 )
 
 __all__ = [
+    "BillingChannel",
+    "MarketplaceCustomer",
     "ApiKey",
     "ApiKeyScope",
     "BillingCycle",
@@ -67,4 +74,7 @@ __all__ = [
     "WebhookDeliveryStatus",
     "WebhookEndpoint",
     "WebhookEvent",
+    "time_zone_names",
+    "validate_time_zone",
+    "zone_named",
 ]

@@ -1,7 +1,11 @@
 """The commercial side: tenants, versioned plans with their charges, and subscriptions."""
 
+from functools import cache
+from zoneinfo import ZoneInfo, available_timezones
+
 from django.conf import settings
-from django.core.validators import RegexValidator
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, RegexValidator
 from django.db import models
 from django.db.models import F, Q
 
@@ -24,18 +28,61 @@ slug_validator = RegexValidator(
 )
 
 
+@cache
+def time_zone_names() -> frozenset[str]:
+    """The IANA time zone names this installation knows (the pinned tzdata package, else the system's)."""
+    return frozenset(available_timezones())
+
+
+def validate_time_zone(name: str) -> None:
+    """An IANA time zone name, spelled as the tz database spells it ("America/New_York", "UTC")."""
+    if name not in time_zone_names():
+        raise ValidationError(
+            "%(name)s is not an IANA time zone name: write one like America/New_York, Europe/Paris or UTC.",
+            code="invalid_time_zone", params={"name": repr(name)[:80]},
+        )
+
+
+def zone_named(name: str) -> ZoneInfo:
+    """The time zone of that name (UTC for a name this installation's tz database does not know)."""
+    return ZoneInfo(name) if name in time_zone_names() else ZoneInfo("UTC")
+
+
+class BillingChannel(models.TextChoices):
+    INVOICE = "invoice", "Invoices from the portal"
+    AWS_MARKETPLACE = "aws_marketplace", "AWS Marketplace"
+
+
+MAX_PAYMENT_TERMS_DAYS = 365  # as a plan document's payment_terms_days (docs/plans.md)
+
+
 class Tenant(models.Model):
     slug = models.SlugField(max_length=63, unique=True, validators=[slug_validator])
     name = models.CharField(max_length=200)
     contact_email = models.EmailField(help_text="Billing contact: finalized invoices are sent here.")
     status = models.CharField(max_length=20, choices=TenantStatus.choices, default=TenantStatus.ACTIVE)
     status_changed_at = models.DateTimeField(null=True, blank=True)
+    time_zone = models.CharField(
+        max_length=64, default="UTC", validators=[validate_time_zone],
+        help_text="IANA name (America/New_York). Billing periods start at midnight on the 1st here (anniversary "
+                  "periods at the local time the subscription started), and invoices, dashboards and the API show "
+                  "periods in it (docs/plans.md, \"Time zones\"). It can change until a subscription's first "
+                  "period ends.",
+    )
     country = models.CharField(max_length=2, blank=True, help_text="ISO 3166-1 alpha-2 code (e.g. FR).")
     tax_id = models.CharField(max_length=64, blank=True, help_text="The tenant's VAT or tax number, printed on invoices.")
     tax_rate = models.ForeignKey(
         "tenants.TaxRate", null=True, blank=True, on_delete=models.PROTECT, related_name="tenants",
         help_text="Empty: the default tax rate (none: no tax).",
     )
+    payment_terms_days = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MaxValueValidator(MAX_PAYMENT_TERMS_DAYS)],
+        help_text="Days this tenant has to pay an invoice, from its issue date; empty: the plan's "
+                  "payment_terms_days, else INVOICE_PAYMENT_TERMS_DAYS (docs/plans.md, \"Payment terms\").")
+    billing_channel = models.CharField(
+        max_length=20, choices=BillingChannel.choices, default=BillingChannel.INVOICE,
+        help_text="AWS Marketplace: AWS bills the tenant from the usage the portal reports hourly; its invoices "
+                  "are kept for the record, never emailed, and owe nothing (docs/marketplace.md).")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -43,10 +90,21 @@ class Tenant(models.Model):
         ordering = ["slug"]
         constraints = [
             models.CheckConstraint(condition=Q(status__in=TenantStatus.values), name="tenant_status_known"),
+            models.CheckConstraint(
+                condition=Q(payment_terms_days__isnull=True) | Q(payment_terms_days__lte=MAX_PAYMENT_TERMS_DAYS),
+                name="tenant_payment_terms_bounded"),
+            models.CheckConstraint(condition=Q(billing_channel__in=BillingChannel.values),
+                                   name="tenant_billing_channel_known"),
+            models.CheckConstraint(condition=~Q(time_zone=""), name="tenant_time_zone_not_empty"),
         ]
 
     def __str__(self):
         return self.slug
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The tenant's time zone (UTC when the stored name is unknown to this installation's tz database)."""
+        return zone_named(self.time_zone)
 
 
 class PlanInterval(models.TextChoices):

@@ -3,6 +3,8 @@
 from django.db import models
 from django.db.models import Q
 
+from tenants.models.commercial import validate_time_zone
+
 
 class SignupStatus(models.TextChoices):
     PENDING = "pending", "Pending verification"
@@ -30,6 +32,8 @@ class SignupRequest(models.Model):
     slug = models.CharField(max_length=63, help_text="The tenant's id (custom:tenant_id) to be.")
     email = models.EmailField(help_text="Stored lowercased.")
     plan_version = models.ForeignKey("tenants.PlanVersion", on_delete=models.PROTECT, related_name="+")
+    time_zone = models.CharField(max_length=64, default="UTC", validators=[validate_time_zone],
+                                 help_text="The tenant's time zone to be (IANA name).")
     coupon = models.ForeignKey("tenants.Coupon", null=True, blank=True, on_delete=models.PROTECT, related_name="+",
                                help_text="The coupon whose code was entered: applied to the subscription when made.")
     password_encrypted = models.TextField(blank=True, editable=False)
@@ -46,6 +50,9 @@ class SignupRequest(models.Model):
     ip = models.GenericIPAddressField(null=True, blank=True)
     tenant = models.ForeignKey("tenants.Tenant", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     owner = models.ForeignKey("tenants.TenantUser", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    marketplace_customer = models.ForeignKey(
+        "tenants.MarketplaceCustomer", null=True, blank=True, on_delete=models.SET_NULL, related_name="signups",
+        help_text="Set when the signup started on the AWS Marketplace landing: its tenant is collected through AWS.")
     verified_at = models.DateTimeField(null=True, blank=True)
     provisioned_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

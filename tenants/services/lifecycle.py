@@ -1,10 +1,20 @@
 """The tenant status lifecycle: the allowed transitions, enforced here and nowhere else."""
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from metering.pricing import period_bounds
 from portal.kernel import ApplicationError
-from tenants.models import USABLE_TENANT_STATUSES, Tenant, TenantStatus
+from tenants.models import (
+    USABLE_TENANT_STATUSES,
+    BillingCycle,
+    Subscription,
+    Tenant,
+    TenantStatus,
+    validate_time_zone,
+    zone_named,
+)
 from tenants.selectors import subscriptions_active, tenants_with_trial_over
 from tenants.services.api_keys import api_key_forget
 from tenants.services.subscriptions import subscription_end
@@ -27,15 +37,54 @@ STATUS_EVENTS: dict[tuple[str | None, str], str] = {
 }
 
 
-def tenant_create(*, slug: str, name: str, contact_email: str, status: str = TenantStatus.ACTIVE) -> Tenant:
+def tenant_create(*, slug: str, name: str, contact_email: str, status: str = TenantStatus.ACTIVE,
+                  time_zone: str = "UTC") -> Tenant:
     if status not in USABLE_TENANT_STATUSES:
         raise ApplicationError(f"A new tenant starts trialing or active, not {status}.")
-    tenant = Tenant(slug=slug, name=name, contact_email=contact_email, status=status, status_changed_at=timezone.now())
+    tenant = Tenant(slug=slug, name=name, contact_email=contact_email, status=status, status_changed_at=timezone.now(),
+                    time_zone=time_zone)
     tenant.full_clean()
     with transaction.atomic():
         tenant.save()
         webhook_emit(type="tenant.created", resource=tenant, tenant=tenant)
     return tenant
+
+
+def time_zone_change_problem(*, tenant: Tenant, time_zone: str, now=None) -> str | None:
+    """Why the tenant's time zone cannot become `time_zone` now (None: it can).
+
+    The zone cuts the billing periods, so it is fixed once a subscription's first period has ended (in
+    the zone it has or the one asked): a period billed in one zone is never cut again in another.
+    """
+    try:
+        validate_time_zone(time_zone)
+    except ValidationError as exc:
+        return exc.messages[0]
+    if time_zone == tenant.time_zone or not tenant.pk:
+        return None
+    now = now or timezone.now()
+    for subscription in Subscription.objects.filter(tenant=tenant, started_at__lte=now).select_related("plan_version"):
+        anchor = subscription.started_at if subscription.billing_cycle == BillingCycle.ANNIVERSARY else None
+        for name in (tenant.time_zone, time_zone):
+            _start, end = period_bounds(subscription.started_at, subscription.plan_version.interval, anchor=anchor,
+                                        zone=zone_named(name))
+            if end <= now or (subscription.ends_at and subscription.ends_at <= now):
+                return (f"The time zone of {tenant.slug} is fixed: a billing period of its subscriptions has ended "
+                        f"in {tenant.time_zone} (changing the zone would cut billed periods again).")
+    return None
+
+
+def tenant_set_time_zone(*, tenant: Tenant, time_zone: str) -> Tenant:
+    """Set the tenant's time zone (an IANA name) while no billing period of it has ended; ApplicationError otherwise."""
+    with transaction.atomic():
+        locked = Tenant.objects.select_for_update().get(pk=tenant.pk)
+        problem = time_zone_change_problem(tenant=locked, time_zone=time_zone)
+        if problem:
+            raise ApplicationError(problem, {"field": "time_zone"})
+        if locked.time_zone != time_zone:
+            locked.time_zone = time_zone
+            locked.save(update_fields=["time_zone", "updated_at"])
+    return locked
 
 
 def tenant_transition(*, tenant: Tenant, to_status: str, at=None) -> Tenant:

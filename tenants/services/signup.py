@@ -38,6 +38,7 @@ from tenants.models import (
     TenantRole,
     TenantStatus,
     TenantUser,
+    time_zone_names,
 )
 from tenants.models.email import EmailKind
 from tenants.models.signup import OPEN_STATUSES
@@ -45,6 +46,7 @@ from tenants.services.coupons import coupon_apply, coupon_for_code
 from tenants.services.email import email_queue
 from tenants.services.identity import tenant_user_create
 from tenants.services.lifecycle import tenant_create
+from tenants.services.marketplace import marketplace_customer_attach
 from tenants.services.subscriptions import subscription_create
 
 logger = logging.getLogger(__name__)
@@ -197,7 +199,8 @@ def signup_for_browser(*, request_id: int | None, browser: str | None) -> Signup
 
 def signup_request_create(
     *, company: str, slug: str, email: str, plan_version: PlanVersion, password: str, browser: str,
-    ip: str | None = None, coupon_code: str = "",
+    ip: str | None = None, coupon_code: str = "", marketplace_customer_id: int | None = None,
+    time_zone: str = "UTC",
 ) -> SignupRequest:
     """Start a signup in one browser (`browser`: the token kept in its session) and email its code.
 
@@ -212,6 +215,8 @@ def signup_request_create(
     coupon = coupon_for_code(code=coupon_code, currency=plan_version.currency) if coupon_code.strip() else None
     if Tenant.objects.filter(slug=slug).exists():
         raise ApplicationError(f"The company id {slug!r} is taken: choose another.", {"field": "slug"})
+    if time_zone not in time_zone_names():
+        raise ApplicationError(f"{time_zone[:80]!r} is not an IANA time zone name.", {"field": "time_zone"})
     now = timezone.now()
     if SignupRequest.objects.filter(slug=slug, status=SignupStatus.PENDING, code_expires_at__gt=now).exclude(
         email=email
@@ -231,7 +236,9 @@ def signup_request_create(
         if signup is None:
             signup = SignupRequest(email=email, browser_key=browser_key)
         signup.company, signup.slug, signup.plan_version, signup.ip = company.strip(), slug, plan_version, ip
+        signup.time_zone = time_zone
         signup.coupon = coupon
+        signup.marketplace_customer_id = marketplace_customer_id
         signup.password_encrypted = _encrypt_password(password)
         signup.status = SignupStatus.PENDING
         send = _issue_code(signup)
@@ -355,7 +362,10 @@ def signup_provision(*, request_id: int) -> SignupRequest:
                     name=signup.company,
                     contact_email=signup.email,
                     status=TenantStatus.TRIALING if plan_version.trial_days else TenantStatus.ACTIVE,
+                    time_zone=signup.time_zone,
                 )
+                if signup.marketplace_customer_id is not None:
+                    marketplace_customer_attach(customer_id=signup.marketplace_customer_id, tenant=tenant)
                 subscription = subscription_create(tenant=tenant, plan_version=plan_version)
                 if signup.coupon_id:
                     _apply_signup_coupon(signup, subscription)

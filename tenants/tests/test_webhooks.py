@@ -71,7 +71,8 @@ def test_an_event_is_signed_delivered_and_verifiable(receiver, queued, fast_retr
     payload = verify(secret, request)
     assert payload["type"] == "tenant.created"
     assert payload["data"] == {"slug": "acme", "name": "Acme", "contact_email": "billing@acme.example",
-                               "status": "active", "status_changed_at": payload["data"]["status_changed_at"],
+                               "status": "active", "time_zone": "UTC",
+                               "status_changed_at": payload["data"]["status_changed_at"],
                                "created_at": payload["data"]["created_at"]}
     assert payload["timestamp"].endswith("Z")
     delivery = WebhookDelivery.objects.get(pk=delivery_id)

@@ -34,6 +34,7 @@ for _type in [
     EventType("invoice.finalized", "invoice", "An invoice was numbered, priced for good and sent to the tenant."),
     EventType("invoice.paid", "invoice", "An invoice was marked paid."),
     EventType("invoice.voided", "invoice", "An invoice was voided (also when it is reissued)."),
+    EventType("invoice.credited", "invoice", "A credit note was issued on an invoice (its credit_notes list it)."),
     EventType("tenant.created", "tenant", "A tenant was created (by staff, or by a self-service signup)."),
     EventType("tenant.suspended", "tenant", "A tenant was suspended: its users and keys are refused."),
     EventType("tenant.reactivated", "tenant", "A tenant became active again (after a suspension or its trial)."),

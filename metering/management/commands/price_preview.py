@@ -7,7 +7,7 @@ standard output; any problem ends with a non-zero exit and one line on standard 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
@@ -23,23 +23,32 @@ from metering.pricing import (
     add_months,
     calendar_period,
     loads_document,
+    local_to_utc,
     parse_plan_file,
     preview_document,
     price_plan,
     quantize_amount,
     with_totals,
 )
+from tenants.models import time_zone_names, zone_named
 
 
-def parse_instant(text: str, option: str) -> datetime:
-    """An ISO 8601 date or date-time; without an offset it is taken as UTC."""
+def parse_instant(text: str, option: str, zone: tzinfo = UTC) -> datetime:
+    """An ISO 8601 date or date-time; without an offset it is a local time in ``zone`` (UTC by default)."""
     try:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
         raise CommandError(f"{option} {text!r} is not an ISO 8601 date or date-time (e.g. 2026-11-01T00:00:00Z)") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+    try:
+        return local_to_utc(moment, zone) if moment.tzinfo is None else moment.astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise CommandError(f"{option} {text!r} is outside the years 1 to 9999 in UTC") from None
+
+
+def parse_zone(name: str) -> tzinfo:
+    if name not in time_zone_names():
+        raise CommandError(f"--time-zone {name!r} is not an IANA time zone name (e.g. America/New_York, UTC)")
+    return zone_named(name)
 
 
 def parse_usage(items: list[str], plan: PlanSpec) -> dict[str, Decimal]:
@@ -146,6 +155,9 @@ class Command(BaseCommand):
                             help="end of the period (default: one plan interval after --period-start)")
         parser.add_argument("--subscription-start", metavar="ISO",
                             help="prorate the base fee and the commitment as for a subscription starting then")
+        parser.add_argument("--time-zone", default="UTC", metavar="NAME",
+                            help="the tenant's IANA time zone (default UTC): the default period is its calendar "
+                                 "month, times without an offset are its local times, and the output has its offsets")
         parser.add_argument("--coupon", action="append", default=[], metavar="percent:PCT|fixed:AMOUNT",
                             help="a discount on the subtotal (repeatable, applied in the order given)")
         parser.add_argument("--tax-rate", metavar="PCT", help="the tax rate, a percentage (exclusive by default)")
@@ -166,23 +178,15 @@ class Command(BaseCommand):
         plan = choose_plan(plans, options["plan"], path)
         quantities = parse_usage(options["usage"], plan)
 
-        start_text, end_text = options["period_start"], options["period_end"]
-        if start_text is None and end_text is None:
-            period_start, period_end = calendar_period(datetime.now(UTC), plan.interval)
-        elif start_text is None:
-            raise CommandError("--period-end needs --period-start")
-        else:
-            period_start = parse_instant(start_text, "--period-start")
-            if end_text is None:
-                period_end = add_months(period_start, 12 if plan.interval == "year" else 1)
-            else:
-                period_end = parse_instant(end_text, "--period-end")
-            if period_end <= period_start:
-                raise CommandError(f"--period-end ({end_text}) must be after --period-start ({start_text})")
+        zone = parse_zone(options["time_zone"])
+        try:
+            period_start, period_end = self.period(options, plan, zone)
+        except (ValueError, OverflowError):  # a bound beyond year 9999 (or before year 1) on some clock
+            raise CommandError("the period must lie between the years 1 and 9999") from None
 
         active_start = None
         if options["subscription_start"] is not None:
-            active_start = parse_instant(options["subscription_start"], "--subscription-start")
+            active_start = parse_instant(options["subscription_start"], "--subscription-start", zone)
             if active_start >= period_end:
                 raise CommandError(
                     f"--subscription-start ({options['subscription_start']}) is not before the period's end"
@@ -201,4 +205,23 @@ class Command(BaseCommand):
             credits.append(CreditSource(_amount(credit, "--credit", plan.currency, positive=False)))
         if coupons or tax is not None or credits:
             priced = with_totals(priced, coupons=coupons, tax=tax, credits=credits)
-        self.stdout.write(json.dumps(preview_document(priced), indent=2))
+        self.stdout.write(json.dumps(preview_document(priced, zone), indent=2))
+
+    @staticmethod
+    def period(options, plan: PlanSpec, zone: tzinfo) -> tuple[datetime, datetime]:
+        """The period to price: the options', or the zone's current calendar month (year)."""
+        start_text, end_text = options["period_start"], options["period_end"]
+        if start_text is None and end_text is None:
+            period_start, period_end = calendar_period(datetime.now(UTC), plan.interval, zone)
+        elif start_text is None:
+            raise CommandError("--period-end needs --period-start")
+        else:
+            period_start = parse_instant(start_text, "--period-start", zone)
+            if end_text is None:  # one interval later on the zone's clock
+                local_start = period_start.astimezone(zone).replace(tzinfo=None)
+                period_end = local_to_utc(add_months(local_start, 12 if plan.interval == "year" else 1), zone)
+            else:
+                period_end = parse_instant(end_text, "--period-end", zone)
+            if period_end <= period_start:
+                raise CommandError(f"--period-end ({end_text}) must be after --period-start ({start_text})")
+        return period_start, period_end

@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 from django.core.management.base import BaseCommand, CommandError
 
 from metering.management import retries_logged
-from metering.pricing import format_amount
+from metering.pricing import format_amount, isoformat_local
 from metering.services.billing.run import billing_run
 from portal.kernel import ApplicationError
 
@@ -38,7 +38,8 @@ class Command(BaseCommand):
             raise CommandError(exc.message) from exc
         for invoice in result.created:
             self.stdout.write(
-                f"created {invoice} for {invoice.tenant.slug} {invoice.period_start:%Y-%m-%d}..{invoice.period_end:%Y-%m-%d}: "
+                f"created {invoice} for {invoice.tenant.slug} {isoformat_local(invoice.period_start, invoice.tenant.zone)}.."
+                f"{isoformat_local(invoice.period_end, invoice.tenant.zone)}: "
                 f"{format_amount(invoice.total, invoice.currency)} {invoice.currency}"
             )
         for invoice in result.finalized:

@@ -37,7 +37,7 @@ from metering.services.billing.late import late_usage_rows
 from metering.services.billing.order import draw_invoice_credits, restore_invoice_credits
 from metering.services.billing.periods import price_subscription_period, with_metric_names
 from portal.kernel import ApplicationError
-from tenants.models import EmailKind, Subscription
+from tenants.models import BillingChannel, EmailKind, Subscription
 from tenants.services.email import EmailDraft, email_deliveries_cancel, email_queue_many
 from tenants.webhooks.events import webhook_emit
 
@@ -232,11 +232,12 @@ def invoices_create_locked(
 # --- numbering and finalizing ----------------------------------------------------------------------
 
 
-def next_numbers(at: datetime, count: int) -> list[str]:
-    """`count` consecutive invoice numbers of `at`'s year; the counter stays locked until the caller commits."""
+def next_numbers(at: datetime, count: int, *, prefix: str | None = None) -> list[str]:
+    """`count` consecutive invoice numbers of `at`'s year (or of the sequence `prefix` names, such as the credit
+    notes'); the counter stays locked until the caller commits."""
     if count == 0:
         return []
-    prefix = settings.INVOICE_NUMBER_PREFIX
+    prefix = prefix or settings.INVOICE_NUMBER_PREFIX
     sequence = InvoiceSequence.objects.select_for_update().filter(prefix=prefix, year=at.year).first()
     if sequence is None:  # the year's first invoice: create the counter, tolerating a concurrent creator
         InvoiceSequence.objects.bulk_create([InvoiceSequence(prefix=prefix, year=at.year)], ignore_conflicts=True)
@@ -269,9 +270,21 @@ def invoice_finalize(
 
 
 def payment_terms_days(invoice: Invoice) -> int:
-    """The days a tenant has to pay this invoice: INVOICE_PAYMENT_TERMS_DAYS for every tenant (the one place
-    where per-tenant terms would be looked up)."""
+    """The days a tenant has to pay this invoice: the tenant's own terms, else its plan version's
+    ``payment_terms_days``, else INVOICE_PAYMENT_TERMS_DAYS (docs/plans.md, "Payment terms")."""
+    subscription = invoice.subscription
+    if subscription.tenant.payment_terms_days is not None:
+        return subscription.tenant.payment_terms_days
+    plan_terms = (subscription.plan_version.document or {}).get("payment_terms_days")
+    if plan_terms is not None:
+        return int(plan_terms)
     return settings.INVOICE_PAYMENT_TERMS_DAYS
+
+
+def collected_through_marketplace(invoice: Invoice) -> bool:
+    """AWS bills this invoice's tenant (from the usage reported hourly): the invoice is a record, never sent
+    and never owed (docs/marketplace.md)."""
+    return invoice.subscription.tenant.billing_channel == BillingChannel.AWS_MARKETPLACE
 
 
 def due_date_for(issued_at: datetime, terms_days: int) -> date:
@@ -293,7 +306,9 @@ def finalize_locked(invoice: Invoice, *, at: datetime, reprice: bool, catalog: C
     if not drawn:
         draw_invoice_credits([invoice], at=at)
     invoice.number = number or next_numbers(at, 1)[0]
-    paid = invoice.total - invoice.credits_applied <= 0
+    # Paid as it is issued when prepaid credits pay it whole, or when AWS Marketplace collects it (then no
+    # email, reminder or receivable ever follows).
+    paid = invoice.total - invoice.credits_applied <= 0 or collected_through_marketplace(invoice)
     invoice.status = InvoiceStatus.PAID if paid else InvoiceStatus.FINALIZED
     invoice.finalized_at = at
     if paid:
@@ -347,6 +362,8 @@ def queue_invoice_emails(invoices: list[Invoice]) -> None:
     drafts = []
     for invoice in invoices:
         invoice.tenant = tenant = invoice.subscription.tenant  # loaded with the subscription: no query each
+        if collected_through_marketplace(invoice):
+            continue
         currency = invoice.currency
         order = [(f"Discount: {d.description}", "-" + format_amount(d.amount, currency))
                  for d in discounts[invoice.pk]]
@@ -386,14 +403,21 @@ def invoice_mark_paid(*, invoice: Invoice, at: datetime | None = None) -> Invoic
 
 
 def invoice_void(*, invoice: Invoice, reason: str = "", at: datetime | None = None) -> Invoice:
+    """Void an unpaid mistake: a finalized invoice nothing was paid or credited on. Money given back on an
+    invoice that was paid (in full or in part) is a credit note (metering.services.billing.credit_notes)."""
     with transaction.atomic():
         locked = Invoice.objects.select_for_update().get(pk=invoice.pk)
         if locked.status == InvoiceStatus.VOID:
             return locked
         if locked.status != InvoiceStatus.FINALIZED:
             raise ApplicationError(
-                f"Only a finalized invoice can be voided ({locked} is {locked.status}); a draft is re-priced when finalized."
+                f"Only a finalized, unpaid invoice can be voided ({locked} is {locked.status}); "
+                + ("issue a credit note instead." if locked.status == InvoiceStatus.PAID
+                   else "a draft is re-priced when finalized.")
             )
+        if locked.payments.exists() or locked.credited_amount:
+            raise ApplicationError(
+                f"{locked} has payments or credit notes recorded: it cannot be voided; issue a credit note instead.")
         locked.status = InvoiceStatus.VOID
         locked.voided_at = at or timezone.now()
         locked.void_reason = reason

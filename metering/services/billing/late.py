@@ -62,6 +62,7 @@ def late_usage_rows(
         sent = sent_invoices([subscription], before - LATE_USAGE_HORIZON)[subscription.pk]
     earlier = [invoice for invoice in sent if before - LATE_USAGE_HORIZON < invoice.period_end <= before]
     names = catalog.metric_names()
+    zone = subscription.tenant.zone  # the period's dates as the tenant's clock reads them
     for invoice in earlier:
         segments = period_segments(subscription, invoice.period_start, invoice.period_end, catalog)
         if not segments:
@@ -82,8 +83,8 @@ def late_usage_rows(
             charge, plan = charges[code]
             rows.append({
                 "type": LineType.LATE_USAGE,
-                "description": f"Late usage for {invoice.number} ({invoice.period_start:%Y-%m-%d} to "
-                f"{invoice.period_end:%Y-%m-%d}): {names.get(code, code)}",
+                "description": f"Late usage for {invoice.number} ({invoice.period_start.astimezone(zone):%Y-%m-%d} to "
+                f"{invoice.period_end.astimezone(zone):%Y-%m-%d}): {names.get(code, code)}",
                 "plan_code": plan.code,
                 "metric_code": code,
                 "model": charge.model,

@@ -34,10 +34,11 @@ def invoice_amount_paid(invoice: Invoice) -> Decimal:
 
 def invoice_amount_due(invoice: Invoice) -> Decimal:
     """What is left to pay: nothing on a paid, void or draft invoice; else the total less the prepaid credits
-    it drew and the payments."""
+    it drew, the credit notes taken off it and the payments."""
     if invoice.status != InvoiceStatus.FINALIZED:
         return Decimal(0)
-    return max(invoice.total - invoice.credits_applied - invoice_amount_paid(invoice), Decimal(0))
+    return max(invoice.total - invoice.credits_applied - invoice.credited_against_due - invoice_amount_paid(invoice),
+               Decimal(0))
 
 
 def invoice_payment_record(*, invoice: Invoice, amount, received_at: datetime | None = None, reference: str = "",
@@ -54,7 +55,7 @@ def invoice_payment_record(*, invoice: Invoice, amount, received_at: datetime | 
             raise ApplicationError(f"Only a finalized, unpaid invoice takes payments ({locked} is {locked.status}).")
         if not amount.is_finite() or amount <= 0 or amount != quantize_amount(amount, locked.currency):
             raise ApplicationError(f"A payment is an amount above 0 in {locked.currency}'s minor units.")
-        left = locked.total - locked.credits_applied - invoice_amount_paid(locked)
+        left = locked.total - locked.credits_applied - locked.credited_against_due - invoice_amount_paid(locked)
         if amount > left:
             raise ApplicationError(f"{format_amount(amount, locked.currency)} is more than what is left to pay "
                                    f"({format_amount(left, locked.currency)} {locked.currency}).")

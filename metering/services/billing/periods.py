@@ -1,8 +1,10 @@
 """Billing periods: a subscription's period calendar, its closed periods, the plan versions in force over a
 period, the hours of usage each part counts, and the pricing of one period (docs/plans.md, "A period's invoice").
 
-- A period is a calendar month or year in UTC, or one that starts on the subscription's start date
-  (the anniversary cycle). It is closed when it has ended, or when the subscription ended inside it.
+- A period is a calendar month or year in the tenant's time zone (from midnight on the 1st), or one that
+  starts on the subscription's start date at its local time (the anniversary cycle). Its bounds are
+  instants (UTC in the database); it is closed when its end has passed, or when the subscription ended
+  inside it.
 - A plan change splits a period into parts, each priced under its own plan version; the timeline of
   versions comes from the subscription's changes.
 - Trials: usage before the trial ends is not counted (the engine bills no base fee for that time).
@@ -35,9 +37,10 @@ from tenants.models import BillingCycle, PlanVersion, Subscription
 def subscription_period(subscription: Subscription, at: datetime, interval: str | None = None) -> tuple[datetime, datetime]:
     """The billing period of `subscription` that contains `at` (calendar or anniversary cycle)."""
     interval = interval or subscription.plan_version.interval
+    zone = subscription.tenant.zone
     if subscription.billing_cycle == BillingCycle.ANNIVERSARY:
-        return anniversary_period(subscription.started_at, at, interval)
-    return calendar_period(at, interval)
+        return anniversary_period(subscription.started_at, at, interval, zone)
+    return calendar_period(at, interval, zone)
 
 
 def closed_periods(subscription: Subscription, as_of: datetime) -> list[tuple[datetime, datetime]]:
@@ -56,8 +59,17 @@ def closed_periods(subscription: Subscription, as_of: datetime) -> list[tuple[da
     return periods
 
 
+def starts_in_month(start: datetime, zone, month: tuple[datetime, datetime]) -> bool:
+    """Whether a period starting at `start` starts in the month `month` (period_from_label's bounds) as the
+    tenant's clock in `zone` reads it: Tokyo's November starts on October 31 in UTC."""
+    local = start.astimezone(zone)
+    return (local.year, local.month) == (month[0].year, month[0].month)
+
+
 def period_from_label(label: str) -> tuple[datetime, datetime]:
-    """'2026-10' -> the bounds of that calendar month (UTC); ApplicationError when malformed."""
+    """'2026-10' -> the bounds of that calendar month (UTC); ApplicationError when malformed.
+
+    A tenant's own month is that month on its clock: compare a period's start with starts_in_month."""
     try:
         year, month = (int(part) for part in label.split("-"))
         start = datetime(year, month, 1, tzinfo=UTC)

@@ -89,10 +89,11 @@ from metering.services.billing.periods import (
     closed_periods,
     part_windows,
     period_from_label,
+    starts_in_month,
     subscription_period,
     version_at,
 )
-from tenants.models import Subscription, SubscriptionStatus
+from tenants.models import Subscription, SubscriptionStatus, zone_named
 from tenants.webhooks.events import endpoints_read_once
 
 logger = logging.getLogger(__name__)
@@ -154,7 +155,7 @@ def billing_run(
 
     Safe to run twice, concurrently, or again after a crash (this module's header says how). `sync`
     first syncs usage up to `as_of`, so the periods' last hours are in the hourly rows. `period`
-    ('YYYY-MM') limits billing and finalizing to periods that start in that month. `finalize_now` skips
+    ('YYYY-MM') limits billing and finalizing to periods that start in that month on the tenant's clock. `finalize_now` skips
     the grace period (the demo, and an operator who knows the data is complete).
     """
     run = billing_run_start(as_of=as_of, period=period, finalize_now=finalize_now, sync=sync,
@@ -353,9 +354,13 @@ def _work_chunk(run: BillingRun, chunk: BillingRunChunk, result: WorkResult, *, 
     due = Invoice.objects.filter(_chunk_subscriptions(chunk), status=InvoiceStatus.DRAFT)
     if not run.finalize_now:
         due = due.filter(finalize_after__lte=run.as_of)
-    if month:
-        due = due.filter(period_start__gte=month[0], period_start__lt=month[1])
-    for batch in _batches(list(due.order_by("pk").values_list("pk", flat=True))):
+    due_pks = list(due.order_by("pk").values_list("pk", flat=True))
+    if month:  # the month on each tenant's clock: a day either side in UTC holds every zone's
+        due_pks = [pk for pk, start, name in due.filter(
+            period_start__gte=month[0] - timedelta(days=1), period_start__lt=month[1] + timedelta(days=1),
+        ).order_by("pk").values_list("pk", "period_start", "tenant__time_zone")
+            if starts_in_month(start, zone_named(name), month)]
+    for batch in _batches(due_pks):
         finalized = _finalize_batch(batch, at=run.as_of, just_priced=just_priced, catalog=catalog, chunk=chunk)
         if collect:
             result.finalized.extend(finalized)
@@ -389,7 +394,7 @@ def _bill_batch(pks: list[int], *, as_of: datetime, month, run: BillingRun, chun
             (subscription, start, end)
             for subscription in subscriptions
             for start, end in closed_periods(subscription, as_of)
-            if (not month or month[0] <= start < month[1]) and (subscription.pk, start) not in live
+            if (not month or starts_in_month(start, subscription.tenant.zone, month)) and (subscription.pk, start) not in live
         ]
         # The batch's usage in one grouped query per (metrics, window), and the invoices already sent
         # (for their late usage) in one query (a year back covers yearly periods).

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('metering', '0015_invoice_total_in_order_within_tolerance'),
+        ('metering', '0017_marketplace_usage_records'),
     ]
 
     operations = [
