@@ -23,7 +23,7 @@ from metering.services.self_service import (
 from portal.kernel import ApplicationError
 from tenants.models import SubscriptionRequestKind, SubscriptionRequestStatus, TenantRole
 from tenants.selectors import plans_on_offer, subscription_requests_of, tenant_active_subscription
-from tenants.services.subscription_requests import open_request, plan_change_kind
+from tenants.services.subscription_requests import open_request, plan_change_kind, request_moment
 from tenants.views_tenant import tenant_view
 
 logger = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ HISTORY_SHOWN = 20
 
 
 def _done_message(made) -> str:
-    when = f"{made.effective_at:%Y-%m-%d %H:%M} UTC"
+    when = request_moment(made)
     to = made.to_version.name if made.to_version_id else ""
     if made.status == SubscriptionRequestStatus.WITHDRAWN:
         return ("The cancellation is undone: your subscription goes on." if made.kind == SubscriptionRequestKind.CANCEL

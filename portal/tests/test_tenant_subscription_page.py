@@ -106,7 +106,8 @@ def test_pending_approval_is_shown_and_staff_approve_in_the_admin(client, acme, 
     settings.SUBSCRIPTION_DOWNGRADE_REQUIRES_APPROVAL = True
     client.force_login(acme["owner"].user)
     page = client.post("/tenant/subscription/", {"action": "change", "plan": "starter"}, follow=True).content.decode()
-    assert "Pending: your move to Starter from 2026-12-01 00:00 UTC is waiting for our approval." in page
+    assert ('Pending: your move to Starter from <time datetime="2026-12-01T00:00:00Z">2026-12-01 00:00 UTC</time> '
+            "is waiting for our approval.") in page
 
     request = SubscriptionRequest.objects.get()
     listing = admin_client.get("/admin/tenants/subscriptionrequest/?status__exact=pending_approval").content.decode()
@@ -158,3 +159,25 @@ def _empty_inlines():
         management.update({f"{prefix}-TOTAL_FORMS": "0", f"{prefix}-INITIAL_FORMS": "0",
                            f"{prefix}-MIN_NUM_FORMS": "0", f"{prefix}-MAX_NUM_FORMS": "1000"})
     return management
+
+
+def test_a_tenant_in_new_york_reads_the_dates_on_its_own_clock(client, acme):
+    """The page, its messages and the confirmation email show moments in the tenant's zone, with the offset."""
+    from tenants.models import EmailDelivery, SubscriptionRequestKind
+
+    tenant = acme["tenant"]
+    tenant.time_zone = "America/New_York"
+    tenant.save(update_fields=["time_zone"])
+    client.force_login(acme["owner"].user)
+    page = _page(client)
+    # New York's December starts at 05:00 UTC (EST, UTC-05:00); November started at 04:00 UTC (EDT).
+    assert '<time datetime="2026-12-01T00:00:00-05:00">2026-12-01 00:00 UTC-05:00</time>' in page
+    assert "UTC</time>" not in page
+    response = client.post("/tenant/subscription/", {"action": "change", "plan": "starter"}, follow=True)
+    page = response.content.decode()
+    request = SubscriptionRequest.objects.get()
+    assert request.kind == SubscriptionRequestKind.DOWNGRADE
+    assert request.effective_at == datetime(2026, 12, 1, 5, tzinfo=UTC)
+    assert "Your plan changes to Starter at 2026-12-01 00:00 UTC-05:00." in page
+    confirmation = EmailDelivery.objects.get(recipient=tenant.contact_email)
+    assert "2026-12-01 00:00 UTC-05:00" in confirmation.body and "UTC " not in confirmation.body

@@ -18,7 +18,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from metering.pricing import format_amount
+from metering.pricing import format_amount, local_label
 from portal.kernel import ApplicationError
 from tenants.models import (
     USABLE_TENANT_STATUSES,
@@ -34,7 +34,7 @@ from tenants.models import (
     Tenant,
     TenantStatus,
 )
-from tenants.models.commercial import OPEN_REQUEST_STATUSES
+from tenants.models.commercial import OPEN_REQUEST_STATUSES, zone_named
 from tenants.services.email import email_queue
 from tenants.services.lifecycle import tenant_transition
 from tenants.services.subscriptions import (
@@ -92,8 +92,13 @@ def _lock(subscription: Subscription) -> Subscription:
     return sub
 
 
+def request_moment(request: SubscriptionRequest) -> str:
+    """When a request takes effect, on its tenant's clock (``2026-12-01 00:00 UTC-05:00``)."""
+    return local_label(request.effective_at, zone_named(request.subscription.tenant.time_zone))
+
+
 def _describe(request: SubscriptionRequest) -> str:
-    when = f"{request.effective_at:%Y-%m-%d %H:%M} UTC"
+    when = request_moment(request)
     if request.kind == Kind.CANCEL:
         return f"The cancellation at {when}"
     waiting = "waiting for approval" if request.status == Status.PENDING_APPROVAL else "scheduled"
@@ -266,7 +271,7 @@ def _confirm(request: SubscriptionRequest, by=None) -> None:
     """Email the tenant's billing contact what just happened to the request, and who asked for it (`by`; none
     when it came due by itself), in the caller's transaction."""
     tenant = request.subscription.tenant
-    when = f"{request.effective_at:%Y-%m-%d %H:%M} UTC"
+    when = request_moment(request)
     to = request.to_version
     subjects = {
         (Kind.UPGRADE, Status.APPLIED): (f"your plan is now {to and to.name}",
