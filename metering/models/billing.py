@@ -170,7 +170,29 @@ class LineType(models.TextChoices):
     LATE_USAGE = "late_usage", "Late usage from an earlier period"
 
 
-class InvoiceLine(models.Model):
+class DraftInvoicePart(models.Model):
+    """A row of an invoice (a line, a discount) that changes only while its invoice is a draft."""
+
+    part_name = "rows"
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args, **kwargs):
+        self._check_editable()
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        self._check_editable()
+        return super().delete(*args, **kwargs)
+
+    def _check_editable(self):
+        if Invoice.objects.filter(pk=self.invoice_id).exclude(status=InvoiceStatus.DRAFT).exists():
+            raise FinalizedInvoiceError(f"invoice {self.invoice} is not a draft: its {self.part_name} cannot change")
+
+
+class InvoiceLine(DraftInvoicePart):
+    part_name = "lines"
     invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="lines")
     position = models.PositiveIntegerField()
     type = models.CharField(max_length=20, choices=LineType.choices)
@@ -207,23 +229,13 @@ class InvoiceLine(models.Model):
     def __str__(self):
         return f"{self.invoice} #{self.position} {self.description}"
 
-    def save(self, *args, **kwargs):
-        self._check_editable()
-        super().save(*args, **kwargs)
-
-    def delete(self, *args, **kwargs):
-        self._check_editable()
-        return super().delete(*args, **kwargs)
-
-    def _check_editable(self):
-        if Invoice.objects.filter(pk=self.invoice_id).exclude(status=InvoiceStatus.DRAFT).exists():
-            raise FinalizedInvoiceError(f"invoice {self.invoice} is not a draft: its lines cannot change")
 
 
-class InvoiceDiscount(models.Model):
+class InvoiceDiscount(DraftInvoicePart):
     """A coupon's discount on an invoice (a line below the subtotal); a coupon for N periods counts the live
     invoices it discounted."""
 
+    part_name = "discounts"
     invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="discounts")
     position = models.PositiveIntegerField()
     subscription_coupon = models.ForeignKey("tenants.SubscriptionCoupon", on_delete=models.PROTECT,
@@ -243,17 +255,6 @@ class InvoiceDiscount(models.Model):
     def __str__(self):
         return f"{self.invoice} {self.coupon_code} −{self.amount}"
 
-    def save(self, *args, **kwargs):
-        self._check_editable()
-        super().save(*args, **kwargs)
-
-    def delete(self, *args, **kwargs):
-        self._check_editable()
-        return super().delete(*args, **kwargs)
-
-    def _check_editable(self):
-        if Invoice.objects.filter(pk=self.invoice_id).exclude(status=InvoiceStatus.DRAFT).exists():
-            raise FinalizedInvoiceError(f"invoice {self.invoice} is not a draft: its discounts cannot change")
 
 
 class InvoiceSequence(models.Model):
