@@ -153,7 +153,7 @@ def test_a_tenant_added_in_the_admin_is_announced(client, django_user_model, rec
     webhook_endpoint_create(tenant=None, url=receiver.url, event_types=["tenant.created"])
     with django_capture_on_commit_callbacks(execute=True):
         answer = client.post("/admin/tenants/tenant/add/", {
-            "slug": "hooli", "name": "Hooli", "contact_email": "billing@hooli.example",
+            "slug": "hooli", "name": "Hooli", "contact_email": "billing@hooli.example", "time_zone": "UTC",
             "subscriptions-TOTAL_FORMS": "0", "subscriptions-INITIAL_FORMS": "0"})
     assert answer.status_code == 302, answer.content.decode()[:3000]
     deliver_webhook.apply(args=[queued[0]]).get()
