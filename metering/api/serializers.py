@@ -26,7 +26,6 @@ from tenants.models import Metric, Plan, PlanVersion, Subscription, Tenant, Tena
 Decimal = lambda **kw: serializers.DecimalField(max_digits=None, decimal_places=None, **kw)  # noqa: E731
 
 
-@extend_schema_field(OpenApiTypes.STR)
 class TenantClockMixin:
     """Times written on the tenant's clock: ISO 8601 with the offset of its time zone
     (``2026-11-01T00:00:00-04:00``; ``Z`` for a UTC tenant), the same instants as in UTC."""
@@ -38,6 +37,7 @@ class TenantClockMixin:
             return super().to_representation(instance)
 
 
+@extend_schema_field(OpenApiTypes.STR)
 class MoneyField(serializers.Field):
     """An amount as a decimal string with exactly its currency's minor digits ("100.00", "1200" for JPY)."""
 
