@@ -37,6 +37,8 @@ class HourlyUsage(models.Model):
         verbose_name_plural = "hourly usage"
         indexes = [models.Index(fields=["hour"], name="hourly_usage_hour")]
         constraints = [
+            # On PostgreSQL its index also carries value (migration 0019: INCLUDE, which SQLite cannot declare):
+            # a tenant's hours are read from the index alone.
             models.UniqueConstraint(fields=["tenant", "metric", "hour"], name="hourly_usage_one_per_hour"),
             models.CheckConstraint(condition=Q(value__gte=0), name="hourly_usage_value_non_negative"),
         ]
@@ -75,7 +77,9 @@ class DailyUsage(models.Model):
             models.CheckConstraint(condition=Q(peak__gte=0) & Q(peak__lte=F("value")),
                                    name="daily_usage_peak_within_value"),
         ]
-        indexes = [models.Index(fields=["day"], name="daily_usage_day")]
+        # (day, metric) with tenant and value: a range of days of every tenant (the provider's dashboard) is read
+        # from the index alone on PostgreSQL (migration 0019).
+        indexes = [models.Index(fields=["day", "metric"], include=["tenant", "value"], name="daily_usage_day")]
 
     def __str__(self):
         return f"{self.tenant_id} {self.metric_id} {self.day:%Y-%m-%d} = {self.value}"

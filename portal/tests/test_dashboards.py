@@ -285,3 +285,54 @@ def test_tenants_beyond_the_top_five_stack_as_other_tenants(staff_client, plans)
     # Busiest hours do not add up: the top tenants only, no "other" line.
     ips = chart_data(html, "usage-active_ips")
     assert ips["kind"] == "line" and "Other tenants" not in [s["label"] for s in ips["series"]]
+
+
+def test_the_top_tenants_are_those_of_a_ranking_of_every_tenant(staff_client, db):
+    """The top tenants are ranked in the database (a window per metric, the first ten kept): the page shows
+    what ranking every tenant's figure would, ties broken by the older tenant, for a metric that adds up,
+    a largest value and a last value, with each named tenant's figure in every metric."""
+    from portal.dashboards.selectors import display_quantity
+
+    calls = Metric.objects.create(code="calls", name="Calls", aggregation="count")
+    peak = Metric.objects.create(code="peak", name="Peak", aggregation="max", field="connections")
+    seats = Metric.objects.create(code="seats", name="Seats", event="seats.changed", aggregation="latest",
+                                  field="properties.seats")
+    tenants = [TenantFactory(slug=f"rank-{i:02d}") for i in range(14)]
+    hour = timezone.now().replace(minute=0, second=0, microsecond=0) - timedelta(days=2)
+    rows = []
+    for i, tenant in enumerate(tenants):
+        for h in range(30):
+            # Ties on purpose: pairs of tenants share their figures (i // 2), some tenants skip a metric.
+            rows.append(HourlyUsage(tenant=tenant, metric=calls, hour=hour + timedelta(hours=h),
+                                    value=Decimal((i // 2) * 3 + h % 2)))
+            if i % 5:
+                rows.append(HourlyUsage(tenant=tenant, metric=peak, hour=hour + timedelta(hours=h),
+                                        value=Decimal((7 - i // 2) if h == 11 else 1)))
+            rows.append(HourlyUsage(tenant=tenant, metric=seats, hour=hour + timedelta(hours=h),
+                                    value=Decimal(i % 4 if h == 29 else 50)))
+    HourlyUsage.objects.bulk_create(rows)
+    daily_usage_refresh(start=hour, end=hour + timedelta(hours=30))
+
+    def figure(tenant, metric):
+        values = list(HourlyUsage.objects.filter(tenant=tenant, metric=metric).order_by("hour")
+                      .values_list("value", flat=True))
+        if not values:
+            return None
+        return sum(values) if metric == calls else max(values) if metric == peak else values[-1]
+
+    def ranked(metric):
+        figures = [(figure(t, metric), t) for t in tenants]
+        return [t for value, t in sorted(((v, t) for v, t in figures if v is not None), key=lambda p: (-p[0], p[1].pk))]
+
+    html = staff_client.get(URL).content.decode()
+    table = html[html.index("Ranked by Calls"):]
+    table = table[:table.index("</table>")]
+    shown = re.findall(r'tenant=(rank-\d\d)">.*?</th>(.*?)</tr>', table, re.S)
+    assert [slug for slug, _ in shown] == [t.slug for t in ranked(calls)[:10]]
+    for (slug, cells), tenant in zip(shown, ranked(calls)[:10], strict=True):
+        expected = ["–" if figure(tenant, m) is None else str(display_quantity(figure(tenant, m), m))
+                    for m in (calls, peak, seats)]  # the columns in the metrics' code order
+        assert re.findall(r'<td class="num">(.*?)</td>', cells) == expected, slug
+    for metric in (calls, peak, seats):
+        series = [s["label"] for s in chart_data(html, f"usage-{metric.code}")["series"]]
+        assert series[:5] == [t.slug for t in ranked(metric)[:5]], metric.code
