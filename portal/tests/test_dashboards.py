@@ -336,3 +336,47 @@ def test_the_top_tenants_are_those_of_a_ranking_of_every_tenant(staff_client, db
     for metric in (calls, peak, seats):
         series = [s["label"] for s in chart_data(html, f"usage-{metric.code}")["series"]]
         assert series[:5] == [t.slug for t in ranked(metric)[:5]], metric.code
+
+
+@pytest.mark.parametrize("start, end", [
+    ("2025-01-02", "2025-02-27"),  # two months less a day each: the monthly rows less the days out
+    ("2025-01-10", "2025-01-20"),  # inside a month: the days themselves
+    ("2025-02-01", "2025-02-28"),  # a whole month: its monthly rows
+    ("2025-01-31", "2025-02-01"),  # a day of each
+])
+def test_the_ranking_from_the_monthly_rollup_is_that_of_the_days(db, start, end):
+    """The top tenants of a range are ranked from the monthly rollup less the days out of the range where that
+    reads fewer rows: the same tenants and figures as the days of the range give (usage on the days out of the
+    range included, so that a month's row is not the range's figure)."""
+    from datetime import date
+
+    from portal.dashboards.selectors import TOP_TABLE, _ranked_from_rollups, usage_by_metric
+
+    calls = Metric.objects.create(code="calls", name="Calls", aggregation="count")
+    peak = Metric.objects.create(code="peak", name="Peak", aggregation="max", field="connections")
+    tenants = [TenantFactory(slug=f"month-{i:02d}") for i in range(13)]
+    first = datetime(2025, 1, 1, tzinfo=UTC)
+    rows = []
+    for i, tenant in enumerate(tenants):
+        for d in range(59):  # 1 January to 28 February
+            busy = (i * 7 + d * 5) % 13  # each tenant busiest on other days, the first and last days included
+            rows.append(HourlyUsage(tenant=tenant, metric=calls, hour=first + timedelta(days=d, hours=busy % 24),
+                                    value=Decimal(busy * (1 + i % 3))))
+            rows.append(HourlyUsage(tenant=tenant, metric=peak, hour=first + timedelta(days=d, hours=3),
+                                    value=Decimal(busy + i % 2)))
+    HourlyUsage.objects.bulk_create(rows)
+    daily_usage_refresh(start=first, end=first + timedelta(days=59))
+    start, end = date.fromisoformat(start), date.fromisoformat(end)
+
+    # Every first-ten figure is above 0: both metrics are ranked from the rollups, not from the days.
+    assert _ranked_from_rollups(start=start, end=end, tenant=None, additive=[calls.pk], peaks=[peak.pk])[1] == {
+        calls.pk, peak.pk}
+    usage = {u.metric.code: u for u in usage_by_metric(start=start, end=end, metrics=[calls, peak])}
+    for metric in (calls, peak):
+        figures = {}
+        for tenant_id, value in DailyUsage.objects.filter(metric=metric, day__gte=start, day__lte=end).values_list(
+                "tenant_id", "value"):
+            figures[tenant_id] = (figures.get(tenant_id, Decimal(0)) + value if metric == calls
+                                  else max(figures.get(tenant_id, value), value))
+        expected = sorted(figures.items(), key=lambda item: (-item[1], item[0]))[:TOP_TABLE]
+        assert [(t.pk, v) for t, v in usage[metric.code].top] == expected, metric.code
