@@ -148,14 +148,15 @@ def usage_by_metric(*, start: date, end: date, tenant: Tenant | None = None,
                     metrics: list[Metric] | None = None) -> list[MetricUsage]:
     """Per metric: daily usage stacked by its top tenants (the rest as one series), and the ranking.
 
-    Four queries whatever the number of tenants or days, each answered by the database with what the
-    page shows rather than with a row per tenant: the top TOP_TABLE tenants of each metric (ranked in
-    SQL: a window over the figures per metric and tenant), the tenants named, the daily totals per
-    metric (which give each metric's total too), and the daily rows of the named tenants (which give
-    the chart's top series and their figures in every metric). A day is its DailyUsage.value (its
-    exact figure); a tenant's figure over the range is the sum of its days for count and sum metrics,
-    the largest day for max, and for unique_count the distinct count over the whole range (one more
-    read: the month's rollup, or one lake query for all tenants, ranked here)."""
+    Five queries whatever the number of tenants or days, each answering with what the page shows rather
+    than with a row per tenant: the top TOP_TABLE tenants of each count, sum and max metric, ranked in SQL
+    from the monthly rollup where it gives the figure (_ranked_from_rollups), and from the days for the
+    metrics it cannot rank; the tenants named; the daily totals of the metrics that add up (and from them
+    their totals); and the daily rows of the named tenants (the chart's top series and the figures of the
+    top-tenants table). A day is its DailyUsage.value (its exact figure); a tenant's figure over the range
+    is the sum of its days for count and sum metrics, the largest day for max, and for unique_count the
+    distinct count over the whole range (one more read: the month's rollup, or one lake query for all
+    tenants, ranked here), for latest its last value."""
     metrics = list(Metric.objects.order_by("code")) if metrics is None else metrics
     if not metrics:
         return []
