@@ -43,6 +43,7 @@ from django.utils import timezone
 
 from metering.lake import LakeError
 from metering.models import (
+    DailyTotal,
     DailyUsage,
     Invoice,
     InvoicePayment,
@@ -152,7 +153,7 @@ def usage_by_metric(*, start: date, end: date, tenant: Tenant | None = None,
     than with a row per tenant: the top TOP_TABLE tenants of each count, sum and max metric, ranked in SQL
     from the monthly rollup where it gives the figure (_ranked_from_rollups), and from the days for the
     metrics it cannot rank; the tenants named; the daily totals of the metrics that add up (and from them
-    their totals); and the daily rows of the named tenants (the chart's top series and the figures of the
+    their totals: DailyTotal, the sync's sum of every tenant's day, or the tenant's days); and the daily rows of the named tenants (the chart's top series and the figures of the
     top-tenants table). A day is its DailyUsage.value (its exact figure); a tenant's figure over the range
     is the sum of its days for count and sum metrics, the largest day for max, and for unique_count the
     distinct count over the whole range (one more read: the month's rollup, or one lake query for all
@@ -217,10 +218,15 @@ def usage_by_metric(*, start: date, end: date, tenant: Tenant | None = None,
     daily: dict[tuple[int, int], dict[date, Decimal]] = defaultdict(dict)
     all_days: dict[int, dict[date, Decimal]] = defaultdict(dict)
     additive_ids = [m.pk for m in metrics if m.aggregation in ADDITIVE] or [0]  # [0]: the same queries
-    for row in rows.filter(metric_id__in=additive_ids).values("metric_id", "day").annotate(total=Sum("value")).order_by():
-        metric = by_id[row["metric_id"]]
-        all_days[metric.pk][_as_date(row["day"])] = row["total"]
-        totals[metric.pk] = totals.get(metric.pk, Decimal(0)) + row["total"]
+    if tenant is None:  # every tenant's days added up by the sync: a row a day, whatever the tenants
+        day_totals = (DailyTotal.objects.filter(day__gte=start, day__lte=end, metric_id__in=additive_ids)
+                      .values_list("metric_id", "day", "value"))
+    else:
+        day_totals = (rows.filter(metric_id__in=additive_ids).values("metric_id", "day")
+                      .annotate(total=Sum("value")).order_by().values_list("metric_id", "day", "total"))
+    for metric_id, day, total in day_totals.order_by():
+        all_days[metric_id][_as_date(day)] = total
+        totals[metric_id] = totals.get(metric_id, Decimal(0)) + total
     for metric_id in peak_ids:  # a largest value's total: the first of its ranking, every tenant's largest
         if ranking.get(metric_id):
             totals[metric_id] = ranking[metric_id][0][1]
