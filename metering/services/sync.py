@@ -439,7 +439,7 @@ def exact_figures(lake: Lake, *, metrics: Sequence[Metric], start: datetime, end
 
 def daily_usage_refresh(*, start: datetime, end: datetime, figures: ExactFigures | None = None) -> None:
     """Recompute the DailyUsage rows of every UTC day that [start, end) touches, then the MonthlyUsage
-    rows of their months.
+    rows of their months and the DailyTotal rows of the days (every tenant's day added up).
 
     Whole days and months, whatever the window's hours: a day's row is computed from all its hours,
     a month's from all its days. ``figures`` gives the distinct counts of unique_count metrics (the
