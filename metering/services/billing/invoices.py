@@ -32,6 +32,7 @@ from metering.pricing import (
     tier_breakdown,
     tiers_document,
 )
+from metering.services.billing.bulk import update_rows
 from metering.services.billing.catalog import Catalog
 from metering.services.billing.late import late_usage_rows
 from metering.services.billing.order import draw_invoice_credits, restore_invoice_credits
@@ -341,7 +342,7 @@ def invoices_save_finalized(invoices: list[Invoice]) -> None:
         stored = getattr(invoice, "_stored", {})
         columns.update(field.name for field in Invoice._meta.concrete_fields
                        if not field.primary_key and stored.get(field.attname, missing) != getattr(invoice, field.attname))
-    Invoice.objects.bulk_update(invoices, sorted(columns))
+    update_rows(Invoice, invoices, sorted(columns))
     for invoice in invoices:
         invoice._stored = {name: getattr(invoice, name) for name in ("status", *Invoice.FROZEN_FIELDS)}
         _emit_finalized(invoice)

@@ -33,6 +33,7 @@ from metering.models import (
 )
 from metering.pricing import CouponTerms, TaxTerms, draw_credits
 from metering.pricing import CreditSource as CreditBalance
+from metering.services.billing.bulk import update_rows
 from tenants.models import CouponDuration, CouponKind, Subscription, SubscriptionCoupon, TaxRate
 
 # --- coupons ---------------------------------------------------------------------------------------
@@ -186,7 +187,7 @@ def draw_invoice_credits(invoices: list[Invoice], *, at: datetime) -> None:
                                        remaining_after=grant.remaining, created_at=at))
         invoice.credits_applied = applied
     if entries:
-        CreditGrant.objects.bulk_update(list(touched.values()), ["remaining"])
+        update_rows(CreditGrant, list(touched.values()), ["remaining"])
         CreditEntry.objects.bulk_create(entries)
 
 
