@@ -41,3 +41,59 @@ def update_rows(model, objs: list, fields: list[str]) -> None:
                f"WHERE {table}.{qn(pk.column)} = v.{qn(pk.column)}")
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
+
+
+def insert_rows(model, columns: list[str], rows: list[tuple], *, ids: bool = False) -> list[int] | None:
+    """Insert `rows` (tuples of the values of `columns`, concrete fields' attnames, as the model's attributes
+    hold them) and, with `ids`, return their new primary keys in the rows' order.
+
+    On PostgreSQL the rows go in one ``COPY`` (the driver formats them in C; the ORM's bulk_create spent
+    ~1 ms of CPU per invoice preparing its lines and discounts value by value), their keys taken beforehand
+    from the table's sequence. What the database checks is the same: a constraint refuses the whole COPY with
+    an IntegrityError, as it would the insert. Fields' defaults and ``auto_now`` are the caller's to fill in;
+    no ``save()``, no signals (bulk_create does not call them either). Other databases use bulk_create."""
+    if not rows:
+        return [] if ids else None
+    db = router.db_for_write(model)
+    connection = connections[db]
+    meta = model._meta
+    if connection.vendor != "postgresql":
+        objs = [model(**dict(zip(columns, row, strict=True))) for row in rows]
+        model._default_manager.using(db).bulk_create(objs)
+        return [obj.pk for obj in objs] if ids else None
+    qn = connection.ops.quote_name
+    table = qn(meta.db_table)
+    fields = [_by_attname(meta, name) for name in columns]
+    json_at = [index for index, field in enumerate(fields) if field.get_internal_type() == "JSONField"]
+    if json_at:
+        encoders = {index: fields[index].encoder for index in json_at}
+        rows = [_json_cells(row, encoders) for row in rows]
+    names = [qn(field.column) for field in fields]
+    new_ids = None
+    with connection.cursor() as cursor, connection.wrap_database_errors:
+        if ids:
+            cursor.execute("SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
+                           [meta.db_table, meta.pk.column, len(rows)])
+            new_ids = sorted(pk for (pk,) in cursor.fetchall())
+            names.insert(0, qn(meta.pk.column))
+            rows = [(pk, *row) for pk, row in zip(new_ids, rows, strict=True)]
+        with cursor.cursor.copy(f"COPY {table} ({', '.join(names)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+    return new_ids
+
+
+def _by_attname(meta, attname: str):
+    for field in meta.concrete_fields:
+        if field.attname == attname:
+            return field
+    raise LookupError(f"{meta.label} has no column {attname}")
+
+
+def _json_cells(row: tuple, encoders: dict) -> tuple:
+    import json
+
+    cells = list(row)
+    for index, encoder in encoders.items():
+        cells[index] = None if cells[index] is None else json.dumps(cells[index], cls=encoder)
+    return tuple(cells)

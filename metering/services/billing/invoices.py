@@ -15,12 +15,14 @@ How the batch run calls these, and what it locks, is written in metering.service
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.template.loader import render_to_string
+from django.urls import reverse
 from django.utils import timezone
 
 from metering.models import BillingRun, Invoice, InvoiceDiscount, InvoiceLine, InvoiceSequence, InvoiceStatus
@@ -32,7 +34,7 @@ from metering.pricing import (
     tier_breakdown,
     tiers_document,
 )
-from metering.services.billing.bulk import update_rows
+from metering.services.billing.bulk import insert_rows, update_rows
 from metering.services.billing.catalog import Catalog
 from metering.services.billing.late import late_usage_rows
 from metering.services.billing.order import draw_invoice_credits, restore_invoice_credits
@@ -85,26 +87,49 @@ def _write_lines(invoice: Invoice, rows: list[dict], totals: InvoiceTotals, cata
     if replace:
         invoice.lines.all().delete()
         invoice.discounts.all().delete()
-    InvoiceLine.objects.bulk_create(_lines_of(invoice, rows))
-    discounts = _discounts_of(invoice, totals, catalog)
-    if discounts:
-        InvoiceDiscount.objects.bulk_create(discounts)
+    _insert_parts([(invoice, rows, totals)], catalog)
 
 
-def _lines_of(invoice: Invoice, rows: list[dict]) -> list[InvoiceLine]:
-    return [InvoiceLine(invoice=invoice, position=position, **row) for position, row in enumerate(rows, start=1)]
+_LINE_COLUMNS = ("invoice_id", "position", "type", "description", "plan_code", "metric_code", "model", "quantity",
+                 "unit_amount", "amount", "tiers", "period_start", "period_end", "adjusts_id")
+_DISCOUNT_COLUMNS = ("invoice_id", "position", "subscription_coupon_id", "coupon_code", "description", "amount")
 
 
-def _discounts_of(invoice: Invoice, totals: InvoiceTotals, catalog: Catalog) -> list[InvoiceDiscount]:
-    """The invoice's discount rows (the coupons' periods noted as used in the catalog)."""
+def _insert_parts(built: list[tuple[Invoice, list[dict], InvoiceTotals]], catalog: Catalog) -> None:
+    """Insert the lines and the discounts of saved invoices, one statement each (metering.services.billing.bulk)."""
+    insert_rows(InvoiceLine, _LINE_COLUMNS, [
+        (invoice.pk, position, row["type"], row["description"], row["plan_code"], row["metric_code"], row["model"],
+         row["quantity"], row["unit_amount"], row["amount"], row["tiers"], row["period_start"], row["period_end"],
+         row["adjusts"].pk if row["adjusts"] is not None else None)
+        for invoice, rows, _totals in built for position, row in enumerate(rows, start=1)])
+    insert_rows(InvoiceDiscount, _DISCOUNT_COLUMNS, [
+        (invoice.pk, position, discount.key.pk, discount.key.coupon.code, discount.label, discount.amount)
+        for invoice, _rows, totals in built
+        for position, discount in enumerate(_discounts_of(invoice, totals, catalog), start=1)])
+
+
+def _discounts_of(invoice: Invoice, totals: InvoiceTotals, catalog: Catalog) -> list:
+    """The invoice's discounts to write, those above 0 (the coupons' periods noted as used in the catalog)."""
     discounts = [discount for discount in totals.discounts if discount.amount > 0]
     for discount in discounts:
         catalog.coupons.note(discount.key, invoice.period_start)
-    return [
-        InvoiceDiscount(invoice=invoice, position=position, subscription_coupon=discount.key,
-                        coupon_code=discount.key.coupon.code, description=discount.label, amount=discount.amount)
-        for position, discount in enumerate(discounts, start=1)
-    ]
+    return discounts
+
+
+_INVOICE_COLUMNS = tuple(field.attname for field in Invoice._meta.concrete_fields if not field.primary_key)
+
+
+def _insert_invoices(invoices: list[Invoice]) -> None:
+    """Insert new invoices in one statement and give them their keys (their defaults were set when built)."""
+    now = timezone.now()
+    for invoice in invoices:
+        invoice.created_at = invoice.updated_at = now
+    pks = insert_rows(Invoice, _INVOICE_COLUMNS, [tuple(getattr(invoice, name) for name in _INVOICE_COLUMNS)
+                                                  for invoice in invoices], ids=True)
+    for invoice, pk in zip(invoices, pks, strict=True):
+        invoice.pk = pk
+        invoice._state.adding = False
+        invoice._state.db = "default"
 
 
 def _total(rows: list[dict]) -> Decimal:
@@ -214,11 +239,8 @@ def invoices_create_locked(
         return [], errors
     try:
         with transaction.atomic():
-            Invoice.objects.bulk_create([invoice for invoice, _rows, _totals in built])
-            InvoiceLine.objects.bulk_create(
-                line for invoice, rows, _totals in built for line in _lines_of(invoice, rows))
-            InvoiceDiscount.objects.bulk_create(
-                discount for invoice, _rows, totals in built for discount in _discounts_of(invoice, totals, catalog))
+            _insert_invoices([invoice for invoice, _rows, _totals in built])
+            _insert_parts(built, catalog)
             for invoice, _rows, _totals in built:
                 webhook_emit(type="invoice.created", resource=invoice, tenant=invoice.tenant)
     except IntegrityError:
@@ -353,31 +375,37 @@ def queue_invoice_emails(invoices: list[Invoice]) -> None:
     finalized without its email); a worker sends them once it commits, retrying while the mail server is down."""
     if not invoices:
         return
-    lines: dict[int, list[InvoiceLine]] = {invoice.pk: [] for invoice in invoices}
-    for line in InvoiceLine.objects.filter(invoice__in=list(lines)).order_by("invoice_id", "position"):
-        lines[line.invoice_id].append(line)
-    discounts: dict[int, list[InvoiceDiscount]] = {invoice.pk: [] for invoice in invoices}
+    # Read as (description, amount) pairs: the email needs no more of them (model rows parse each line's tiers).
+    lines: dict[int, list[tuple]] = {invoice.pk: [] for invoice in invoices}
+    for invoice_id, description, amount in InvoiceLine.objects.filter(invoice__in=list(lines)).order_by(
+            "invoice_id", "position").values_list("invoice_id", "description", "amount"):
+        lines[invoice_id].append((description, amount))
+    discounts: dict[int, list[tuple]] = {invoice.pk: [] for invoice in invoices}
     if any(invoice.discount for invoice in invoices):
-        for discount in InvoiceDiscount.objects.filter(invoice__in=list(discounts)).order_by("invoice_id", "position"):
-            discounts[discount.invoice_id].append(discount)
+        for invoice_id, description, amount in InvoiceDiscount.objects.filter(invoice__in=list(discounts)).order_by(
+                "invoice_id", "position").values_list("invoice_id", "description", "amount"):
+            discounts[invoice_id].append((description, amount))
+    # The document's address of each invoice, from one reverse() (its only variable part is the public id).
+    placeholder = str(uuid.UUID(int=0))
+    document_url = settings.PORTAL_BASE_URL.rstrip("/") + reverse("invoice-document", args=[placeholder])
     drafts = []
     for invoice in invoices:
         invoice.tenant = tenant = invoice.subscription.tenant  # loaded with the subscription: no query each
         if collected_through_marketplace(invoice):
             continue
         currency = invoice.currency
-        order = [(f"Discount: {d.description}", "-" + format_amount(d.amount, currency))
-                 for d in discounts[invoice.pk]]
+        order = [(f"Discount: {description}", "-" + format_amount(amount, currency))
+                 for description, amount in discounts[invoice.pk]]
         if invoice.shows_tax:
             order.append((f"{invoice.tax_name} ({invoice.tax_percentage.normalize():f} %"
                            f"{', included' if invoice.tax_inclusive else ''})", format_amount(invoice.tax, currency)))
         context = {"invoice": invoice, "total": format_amount(invoice.total, currency),
-                   "lines": [(line.description, format_amount(line.amount, invoice.currency)) for line in lines[invoice.pk]],
+                   "lines": [(description, format_amount(amount, currency)) for description, amount in lines[invoice.pk]],
                    "subtotal": format_amount(invoice.subtotal, currency) if order else "", "order": order,
                    "credits_applied": format_amount(invoice.credits_applied, currency) if invoice.credits_applied else "",
                    "amount_due": format_amount(invoice.total - invoice.credits_applied, currency),
                    "provider_name": settings.PROVIDER_NAME,
-                   "url": settings.PORTAL_BASE_URL.rstrip("/") + invoice.get_absolute_url()}
+                   "url": document_url.replace(placeholder, str(invoice.public_id))}
         drafts.append(EmailDraft(
             kind=EmailKind.INVOICE, recipient=tenant.contact_email, tenant=tenant, about=invoice,
             subject=f"{settings.PROVIDER_NAME} invoice {invoice.number}",
