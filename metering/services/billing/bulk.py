@@ -43,14 +43,16 @@ def update_rows(model, objs: list, fields: list[str]) -> None:
             cursor.execute(sql, params)
 
 
-def insert_rows(model, columns: list[str], rows: list[tuple], *, ids: bool = False) -> list[int] | None:
+def insert_rows(model, columns: list[str], rows: list[tuple], *, ids: bool = False,
+                ignore_conflicts: bool = False) -> list[int] | None:
     """Insert `rows` (tuples of the values of `columns`, concrete fields' attnames, as the model's attributes
     hold them) and, with `ids`, return their new primary keys in the rows' order.
 
     On PostgreSQL the rows go in one ``COPY`` (the driver formats them in C; the ORM's bulk_create spent
     ~1 ms of CPU per invoice preparing its lines and discounts value by value), their keys taken beforehand
     from the table's sequence. What the database checks is the same: a constraint refuses the whole COPY with
-    an IntegrityError, as it would the insert. Fields' defaults and ``auto_now`` are the caller's to fill in;
+    an IntegrityError, as it would the insert; with `ignore_conflicts` the rows go to a temporary table first,
+    then into the table with ``ON CONFLICT DO NOTHING`` (no keys returned then). Fields' defaults and ``auto_now`` are the caller's to fill in;
     no ``save()``, no signals (bulk_create does not call them either). Other databases use bulk_create."""
     if not rows:
         return [] if ids else None
@@ -59,7 +61,7 @@ def insert_rows(model, columns: list[str], rows: list[tuple], *, ids: bool = Fal
     meta = model._meta
     if connection.vendor != "postgresql":
         objs = [model(**dict(zip(columns, row, strict=True))) for row in rows]
-        model._default_manager.using(db).bulk_create(objs)
+        model._default_manager.using(db).bulk_create(objs, ignore_conflicts=ignore_conflicts)
         return [obj.pk for obj in objs] if ids else None
     qn = connection.ops.quote_name
     table = qn(meta.db_table)
@@ -70,6 +72,19 @@ def insert_rows(model, columns: list[str], rows: list[tuple], *, ids: bool = Fal
         rows = [_json_cells(row, encoders) for row in rows]
     names = [qn(field.column) for field in fields]
     new_ids = None
+    if ignore_conflicts:
+        assert not ids, "the keys of rows inserted with ignore_conflicts are not known"
+        temp = qn(f"tmp_{meta.db_table}")
+        with connection.cursor() as cursor, connection.wrap_database_errors:
+            cursor.execute(f"CREATE TEMPORARY TABLE {temp} ON COMMIT DROP AS SELECT {', '.join(names)} FROM {table} "
+                           "WITH NO DATA")
+            with cursor.cursor.copy(f"COPY {temp} ({', '.join(names)}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+            cursor.execute(f"INSERT INTO {table} ({', '.join(names)}) SELECT {', '.join(names)} FROM {temp} "
+                           "ON CONFLICT DO NOTHING")
+            cursor.execute(f"DROP TABLE {temp}")  # now, not at commit: the transaction may insert again
+        return None
     with connection.cursor() as cursor, connection.wrap_database_errors:
         if ids:
             cursor.execute("SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",

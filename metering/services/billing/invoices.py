@@ -97,15 +97,22 @@ _DISCOUNT_COLUMNS = ("invoice_id", "position", "subscription_coupon_id", "coupon
 
 def _insert_parts(built: list[tuple[Invoice, list[dict], InvoiceTotals]], catalog: Catalog) -> None:
     """Insert the lines and the discounts of saved invoices, one statement each (metering.services.billing.bulk)."""
-    insert_rows(InvoiceLine, _LINE_COLUMNS, [
-        (invoice.pk, position, row["type"], row["description"], row["plan_code"], row["metric_code"], row["model"],
-         row["quantity"], row["unit_amount"], row["amount"], row["tiers"], row["period_start"], row["period_end"],
-         row["adjusts"].pk if row["adjusts"] is not None else None)
-        for invoice, rows, _totals in built for position, row in enumerate(rows, start=1)])
+    insert_rows(InvoiceLine, _LINE_COLUMNS, [_line_cells(invoice, position, row)
+                                             for invoice, rows, _totals in built
+                                             for position, row in enumerate(rows, start=1)])
     insert_rows(InvoiceDiscount, _DISCOUNT_COLUMNS, [
         (invoice.pk, position, discount.key.pk, discount.key.coupon.code, discount.label, discount.amount)
         for invoice, _rows, totals in built
         for position, discount in enumerate(_discounts_of(invoice, totals, catalog), start=1)])
+
+
+def _line_cells(invoice: Invoice, position: int, row: dict) -> tuple:
+    """A line row's values in _LINE_COLUMNS' order (a key a row leaves out takes the field's default)."""
+    adjusts = row.get("adjusts")
+    return (invoice.pk, position, row["type"], row["description"], row.get("plan_code", ""),
+            row.get("metric_code", ""), row.get("model", ""), row.get("quantity"), row.get("unit_amount"),
+            row["amount"], row.get("tiers", []), row["period_start"], row["period_end"],
+            adjusts.pk if adjusts is not None else None)
 
 
 def _discounts_of(invoice: Invoice, totals: InvoiceTotals, catalog: Catalog) -> list:

@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from django.db.models import F, Q
+from django.utils import timezone
 
 from metering.models import (
     CreditEntry,
@@ -33,7 +34,7 @@ from metering.models import (
 )
 from metering.pricing import CouponTerms, TaxTerms, draw_credits
 from metering.pricing import CreditSource as CreditBalance
-from metering.services.billing.bulk import update_rows
+from metering.services.billing.bulk import insert_rows, update_rows
 from tenants.models import CouponDuration, CouponKind, Subscription, SubscriptionCoupon, TaxRate
 
 # --- coupons ---------------------------------------------------------------------------------------
@@ -122,16 +123,18 @@ def plan_credit_grants(wanted: Iterable[tuple[Subscription, datetime, datetime, 
     """Make the included credit of each (subscription, period start, period end, plan spec) unless it exists:
     one grant per subscription and period (a partial unique constraint), so reruns and concurrent runs add
     nothing. A period wholly inside the trial gets none."""
+    now = timezone.now()
     grants = [
-        CreditGrant(tenant_id=subscription.tenant_id, currency=spec.currency, amount=spec.included_credit,
-                    remaining=spec.included_credit, expires_at=end, source=CreditSource.PLAN,
-                    subscription=subscription, period_start=start,
-                    note=f"Included in plan {spec.code}, period starting {start:%Y-%m-%d}")
+        (subscription.tenant_id, spec.currency, spec.included_credit, spec.included_credit, end, CreditSource.PLAN,
+         subscription.pk, start, f"Included in plan {spec.code}, period starting {start:%Y-%m-%d}", now)
         for subscription, start, end, spec in wanted
         if spec.included_credit > 0 and not (subscription.trial_ends_at and subscription.trial_ends_at >= end)
     ]
-    if grants:
-        CreditGrant.objects.bulk_create(grants, ignore_conflicts=True)
+    insert_rows(CreditGrant, _GRANT_COLUMNS, grants, ignore_conflicts=True)
+
+
+_GRANT_COLUMNS = ("tenant_id", "currency", "amount", "remaining", "expires_at", "source", "subscription_id",
+                  "period_start", "note", "created_at")
 
 
 # --- drawing credits -------------------------------------------------------------------------------
@@ -183,12 +186,11 @@ def draw_invoice_credits(invoices: list[Invoice], *, at: datetime) -> None:
             grant = draw.key
             grant.remaining -= draw.amount
             touched[grant.pk] = grant
-            entries.append(CreditEntry(grant=grant, invoice=invoice, kind=CreditEntryKind.DRAW, amount=draw.amount,
-                                       remaining_after=grant.remaining, created_at=at))
+            entries.append((grant.pk, invoice.pk, CreditEntryKind.DRAW, draw.amount, grant.remaining, at))
         invoice.credits_applied = applied
     if entries:
         update_rows(CreditGrant, list(touched.values()), ["remaining"])
-        CreditEntry.objects.bulk_create(entries)
+        insert_rows(CreditEntry, ("grant_id", "invoice_id", "kind", "amount", "remaining_after", "created_at"), entries)
 
 
 def restore_invoice_credits(invoice: Invoice, *, at: datetime) -> None:
