@@ -21,9 +21,9 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import escape
 
 from metering.models import BillingRun, Invoice, InvoiceDiscount, InvoiceLine, InvoiceSequence, InvoiceStatus
 from metering.pricing import (
@@ -40,7 +40,7 @@ from metering.services.billing.late import late_usage_rows
 from metering.services.billing.order import draw_invoice_credits, restore_invoice_credits
 from metering.services.billing.periods import price_subscription_period, with_metric_names
 from portal.kernel import ApplicationError
-from tenants.models import BillingChannel, EmailKind, Subscription
+from tenants.models import BillingChannel, EmailKind, Subscription, zone_named
 from tenants.services.email import EmailDraft, email_deliveries_cancel, email_queue_many
 from tenants.webhooks.events import webhook_emit
 
@@ -406,19 +406,52 @@ def queue_invoice_emails(invoices: list[Invoice]) -> None:
         if invoice.shows_tax:
             order.append((f"{invoice.tax_name} ({invoice.tax_percentage.normalize():f} %"
                            f"{', included' if invoice.tax_inclusive else ''})", format_amount(invoice.tax, currency)))
-        context = {"invoice": invoice, "total": format_amount(invoice.total, currency),
-                   "lines": [(description, format_amount(amount, currency)) for description, amount in lines[invoice.pk]],
-                   "subtotal": format_amount(invoice.subtotal, currency) if order else "", "order": order,
-                   "credits_applied": format_amount(invoice.credits_applied, currency) if invoice.credits_applied else "",
-                   "amount_due": format_amount(invoice.total - invoice.credits_applied, currency),
-                   "provider_name": settings.PROVIDER_NAME,
-                   "url": document_url.replace(placeholder, str(invoice.public_id))}
+        body = invoice_email_body(
+            invoice, tenant, lines=[(description, format_amount(amount, currency))
+                                    for description, amount in lines[invoice.pk]],
+            order=order, url=document_url.replace(placeholder, str(invoice.public_id)))
         drafts.append(EmailDraft(
             kind=EmailKind.INVOICE, recipient=tenant.contact_email, tenant=tenant, about=invoice,
-            subject=f"{settings.PROVIDER_NAME} invoice {invoice.number}",
-            body=render_to_string("metering/invoice_email.txt", context),
+            subject=f"{settings.PROVIDER_NAME} invoice {invoice.number}", body=body,
         ))
     email_queue_many(drafts=drafts)
+
+
+def invoice_email_body(invoice: Invoice, tenant, *, lines: list[tuple[str, str]], order: list[tuple[str, str]],
+                       url: str) -> str:
+    """The text of an invoice's email: its lines (description, formatted amount), the order below the subtotal
+    (discounts, tax) when there is one, the total, the credits drawn and what is left to pay, the due date and the
+    document's address. Written here rather than as a template: a template's rendering was a tenth of a billing
+    run's CPU. Values are HTML-escaped as the template engine did (the bodies stay as they were)."""
+    currency = escape(invoice.currency)
+    zone_name = str(tenant.time_zone)
+    zone = zone_named(zone_name)
+    provider = escape(settings.PROVIDER_NAME)
+    out = [f"Hello {escape(tenant.name)},\n\n",
+           f"Your invoice {escape(invoice.number)} from {provider} for {invoice.period_start.astimezone(zone):%Y-%m-%d}"
+           f" to {invoice.period_end.astimezone(zone):%Y-%m-%d}"]
+    if zone_name != "UTC":
+        out.append(f" ({escape(zone_name)} time)")
+    out.append(" is ready.\n\n")
+    out.extend(f"- {escape(description)}: {escape(amount)} {currency}\n" for description, amount in lines)
+    if order:
+        out.append(f"\nSubtotal: {escape(format_amount(invoice.subtotal, invoice.currency))} {currency}\n")
+        out.extend(f"- {escape(description)}: {escape(amount)} {currency}\n" for description, amount in order)
+    out.append(f"\nTotal: {escape(format_amount(invoice.total, invoice.currency))} {currency}\n")
+    if invoice.credits_applied:
+        out.append(f"Prepaid credits applied: -{escape(format_amount(invoice.credits_applied, invoice.currency))} "
+                   f"{currency}\n")
+        if invoice.status == InvoiceStatus.PAID:
+            out.append("Nothing is left to pay: your credits paid this invoice.\n")
+        else:
+            due = format_amount(invoice.total - invoice.credits_applied, invoice.currency)
+            out.append(f"Amount due: {escape(due)} {currency}\n")
+    if invoice.due_date:
+        days = invoice.payment_terms_days
+        out.append(f"Due by {invoice.due_date:%Y-%m-%d} (payment terms: {escape(days)} day{'' if days == 1 else 's'} "
+                   "from the issue date).\n")
+    out.append(f"\nView or print it: {escape(url)}\n\n{provider}\n")
+    return "".join(out)
 
 
 # --- payment, voiding, reissuing -------------------------------------------------------------------
