@@ -34,12 +34,12 @@ from metering.pricing import (
     tier_breakdown,
     tiers_document,
 )
-from metering.services.billing.bulk import insert_rows, update_rows
 from metering.services.billing.catalog import Catalog
 from metering.services.billing.late import late_usage_rows
 from metering.services.billing.order import draw_invoice_credits, restore_invoice_credits
 from metering.services.billing.periods import price_subscription_period, with_metric_names
 from portal.kernel import ApplicationError
+from tenants.bulk import insert_objects, insert_rows, update_rows
 from tenants.models import BillingChannel, EmailKind, Subscription, zone_named
 from tenants.services.email import EmailDraft, email_deliveries_cancel, email_queue_many
 from tenants.webhooks.events import webhook_emit
@@ -123,20 +123,9 @@ def _discounts_of(invoice: Invoice, totals: InvoiceTotals, catalog: Catalog) -> 
     return discounts
 
 
-_INVOICE_COLUMNS = tuple(field.attname for field in Invoice._meta.concrete_fields if not field.primary_key)
-
-
 def _insert_invoices(invoices: list[Invoice]) -> None:
     """Insert new invoices in one statement and give them their keys (their defaults were set when built)."""
-    now = timezone.now()
-    for invoice in invoices:
-        invoice.created_at = invoice.updated_at = now
-    pks = insert_rows(Invoice, _INVOICE_COLUMNS, [tuple(getattr(invoice, name) for name in _INVOICE_COLUMNS)
-                                                  for invoice in invoices], ids=True)
-    for invoice, pk in zip(invoices, pks, strict=True):
-        invoice.pk = pk
-        invoice._state.adding = False
-        invoice._state.db = "default"
+    insert_objects(Invoice, invoices)
 
 
 def _total(rows: list[dict]) -> Decimal:

@@ -34,7 +34,7 @@ from metering.models import (
 )
 from metering.pricing import CouponTerms, TaxTerms, draw_credits
 from metering.pricing import CreditSource as CreditBalance
-from metering.services.billing.bulk import insert_rows, update_rows
+from tenants.bulk import insert_rows, update_rows
 from tenants.models import CouponDuration, CouponKind, Subscription, SubscriptionCoupon, TaxRate
 
 # --- coupons ---------------------------------------------------------------------------------------
