@@ -35,7 +35,7 @@ from metering.models import (
 from metering.pricing import CouponTerms, TaxTerms, draw_credits
 from metering.pricing import CreditSource as CreditBalance
 from tenants.bulk import insert_rows, update_rows
-from tenants.models import CouponDuration, CouponKind, Subscription, SubscriptionCoupon, TaxRate
+from tenants.models import Coupon, CouponDuration, CouponKind, Subscription, SubscriptionCoupon, TaxRate
 
 # --- coupons ---------------------------------------------------------------------------------------
 
@@ -47,6 +47,7 @@ class CouponBook:
     def __init__(self):
         self._redemptions: dict[int, list[SubscriptionCoupon]] = {}
         self._used: dict[int, set] = defaultdict(set)
+        self._coupons: dict[int, Coupon] = {}
 
     def load(self, subscription_ids: Iterable[int]) -> None:
         wanted = [pk for pk in subscription_ids if pk not in self._redemptions]
@@ -54,13 +55,17 @@ class CouponBook:
             return
         for pk in wanted:
             self._redemptions[pk] = []
-        redemptions = list(SubscriptionCoupon.objects.filter(subscription_id__in=wanted).select_related("coupon")
-                           .order_by("applied_at", "pk"))
+        redemptions = list(SubscriptionCoupon.objects.filter(subscription_id__in=wanted).order_by("applied_at", "pk"))
+        # The coupons once each (a batch's redemptions share a few coupons): not one row per redemption.
+        missing = {redemption.coupon_id for redemption in redemptions} - self._coupons.keys()
+        if missing:
+            self._coupons.update((coupon.pk, coupon) for coupon in Coupon.objects.filter(pk__in=missing))
         for redemption in redemptions:
+            redemption.coupon = self._coupons[redemption.coupon_id]
             self._redemptions[redemption.subscription_id].append(redemption)
         if redemptions:
             for redemption_id, period_start in (
-                InvoiceDiscount.objects.filter(subscription_coupon__in=redemptions)
+                InvoiceDiscount.objects.filter(subscription_coupon_id__in=[redemption.pk for redemption in redemptions])
                 .exclude(invoice__status=InvoiceStatus.VOID)
                 .values_list("subscription_coupon_id", "invoice__period_start")
             ):
