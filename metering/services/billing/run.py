@@ -407,12 +407,17 @@ def _bill_batch(pks: list[int], *, as_of: datetime, month, run: BillingRun, chun
         for (codes, window), tenants in wanted.items():
             catalog.prefetch_quantities(tenants, codes, window)
             beat()  # unique_count and max metrics ask the lake per tenant: that can take a while
-        sent = sent_invoices(subscriptions, as_of - LATE_USAGE_HORIZON - timedelta(days=366))
-        catalog.coupons.load(subscription.pk for subscription in subscriptions)
+        # Only the subscriptions with a period to bill need their sent invoices and coupons (most hourly runs
+        # have none: they only make sure of the running periods' included credit).
+        billed = list({subscription.pk: subscription for subscription, _start, _end in todo}.values())
+        sent = sent_invoices(billed, as_of - LATE_USAGE_HORIZON - timedelta(days=366)) if billed else {}
+        catalog.coupons.load(subscription.pk for subscription in billed)
         plan_credit_grants(_included_credit_periods(subscriptions, todo, as_of, catalog))
-        with endpoints_read_once():
-            created, failed = invoices_create_locked(periods=todo, as_of=as_of, billing_run=run, catalog=catalog,
-                                                     sent=sent)
+        created, failed = [], []
+        if todo:
+            with endpoints_read_once():
+                created, failed = invoices_create_locked(periods=todo, as_of=as_of, billing_run=run, catalog=catalog,
+                                                         sent=sent)
         errors.extend(failed)
         _count(chunk, created=len(created))
     return created
