@@ -171,7 +171,14 @@ def draw_invoice_credits(invoices: list[Invoice], *, at: datetime) -> None:
     if not invoices:
         return
     tenant_ids = sorted({invoice.tenant_id for invoice in invoices})
-    grants = list(CreditGrant.objects.select_for_update(of=("self",)).filter(tenant_id__in=tenant_ids, remaining__gt=0)
+    # Only grants that may pay one of these invoices are locked and read (a later period's included credit is not).
+    first_end = min(invoice.period_end for invoice in invoices)
+    last_end = max(invoice.period_end for invoice in invoices)
+    grants = list(CreditGrant.objects.select_for_update(of=("self",))
+                  .filter(tenant_id__in=tenant_ids, remaining__gt=0,
+                          currency__in=sorted({invoice.currency for invoice in invoices}))
+                  .filter(Q(expires_at__isnull=True) | Q(expires_at__gte=first_end))
+                  .filter(Q(period_start__isnull=True) | Q(period_start__lt=last_end))
                   .order_by("pk"))
     if not grants:
         return
