@@ -10,7 +10,8 @@ SQLite file. For each ``--workers`` figure it bills the same data afresh: 0 runs
 (``billing_run``, as ``manage.py run_billing`` does); N >= 1 starts N Celery worker processes (solo pool) on
 the Redis broker of CELERY_BROKER_URL, sends them the beat's task (``run_billing``, which splits the run
 into chunks the workers share) and times it until the run is settled. It prints the seeding time, and per
-figure the billing time, invoices per second and the load average (issue 19's target: 10,000 subscriptions
+figure the billing time, invoices per second, the CPU seconds of the billing process(es) during the run (a
+worker's start-up left out) and the load average (issue 19's target: 10,000 subscriptions
 under 25 s with one worker process).
 """
 
@@ -126,6 +127,7 @@ def _bill(workers: int, as_of: datetime, folder: Path, queue: str):
 
     processes = _start_workers(workers, queue, folder)
     try:
+        started_cpu = sum(_cpu_seconds(proc.pid) for proc in processes)  # the workers' start-up, not the run's
         began = time.perf_counter()
         run_billing.apply_async(kwargs={"as_of": as_of.isoformat(), "finalize_now": True, "sync": False}, queue=queue)
         while not BillingRun.objects.exclude(status=BillingRunStatus.RUNNING).exists():
@@ -133,7 +135,7 @@ def _bill(workers: int, as_of: datetime, folder: Path, queue: str):
                 raise SystemExit("a Celery worker stopped during the run")
             time.sleep(0.05)
         elapsed = time.perf_counter() - began
-        cpu = sum(_cpu_seconds(proc.pid) for proc in processes)
+        cpu = sum(_cpu_seconds(proc.pid) for proc in processes) - started_cpu
     finally:
         _stop_workers(processes)
     return BillingRun.objects.get(), elapsed, cpu
