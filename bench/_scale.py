@@ -87,7 +87,7 @@ def seed_scale(*, tenants: int, months: int, today: date) -> dict:
                     cursor.execute(_DAY_SQL, {"day": _midnight(start_day + timedelta(days=k))})
             print(f"  seeding: {day} ({time.perf_counter() - began:.0f} s)", flush=True)
         cursor.execute("ALTER TABLE metering_hourlyusage ADD CONSTRAINT hourly_usage_one_per_hour "
-                       "UNIQUE (tenant_id, metric_id, hour)")
+                       "UNIQUE (tenant_id, metric_id, hour) INCLUDE (value)")  # as migration 0019 makes it
         cursor.execute("CREATE INDEX hourly_usage_hour ON metering_hourlyusage (hour)")
         print(f"  indexes built ({time.perf_counter() - began:.0f} s)", flush=True)
     month = start_day

@@ -34,6 +34,7 @@ from metering.models.events import EventReceipt, EventRejection
 from metering.models.marketplace import MarketplaceRecordStatus, MarketplaceUsageRecord
 from metering.models.payments import InvoicePayment, InvoiceReminder
 from metering.models.usage import (
+    DailyTotal,
     DailyUsage,
     HourlyUsage,
     MonthlyUsage,
@@ -64,4 +65,4 @@ __all__ = [
     "InvoiceStatus",
     "LineType",
     "MarketplaceRecordStatus", "MarketplaceUsageRecord",
-    "DailyUsage", "HourlyUsage", "MonthlyUsage", "RollupBackfill", "SyncCursor", "SyncOutcome", "SyncRun", "UnattributedUsage"]
+    "DailyTotal", "DailyUsage", "HourlyUsage", "MonthlyUsage", "RollupBackfill", "SyncCursor", "SyncOutcome", "SyncRun", "UnattributedUsage"]

@@ -37,6 +37,8 @@ class HourlyUsage(models.Model):
         verbose_name_plural = "hourly usage"
         indexes = [models.Index(fields=["hour"], name="hourly_usage_hour")]
         constraints = [
+            # On PostgreSQL its index also carries value (migration 0019: INCLUDE, which SQLite cannot declare):
+            # a tenant's hours are read from the index alone.
             models.UniqueConstraint(fields=["tenant", "metric", "hour"], name="hourly_usage_one_per_hour"),
             models.CheckConstraint(condition=Q(value__gte=0), name="hourly_usage_value_non_negative"),
         ]
@@ -75,11 +77,38 @@ class DailyUsage(models.Model):
             models.CheckConstraint(condition=Q(peak__gte=0) & Q(peak__lte=F("value")),
                                    name="daily_usage_peak_within_value"),
         ]
-        indexes = [models.Index(fields=["day"], name="daily_usage_day")]
+        # (day, metric) with tenant and value: a range of days of every tenant (the provider's dashboard) is read
+        # from the index alone on PostgreSQL (migration 0019).
+        indexes = [models.Index(fields=["day", "metric"], include=["tenant", "value"], name="daily_usage_day")]
 
     def __str__(self):
         return f"{self.tenant_id} {self.metric_id} {self.day:%Y-%m-%d} = {self.value}"
 
+
+class DailyTotal(models.Model):
+    """Every tenant's usage of a count or sum metric on a UTC day, added up: the provider dashboard's daily
+    chart of all tenants, read as a row a day rather than as the day's row of every tenant (300,000 rows a
+    month at 10,000 tenants).
+
+    Written by the usage sync only, with the days (metering.services.sync.daily_usage_refresh), in the same
+    transaction: ``value`` is the sum of the day's DailyUsage values, before the divisor.
+    """
+
+    metric = models.ForeignKey("tenants.Metric", on_delete=models.CASCADE, related_name="daily_totals",
+                               db_index=False)  # the unique (metric, day) index serves metric lookups
+    day = models.DateField(help_text="The UTC day.")
+    value = models.DecimalField(max_digits=30, decimal_places=6,
+                                help_text="The day's usage of every tenant added up, before the divisor.")
+
+    class Meta:
+        ordering = ["-day", "metric"]
+        constraints = [
+            models.UniqueConstraint(fields=["metric", "day"], name="daily_total_one_per_day"),
+            models.CheckConstraint(condition=Q(value__gte=0), name="daily_total_value_non_negative"),
+        ]
+
+    def __str__(self):
+        return f"{self.metric_id} {self.day:%Y-%m-%d} = {self.value}"
 
 class MonthlyUsage(models.Model):
     """A tenant's UTC calendar month per metric: the API's month buckets, and the quantity an invoice

@@ -40,6 +40,7 @@ from metering.db import UTCDay
 from metering.lake import Lake, LakeError, get_lake
 from metering.lake.base import one_line
 from metering.models import (
+    DailyTotal,
     DailyUsage,
     HourlyUsage,
     MonthlyUsage,
@@ -438,7 +439,7 @@ def exact_figures(lake: Lake, *, metrics: Sequence[Metric], start: datetime, end
 
 def daily_usage_refresh(*, start: datetime, end: datetime, figures: ExactFigures | None = None) -> None:
     """Recompute the DailyUsage rows of every UTC day that [start, end) touches, then the MonthlyUsage
-    rows of their months.
+    rows of their months and the DailyTotal rows of the days (every tenant's day added up).
 
     Whole days and months, whatever the window's hours: a day's row is computed from all its hours,
     a month's from all its days. ``figures`` gives the distinct counts of unique_count metrics (the
@@ -456,7 +457,25 @@ def daily_usage_refresh(*, start: datetime, end: datetime, figures: ExactFigures
     with transaction.atomic():
         rollup_days(HourlyUsage, DailyUsage, first=first, last=last, distinct=figures.days if figures else None)
         rollup_months(DailyUsage, MonthlyUsage, months=months, distinct=figures.months if figures else None)
+        rollup_day_totals(DailyUsage, DailyTotal, first=first, last=last)
 
+
+def rollup_day_totals(daily_model, total_model, *, first: date, last: date, using: str = DEFAULT_DB_ALIAS) -> None:
+    """Replace the DailyTotal rows of the days [first, last) by the sums of their daily rows of count and sum
+    metrics (every tenant's day added up): one INSERT ... SELECT ... GROUP BY, as rollup_days writes the days.
+    The models are arguments so that a data migration can run this very code with its historical models."""
+    kinds = _kinds(daily_model._meta.get_field("metric").related_model, using)
+    total_model.objects.using(using).filter(day__gte=first, day__lt=last).delete()
+    if not kinds["additive"]:
+        return
+    select, params = (daily_model.objects.using(using).filter(day__gte=first, day__lt=last,
+                                                              metric_id__in=kinds["additive"])
+                      .values("metric_id", "day").annotate(day_total=Sum("value")).order_by()
+                      .query.get_compiler(using).as_sql())
+    qn = connections[using].ops.quote_name
+    columns = ", ".join(qn(total_model._meta.get_field(name).column) for name in ("metric", "day", "value"))
+    with connections[using].cursor() as cursor:
+        cursor.execute(f"INSERT INTO {qn(total_model._meta.db_table)} ({columns}) {select}", params)
 
 def _kinds(metric_model, using: str) -> dict[str, list[int]]:
     """Metric ids by how their hours combine: 'additive' (count, sum), 'max', 'unique' (unique_count),

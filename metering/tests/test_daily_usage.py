@@ -10,7 +10,7 @@ import pytest
 from django.apps import apps
 from django.db import IntegrityError, connection, transaction
 
-from metering.models import DailyUsage, HourlyUsage
+from metering.models import DailyTotal, DailyUsage, HourlyUsage
 from metering.services.sync import daily_usage_refresh, usage_sync, utc_days
 from metering.tests import test_sync
 from metering.tests.test_sync import OLD_FORMAT_USER, sample_records
@@ -80,6 +80,14 @@ def assert_exact(lake=None):
     expected = from_hours(lake)
     assert expected, "no hourly rows: the test proves nothing"
     assert rollup() == expected
+    # And every tenant's day of a count or sum metric added up (the provider dashboard's chart), kept with them.
+    sums = defaultdict(Decimal)
+    for metric_id, day, value in DailyUsage.objects.filter(metric__aggregation__in=("count", "sum")).values_list(
+            "metric_id", "day", "value"):
+        sums[(metric_id, day)] += value
+    totals = {(metric_id, day): value for metric_id, day, value in DailyTotal.objects.values_list(
+        "metric_id", "day", "value")}
+    assert sums and totals == dict(sums)
 
 
 def test_utc_days_cover_the_window_with_whole_days():
@@ -174,6 +182,8 @@ def test_the_migration_fills_the_rollup_of_existing_hours(portal):
     DailyUsage.objects.all().delete()
     migration = importlib.import_module("metering.migrations.0005_daily_usage")
     migration.fill_daily_usage(apps, SimpleNamespace(connection=connection))
+    # And 0020 adds the days up for the dashboard's chart.
+    importlib.import_module("metering.migrations.0020_daily_totals").fill(apps, SimpleNamespace(connection=connection))
     assert_exact()
     assert len(rollup()) == 2 * 70
 

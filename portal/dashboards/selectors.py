@@ -12,6 +12,7 @@ month's rollup for a calendar month, else one lake query for all tenants, cached
 from __future__ import annotations
 
 import hashlib
+import heapq
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -20,15 +21,34 @@ from decimal import Decimal, localcontext
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import Count, F, Max, Q, Sum
-from django.db.models.functions import Coalesce, TruncMonth
+from django.db import connection
+from django.db.models import (
+    Case,
+    Count,
+    DecimalField,
+    ExpressionWrapper,
+    F,
+    IntegerField,
+    Max,
+    OuterRef,
+    Q,
+    Subquery,
+    Sum,
+    Value,
+    When,
+    Window,
+)
+from django.db.models.functions import Coalesce, RowNumber, TruncMonth
 from django.utils import timezone
 
 from metering.lake import LakeError
 from metering.models import (
+    DailyTotal,
     DailyUsage,
     Invoice,
+    InvoicePayment,
     InvoiceStatus,
+    MonthlyUsage,
     SyncCursor,
     SyncOutcome,
     SyncRun,
@@ -108,7 +128,8 @@ class MetricUsage:
     chart: Chart
     total: Decimal | None  # None: the lake could not answer
     top: list[tuple[Tenant, Decimal]] = field(default_factory=list)
-    by_tenant: dict[int, Decimal] = field(default_factory=dict)  # every tenant's figure, by tenant id
+    # The figure of every tenant named on the page (a top TOP_TABLE of any metric), by tenant id.
+    by_tenant: dict[int, Decimal] = field(default_factory=dict)
     total_label: str = "Total in range"
     unavailable: bool = False  # the range's distinct counts could not be asked of the lake
 
@@ -128,11 +149,15 @@ def usage_by_metric(*, start: date, end: date, tenant: Tenant | None = None,
                     metrics: list[Metric] | None = None) -> list[MetricUsage]:
     """Per metric: daily usage stacked by its top tenants (the rest as one series), and the ranking.
 
-    Four queries whatever the number of tenants: figures per (metric, tenant), the tenants named in
-    the rankings, daily totals per metric, and the daily rows of the top tenants. A day is its
-    DailyUsage.value (its exact figure); a tenant's figure over the range is the sum of its days for
-    count and sum metrics, the largest day for max, and for unique_count the distinct count over the
-    whole range (one more read: the month's rollup, or one lake query for all tenants)."""
+    Five queries whatever the number of tenants or days, each answering with what the page shows rather
+    than with a row per tenant: the top TOP_TABLE tenants of each count, sum and max metric, ranked in SQL
+    from the monthly rollup where it gives the figure (_ranked_from_rollups), and from the days for the
+    metrics it cannot rank; the tenants named; the daily totals of the metrics that add up (and from them
+    their totals: DailyTotal, the sync's sum of every tenant's day, or the tenant's days); and the daily rows of the named tenants (the chart's top series and the figures of the
+    top-tenants table). A day is its DailyUsage.value (its exact figure); a tenant's figure over the range
+    is the sum of its days for count and sum metrics, the largest day for max, and for unique_count the
+    distinct count over the whole range (one more read: the month's rollup, or one lake query for all
+    tenants, ranked here), for latest its last value."""
     metrics = list(Metric.objects.order_by("code")) if metrics is None else metrics
     if not metrics:
         return []
@@ -140,18 +165,35 @@ def usage_by_metric(*, start: date, end: date, tenant: Tenant | None = None,
     if tenant is not None:
         rows = rows.filter(tenant=tenant)
     by_id = {m.pk: m for m in metrics}
+    peak_ids = [m.pk for m in metrics if m.aggregation == Aggregation.MAX]
+    in_db = [m.pk for m in metrics if m.aggregation in ADDITIVE or m.aggregation == Aggregation.MAX]
 
+    # ranking: each metric's first TOP_TABLE (tenant id, raw figure), largest first (ties: lower id).
     ranking: dict[int, list[tuple[int, Decimal]]] = defaultdict(list)
-    # order_by(): no join for DailyUsage's default ordering in a GROUP BY.
-    for row in rows.values("metric_id", "tenant_id").annotate(total=Sum("value"), top=Max("value")).order_by():
-        metric = by_id.get(row["metric_id"])
-        if metric is not None and metric.aggregation not in (Aggregation.UNIQUE_COUNT, Aggregation.LATEST):
-            ranking[metric.pk].append((row["tenant_id"], row["total"] if metric.aggregation in ADDITIVE
-                                       else row["top"]))
+    totals: dict[int, Decimal] = {}
+    if in_db:
+        ranked, done = _ranked_from_rollups(start=start, end=end, tenant=tenant, peaks=peak_ids,
+                                            additive=[m.pk for m in metrics if m.aggregation in ADDITIVE])
+        # The metrics the rollups could not rank, from the days themselves (exact for any data; none: a query
+        # that matches no row, so that the page's number of queries is the same whatever the data).
+        left = sorted(set(in_db) - done) or [0]
+        figure = Case(When(metric_id__in=peak_ids, then=F("top")), default=F("total"))
+        # order_by(): no join for DailyUsage's default ordering in a GROUP BY.
+        ranked += [(row["metric_id"], row["tenant_id"], row["top"] if row["metric_id"] in peak_ids
+                    else row["total"], row["rank"])
+                   for row in (rows.filter(metric_id__in=left).values("metric_id", "tenant_id")
+                               .annotate(total=Sum("value"), top=Max("value")).order_by()
+                               .annotate(rank=Window(RowNumber(), partition_by=[F("metric_id")],
+                                                     order_by=[figure.desc(), F("tenant_id").asc()]))
+                               .filter(rank__lte=TOP_TABLE))]
+        for metric_id, tenant_id, value, _ in sorted(ranked, key=lambda row: (row[0], row[3])):
+            ranking[metric_id].append((tenant_id, value))
     # Range figures read from whole_period_figures: distinct counts (the lake for a range that is no
-    # whole day or month) and last values (the last hour's row).
+    # whole day or month) and last values (the last hour's row): every tenant's, ranked here.
     unique = [m for m in metrics if m.aggregation in (Aggregation.UNIQUE_COUNT, Aggregation.LATEST)]
     unavailable = False
+    by_tenant: dict[int, dict[int, Decimal]] = defaultdict(dict)  # figures of the named tenants, by metric
+    figures: dict[int, dict[int, Decimal]] = {}
     if unique:
         start_dt, end_dt = day_bounds(start, end)
         try:
@@ -160,38 +202,51 @@ def usage_by_metric(*, start: date, end: date, tenant: Tenant | None = None,
         except LakeError:
             logger.exception("dashboard: the lake did not answer for the distinct counts of %s to %s", start, end)
             figures, unavailable = {}, True
+        per_metric: dict[int, list[tuple[int, Decimal]]] = defaultdict(list)
         for tenant_id, values in figures.items():
             for metric_id, value in values.items():
-                ranking[metric_id].append((tenant_id, value))
-    totals: dict[int, Decimal] = {}
-    for metric_id, items in ranking.items():
-        items.sort(key=lambda item: (-item[1], item[0]))
-        metric = by_id[metric_id]
-        values = [v for _, v in items]
-        totals[metric_id] = max(values) if metric.aggregation == Aggregation.MAX else sum(values, Decimal(0))
+                per_metric[metric_id].append((tenant_id, value))
+        for metric_id, items in per_metric.items():
+            ranking[metric_id] = heapq.nsmallest(TOP_TABLE, items, key=lambda item: (-item[1], item[0]))
+            totals[metric_id] = sum((v for _, v in items), Decimal(0))
     top_ids = {metric_id: [tid for tid, _ in items[:TOP_TENANTS]] for metric_id, items in ranking.items()}
     named_ids = {tid for items in ranking.values() for tid, _ in items[:TOP_TABLE]}
     tenants = {t.pk: t for t in Tenant.objects.filter(pk__in=named_ids).only("id", "slug", "name")}
 
-    # Daily figures: all tenants together per metric, and the top tenants alone (one row per tenant,
-    # metric and day); "other tenants" is the difference, for metrics that add up.
+    # Daily figures: all tenants together per metric that adds up (and from them its total), and the named
+    # tenants alone (one row per tenant, metric and day); "other tenants" is the difference.
     daily: dict[tuple[int, int], dict[date, Decimal]] = defaultdict(dict)
     all_days: dict[int, dict[date, Decimal]] = defaultdict(dict)
-    for row in rows.values("metric_id", "day").annotate(total=Sum("value")).order_by():
-        metric = by_id.get(row["metric_id"])
-        if metric is not None:
-            all_days[metric.pk][_as_date(row["day"])] = row["total"]
-    wanted = {(metric_id, tid) for metric_id, ids in top_ids.items() for tid in ids}
-    if wanted:
-        for row in (rows.filter(tenant_id__in={tid for _, tid in wanted})
+    additive_ids = [m.pk for m in metrics if m.aggregation in ADDITIVE] or [0]  # [0]: the same queries
+    if tenant is None:  # every tenant's days added up by the sync: a row a day, whatever the tenants
+        day_totals = (DailyTotal.objects.filter(day__gte=start, day__lte=end, metric_id__in=additive_ids)
+                      .values_list("metric_id", "day", "value"))
+    else:
+        day_totals = (rows.filter(metric_id__in=additive_ids).values("metric_id", "day")
+                      .annotate(total=Sum("value")).order_by().values_list("metric_id", "day", "total"))
+    for metric_id, day, total in day_totals.order_by():
+        all_days[metric_id][_as_date(day)] = total
+        totals[metric_id] = totals.get(metric_id, Decimal(0)) + total
+    for metric_id in peak_ids:  # a largest value's total: the first of its ranking, every tenant's largest
+        if ranking.get(metric_id):
+            totals[metric_id] = ranking[metric_id][0][1]
+    if named_ids:
+        for row in (rows.filter(tenant_id__in=named_ids)
                     .values("metric_id", "tenant_id", "day", "value").order_by()):
             metric = by_id.get(row["metric_id"])
-            if metric is not None and (metric.pk, row["tenant_id"]) in wanted:
+            if metric is not None:
                 daily[(metric.pk, row["tenant_id"])][_as_date(row["day"])] = row["value"]
-    for metric_id, per_day in all_days.items():
-        if by_id[metric_id].aggregation not in ADDITIVE:
-            continue  # a largest value (or a distinct count) minus those of the top tenants means nothing
-        for day, total in per_day.items():
+    for (metric_id, tenant_id), per_day in daily.items():
+        if metric_id not in in_db:
+            continue  # a distinct count or a last value over the range is not had from its days
+        values = list(per_day.values())
+        by_tenant[metric_id][tenant_id] = (max(values) if by_id[metric_id].aggregation == Aggregation.MAX
+                                           else sum(values, Decimal(0)))
+    for tenant_id in named_ids:
+        for metric_id, value in figures.get(tenant_id, {}).items():
+            by_tenant[metric_id][tenant_id] = value
+    for metric_id, per_day in all_days.items():  # only metrics that add up: a largest value (or a distinct
+        for day, total in per_day.items():          # count) minus those of the top tenants means nothing
             rest = total - sum((daily[(metric_id, tid)].get(day, 0) for tid in top_ids.get(metric_id, [])),
                                Decimal(0))
             if rest:
@@ -219,11 +274,101 @@ def usage_by_metric(*, start: date, end: date, tenant: Tenant | None = None,
             chart.note = day_note(metric, tenants=True)
         missing = unavailable and metric.aggregation == Aggregation.UNIQUE_COUNT
         top = [(tenants[tid], display_quantity(v, metric)) for tid, v in ranking.get(metric.pk, [])[:TOP_TABLE]]
-        by_tenant = {tid: display_quantity(v, metric) for tid, v in ranking.get(metric.pk, [])}
-        result.append(MetricUsage(metric=metric, chart=chart, top=top, by_tenant=by_tenant,
+        named = {tid: display_quantity(v, metric) for tid, v in by_tenant.get(metric.pk, {}).items()}
+        result.append(MetricUsage(metric=metric, chart=chart, top=top, by_tenant=named,
                                   total=None if missing else display_quantity(totals.get(metric.pk), metric),
                                   total_label=total_label(metric), unavailable=missing))
     return result
+
+
+def _month_parts(start: date, end: date, today: date) -> list[tuple[date, tuple[date, date], list[tuple[date, date]]]]:
+    """How a sum over [start, end] (inclusive days) is read from the rollups, month by month: (month, its
+    days in the range, the days to subtract from its monthly row). A month the range covers is its monthly
+    row (nothing to subtract); a month the range cuts is either its days in the range (None: no monthly
+    row) or its monthly row less its days out of the range, whichever reads fewer days that can have
+    usage (none after today): the last 30 days are one month's row less a day or two, not 30 days of every
+    tenant."""
+    parts = []
+    month = month_start(start)
+    while month <= end:
+        following = add_months(month, 1)
+        last = following - timedelta(days=1)
+        inside = (max(start, month), min(end, last))
+        out = [(a, b) for a, b in ((month, inside[0] - timedelta(days=1)), (inside[1] + timedelta(days=1), last))
+               if a <= b]
+
+        def cost(spans):
+            return sum(max(0, (min(b, today) - a).days + 1) for a, b in spans)
+
+        parts.append((month, inside, out if not out or cost(out) < cost([inside]) else None))
+        month = following
+    return parts
+
+
+def _ranked_from_rollups(*, start: date, end: date, tenant: Tenant | None, additive: list[int],
+                         peaks: list[int]) -> tuple[list[tuple[int, int, Decimal, int]], set[int]]:
+    """(rows, metric ids): the first TOP_TABLE (metric id, tenant id, raw figure, rank) of each count, sum
+    and max metric over [start, end], ranked in the database from the monthly rollup where it gives the
+    figure (a sum: a month's row less its days out of the range; a largest value: a whole month's row),
+    so that a month of 10,000 tenants is read as 10,000 rows a metric rather than 300,000; and the metrics
+    whose ranking that is.
+
+    A metric is left out (for the caller to rank from the days) unless all its first TOP_TABLE figures
+    are above 0: a tenant whose only rows are outside the range counts 0 here (a month's row less those
+    days) where the days leave it out, which can change who is listed only when fewer than TOP_TABLE
+    tenants have a figure above 0. The monthly rollup is written with the daily one, in the same
+    transaction (metering.services.sync.daily_usage_refresh)."""
+    parts = _month_parts(start, end, timezone.now().date())
+    daily, monthly = DailyUsage._meta.db_table, MonthlyUsage._meta.db_table
+    selects: list[str] = []
+    params: list = []
+
+    def marks(values) -> str:
+        return ", ".join(["%s"] * len(values))
+
+    def read(table, metric_ids, *, months=(), spans=(), sign=""):
+        if not metric_ids or not (months or spans):
+            return
+        if months:
+            where, where_params = f"month IN ({marks(months)})", [connection.ops.adapt_datefield_value(m)
+                                                                   for m in months]
+        else:
+            where = " OR ".join(["(day >= %s AND day <= %s)"] * len(spans))
+            where_params = [connection.ops.adapt_datefield_value(d) for span in spans for d in span]
+        scope = " AND tenant_id = %s" if tenant is not None else ""
+        selects.append(f"SELECT metric_id, tenant_id, {sign}value AS value FROM {table} "
+                       f"WHERE metric_id IN ({marks(metric_ids)}) AND ({where}){scope}")
+        params.extend(list(metric_ids) + where_params + ([tenant.pk] if tenant is not None else []))
+
+    covered = [month for month, _, out in parts if out == []]
+    read(monthly, additive + peaks, months=covered)
+    read(monthly, additive, months=[month for month, _, out in parts if out])
+    read(daily, additive, spans=[span for _, _, out in parts if out for span in out], sign="-")
+    read(daily, additive, spans=[inside for _, inside, out in parts if out is None])
+    read(daily, peaks, spans=[inside for _, inside, out in parts if out != []])
+    if not selects:
+        selects.append(f"SELECT metric_id, tenant_id, value FROM {monthly} WHERE 1 = 0")  # the same queries
+    sql = (f"SELECT metric_id, tenant_id, figure, position FROM ("
+           f"SELECT metric_id, tenant_id, figure, ROW_NUMBER() OVER (PARTITION BY metric_id ORDER BY figure DESC, "
+           f"tenant_id) AS position FROM ("
+           f"SELECT metric_id, tenant_id, CASE WHEN metric_id IN ({marks(peaks or [0])}) THEN MAX(value) "
+           f"ELSE SUM(value) END AS figure FROM ({' UNION ALL '.join(selects)}) AS usage "
+           f"GROUP BY metric_id, tenant_id) AS figures) AS ranked WHERE position <= %s")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, (peaks or [0]) + params + [TOP_TABLE])
+        rows = [(metric_id, tenant_id, _decimal(figure), position)
+                for metric_id, tenant_id, figure, position in cursor.fetchall()]
+    above_zero: dict[int, int] = defaultdict(int)
+    for metric_id, _, figure, _ in rows:
+        above_zero[metric_id] += figure > 0
+    ranked = {metric_id for metric_id, count in above_zero.items() if count == TOP_TABLE}
+    return [row for row in rows if row[0] in ranked], ranked
+
+def _decimal(value) -> Decimal:
+    """A figure as the ORM gives it: PostgreSQL's numeric as is, SQLite's float at the field's 6 places."""
+    if isinstance(value, float):
+        return Decimal(repr(value)).quantize(Decimal("0.000001"))
+    return Decimal(value)
 
 
 def top_tenants_table(usage: list[MetricUsage]) -> tuple[list[Metric], list[dict]]:
@@ -456,23 +601,33 @@ AGE_BUCKETS = (("Not due yet", None, 0), ("1–30 days late", 1, 30), ("31–60 
 
 def receivables_by_age(*, today: date | None = None, tenant: Tenant | None = None) -> list[dict]:
     """What tenants owe (finalized invoices less the prepaid credits they drew, their payments and what credit notes took off them), per currency, by days past the due date:
-    [{currency, buckets: [{label, count, amount}], count, total}]. Whatever the date range: what is owed now."""
+    [{currency, buckets: [{label, count, amount}], count, total}]. Whatever the date range: what is owed now.
+
+    One query, grouped by currency and age in the database: at 10,000 tenants the finalized invoices are
+    tens of thousands, too many to read one by one (0.6 s)."""
     today = today or timezone.now().date()
     owed = Invoice.objects.filter(status=InvoiceStatus.FINALIZED)
     if tenant is not None:
         owed = owed.filter(tenant=tenant)
-    rows = (owed.annotate(paid=Coalesce(Sum("payments__amount"), Decimal(0)))
-            .values_list("currency", "due_date", "total", "credits_applied", "credited_against_due", "paid").order_by())
+    money_type = DecimalField(max_digits=18, decimal_places=4)
+    paid = (InvoicePayment.objects.filter(invoice_id=OuterRef("pk")).order_by().values("invoice_id")
+            .annotate(paid=Sum("amount")).values("paid"))
+    # The bucket's index from the due date (days late = today - due date): comparing dates rather than
+    # subtracting them reads the same on every database. The last bucket takes the rest.
+    age = Case(*[When(due_date__gte=today - timedelta(days=high), then=Value(i))
+                 for i, (_, _, high) in enumerate(AGE_BUCKETS) if high is not None],
+               default=Value(len(AGE_BUCKETS) - 1), output_field=IntegerField())
+    rows = (owed.annotate(left=ExpressionWrapper(
+                F("total") - F("credits_applied") - F("credited_against_due")
+                - Coalesce(Subquery(paid, output_field=money_type), Value(Decimal(0)), output_field=money_type),
+                output_field=money_type))
+            .filter(left__gt=0).annotate(age=age).order_by()
+            .values("currency", "age").annotate(count=Count("id"), amount=Sum("left", output_field=money_type))
+            .values_list("currency", "age", "count", "amount"))
     by_currency: dict[str, list[list]] = defaultdict(lambda: [[0, Decimal(0)] for _ in AGE_BUCKETS])
-    for currency, due_date, total, credits_applied, credited, paid in rows:
-        left = total - credits_applied - credited - paid
-        if left <= 0:
-            continue
-        late = (today - due_date).days
-        index = next(i for i, (_, low, high) in enumerate(AGE_BUCKETS)
-                     if (low is None or late >= low) and (high is None or late <= high))
-        by_currency[currency][index][0] += 1
-        by_currency[currency][index][1] += left
+    for currency, index, count, owed_amount in rows:
+        by_currency[currency][index][0] += count
+        by_currency[currency][index][1] += owed_amount
     return [{"currency": currency,
              "buckets": [{"label": label, "count": count, "amount": format_amount(amount, currency)}
                          for (label, _, _), (count, amount) in zip(AGE_BUCKETS, buckets, strict=True)],

@@ -13,7 +13,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from metering.lake import get_lake
-from metering.models import DailyUsage, HourlyUsage
+from metering.models import DailyTotal, DailyUsage, HourlyUsage
 from metering.services.sync import daily_usage_refresh
 from portal.dashboards import sample
 from portal.dashboards.forms import default_range
@@ -256,7 +256,9 @@ def test_the_usage_cache_is_renewed_by_new_rows_and_new_sync_runs(staff_client, 
     first = today_total()
     assert today_total() == first  # served from the cache
     today = timezone.now().date()
+    # As the sync writes a day: the tenant's row and every tenant's total, in one transaction.
     DailyUsage.objects.filter(tenant=tenants[0], metric=calls, day=today).update(value=F("value") + 1000)
+    DailyTotal.objects.filter(metric=calls, day=today).update(value=F("value") + 1000)
     assert today_total() == first  # an update in place is picked up by the next sync run...
     sample.seed_pipeline(now=timezone.now(), metric=calls)
     assert today_total() == first + 1000  # ...which renews the figures
@@ -285,3 +287,98 @@ def test_tenants_beyond_the_top_five_stack_as_other_tenants(staff_client, plans)
     # Busiest hours do not add up: the top tenants only, no "other" line.
     ips = chart_data(html, "usage-active_ips")
     assert ips["kind"] == "line" and "Other tenants" not in [s["label"] for s in ips["series"]]
+
+
+def test_the_top_tenants_are_those_of_a_ranking_of_every_tenant(staff_client, db):
+    """The top tenants are ranked in the database (a window per metric, the first ten kept): the page shows
+    what ranking every tenant's figure would, ties broken by the older tenant, for a metric that adds up,
+    a largest value and a last value, with each named tenant's figure in every metric."""
+    from portal.dashboards.selectors import display_quantity
+
+    calls = Metric.objects.create(code="calls", name="Calls", aggregation="count")
+    peak = Metric.objects.create(code="peak", name="Peak", aggregation="max", field="connections")
+    seats = Metric.objects.create(code="seats", name="Seats", event="seats.changed", aggregation="latest",
+                                  field="properties.seats")
+    tenants = [TenantFactory(slug=f"rank-{i:02d}") for i in range(14)]
+    hour = timezone.now().replace(minute=0, second=0, microsecond=0) - timedelta(days=2)
+    rows = []
+    for i, tenant in enumerate(tenants):
+        for h in range(30):
+            # Ties on purpose: pairs of tenants share their figures (i // 2), some tenants skip a metric.
+            rows.append(HourlyUsage(tenant=tenant, metric=calls, hour=hour + timedelta(hours=h),
+                                    value=Decimal((i // 2) * 3 + h % 2)))
+            if i % 5:
+                rows.append(HourlyUsage(tenant=tenant, metric=peak, hour=hour + timedelta(hours=h),
+                                        value=Decimal((7 - i // 2) if h == 11 else 1)))
+            rows.append(HourlyUsage(tenant=tenant, metric=seats, hour=hour + timedelta(hours=h),
+                                    value=Decimal(i % 4 if h == 29 else 50)))
+    HourlyUsage.objects.bulk_create(rows)
+    daily_usage_refresh(start=hour, end=hour + timedelta(hours=30))
+
+    def figure(tenant, metric):
+        values = list(HourlyUsage.objects.filter(tenant=tenant, metric=metric).order_by("hour")
+                      .values_list("value", flat=True))
+        if not values:
+            return None
+        return sum(values) if metric == calls else max(values) if metric == peak else values[-1]
+
+    def ranked(metric):
+        figures = [(figure(t, metric), t) for t in tenants]
+        return [t for value, t in sorted(((v, t) for v, t in figures if v is not None), key=lambda p: (-p[0], p[1].pk))]
+
+    html = staff_client.get(URL).content.decode()
+    table = html[html.index("Ranked by Calls"):]
+    table = table[:table.index("</table>")]
+    shown = re.findall(r'tenant=(rank-\d\d)">.*?</th>(.*?)</tr>', table, re.S)
+    assert [slug for slug, _ in shown] == [t.slug for t in ranked(calls)[:10]]
+    for (slug, cells), tenant in zip(shown, ranked(calls)[:10], strict=True):
+        expected = ["–" if figure(tenant, m) is None else str(display_quantity(figure(tenant, m), m))
+                    for m in (calls, peak, seats)]  # the columns in the metrics' code order
+        assert re.findall(r'<td class="num">(.*?)</td>', cells) == expected, slug
+    for metric in (calls, peak, seats):
+        series = [s["label"] for s in chart_data(html, f"usage-{metric.code}")["series"]]
+        assert series[:5] == [t.slug for t in ranked(metric)[:5]], metric.code
+
+
+@pytest.mark.parametrize("start, end", [
+    ("2025-01-02", "2025-02-27"),  # two months less a day each: the monthly rows less the days out
+    ("2025-01-10", "2025-01-20"),  # inside a month: the days themselves
+    ("2025-02-01", "2025-02-28"),  # a whole month: its monthly rows
+    ("2025-01-31", "2025-02-01"),  # a day of each
+])
+def test_the_ranking_from_the_monthly_rollup_is_that_of_the_days(db, start, end):
+    """The top tenants of a range are ranked from the monthly rollup less the days out of the range where that
+    reads fewer rows: the same tenants and figures as the days of the range give (usage on the days out of the
+    range included, so that a month's row is not the range's figure)."""
+    from datetime import date
+
+    from portal.dashboards.selectors import TOP_TABLE, _ranked_from_rollups, usage_by_metric
+
+    calls = Metric.objects.create(code="calls", name="Calls", aggregation="count")
+    peak = Metric.objects.create(code="peak", name="Peak", aggregation="max", field="connections")
+    tenants = [TenantFactory(slug=f"month-{i:02d}") for i in range(13)]
+    first = datetime(2025, 1, 1, tzinfo=UTC)
+    rows = []
+    for i, tenant in enumerate(tenants):
+        for d in range(59):  # 1 January to 28 February
+            busy = (i * 7 + d * 5) % 13  # each tenant busiest on other days, the first and last days included
+            rows.append(HourlyUsage(tenant=tenant, metric=calls, hour=first + timedelta(days=d, hours=busy % 24),
+                                    value=Decimal(busy * (1 + i % 3))))
+            rows.append(HourlyUsage(tenant=tenant, metric=peak, hour=first + timedelta(days=d, hours=3),
+                                    value=Decimal(busy + i % 2)))
+    HourlyUsage.objects.bulk_create(rows)
+    daily_usage_refresh(start=first, end=first + timedelta(days=59))
+    start, end = date.fromisoformat(start), date.fromisoformat(end)
+
+    # Every first-ten figure is above 0: both metrics are ranked from the rollups, not from the days.
+    assert _ranked_from_rollups(start=start, end=end, tenant=None, additive=[calls.pk], peaks=[peak.pk])[1] == {
+        calls.pk, peak.pk}
+    usage = {u.metric.code: u for u in usage_by_metric(start=start, end=end, metrics=[calls, peak])}
+    for metric in (calls, peak):
+        figures = {}
+        for tenant_id, value in DailyUsage.objects.filter(metric=metric, day__gte=start, day__lte=end).values_list(
+                "tenant_id", "value"):
+            figures[tenant_id] = (figures.get(tenant_id, Decimal(0)) + value if metric == calls
+                                  else max(figures.get(tenant_id, value), value))
+        expected = sorted(figures.items(), key=lambda item: (-item[1], item[0]))[:TOP_TABLE]
+        assert [(t.pk, v) for t, v in usage[metric.code].top] == expected, metric.code
