@@ -10,7 +10,8 @@ SQLite file. For each ``--workers`` figure it bills the same data afresh: 0 runs
 (``billing_run``, as ``manage.py run_billing`` does); N >= 1 starts N Celery worker processes (solo pool) on
 the Redis broker of CELERY_BROKER_URL, sends them the beat's task (``run_billing``, which splits the run
 into chunks the workers share) and times it until the run is settled. It prints the seeding time, and per
-figure the billing time, invoices per second and the load average (issue 19's target: 10,000 subscriptions
+figure the billing time, invoices per second, the CPU seconds of the billing process(es) during the run (a
+worker's start-up left out) and the load average (issue 19's target: 10,000 subscriptions
 under 25 s with one worker process).
 """
 
@@ -126,6 +127,7 @@ def _bill(workers: int, as_of: datetime, folder: Path, queue: str):
 
     processes = _start_workers(workers, queue, folder)
     try:
+        started_cpu = sum(_cpu_seconds(proc.pid) for proc in processes)  # the workers' start-up, not the run's
         began = time.perf_counter()
         run_billing.apply_async(kwargs={"as_of": as_of.isoformat(), "finalize_now": True, "sync": False}, queue=queue)
         while not BillingRun.objects.exclude(status=BillingRunStatus.RUNNING).exists():
@@ -133,7 +135,7 @@ def _bill(workers: int, as_of: datetime, folder: Path, queue: str):
                 raise SystemExit("a Celery worker stopped during the run")
             time.sleep(0.05)
         elapsed = time.perf_counter() - began
-        cpu = sum(_cpu_seconds(proc.pid) for proc in processes)
+        cpu = sum(_cpu_seconds(proc.pid) for proc in processes) - started_cpu
     finally:
         _stop_workers(processes)
     return BillingRun.objects.get(), elapsed, cpu
@@ -148,59 +150,21 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--subscriptions", type=int, default=10_000)
-    parser.add_argument("--workers", type=int, nargs="+", default=[0],
-                        help="worker processes per figure (0: the run in this process); several figures bill the "
-                             "same data afresh each")
-    parser.add_argument("--database", default="bench_billing", help="the PostgreSQL database to create and drop")
-    parser.add_argument("--no-extras", action="store_true", help="no coupons, tax or credits")
-    args = parser.parse_args()
-    if any(args.workers) and not os.environ.get("CELERY_BROKER_URL", "").startswith("redis://"):
-        raise SystemExit("--workers N (N >= 1) needs Celery workers on Redis: set CELERY_BROKER_URL=redis://...")
-    engine = _prepare_database(args.database)
-    folder = Path(tempfile.mkdtemp(prefix="bench-billing-"))
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
-    os.environ["EMAIL_URL"] = "dummymail://"  # the bench measures billing, not printing 10,000 emails
-    queue = f"bench-billing-{os.getpid()}"
-    if any(args.workers):
-        # Billing records each invoice's email and tells a worker; the bench's workers only bill: the emails'
-        # tasks go to a queue nobody reads, emptied at the end.
-        os.environ["CELERY_TASK_DEFAULT_QUEUE"] = f"{queue}-emails"
-    else:
-        # No worker: an in-process broker that forgets the emails' tasks (none left in var/celery for a
-        # later `make demo` worker).
-        os.environ["CELERY_BROKER_URL"] = "memory://"
-    import django
+def seed(n: int, extras: bool) -> None:
+    """The bench's data: `n` tenants on the bench plan, a month of hourly usage each, and with `extras` two
+    coupons, the default tax rate and a prepaid grant each (also used by profiling scripts)."""
+    from django.db import transaction
 
-    django.setup()
-    from django.core.management import call_command
-    from django.db import connection, transaction
-
-    from metering.models import CreditEntry, CreditGrant, HourlyUsage, Invoice
-    from tenants.models import (
-        Coupon,
-        EmailDelivery,
-        Metric,
-        Plan,
-        Subscription,
-        SubscriptionCoupon,
-        TaxRate,
-        Tenant,
-    )
+    from metering.models import CreditGrant, HourlyUsage
+    from tenants.models import Coupon, Metric, Plan, Subscription, SubscriptionCoupon, TaxRate, Tenant
     from tenants.services.plans import plans_import
 
-    call_command("migrate", verbosity=0)
-    began = time.perf_counter()
-    extras = not args.no_extras
     if extras:
         PLANS["plans"][0]["included_credit"] = "5.00"
     plans_import(document=PLANS)
     version = Plan.objects.get(code="bench").current_version
     metrics = list(Metric.objects.all())
     october = datetime(2026, 10, 1, tzinfo=UTC)
-    n = args.subscriptions
     with transaction.atomic():
         tenants = Tenant.objects.bulk_create(
             Tenant(slug=f"bench-{i:05d}", name=f"Bench {i}", contact_email=f"billing@bench-{i}.example", status="active")
@@ -231,6 +195,46 @@ def main() -> None:
                 HourlyUsage.objects.bulk_create(rows)
                 rows = []
         HourlyUsage.objects.bulk_create(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--subscriptions", type=int, default=10_000)
+    parser.add_argument("--workers", type=int, nargs="+", default=[0],
+                        help="worker processes per figure (0: the run in this process); several figures bill the "
+                             "same data afresh each")
+    parser.add_argument("--database", default="bench_billing", help="the PostgreSQL database to create and drop")
+    parser.add_argument("--no-extras", action="store_true", help="no coupons, tax or credits")
+    args = parser.parse_args()
+    if any(args.workers) and not os.environ.get("CELERY_BROKER_URL", "").startswith("redis://"):
+        raise SystemExit("--workers N (N >= 1) needs Celery workers on Redis: set CELERY_BROKER_URL=redis://...")
+    engine = _prepare_database(args.database)
+    folder = Path(tempfile.mkdtemp(prefix="bench-billing-"))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+    os.environ["EMAIL_URL"] = "dummymail://"  # the bench measures billing, not printing 10,000 emails
+    queue = f"bench-billing-{os.getpid()}"
+    if any(args.workers):
+        # Billing records each invoice's email and tells a worker; the bench's workers only bill: the emails'
+        # tasks go to a queue nobody reads, emptied at the end.
+        os.environ["CELERY_TASK_DEFAULT_QUEUE"] = f"{queue}-emails"
+    else:
+        # No worker: an in-process broker that forgets the emails' tasks (none left in var/celery for a
+        # later `make demo` worker).
+        os.environ["CELERY_BROKER_URL"] = "memory://"
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connection
+
+    from metering.models import CreditEntry, HourlyUsage, Invoice
+    from tenants.models import EmailDelivery
+
+    call_command("migrate", verbosity=0)
+    began = time.perf_counter()
+    extras = not args.no_extras
+    n = args.subscriptions
+    seed(n, extras)
     seeded = time.perf_counter() - began
     print(f"{engine}: seeded {n} subscriptions with {HourlyUsage.objects.count()} hourly rows in {seeded:.1f} s")
     if engine == "PostgreSQL":

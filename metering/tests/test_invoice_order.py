@@ -28,7 +28,7 @@ from metering.services.credits import credit_grant_create
 from metering.tests.api_fixtures import PASSWORD, api_identity_dir, local_identity  # noqa: F401
 from metering.tests.test_plans_doc import FILES
 from portal.kernel import ApplicationError
-from tenants.models import Metric, PlanVersion, TaxRate, TenantRole
+from tenants.models import Metric, PlanVersion, TaxRate, Tenant, TenantRole
 from tenants.services import identity as identity_services
 from tenants.services.coupons import coupon_apply, coupon_create, tax_rate_save
 from tenants.services.subscriptions import subscription_create
@@ -310,3 +310,42 @@ def test_concurrent_finalizations_never_spend_the_same_credit(tmp_path):
         assert drawn == grant.amount and grant.entries.count() == 1
     assert Invoice.objects.exclude(tenant=tenant).count() == 12
     assert set(Invoice.objects.exclude(tenant=tenant).values_list("credits_applied", flat=True)) == {D("27.00")}
+
+
+def test_the_invoice_email_text_as_a_whole(studio, django_capture_on_commit_callbacks, settings):
+    """The whole text of the Studio example's email through run_billing: its lines, the order below the subtotal,
+    the credits and the due date, with the tenant's name escaped as the template engine did before the text was
+    written in Python (metering.services.billing.invoices.invoice_email_body) for speed."""
+    settings.PROVIDER_NAME = "Example SaaS Inc."
+    settings.PORTAL_BASE_URL = "https://portal.example"
+    subscription = customer(studio, "atelier", studio["exclusive"])
+    Tenant.objects.filter(pk=subscription.tenant_id).update(name="Atelier & Fils")
+    with django_capture_on_commit_callbacks(execute=True):
+        run_billing(DEC + timedelta(hours=2))
+    invoice = Invoice.objects.get(subscription=subscription)
+    (email,) = [m for m in mail.outbox if invoice.number in m.subject]
+    assert email.body == EXPECTED_EMAIL.replace("{number}", invoice.number).replace("{id}", str(invoice.public_id))
+
+
+EXPECTED_EMAIL = """\
+Hello Atelier &amp; Fils,
+
+Your invoice {number} from Example SaaS Inc. for 2026-11-01 to 2026-12-01 is ready.
+
+- Studio base fee: 150.00 EUR
+- Renders (per_unit): 50.00 EUR
+
+Subtotal: 200.00 EUR
+- Discount: Launch (LAUNCH10): -20.00 EUR
+- Discount: Welcome (WELCOME5): -5.00 EUR
+- VAT 20 % (20 %): 35.00 EUR
+
+Total: 210.00 EUR
+Prepaid credits applied: -50.00 EUR
+Amount due: 160.00 EUR
+Due by 2026-12-31 (payment terms: 30 days from the issue date).
+
+View or print it: https://portal.example/invoices/{id}/
+
+Example SaaS Inc.
+"""

@@ -15,13 +15,15 @@ How the batch run calls these, and what it locks, is written in metering.service
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.template.loader import render_to_string
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import escape
 
 from metering.models import BillingRun, Invoice, InvoiceDiscount, InvoiceLine, InvoiceSequence, InvoiceStatus
 from metering.pricing import (
@@ -37,7 +39,8 @@ from metering.services.billing.late import late_usage_rows
 from metering.services.billing.order import draw_invoice_credits, restore_invoice_credits
 from metering.services.billing.periods import price_subscription_period, with_metric_names
 from portal.kernel import ApplicationError
-from tenants.models import BillingChannel, EmailKind, Subscription
+from tenants.bulk import insert_objects, insert_rows, update_rows
+from tenants.models import BillingChannel, EmailKind, Subscription, zone_named
 from tenants.services.email import EmailDraft, email_deliveries_cancel, email_queue_many
 from tenants.webhooks.events import webhook_emit
 
@@ -84,26 +87,45 @@ def _write_lines(invoice: Invoice, rows: list[dict], totals: InvoiceTotals, cata
     if replace:
         invoice.lines.all().delete()
         invoice.discounts.all().delete()
-    InvoiceLine.objects.bulk_create(_lines_of(invoice, rows))
-    discounts = _discounts_of(invoice, totals, catalog)
-    if discounts:
-        InvoiceDiscount.objects.bulk_create(discounts)
+    _insert_parts([(invoice, rows, totals)], catalog)
 
 
-def _lines_of(invoice: Invoice, rows: list[dict]) -> list[InvoiceLine]:
-    return [InvoiceLine(invoice=invoice, position=position, **row) for position, row in enumerate(rows, start=1)]
+_LINE_COLUMNS = ("invoice_id", "position", "type", "description", "plan_code", "metric_code", "model", "quantity",
+                 "unit_amount", "amount", "tiers", "period_start", "period_end", "adjusts_id")
+_DISCOUNT_COLUMNS = ("invoice_id", "position", "subscription_coupon_id", "coupon_code", "description", "amount")
 
 
-def _discounts_of(invoice: Invoice, totals: InvoiceTotals, catalog: Catalog) -> list[InvoiceDiscount]:
-    """The invoice's discount rows (the coupons' periods noted as used in the catalog)."""
+def _insert_parts(built: list[tuple[Invoice, list[dict], InvoiceTotals]], catalog: Catalog) -> None:
+    """Insert the lines and the discounts of saved invoices, one statement each (metering.services.billing.bulk)."""
+    insert_rows(InvoiceLine, _LINE_COLUMNS, [_line_cells(invoice, position, row)
+                                             for invoice, rows, _totals in built
+                                             for position, row in enumerate(rows, start=1)])
+    insert_rows(InvoiceDiscount, _DISCOUNT_COLUMNS, [
+        (invoice.pk, position, discount.key.pk, discount.key.coupon.code, discount.label, discount.amount)
+        for invoice, _rows, totals in built
+        for position, discount in enumerate(_discounts_of(invoice, totals, catalog), start=1)])
+
+
+def _line_cells(invoice: Invoice, position: int, row: dict) -> tuple:
+    """A line row's values in _LINE_COLUMNS' order (a key a row leaves out takes the field's default)."""
+    adjusts = row.get("adjusts")
+    return (invoice.pk, position, row["type"], row["description"], row.get("plan_code", ""),
+            row.get("metric_code", ""), row.get("model", ""), row.get("quantity"), row.get("unit_amount"),
+            row["amount"], row.get("tiers", []), row["period_start"], row["period_end"],
+            adjusts.pk if adjusts is not None else None)
+
+
+def _discounts_of(invoice: Invoice, totals: InvoiceTotals, catalog: Catalog) -> list:
+    """The invoice's discounts to write, those above 0 (the coupons' periods noted as used in the catalog)."""
     discounts = [discount for discount in totals.discounts if discount.amount > 0]
     for discount in discounts:
         catalog.coupons.note(discount.key, invoice.period_start)
-    return [
-        InvoiceDiscount(invoice=invoice, position=position, subscription_coupon=discount.key,
-                        coupon_code=discount.key.coupon.code, description=discount.label, amount=discount.amount)
-        for position, discount in enumerate(discounts, start=1)
-    ]
+    return discounts
+
+
+def _insert_invoices(invoices: list[Invoice]) -> None:
+    """Insert new invoices in one statement and give them their keys (their defaults were set when built)."""
+    insert_objects(Invoice, invoices)
 
 
 def _total(rows: list[dict]) -> Decimal:
@@ -213,11 +235,8 @@ def invoices_create_locked(
         return [], errors
     try:
         with transaction.atomic():
-            Invoice.objects.bulk_create([invoice for invoice, _rows, _totals in built])
-            InvoiceLine.objects.bulk_create(
-                line for invoice, rows, _totals in built for line in _lines_of(invoice, rows))
-            InvoiceDiscount.objects.bulk_create(
-                discount for invoice, _rows, totals in built for discount in _discounts_of(invoice, totals, catalog))
+            _insert_invoices([invoice for invoice, _rows, _totals in built])
+            _insert_parts(built, catalog)
             for invoice, _rows, _totals in built:
                 webhook_emit(type="invoice.created", resource=invoice, tenant=invoice.tenant)
     except IntegrityError:
@@ -341,7 +360,7 @@ def invoices_save_finalized(invoices: list[Invoice]) -> None:
         stored = getattr(invoice, "_stored", {})
         columns.update(field.name for field in Invoice._meta.concrete_fields
                        if not field.primary_key and stored.get(field.attname, missing) != getattr(invoice, field.attname))
-    Invoice.objects.bulk_update(invoices, sorted(columns))
+    update_rows(Invoice, invoices, sorted(columns))
     for invoice in invoices:
         invoice._stored = {name: getattr(invoice, name) for name in ("status", *Invoice.FROZEN_FIELDS)}
         _emit_finalized(invoice)
@@ -352,37 +371,76 @@ def queue_invoice_emails(invoices: list[Invoice]) -> None:
     finalized without its email); a worker sends them once it commits, retrying while the mail server is down."""
     if not invoices:
         return
-    lines: dict[int, list[InvoiceLine]] = {invoice.pk: [] for invoice in invoices}
-    for line in InvoiceLine.objects.filter(invoice__in=list(lines)).order_by("invoice_id", "position"):
-        lines[line.invoice_id].append(line)
-    discounts: dict[int, list[InvoiceDiscount]] = {invoice.pk: [] for invoice in invoices}
+    # Read as (description, amount) pairs: the email needs no more of them (model rows parse each line's tiers).
+    lines: dict[int, list[tuple]] = {invoice.pk: [] for invoice in invoices}
+    for invoice_id, description, amount in InvoiceLine.objects.filter(invoice__in=list(lines)).order_by(
+            "invoice_id", "position").values_list("invoice_id", "description", "amount"):
+        lines[invoice_id].append((description, amount))
+    discounts: dict[int, list[tuple]] = {invoice.pk: [] for invoice in invoices}
     if any(invoice.discount for invoice in invoices):
-        for discount in InvoiceDiscount.objects.filter(invoice__in=list(discounts)).order_by("invoice_id", "position"):
-            discounts[discount.invoice_id].append(discount)
+        for invoice_id, description, amount in InvoiceDiscount.objects.filter(invoice__in=list(discounts)).order_by(
+                "invoice_id", "position").values_list("invoice_id", "description", "amount"):
+            discounts[invoice_id].append((description, amount))
+    # The document's address of each invoice, from one reverse() (its only variable part is the public id).
+    placeholder = str(uuid.UUID(int=0))
+    document_url = settings.PORTAL_BASE_URL.rstrip("/") + reverse("invoice-document", args=[placeholder])
     drafts = []
     for invoice in invoices:
         invoice.tenant = tenant = invoice.subscription.tenant  # loaded with the subscription: no query each
         if collected_through_marketplace(invoice):
             continue
         currency = invoice.currency
-        order = [(f"Discount: {d.description}", "-" + format_amount(d.amount, currency))
-                 for d in discounts[invoice.pk]]
+        order = [(f"Discount: {description}", "-" + format_amount(amount, currency))
+                 for description, amount in discounts[invoice.pk]]
         if invoice.shows_tax:
             order.append((f"{invoice.tax_name} ({invoice.tax_percentage.normalize():f} %"
                            f"{', included' if invoice.tax_inclusive else ''})", format_amount(invoice.tax, currency)))
-        context = {"invoice": invoice, "total": format_amount(invoice.total, currency),
-                   "lines": [(line.description, format_amount(line.amount, invoice.currency)) for line in lines[invoice.pk]],
-                   "subtotal": format_amount(invoice.subtotal, currency) if order else "", "order": order,
-                   "credits_applied": format_amount(invoice.credits_applied, currency) if invoice.credits_applied else "",
-                   "amount_due": format_amount(invoice.total - invoice.credits_applied, currency),
-                   "provider_name": settings.PROVIDER_NAME,
-                   "url": settings.PORTAL_BASE_URL.rstrip("/") + invoice.get_absolute_url()}
+        body = invoice_email_body(
+            invoice, tenant, lines=[(description, format_amount(amount, currency))
+                                    for description, amount in lines[invoice.pk]],
+            order=order, url=document_url.replace(placeholder, str(invoice.public_id)))
         drafts.append(EmailDraft(
             kind=EmailKind.INVOICE, recipient=tenant.contact_email, tenant=tenant, about=invoice,
-            subject=f"{settings.PROVIDER_NAME} invoice {invoice.number}",
-            body=render_to_string("metering/invoice_email.txt", context),
+            subject=f"{settings.PROVIDER_NAME} invoice {invoice.number}", body=body,
         ))
     email_queue_many(drafts=drafts)
+
+
+def invoice_email_body(invoice: Invoice, tenant, *, lines: list[tuple[str, str]], order: list[tuple[str, str]],
+                       url: str) -> str:
+    """The text of an invoice's email: its lines (description, formatted amount), the order below the subtotal
+    (discounts, tax) when there is one, the total, the credits drawn and what is left to pay, the due date and the
+    document's address. Written here rather than as a template: a template's rendering was a tenth of a billing
+    run's CPU. Values are HTML-escaped as the template engine did (the bodies stay as they were)."""
+    currency = escape(invoice.currency)
+    zone_name = str(tenant.time_zone)
+    zone = zone_named(zone_name)
+    provider = escape(settings.PROVIDER_NAME)
+    out = [f"Hello {escape(tenant.name)},\n\n",
+           f"Your invoice {escape(invoice.number)} from {provider} for {invoice.period_start.astimezone(zone):%Y-%m-%d}"
+           f" to {invoice.period_end.astimezone(zone):%Y-%m-%d}"]
+    if zone_name != "UTC":
+        out.append(f" ({escape(zone_name)} time)")
+    out.append(" is ready.\n\n")
+    out.extend(f"- {escape(description)}: {escape(amount)} {currency}\n" for description, amount in lines)
+    if order:
+        out.append(f"\nSubtotal: {escape(format_amount(invoice.subtotal, invoice.currency))} {currency}\n")
+        out.extend(f"- {escape(description)}: {escape(amount)} {currency}\n" for description, amount in order)
+    out.append(f"\nTotal: {escape(format_amount(invoice.total, invoice.currency))} {currency}\n")
+    if invoice.credits_applied:
+        out.append(f"Prepaid credits applied: -{escape(format_amount(invoice.credits_applied, invoice.currency))} "
+                   f"{currency}\n")
+        if invoice.status == InvoiceStatus.PAID:
+            out.append("Nothing is left to pay: your credits paid this invoice.\n")
+        else:
+            due = format_amount(invoice.total - invoice.credits_applied, invoice.currency)
+            out.append(f"Amount due: {escape(due)} {currency}\n")
+    if invoice.due_date:
+        days = invoice.payment_terms_days
+        out.append(f"Due by {invoice.due_date:%Y-%m-%d} (payment terms: {escape(days)} day{'' if days == 1 else 's'} "
+                   "from the issue date).\n")
+    out.append(f"\nView or print it: {escape(url)}\n\n{provider}\n")
+    return "".join(out)
 
 
 # --- payment, voiding, reissuing -------------------------------------------------------------------

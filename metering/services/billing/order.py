@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from django.db.models import F, Q
+from django.utils import timezone
 
 from metering.models import (
     CreditEntry,
@@ -33,7 +34,8 @@ from metering.models import (
 )
 from metering.pricing import CouponTerms, TaxTerms, draw_credits
 from metering.pricing import CreditSource as CreditBalance
-from tenants.models import CouponDuration, CouponKind, Subscription, SubscriptionCoupon, TaxRate
+from tenants.bulk import insert_rows, update_rows
+from tenants.models import Coupon, CouponDuration, CouponKind, Subscription, SubscriptionCoupon, TaxRate
 
 # --- coupons ---------------------------------------------------------------------------------------
 
@@ -45,6 +47,7 @@ class CouponBook:
     def __init__(self):
         self._redemptions: dict[int, list[SubscriptionCoupon]] = {}
         self._used: dict[int, set] = defaultdict(set)
+        self._coupons: dict[int, Coupon] = {}
 
     def load(self, subscription_ids: Iterable[int]) -> None:
         wanted = [pk for pk in subscription_ids if pk not in self._redemptions]
@@ -52,13 +55,17 @@ class CouponBook:
             return
         for pk in wanted:
             self._redemptions[pk] = []
-        redemptions = list(SubscriptionCoupon.objects.filter(subscription_id__in=wanted).select_related("coupon")
-                           .order_by("applied_at", "pk"))
+        redemptions = list(SubscriptionCoupon.objects.filter(subscription_id__in=wanted).order_by("applied_at", "pk"))
+        # The coupons once each (a batch's redemptions share a few coupons): not one row per redemption.
+        missing = {redemption.coupon_id for redemption in redemptions} - self._coupons.keys()
+        if missing:
+            self._coupons.update((coupon.pk, coupon) for coupon in Coupon.objects.filter(pk__in=missing))
         for redemption in redemptions:
+            redemption.coupon = self._coupons[redemption.coupon_id]
             self._redemptions[redemption.subscription_id].append(redemption)
         if redemptions:
             for redemption_id, period_start in (
-                InvoiceDiscount.objects.filter(subscription_coupon__in=redemptions)
+                InvoiceDiscount.objects.filter(subscription_coupon_id__in=[redemption.pk for redemption in redemptions])
                 .exclude(invoice__status=InvoiceStatus.VOID)
                 .values_list("subscription_coupon_id", "invoice__period_start")
             ):
@@ -121,16 +128,18 @@ def plan_credit_grants(wanted: Iterable[tuple[Subscription, datetime, datetime, 
     """Make the included credit of each (subscription, period start, period end, plan spec) unless it exists:
     one grant per subscription and period (a partial unique constraint), so reruns and concurrent runs add
     nothing. A period wholly inside the trial gets none."""
+    now = timezone.now()
     grants = [
-        CreditGrant(tenant_id=subscription.tenant_id, currency=spec.currency, amount=spec.included_credit,
-                    remaining=spec.included_credit, expires_at=end, source=CreditSource.PLAN,
-                    subscription=subscription, period_start=start,
-                    note=f"Included in plan {spec.code}, period starting {start:%Y-%m-%d}")
+        (subscription.tenant_id, spec.currency, spec.included_credit, spec.included_credit, end, CreditSource.PLAN,
+         subscription.pk, start, f"Included in plan {spec.code}, period starting {start:%Y-%m-%d}", now)
         for subscription, start, end, spec in wanted
         if spec.included_credit > 0 and not (subscription.trial_ends_at and subscription.trial_ends_at >= end)
     ]
-    if grants:
-        CreditGrant.objects.bulk_create(grants, ignore_conflicts=True)
+    insert_rows(CreditGrant, _GRANT_COLUMNS, grants, ignore_conflicts=True)
+
+
+_GRANT_COLUMNS = ("tenant_id", "currency", "amount", "remaining", "expires_at", "source", "subscription_id",
+                  "period_start", "note", "created_at")
 
 
 # --- drawing credits -------------------------------------------------------------------------------
@@ -162,7 +171,14 @@ def draw_invoice_credits(invoices: list[Invoice], *, at: datetime) -> None:
     if not invoices:
         return
     tenant_ids = sorted({invoice.tenant_id for invoice in invoices})
-    grants = list(CreditGrant.objects.select_for_update(of=("self",)).filter(tenant_id__in=tenant_ids, remaining__gt=0)
+    # Only grants that may pay one of these invoices are locked and read (a later period's included credit is not).
+    first_end = min(invoice.period_end for invoice in invoices)
+    last_end = max(invoice.period_end for invoice in invoices)
+    grants = list(CreditGrant.objects.select_for_update(of=("self",))
+                  .filter(tenant_id__in=tenant_ids, remaining__gt=0,
+                          currency__in=sorted({invoice.currency for invoice in invoices}))
+                  .filter(Q(expires_at__isnull=True) | Q(expires_at__gte=first_end))
+                  .filter(Q(period_start__isnull=True) | Q(period_start__lt=last_end))
                   .order_by("pk"))
     if not grants:
         return
@@ -182,12 +198,11 @@ def draw_invoice_credits(invoices: list[Invoice], *, at: datetime) -> None:
             grant = draw.key
             grant.remaining -= draw.amount
             touched[grant.pk] = grant
-            entries.append(CreditEntry(grant=grant, invoice=invoice, kind=CreditEntryKind.DRAW, amount=draw.amount,
-                                       remaining_after=grant.remaining, created_at=at))
+            entries.append((grant.pk, invoice.pk, CreditEntryKind.DRAW, draw.amount, grant.remaining, at))
         invoice.credits_applied = applied
     if entries:
-        CreditGrant.objects.bulk_update(list(touched.values()), ["remaining"])
-        CreditEntry.objects.bulk_create(entries)
+        update_rows(CreditGrant, list(touched.values()), ["remaining"])
+        insert_rows(CreditEntry, ("grant_id", "invoice_id", "kind", "amount", "remaining_after", "created_at"), entries)
 
 
 def restore_invoice_credits(invoice: Invoice, *, at: datetime) -> None:

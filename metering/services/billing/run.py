@@ -32,14 +32,15 @@ Locking and transactions (the one place this is written):
   (a concurrent writer's invoice makes ours a no-op). A subscription whose pricing fails (ApplicationError)
   is recorded in the chunk's errors and the batch carries on; any other error rolls the batch back whole,
   fails the chunk (and so the run) and is raised.
-- A batch's drafts are written with one insert each for the invoices, their lines and their discounts
-  (invoices_create_locked); the enabled webhook endpoints are read once per batch.
+- A batch's drafts are written with one statement each for the invoices, their lines and their discounts
+  (invoices_create_locked; a COPY on PostgreSQL, see tenants.bulk); the enabled webhook endpoints are read
+  once per batch.
 - Finalizing goes the same way, per chunk: its due drafts BATCH_SIZE at a time, one transaction each,
   locked with ``skip_locked``, checked to still be drafts, re-priced (unless this worker priced them
   moments ago), the batch's credits drawn, then numbered from the year's InvoiceSequence row (locked from
   then until the batch commits, so numbers have no gaps, and workers wait for each other only there), the
-  rows written in one statement, and their webhooks and emails recorded in that transaction; a worker
-  sends them once it commits.
+  rows written in one statement (an UPDATE ... FROM VALUES on PostgreSQL), and their webhooks and emails
+  recorded in that transaction (the emails in one statement too); a worker sends them once it commits.
 - A worker that is killed leaves the batches it committed (whole invoices, finalized with their emails
   recorded) and nothing of the open one (the database rolls it back). Its chunk stays "running" and its
   heartbeat ages; another worker takes it again (a worker with nothing left to take while chunks are
@@ -406,12 +407,17 @@ def _bill_batch(pks: list[int], *, as_of: datetime, month, run: BillingRun, chun
         for (codes, window), tenants in wanted.items():
             catalog.prefetch_quantities(tenants, codes, window)
             beat()  # unique_count and max metrics ask the lake per tenant: that can take a while
-        sent = sent_invoices(subscriptions, as_of - LATE_USAGE_HORIZON - timedelta(days=366))
-        catalog.coupons.load(subscription.pk for subscription in subscriptions)
+        # Only the subscriptions with a period to bill need their sent invoices and coupons (most hourly runs
+        # have none: they only make sure of the running periods' included credit).
+        billed = list({subscription.pk: subscription for subscription, _start, _end in todo}.values())
+        sent = sent_invoices(billed, as_of - LATE_USAGE_HORIZON - timedelta(days=366)) if billed else {}
+        catalog.coupons.load(subscription.pk for subscription in billed)
         plan_credit_grants(_included_credit_periods(subscriptions, todo, as_of, catalog))
-        with endpoints_read_once():
-            created, failed = invoices_create_locked(periods=todo, as_of=as_of, billing_run=run, catalog=catalog,
-                                                     sent=sent)
+        created, failed = [], []
+        if todo:
+            with endpoints_read_once():
+                created, failed = invoices_create_locked(periods=todo, as_of=as_of, billing_run=run, catalog=catalog,
+                                                         sent=sent)
         errors.extend(failed)
         _count(chunk, created=len(created))
     return created
