@@ -314,8 +314,7 @@ def test_concurrent_finalizations_never_spend_the_same_credit(tmp_path):
 
 def test_the_invoice_email_text_as_a_whole(studio, django_capture_on_commit_callbacks, settings):
     """The whole text of the Studio example's email through run_billing: its lines, the order below the subtotal,
-    the credits and the due date, with the tenant's name escaped as the template engine did before the text was
-    written in Python (metering.services.billing.invoices.invoice_email_body) for speed."""
+    the credits and the due date; the tenant's name as it is (plain text: the template engine once wrote "&amp;")."""
     settings.PROVIDER_NAME = "Example SaaS Inc."
     settings.PORTAL_BASE_URL = "https://portal.example"
     subscription = customer(studio, "atelier", studio["exclusive"])
@@ -328,7 +327,7 @@ def test_the_invoice_email_text_as_a_whole(studio, django_capture_on_commit_call
 
 
 EXPECTED_EMAIL = """\
-Hello Atelier &amp; Fils,
+Hello Atelier & Fils,
 
 Your invoice {number} from Example SaaS Inc. for 2026-11-01 to 2026-12-01 is ready.
 
