@@ -174,6 +174,19 @@ def firehose_batches(items: list[bytes]) -> list[list[bytes]]:
     return batches
 
 
+def preload_appender() -> None:
+    """Import what the local sink's appender needs (pyarrow's compute and JSON reader, pyiceberg's writer)
+    now: a web process calls this as it starts, so that its first append does not spend half a second of
+    CPU, holding the GIL its requests need, importing them in the middle of serving."""
+    if settings.EVENTS_BACKEND != "local":
+        return
+    import pyarrow.compute  # noqa: F401
+    import pyarrow.json  # noqa: F401
+    import pyarrow.parquet  # noqa: F401
+    import pyiceberg.catalog.sql  # noqa: F401
+    import pyiceberg.io.pyarrow  # noqa: F401
+
+
 def events_spool_dir() -> Path:
     return Path(settings.LAKE_WAREHOUSE_DIR) / "events-spool"
 
