@@ -50,6 +50,7 @@ _RECEIPTS_JSON = compact_json(ensure_ascii=False)
 _EVENT_KEYS_BYTES = 2 + sum(len(key) + 6 for key in ("transaction_id", "code", "timestamp", "properties", "tenant"))
 _INT_BOUND = 10 ** 18  # an integer property the fast path takes: at most 19 digits and a sign
 _NO_PROPERTIES = object()
+_tuple = tuple.__new__  # a named tuple made from a tuple: no Python-level __new__ per event
 _codes_seen: set[str] = set()  # codes that matched CODE_PATTERN (the fast path's cache; cleared when full)
 _CODES_SEEN_MAX = 10_000
 
@@ -113,7 +114,7 @@ def events_ingest(*, tenant_for: Callable[[str | None], object], events: Sequenc
         # Last: the receipts commit only if the sink took the events (it raises otherwise).
         received = iso_utc(received_at)
         get_event_sink().put_events([
-            EventRow(e.transaction_id, e.tenant.slug, e.code, e.timestamp_utc, properties_json(e.properties))
+            _tuple(EventRow, (e.transaction_id, e.tenant.slug, e.code, e.timestamp_utc, properties_json(e.properties)))
             for e in accepted], received_at=received)
     result.accepted = len(accepted)
     result.duplicates = len(valid) - len(accepted)
@@ -235,7 +236,7 @@ def _ordinary(event, *, tenant_for, window: _Window, max_bytes: int) -> _Valid |
     # A timestamp sent as iso_utc writes it (UTC, microseconds, Z) is its own formatting: fromisoformat took it,
     # so its digits are the parsed fields.
     formatted = value if len(value) == 27 and _ISO_UTC.fullmatch(value) else iso_utc(timestamp)
-    return _Valid(tenant_for(tenant_name), transaction_id, code, timestamp, properties, formatted)
+    return _tuple(_Valid, (tenant_for(tenant_name), transaction_id, code, timestamp, properties, formatted))
 
 
 def _validated(event, *, tenant_for, window: _Window) -> _Valid:
