@@ -27,11 +27,13 @@ import os
 import threading
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from metering.event_spool import EventSpool
+from metering.lake.events import event_line
 from metering.sink import at_exit
 from portal.kernel import ApplicationError, pipeline_setting
 
@@ -49,6 +51,22 @@ class EventDeliveryError(ApplicationError):
     status_code = 503
 
 
+class EventRow(NamedTuple):
+    """An accepted event as the sinks take it from ``events_ingest``: its values formatted for the lake
+    (timestamp by ``iso_utc``, properties by ``properties_json``); ``received_at`` is given per batch."""
+
+    transaction_id: str
+    tenant_slug: str
+    code: str
+    timestamp: str
+    properties: str
+
+    def record(self, received_at: str) -> dict:
+        """The row as ``metering.lake.events.event_record`` makes it (what ``put_records`` takes)."""
+        return {"transaction_id": self.transaction_id, "tenant_id": self.tenant_slug, "code": self.code,
+                "timestamp": self.timestamp, "properties": self.properties, "received_at": received_at}
+
+
 class LocalEventSink:
     """Events into the local events table: fsynced into the spool by the request, appended by others."""
 
@@ -61,6 +79,15 @@ class LocalEventSink:
     def put_records(self, records: list[dict]) -> None:
         try:
             self.spool.write(records)
+        except OSError as exc:
+            raise EventDeliveryError(f"The events could not be spooled ({exc.strerror or exc}); retry later.") from exc
+
+    def put_events(self, rows: list[EventRow], *, received_at: str) -> None:
+        """``put_records`` for ``events_ingest``: the spool's lines made as text, without a dict per event."""
+        try:
+            self.spool.write_lines([event_line(transaction_id=r.transaction_id, tenant_slug=r.tenant_slug, code=r.code,
+                                               timestamp=r.timestamp, properties=r.properties, received_at=received_at)
+                                    for r in rows])
         except OSError as exc:
             raise EventDeliveryError(f"The events could not be spooled ({exc.strerror or exc}); retry later.") from exc
 
@@ -95,6 +122,9 @@ class FirehoseEventSink:
 
             self._client = boto3.client("firehose", region_name=settings.AWS_REGION)
         return self._client
+
+    def put_events(self, rows: list[EventRow], *, received_at: str) -> None:
+        self.put_records([row.record(received_at) for row in rows])
 
     def put_records(self, records: list[dict]) -> None:
         for batch in firehose_batches([(json.dumps(r, separators=(",", ":")) + "\n").encode() for r in records]):
@@ -142,6 +172,19 @@ def firehose_batches(items: list[bytes]) -> list[list[bytes]]:
     if current:
         batches.append(current)
     return batches
+
+
+def preload_appender() -> None:
+    """Import what the local sink's appender needs (pyarrow's compute and JSON reader, pyiceberg's writer)
+    now: a web process calls this as it starts, so that its first append does not spend half a second of
+    CPU, holding the GIL its requests need, importing them in the middle of serving."""
+    if settings.EVENTS_BACKEND != "local":
+        return
+    import pyarrow.compute  # noqa: F401
+    import pyarrow.json  # noqa: F401
+    import pyarrow.parquet  # noqa: F401
+    import pyiceberg.catalog.sql  # noqa: F401
+    import pyiceberg.io.pyarrow  # noqa: F401
 
 
 def events_spool_dir() -> Path:

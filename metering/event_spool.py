@@ -80,10 +80,14 @@ class EventSpool:
     def write(self, records: Sequence[dict]) -> None:
         """Append ``records`` to this process's segment and fsync it; OSError when they are not durable (then
         none of them stays in the segment, as far as the disk lets us truncate it back)."""
-        if not records:
-            return
         encode = _LINE_JSON.encode
-        data = "".join([encode(r) + "\n" for r in records]).encode()
+        self.write_lines([encode(r) for r in records])
+
+    def write_lines(self, lines: Sequence[str]) -> None:
+        """``write`` for records already encoded, one compact JSON object (without its newline) each."""
+        if not lines:
+            return
+        data = ("\n".join(lines) + "\n").encode()
         with self._lock:
             if self._fd is None:
                 self._open_segment()

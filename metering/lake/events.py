@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from json.encoder import c_make_encoder, encode_basestring, encode_basestring_ascii
 
 import pyarrow as pa
 from django.conf import settings
@@ -43,7 +44,25 @@ EVENTS_ARROW_SCHEMA = pa.schema([
 ])
 
 
-_PROPERTIES_JSON = json.JSONEncoder(separators=(",", ":"), sort_keys=True)  # made once: json.dumps makes one a call
+def compact_json(*, sort_keys: bool = False, ensure_ascii: bool = True):
+    """A function that encodes a JSON-ready value as ``json.dumps(value, separators=(",", ":"), sort_keys=...,
+    ensure_ascii=...)`` does (the same text), for hot paths: the C encoder is made once here, where
+    JSONEncoder.encode makes one a call. It does not look for circular references: give it none."""
+    fallback = json.JSONEncoder(separators=(",", ":"), sort_keys=sort_keys, ensure_ascii=ensure_ascii).encode
+    if c_make_encoder is None:
+        return fallback
+    encoder = c_make_encoder(None, fallback.__self__.default, encode_basestring_ascii if ensure_ascii else encode_basestring,
+                             None, ":", ",", sort_keys, False, True)
+
+    def encode(value) -> str:
+        if type(value) is str:  # what JSONEncoder.encode does for a bare string
+            return fallback(value)
+        return "".join(encoder(value, 0))
+
+    return encode
+
+
+_PROPERTIES_JSON = compact_json(sort_keys=True)
 
 
 def event_record(*, tenant_slug: str, transaction_id: str, code: str, timestamp: datetime, properties: dict,
@@ -56,14 +75,33 @@ def event_record(*, tenant_slug: str, transaction_id: str, code: str, timestamp:
         "tenant_id": tenant_slug,
         "code": code,
         "timestamp": iso_utc(timestamp),
-        "properties": _PROPERTIES_JSON.encode(properties),
+        "properties": _PROPERTIES_JSON(properties),
         "received_at": received_at if isinstance(received_at, str) else iso_utc(received_at),
     }
 
 
+def properties_json(properties: dict) -> str:
+    """The ``properties`` column: the object as compact JSON with sorted keys (what ``event_record`` stores)."""
+    return _PROPERTIES_JSON(properties)
+
+
+def event_line(*, transaction_id: str, tenant_slug: str, code: str, timestamp: str, properties: str,
+               received_at: str) -> str:
+    """``event_record``'s row as one compact JSON object (no newline), from values already formatted
+    (``iso_utc`` timestamps, ``properties_json``): the same text as ``json.dumps(event_record(...),
+    separators=(",", ":"), ensure_ascii=False)`` (the spool's lines), without making the dict. Strings
+    are escaped by the function that encoder uses; the timestamps, digits and ``-:.TZ``, need none."""
+    return (f'{{"transaction_id":{encode_basestring(transaction_id)},"tenant_id":{encode_basestring(tenant_slug)},'
+            f'"code":{encode_basestring(code)},"timestamp":"{timestamp}","properties":{encode_basestring(properties)},'
+            f'"received_at":"{received_at}"}}')
+
+
 def iso_utc(value: datetime) -> str:
     """``2026-09-03T10:00:00.000000Z``: the events table's timestamps as JSON carries them."""
-    return _naive_utc(value).isoformat(timespec="microseconds") + "Z"
+    if value.tzinfo is not UTC:  # UTC is what fromisoformat gives for Z and +00:00: nothing to convert
+        value = _naive_utc(value)
+    return "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ" % (  # noqa: UP031 (twice as fast as isoformat or an f-string)
+        value.year, value.month, value.day, value.hour, value.minute, value.second, value.microsecond)
 
 
 class LocalEventsTable(LocalIcebergTable):
