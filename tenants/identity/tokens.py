@@ -4,13 +4,6 @@ The issuer's JWKS is fetched once and cached per issuer; a token signed with a k
 know triggers one refresh (key rotation), at most every JWKS_MIN_REFRESH_SECONDS so that a flood of
 tokens with made-up key ids cannot turn into a flood of JWKS requests. JWKS are fetched with `requests`
 (PyJWKClient uses urllib, which moto does not intercept).
-
-A token that passed every check is remembered (per process, at most VERIFIED_CACHE_SIZE tokens) until its
-``exp``: an API client sends the same ID token with every request for up to an hour, and checking its
-signature and claims again each time was a tenth of a usage API request's CPU. The cache holds only
-successes, never outlives the token's expiry, and is dropped whenever the JWKS is fetched again (a key may
-have been withdrawn). What can change while a token lives (the user or tenant disabled) is not in the
-token: the authentication reads it from the database on every request.
 """
 
 from __future__ import annotations
@@ -19,7 +12,6 @@ import json
 import logging
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 
 import jwt
@@ -36,14 +28,6 @@ CLOCK_LEEWAY_SECONDS = 30
 _cache_lock = threading.Lock()
 # issuer -> (keys by kid, time fetched)
 _jwks_cache: dict[str, tuple[dict[str, object], float]] = {}
-
-VERIFIED_CACHE_SIZE = 4096
-# (token, token_use, issuer, client_id) -> (claims, exp as a POSIX time), least recently used first
-_verified: OrderedDict[tuple[str, str, str, str], tuple[dict, float]] = OrderedDict()
-
-
-def _now() -> float:
-    return time.time()
 
 
 class TokenError(Exception):
@@ -63,7 +47,6 @@ def jwks_fetcher(url: str) -> Callable[[], dict]:
 def clear_jwks_cache() -> None:
     with _cache_lock:
         _jwks_cache.clear()
-        _verified.clear()
 
 
 def _parse_keys(document: dict) -> dict[str, object]:
@@ -92,7 +75,6 @@ def _signing_key(config: VerifierConfig, kid: str):
         raise TokenError("JWKS unavailable") from exc
     with _cache_lock:
         _jwks_cache[config.issuer] = (keys, now)
-        _verified.clear()  # a key may have been withdrawn: its tokens are checked again
     if kid not in keys:
         raise TokenError(f"unknown kid {kid!r}")
     return keys[kid]
@@ -105,25 +87,6 @@ def verify_token(token: str, config: VerifierConfig, *, token_use: str = "id") -
     """
     if token_use not in ("id", "access"):
         raise ValueError("token_use is 'id' or 'access'")
-    remembered = (token, token_use, config.issuer, config.client_id or "")
-    with _cache_lock:
-        hit = _verified.get(remembered)
-        if hit is not None:
-            if _now() < hit[1]:
-                _verified.move_to_end(remembered)
-                return dict(hit[0])
-            del _verified[remembered]
-    claims = _verify(token, config, token_use=token_use)
-    expires = claims.get("exp")
-    if isinstance(expires, int | float):
-        with _cache_lock:
-            _verified[remembered] = (dict(claims), float(expires))
-            while len(_verified) > VERIFIED_CACHE_SIZE:
-                _verified.popitem(last=False)
-    return claims
-
-
-def _verify(token: str, config: VerifierConfig, *, token_use: str) -> dict:
     try:
         header = jwt.get_unverified_header(token)
     except jwt.PyJWTError as exc:

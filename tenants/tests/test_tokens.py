@@ -143,44 +143,6 @@ def test_jwks_is_cached_and_refreshed_on_unknown_kid(monkeypatch):
     tokens.clear_jwks_cache()
 
 
-def test_a_verified_token_is_remembered_until_its_expiry_and_never_past_a_jwks_refresh(monkeypatch):
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    published = {"keys": [dict(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key(), as_dict=True), kid="k0")]}
-    config = VerifierConfig(issuer="https://issuer.example/test-remember", client_id="c", fetch_jwks=lambda: published)
-    tokens.clear_jwks_cache()
-    expires = int(time.time()) + 60
-    token = jwt.encode({"sub": "u", "iss": config.issuer, "aud": "c", "token_use": "id", "exp": expires}, key,
-                       algorithm="RS256", headers={"kid": "k0"})
-    checks = []
-    real_decode = tokens.jwt.decode
-    monkeypatch.setattr(tokens.jwt, "decode", lambda *a, **k: checks.append(1) or real_decode(*a, **k))
-
-    first = tokens.verify_token(token, config)
-    first["custom:tenant_id"] = "changed by a caller"
-    assert tokens.verify_token(token, config) == {k: v for k, v in first.items() if k != "custom:tenant_id"}
-    assert len(checks) == 1  # the second answer came from memory, as a fresh copy
-    # Another audience is another question: checked (and refused) in full.
-    with pytest.raises(tokens.TokenError):
-        tokens.verify_token(token, VerifierConfig(issuer=config.issuer, client_id="other", fetch_jwks=lambda: published))
-
-    # At its expiry the token is checked in full again (where the leeway still accepts it).
-    monkeypatch.setattr(tokens, "_now", lambda: expires + 1)
-    tokens.verify_token(token, config)
-    assert len(checks) == 3
-
-    # A JWKS fetch (a key may have been withdrawn) forgets every remembered token.
-    monkeypatch.setattr(tokens, "_now", time.time)
-    tokens.verify_token(token, config)
-    checks.clear()
-    monkeypatch.setattr(tokens, "JWKS_MIN_REFRESH_SECONDS", 0)
-    published = {"keys": []}  # the issuer withdraws k0; a token with a kid it does not know makes a fetch
-    with pytest.raises(tokens.TokenError):
-        tokens.verify_token(jwt.encode({"sub": "u"}, key, algorithm="RS256", headers={"kid": "unknown"}), config)
-    with pytest.raises(tokens.TokenError):
-        tokens.verify_token(token, config)  # its key is gone: refused, not remembered
-    tokens.clear_jwks_cache()
-
-
 def test_local_tokens_go_through_the_verifier(owner):
     token = svc.tenant_user_issue_token(tenant_user=owner)
     claims = tokens.verify_token(token, get_identity_backend().verifier_config())
