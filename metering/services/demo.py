@@ -99,7 +99,7 @@ def demo_events_load(*, start: datetime, now: datetime, seed: int = 2026) -> int
                                   "timestamp": hour.isoformat(), "properties": {"seats": seats}})
                 hour += timedelta(hours=1)
             result = events_ingest(tenant_for=lambda slug, tenant=tenant: tenant, events=batch,
-                                   received_at=hour + timedelta(minutes=1))
+                                   received_at=min(hour + timedelta(minutes=1), now))
             accepted += result.accepted
             day += timedelta(days=1)
     get_event_sink().flush()  # in the table before the sync reads it

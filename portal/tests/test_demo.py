@@ -102,6 +102,10 @@ def test_demo_traffic_is_generated_synced_and_billed_once(capsys, settings, tmp_
         assert hours.exists() and max(h.hour for h in hours) >= now - timedelta(hours=2)
     synced = SyncCursor.objects.get(name="local").synced_until
     assert now - timedelta(minutes=5) <= synced <= timezone.now()
+    from metering.models import EventReceipt
+
+    # Today's events arrive "now", never at the end of an hour still to come (the events page lists arrivals).
+    assert EventReceipt.objects.exists() and not EventReceipt.objects.filter(received_at__gt=now).exists()
     admin_password = re.search(r"admin login created: admin / (\S+)", out).group(1)
     sign_in(client, "admin", admin_password)
     page = client.get("/admin/dashboard/").content.decode()
