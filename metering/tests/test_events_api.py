@@ -11,7 +11,6 @@ import pytest
 from django.utils import timezone
 
 from metering.event_sink import reset_event_sink
-from metering.lake.events import LocalEventsTable
 from metering.models import EventReceipt, EventRejection
 from metering.tests.api_fixtures import *  # noqa: F403
 from metering.tests.processes import concurrently
@@ -19,14 +18,7 @@ from metering.tests.processes import concurrently
 URL = "/api/v1/events/"
 
 
-@pytest.fixture(autouse=True)
-def events_lake(settings, tmp_path):
-    settings.LAKE_WAREHOUSE_DIR = str(tmp_path / "lake")
-    settings.EVENTS_BACKEND = "local"
-    settings.API_THROTTLE_RATE = "100000/minute"
-    reset_event_sink()
-    yield LocalEventsTable.from_settings()
-    reset_event_sink()
+pytestmark = pytest.mark.usefixtures("events_lake")  # metering/tests/conftest.py
 
 
 def lake_rows(table) -> list[dict]:

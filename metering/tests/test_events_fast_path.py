@@ -18,7 +18,6 @@ from hypothesis import strategies as st
 
 from metering.event_sink import reset_event_sink
 from metering.lake.events import (
-    LocalEventsTable,
     compact_json,
     event_line,
     event_record,
@@ -33,14 +32,7 @@ from metering.tests.api_fixtures import *  # noqa: F403
 URL = "/api/v1/events/"
 
 
-@pytest.fixture(autouse=True)
-def events_lake(settings, tmp_path):
-    settings.LAKE_WAREHOUSE_DIR = str(tmp_path / "lake")
-    settings.EVENTS_BACKEND = "local"
-    settings.API_THROTTLE_RATE = "100000/minute"
-    reset_event_sink()
-    yield LocalEventsTable.from_settings()
-    reset_event_sink()
+pytestmark = pytest.mark.usefixtures("events_lake")  # metering/tests/conftest.py
 
 
 def at(delta: timedelta, offset: timedelta = timedelta(0), timespec: str = "microseconds") -> str:

@@ -23,7 +23,6 @@ from django.utils import timezone
 
 from metering.event_sink import events_spool_dir, reset_event_sink
 from metering.lake import LakeError, get_lake
-from metering.lake.events import LocalEventsTable
 from metering.models import EventReceipt
 from metering.tests.api_fixtures import *  # noqa: F403
 from metering.tests.processes import ROOT, portal_env, start_paused
@@ -32,15 +31,6 @@ from tenants.tests.factories import TenantFactory
 
 URL = "/api/v1/events/"
 
-
-@pytest.fixture
-def events_lake(settings, tmp_path):
-    settings.LAKE_WAREHOUSE_DIR = str(tmp_path / "lake")
-    settings.EVENTS_BACKEND = "local"
-    settings.API_THROTTLE_RATE = "100000/minute"
-    reset_event_sink()
-    yield LocalEventsTable.from_settings()
-    reset_event_sink()
 
 
 def event(tid: str) -> dict:
