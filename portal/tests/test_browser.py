@@ -27,12 +27,14 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--d
         "--disable-sync"]
 PASSWORD = "Corr3ct-Horse-Battery!"
 
-pytestmark = [
+# Every browser test module's marks: `pytestmark = BROWSER`.
+BROWSER = [
     pytest.mark.browser,
     pytest.mark.slow,
     pytest.mark.skipif(not (os.access(CHROMIUM, os.X_OK) and shutil.which(CHROMIUM)),
                        reason=f"needs Debian's Chromium at {CHROMIUM} (apt-get install chromium; .ci/run installs it)"),
 ]
+pytestmark = BROWSER
 
 
 @pytest.fixture

@@ -2,14 +2,11 @@
 one line in full and part of another, and see the credit note and the invoice's credited figures (skipped without
 /usr/bin/chromium)."""
 
-import os
 import re
-import shutil
-
-import pytest
 
 from portal.tests.test_browser import (  # noqa: F401  (fixtures)
     ARTIFACTS,
+    BROWSER,
     CHROMIUM,
     PASSWORD,
     browser_page,
@@ -17,12 +14,7 @@ from portal.tests.test_browser import (  # noqa: F401  (fixtures)
     staff_signed_in,
 )
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.slow,
-    pytest.mark.skipif(not (os.access(CHROMIUM, os.X_OK) and shutil.which(CHROMIUM)),
-                       reason=f"needs Debian's Chromium at {CHROMIUM} (apt-get install chromium; .ci/run installs it)"),
-]
+pytestmark = BROWSER
 
 
 def test_staff_issue_a_credit_note_on_a_paid_invoice(  # noqa: F811

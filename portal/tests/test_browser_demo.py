@@ -4,25 +4,18 @@ lists the beat schedules, and a printed demo tenant login opens a dashboard with
 projected bill. Screenshots go to artifacts/demo-*.png.
 """
 
-import os
 import re
 from datetime import timedelta
 from decimal import Decimal
 from io import StringIO
 
-import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
 from portal.schedules import DEFAULT_SCHEDULES
-from portal.tests.test_browser import ARTIFACTS, CHROMIUM, browser_page, drawn_charts, portal_env  # noqa: F401
+from portal.tests.test_browser import ARTIFACTS, BROWSER, CHROMIUM, browser_page, drawn_charts, portal_env  # noqa: F401
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.slow,
-    pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK),
-                       reason=f"needs Debian's Chromium at {CHROMIUM} (apt-get install chromium; .ci/run installs it)"),
-]
+pytestmark = BROWSER
 
 
 def test_the_demo_in_a_browser(live_server, transactional_db, browser_page, portal_env):  # noqa: F811

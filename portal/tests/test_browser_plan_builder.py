@@ -1,14 +1,11 @@
 """The plan builder in Chromium: a graduated charge with three tiers added by the page's buttons, simulated with
 its tier breakdown, saved, and seen as the plan's new version (skipped without /usr/bin/chromium)."""
 
-import os
 import re
-import shutil
-
-import pytest
 
 from portal.tests.test_browser import (  # noqa: F401  (fixtures)
     ARTIFACTS,
+    BROWSER,
     CHROMIUM,
     PASSWORD,
     browser_page,
@@ -16,12 +13,7 @@ from portal.tests.test_browser import (  # noqa: F401  (fixtures)
     staff_signed_in,
 )
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.slow,
-    pytest.mark.skipif(not (os.access(CHROMIUM, os.X_OK) and shutil.which(CHROMIUM)),
-                       reason=f"needs Debian's Chromium at {CHROMIUM} (apt-get install chromium; .ci/run installs it)"),
-]
+pytestmark = BROWSER
 
 
 def test_build_a_graduated_charge_simulate_save_and_see_the_new_version(  # noqa: F811

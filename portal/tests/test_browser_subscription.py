@@ -3,12 +3,10 @@ two browsers that submit the same change make one change. (Fixtures and launch a
 
 import os
 import re
-import shutil
-
-import pytest
 
 from portal.tests.test_browser import (  # noqa: F401  (fixtures)
     ARTIFACTS,
+    BROWSER,
     CHROMIUM,
     PASSWORD,
     _sign_in_tenant_owner,
@@ -18,12 +16,7 @@ from portal.tests.test_browser import (  # noqa: F401  (fixtures)
 
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.slow,
-    pytest.mark.skipif(not (os.access(CHROMIUM, os.X_OK) and shutil.which(CHROMIUM)),
-                       reason=f"needs Debian's Chromium at {CHROMIUM} (apt-get install chromium; .ci/run installs it)"),
-]
+pytestmark = BROWSER
 
 BUSINESS = {"code": "business", "name": "Business", "currency": "USD", "interval": "month", "base_fee": "99.00",
             "charges": [{"metric": "api_calls", "model": "per_unit", "unit_amount": "0.0001"}]}
