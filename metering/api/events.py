@@ -14,7 +14,9 @@ import json
 import logging
 
 from django.conf import settings
+from django.http import HttpResponse
 from django.utils import timezone
+from django.utils.cache import patch_vary_headers
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import exceptions, parsers, permissions, status
 from rest_framework.generics import ListAPIView
@@ -24,7 +26,7 @@ from rest_framework.settings import api_settings
 from rest_framework.utils.json import strict_constant
 
 from metering.api import filters, serializers
-from metering.api.base import IsStaff, IsTenantUser, TenantScopedView, caller_tenant
+from metering.api.base import IsStaff, IsTenantUser, TenantScopedView, TokenThrottle, caller_tenant
 from metering.api.renderers import BrowsableAPIRenderer
 from metering.api.views import errors
 from metering.event_sink import EventDeliveryError
@@ -32,12 +34,18 @@ from metering.models import EventReceipt, EventRejection
 from metering.pricing.documents import MAX_JSON_DEPTH, nesting_depth
 from metering.selectors.events import event_receipts, event_rejections_recent
 from metering.services.events import EventRefused, events_ingest
-from tenants.identity.api_keys import HasScopes, request_api_key
+from tenants.identity.api_keys import ApiKeyPrincipal, HasScopes, bearer_token, request_api_key
 from tenants.models import Tenant
+from tenants.services.api_keys import api_key_authenticate, looks_like_api_key
 
 logger = logging.getLogger(__name__)
 DELIVERY_FAILED = ("The events could not be taken right now and none was accepted: retry the same request "
                    "(same transaction ids) in a little while.")
+# What the lean POST takes (EventsView._lean_post): the Accept headers DRF answers with JSON, and the charsets
+# its JSON parser reads as UTF-8.
+_LEAN_ACCEPT = frozenset({"", "*/*", "application/json"})
+_LEAN_ENCODINGS = frozenset({None, "utf-8"})
+_JSON_RENDERER = JSONRenderer()
 
 
 class EventBatchParser(parsers.JSONParser):
@@ -132,6 +140,69 @@ class EventsView(TenantScopedView, ListAPIView):
             return None  # staff posting at /api/v1/events/: every event names its tenant
         return super()._resolve_tenant(request)
 
+    def dispatch(self, request, *args, **kwargs):
+        if request.method == "POST" and not kwargs:
+            response = self._lean_post(request)
+            if response is not None:
+                return response
+        return super().dispatch(request, *args, **kwargs)
+
+    def _lean_post(self, request):
+        """POST /api/v1/events/ by an API key (what sends events by the thousand) without DRF's per-request
+        machinery: the same authentication, scope check, throttle, parsing, checks and answers as the DRF path
+        (``post``), for the requests whose answer that path would give in JSON. None for anything else (another
+        caller, a query string, another format, a key refused, throttled or without the scope, a body that does
+        not parse or has not the shape): DRF then answers it, as it answers everything but these requests, so
+        every refusal keeps its status, message and headers."""
+        meta = request.META
+        if (meta.get("QUERY_STRING") or meta.get("HTTP_ACCEPT", "") not in _LEAN_ACCEPT
+                or request.content_type != "application/json" or request.encoding not in _LEAN_ENCODINGS):
+            return None
+        token = bearer_token(meta.get("HTTP_AUTHORIZATION", ""))
+        if token is None or not looks_like_api_key(token):
+            return None
+        try:
+            length = int(meta.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            return None
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE  # request.body's limit (DRF's parser reads the stream)
+        if length <= 0 or (limit is not None and length > limit):
+            return None
+        api_key = api_key_authenticate(token)
+        if api_key is None or not set(self.required_scopes).issubset(api_key.scopes):
+            return None
+        caller = _KeyCaller(api_key)
+        if not TokenThrottle().allow_request(caller, self):
+            return None  # DRF checks again (a refusal records nothing) and answers 429 with the wait
+        try:
+            body = json.loads(request.body.decode(), parse_constant=strict_constant if api_settings.STRICT_JSON else None)
+        except (ValueError, RecursionError):
+            return None
+        if (type(body) is not dict or len(body) != 1 or type(body.get("events")) is not list
+                or not 1 <= len(body["events"]) <= settings.EVENTS_MAX_BATCH):
+            return None
+        request.user, request.auth = caller.user, api_key  # as DRF's Request sets them on Django's request
+        self.tenant = api_key.tenant
+        try:
+            # The body nests 2 levels above its events: only an event that is not flat can make it too deep.
+            result = events_ingest(tenant_for=self._tenant_for, events=body["events"], received_at=timezone.now(),
+                                   screen=_no_deeper_than_the_parser_takes)
+        except _TooDeep:
+            return None  # DRF's parser answers 400
+        except EventDeliveryError as exc:
+            logger.error("events: %s", exc.message)
+            return self._lean_response({"detail": DELIVERY_FAILED}, status.HTTP_503_SERVICE_UNAVAILABLE,
+                                       {"Retry-After": "30"})
+        return self._lean_response(result.as_dict(), status.HTTP_202_ACCEPTED)
+
+    def _lean_response(self, data, status_code: int, headers=None) -> HttpResponse:
+        """The answer DRF's Response would be once rendered by JSONRenderer and finalized by APIView."""
+        response = HttpResponse(_JSON_RENDERER.render(data), status=status_code, content_type=_JSON_RENDERER.media_type,
+                                headers=headers)
+        response["Allow"] = ", ".join(self.allowed_methods)
+        patch_vary_headers(response, ("Accept",))
+        return response
+
     def get_serializer_class(self):
         if self.request is not None and self.request.method == "POST":
             return serializers.EventBatchSerializer
@@ -189,6 +260,26 @@ class EventsView(TenantScopedView, ListAPIView):
         if cache[slug] is None:
             raise EventRefused(f"no tenant {slug[:100]!r}")
         return cache[slug]
+
+
+class _TooDeep(Exception):
+    pass
+
+
+def _no_deeper_than_the_parser_takes(event) -> None:
+    """Raise _TooDeep for an event that makes its body ({"events": [event]}) nest more than MAX_JSON_DEPTH."""
+    if nesting_depth(event, limit=MAX_JSON_DEPTH - 2) > MAX_JSON_DEPTH - 2:
+        raise _TooDeep
+
+
+class _KeyCaller:
+    """What TokenThrottle reads of a request made with ``api_key`` (DRF's Request, before there is one)."""
+
+    __slots__ = ("auth", "user")
+
+    def __init__(self, api_key):
+        self.auth = api_key
+        self.user = ApiKeyPrincipal(api_key)
 
 
 class EventRejectionsView(TenantScopedView, ListAPIView):

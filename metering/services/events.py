@@ -28,13 +28,14 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from json.encoder import encode_basestring as _json_string
 from typing import NamedTuple
 
 from django.conf import settings
 from django.db import connection, transaction
 
 from metering.event_sink import EventRow, get_event_sink
-from metering.lake.events import compact_json, iso_utc, properties_json
+from metering.lake.events import iso_utc, properties_json
 from metering.models import EventReceipt, EventRejection
 from metering.models.events import PAYLOAD_KEPT_CHARS
 
@@ -45,7 +46,6 @@ MAX_TRANSACTION_ID = 255
 MAX_PROPERTY_NAME = 100
 INSERT_CHUNK = 500
 _COMPACT_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)  # an event's size; made once
-_RECEIPTS_JSON = compact_json(ensure_ascii=False)
 # The fast path's size bound: {} and, for each of the five keys, its quotes, colon, comma and 2 quotes of a value.
 _EVENT_KEYS_BYTES = 2 + sum(len(key) + 6 for key in ("transaction_id", "code", "timestamp", "properties", "tenant"))
 _INT_BOUND = 10 ** 18  # an integer property the fast path takes: at most 19 digits and a sign
@@ -81,10 +81,13 @@ class _Valid(NamedTuple):
 
 
 def events_ingest(*, tenant_for: Callable[[str | None], object], events: Sequence, received_at: datetime,
-                  indexes: Sequence[int] | None = None) -> IngestResult:
+                  indexes: Sequence[int] | None = None, screen: Callable[[object], None] | None = None) -> IngestResult:
     """Validate ``events``, accept each new (tenant, transaction_id) exactly once, hand the accepted ones to
     the lake, record the rejections. ``tenant_for(slug_or_None)`` returns the event's tenant or raises
-    EventRefused; ``indexes`` are the positions reported for the events (default 0, 1, ...).
+    EventRefused; ``indexes`` are the positions reported for the events (default 0, 1, ...). ``screen``, when
+    given, is called with each event the fast path (``_ordinary``, which takes only flat objects: scalars, and
+    scalars in ``properties``) does not take, before it is judged: what it raises stops the call before
+    anything is stored (EventsView's lean path checks the depth of those events only).
 
     Raises EventDeliveryError (nothing accepted, nothing recorded) when the sink cannot take the events."""
     indexes = list(indexes) if indexes is not None else list(range(len(events)))
@@ -95,19 +98,30 @@ def events_ingest(*, tenant_for: Callable[[str | None], object], events: Sequenc
     max_bytes = settings.EVENTS_MAX_EVENT_BYTES
     for index, event in zip(indexes, events, strict=True):
         try:
-            valid.append(_ordinary(event, tenant_for=tenant_for, window=window, max_bytes=max_bytes)
-                         or _validated(event, tenant_for=tenant_for, window=window))
+            judged = _ordinary(event, tenant_for=tenant_for, window=window, max_bytes=max_bytes)
+            if judged is None:
+                if screen is not None:
+                    screen(event)
+                judged = _validated(event, tenant_for=tenant_for, window=window)
+            valid.append(judged)
         except EventRefused as refused:
             error = str(refused)
             result.rejected.append({"index": index, "error": error})
             rejections.append(_rejection(event, index=index, error=error, tenant_for=tenant_for,
                                          received_at=received_at))
-    # A transaction id twice in one batch: the first one counts, the others are duplicates.
+    # A transaction id twice in one batch: the first one counts, the others are duplicates. (A batch's events
+    # share one tenant object or a few: its pk is read once per run of events of the same tenant.)
     unique: dict[tuple[int, str], _Valid] = {}
+    tenant = tenant_pk = None
     for event in valid:
-        unique.setdefault((event.tenant.pk, event.transaction_id), event)
+        if event.tenant is not tenant:
+            tenant = event.tenant
+            tenant_pk = tenant.pk
+        key = (tenant_pk, event.transaction_id)
+        if key not in unique:
+            unique[key] = event
     with transaction.atomic():
-        inserted = _insert_receipts(list(unique.values()), received_at=received_at)
+        inserted = _insert_receipts(unique, received_at=received_at)
         accepted = [event for key, event in unique.items() if key in inserted]
         if rejections:
             EventRejection.objects.bulk_create(rejections)
@@ -121,8 +135,9 @@ def events_ingest(*, tenant_for: Callable[[str | None], object], events: Sequenc
     return result
 
 
-def _insert_receipts(events: list[_Valid], *, received_at: datetime) -> set[tuple[int, str]]:
-    """Insert the receipts that are new; returns the (tenant id, transaction id) pairs this call inserted."""
+def _insert_receipts(events: dict[tuple[int, str], _Valid], *, received_at: datetime) -> set[tuple[int, str]]:
+    """Insert the receipts of ``events`` ((tenant id, transaction id) -> event) that are new; returns the
+    (tenant id, transaction id) pairs this call inserted."""
     if not events:
         return set()
     table = connection.ops.quote_name(EventReceipt._meta.db_table)
@@ -132,24 +147,27 @@ def _insert_receipts(events: list[_Valid], *, received_at: datetime) -> set[tupl
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             # One statement whatever the batch size, its rows in one JSON parameter: psycopg renders one string
-            # (rendering arrays, or 5 parameters per event, was the largest cost of the insert).
-            rows = _RECEIPTS_JSON([{"t": e.tenant.pk, "x": e.transaction_id, "c": e.code, "s": e.timestamp_utc}
-                                   for e in events])
+            # (rendering arrays, or 5 parameters per event, was the largest cost of the insert). Its text is written
+            # directly, as json.dumps(..., ensure_ascii=False) would: tenant ids are ints, codes and timestamps need
+            # no escaping (CODE_PATTERN, iso_utc), transaction ids are escaped by the function json's encoder uses.
+            rows = "[" + ",".join([f'{{"t":{pk},"x":{_json_string(x)},"c":"{e.code}","s":"{e.timestamp_utc}"}}'
+                                   for (pk, x), e in events.items()]) + "]"
             cursor.execute(
                 f"INSERT INTO {table} ({columns}) SELECT e.t, e.x, e.c, e.s, %s "
                 f"FROM json_to_recordset(%s::json) AS e(t bigint, x text, c text, s timestamptz) {conflict}",
                 [received_at, rows])
-            inserted.update((int(tenant_id), transaction_id) for tenant_id, transaction_id in cursor.fetchall())
+            inserted.update(cursor.fetchall())
             return inserted
         adapt = connection.ops.adapt_datetimefield_value
-        for start in range(0, len(events), INSERT_CHUNK):
-            chunk = events[start:start + INSERT_CHUNK]
+        items = list(events.items())
+        for start in range(0, len(items), INSERT_CHUNK):
+            chunk = items[start:start + INSERT_CHUNK]
             params: list = []
-            for e in chunk:
-                params += [e.tenant.pk, e.transaction_id, e.code, adapt(e.timestamp), adapt(received_at)]
+            for (pk, transaction_id), e in chunk:
+                params += [pk, transaction_id, e.code, adapt(e.timestamp), adapt(received_at)]
             values = ", ".join(["(%s, %s, %s, %s, %s)"] * len(chunk))
             cursor.execute(f"INSERT INTO {table} ({columns}) VALUES {values} {conflict}", params)
-            inserted.update((int(tenant_id), transaction_id) for tenant_id, transaction_id in cursor.fetchall())
+            inserted.update(cursor.fetchall())
     return inserted
 
 
