@@ -31,6 +31,7 @@ from datetime import datetime, timedelta
 from json.encoder import encode_basestring as _json_string
 from typing import NamedTuple
 
+import psycopg
 from django.conf import settings
 from django.db import connection, transaction
 
@@ -143,21 +144,23 @@ def _insert_receipts(events: dict[tuple[int, str], _Valid], *, received_at: date
     table = connection.ops.quote_name(EventReceipt._meta.db_table)
     columns = "tenant_id, transaction_id, code, timestamp, received_at"
     conflict = "ON CONFLICT (tenant_id, transaction_id) DO NOTHING RETURNING tenant_id, transaction_id"
-    inserted: set[tuple[int, str]] = set()
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            # One statement whatever the batch size, its rows in one JSON parameter: psycopg renders one string
-            # (rendering arrays, or 5 parameters per event, was the largest cost of the insert). Its text is written
-            # directly, as json.dumps(..., ensure_ascii=False) would: tenant ids are ints, codes and timestamps need
-            # no escaping (CODE_PATTERN, iso_utc), transaction ids are escaped by the function json's encoder uses.
-            rows = "[" + ",".join([f'{{"t":{pk},"x":{_json_string(x)},"c":"{e.code}","s":"{e.timestamp_utc}"}}'
-                                   for (pk, x), e in events.items()]) + "]"
+    if connection.vendor == "postgresql":
+        # One statement whatever the batch size, its rows in one JSON parameter: psycopg renders one string
+        # (rendering arrays, or 5 parameters per event, was the largest cost of the insert). Its text is written
+        # directly, as json.dumps(..., ensure_ascii=False) would: tenant ids are ints, codes and timestamps need
+        # no escaping (CODE_PATTERN, iso_utc), transaction ids are escaped by the function json's encoder uses.
+        rows = "[" + ",".join([f'{{"t":{pk},"x":{_json_string(x)},"c":"{e.code}","s":"{e.timestamp_utc}"}}'
+                               for (pk, x), e in events.items()]) + "]"
+        connection.ensure_connection()
+        # Django's cursor wrapper (its errors, the query log) around a cursor that prepares the statement.
+        with connection._prepare_cursor(_PreparedCursor(connection.connection)) as cursor:
             cursor.execute(
                 f"INSERT INTO {table} ({columns}) SELECT e.t, e.x, e.c, e.s, %s "
                 f"FROM json_to_recordset(%s::json) AS e(t bigint, x text, c text, s timestamptz) {conflict}",
                 [received_at, rows])
-            inserted.update(cursor.fetchall())
-            return inserted
+            return set(cursor.fetchall())
+    inserted: set[tuple[int, str]] = set()
+    with connection.cursor() as cursor:
         adapt = connection.ops.adapt_datetimefield_value
         items = list(events.items())
         for start in range(0, len(items), INSERT_CHUNK):
@@ -169,6 +172,14 @@ def _insert_receipts(events: dict[tuple[int, str], _Valid], *, received_at: date
             cursor.execute(f"INSERT INTO {table} ({columns}) VALUES {values} {conflict}", params)
             inserted.update(cursor.fetchall())
     return inserted
+
+
+class _PreparedCursor(psycopg.Cursor):
+    """A psycopg cursor with server-side binding whose statements are prepared: the receipts' insert, the same
+    text for every batch, is parsed and planned once per connection instead of once a request."""
+
+    def execute(self, query, params=None, *, prepare=None, binary=None):
+        return super().execute(query, params, prepare=True, binary=binary)
 
 
 @dataclass(frozen=True, slots=True)
