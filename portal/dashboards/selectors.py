@@ -300,7 +300,10 @@ def _month_parts(start: date, end: date, today: date) -> list[tuple[date, tuple[
         def cost(spans):
             return sum(max(0, (min(b, today) - a).days + 1) for a, b in spans)
 
-        parts.append((month, inside, out if not out or cost(out) < cost([inside]) else None))
+        # A single day is read as such: one row per tenant, its figure with no grouping (this month so far
+        # on its first day).
+        parts.append((month, inside, out if not out or (cost(out) < cost([inside]) and inside[0] < inside[1])
+                      else None))
         month = following
     return parts
 
@@ -320,8 +323,10 @@ def _ranked_from_rollups(*, start: date, end: date, tenant: Tenant | None, addit
     transaction (metering.services.sync.daily_usage_refresh)."""
     parts = _month_parts(start, end, timezone.now().date())
     daily, monthly = DailyUsage._meta.db_table, MonthlyUsage._meta.db_table
-    selects: list[str] = []
-    params: list = []
+    # Each metric's reads: (SQL, params), every row one tenant's figure of a month or a day (its sign
+    # given); a metric of a single read of a single month is that month's rows, one per tenant.
+    reads: dict[int, list[tuple[str, list]]] = defaultdict(list)
+    single: set[int] = set()
 
     def marks(values) -> str:
         return ", ".join(["%s"] * len(values))
@@ -329,16 +334,19 @@ def _ranked_from_rollups(*, start: date, end: date, tenant: Tenant | None, addit
     def read(table, metric_ids, *, months=(), spans=(), sign=""):
         if not metric_ids or not (months or spans):
             return
-        if months:
-            where, where_params = f"month IN ({marks(months)})", [connection.ops.adapt_datefield_value(m)
-                                                                   for m in months]
-        else:
-            where = " OR ".join(["(day >= %s AND day <= %s)"] * len(spans))
-            where_params = [connection.ops.adapt_datefield_value(d) for span in spans for d in span]
+        # A span of days is a read of its own: a range of the daily index, read from the index alone
+        # (several spans OR-ed together were a bitmap scan of the table's pages).
+        wheres = ([(f"month IN ({marks(months)})", [connection.ops.adapt_datefield_value(m) for m in months])]
+                  if months else [("day >= %s AND day <= %s", [connection.ops.adapt_datefield_value(d) for d in span])
+                                  for span in spans])
         scope = " AND tenant_id = %s" if tenant is not None else ""
-        selects.append(f"SELECT metric_id, tenant_id, {sign}value AS value FROM {table} "
-                       f"WHERE metric_id IN ({marks(metric_ids)}) AND ({where}){scope}")
-        params.extend(list(metric_ids) + where_params + ([tenant.pk] if tenant is not None else []))
+        for metric_id in metric_ids:
+            for where, where_params in wheres:
+                reads[metric_id].append((f"SELECT tenant_id, {sign}value AS value FROM {table} "
+                                         f"WHERE metric_id = %s AND {where}{scope}",
+                                         [metric_id, *where_params, *([tenant.pk] if tenant is not None else [])]))
+            if not sign and (len(months) == 1 if months else len(spans) == 1 and spans[0][0] == spans[0][1]):
+                single.add(metric_id)
 
     covered = [month for month, _, out in parts if out == []]
     read(monthly, additive + peaks, months=covered)
@@ -346,18 +354,34 @@ def _ranked_from_rollups(*, start: date, end: date, tenant: Tenant | None, addit
     read(daily, additive, spans=[span for _, _, out in parts if out for span in out], sign="-")
     read(daily, additive, spans=[inside for _, inside, out in parts if out is None])
     read(daily, peaks, spans=[inside for _, inside, out in parts if out != []])
-    if not selects:
-        selects.append(f"SELECT metric_id, tenant_id, value FROM {monthly} WHERE 1 = 0")  # the same queries
-    sql = (f"SELECT metric_id, tenant_id, figure, position FROM ("
-           f"SELECT metric_id, tenant_id, figure, ROW_NUMBER() OVER (PARTITION BY metric_id ORDER BY figure DESC, "
-           f"tenant_id) AS position FROM ("
-           f"SELECT metric_id, tenant_id, CASE WHEN metric_id IN ({marks(peaks or [0])}) THEN MAX(value) "
-           f"ELSE SUM(value) END AS figure FROM ({' UNION ALL '.join(selects)}) AS usage "
-           f"GROUP BY metric_id, tenant_id) AS figures) AS ranked WHERE position <= %s")
+    # Each metric's first TOP_TABLE on its own (a top-N sort of its tenants' figures, grouped over its own
+    # rows only), rather than a window over every metric's: at 10,000 tenants the window sorted 20,000
+    # figures and the one grouping of 60,000 rows outgrew work_mem (spilled to disk). A single month's
+    # rows need no grouping at all.
+    selects: list[str] = []
+    params: list = []
+    for metric_id, items in sorted(reads.items()):
+        if metric_id in single and len(items) == 1:
+            sql, item_params = items[0]
+            figures = sql.replace("value AS value", "value AS figure", 1)
+        else:
+            how = "MAX" if metric_id in peaks else "SUM"
+            figures = (f"SELECT tenant_id, {how}(value) AS figure FROM ("
+                       f"{' UNION ALL '.join(sql for sql, _ in items)}) AS usage GROUP BY tenant_id")
+            item_params = [p for _, item in items for p in item]
+        selects.append(f"SELECT * FROM (SELECT %s AS metric_id, tenant_id, figure FROM ({figures}) AS figures "
+                       f"ORDER BY figure DESC, tenant_id LIMIT %s) AS top_{len(selects)}")
+        params.extend([metric_id, *item_params, TOP_TABLE])
+    if not selects:  # the same queries whatever the metrics
+        selects.append(f"SELECT metric_id, tenant_id, value AS figure FROM {monthly} WHERE 1 = 0")
     with connection.cursor() as cursor:
-        cursor.execute(sql, (peaks or [0]) + params + [TOP_TABLE])
-        rows = [(metric_id, tenant_id, _decimal(figure), position)
-                for metric_id, tenant_id, figure, position in cursor.fetchall()]
+        cursor.execute(" UNION ALL ".join(selects), params)
+        found = sorted(((metric_id, tenant_id, _decimal(figure)) for metric_id, tenant_id, figure in cursor.fetchall()),
+                       key=lambda row: (row[0], -row[2], row[1]))
+    rows = []
+    for metric_id, tenant_id, figure in found:
+        position = 1 if not rows or rows[-1][0] != metric_id else rows[-1][3] + 1
+        rows.append((metric_id, tenant_id, figure, position))
     above_zero: dict[int, int] = defaultdict(int)
     for metric_id, _, figure, _ in rows:
         above_zero[metric_id] += figure > 0
