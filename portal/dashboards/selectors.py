@@ -11,6 +11,7 @@ month's rollup for a calendar month, else one lake query for all tenants, cached
 
 from __future__ import annotations
 
+import decimal
 import hashlib
 import heapq
 import logging
@@ -25,20 +26,14 @@ from django.db import connection
 from django.db.models import (
     Case,
     Count,
-    DecimalField,
-    ExpressionWrapper,
     F,
-    IntegerField,
     Max,
-    OuterRef,
     Q,
-    Subquery,
     Sum,
-    Value,
     When,
     Window,
 )
-from django.db.models.functions import Coalesce, RowNumber, TruncMonth
+from django.db.models.functions import RowNumber, TruncMonth
 from django.utils import timezone
 
 from metering.lake import LakeError
@@ -388,6 +383,14 @@ def _ranked_from_rollups(*, start: date, end: date, tenant: Tenant | None, addit
     ranked = {metric_id for metric_id, count in above_zero.items() if count == TOP_TABLE}
     return [row for row in rows if row[0] in ranked], ranked
 
+def _money(value) -> Decimal:
+    """A sum of amounts as the ORM gives it: PostgreSQL's numeric as is, SQLite's number as its DecimalField
+    converter reads an aggregate's (15 significant digits)."""
+    if isinstance(value, Decimal):
+        return value
+    return decimal.Context(prec=15).create_decimal_from_float(value)
+
+
 def _decimal(value) -> Decimal:
     """A figure as the ORM gives it: PostgreSQL's numeric as is, SQLite's float at the field's 6 places."""
     if isinstance(value, float):
@@ -630,24 +633,28 @@ def receivables_by_age(*, today: date | None = None, tenant: Tenant | None = Non
     One query, grouped by currency and age in the database: at 10,000 tenants the finalized invoices are
     tens of thousands, too many to read one by one (0.6 s)."""
     today = today or timezone.now().date()
-    owed = Invoice.objects.filter(status=InvoiceStatus.FINALIZED)
-    if tenant is not None:
-        owed = owed.filter(tenant=tenant)
-    money_type = DecimalField(max_digits=18, decimal_places=4)
-    paid = (InvoicePayment.objects.filter(invoice_id=OuterRef("pk")).order_by().values("invoice_id")
-            .annotate(paid=Sum("amount")).values("paid"))
+    invoices, payments = Invoice._meta.db_table, InvoicePayment._meta.db_table
     # The bucket's index from the due date (days late = today - due date): comparing dates rather than
     # subtracting them reads the same on every database. The last bucket takes the rest.
-    age = Case(*[When(due_date__gte=today - timedelta(days=high), then=Value(i))
-                 for i, (_, _, high) in enumerate(AGE_BUCKETS) if high is not None],
-               default=Value(len(AGE_BUCKETS) - 1), output_field=IntegerField())
-    rows = (owed.annotate(left=ExpressionWrapper(
-                F("total") - F("credits_applied") - F("credited_against_due")
-                - Coalesce(Subquery(paid, output_field=money_type), Value(Decimal(0)), output_field=money_type),
-                output_field=money_type))
-            .filter(left__gt=0).annotate(age=age).order_by()
-            .values("currency", "age").annotate(count=Count("id"), amount=Sum("left", output_field=money_type))
-            .values_list("currency", "age", "count", "amount"))
+    highs = [high for _, _, high in AGE_BUCKETS if high is not None]
+    age = ("CASE " + " ".join(f"WHEN i.due_date >= %s THEN {i}" for i in range(len(highs)))
+           + f" ELSE {len(AGE_BUCKETS) - 1} END")
+    scope_params = [tenant.pk] if tenant is not None else []
+    scope = " AND {}.tenant_id = %s" if tenant is not None else ""
+    # The payments of the finalized invoices, grouped once and joined (a correlated subquery was run
+    # twice per invoice: in the filter and in the sum, 30,000 runs at 10,000 tenants).
+    sql = (f"SELECT currency, age, COUNT(*), SUM(owed) FROM ("
+           f"SELECT i.currency AS currency, {age} AS age, "
+           f"i.total - i.credits_applied - i.credited_against_due - COALESCE(p.paid, 0) AS owed "
+           f"FROM {invoices} i LEFT JOIN (SELECT u.invoice_id AS invoice_id, SUM(u.amount) AS paid FROM {payments} u "
+           f"INNER JOIN {invoices} f ON f.id = u.invoice_id WHERE f.status = %s{scope.format('f')} "
+           f"GROUP BY u.invoice_id) p ON p.invoice_id = i.id WHERE i.status = %s{scope.format('i')}) owed "
+           f"WHERE owed > 0 GROUP BY currency, age")
+    params = ([connection.ops.adapt_datefield_value(today - timedelta(days=high)) for high in highs]
+              + [InvoiceStatus.FINALIZED, *scope_params, InvoiceStatus.FINALIZED, *scope_params])
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = [(currency, index, count, _money(amount)) for currency, index, count, amount in cursor.fetchall()]
     by_currency: dict[str, list[list]] = defaultdict(lambda: [[0, Decimal(0)] for _ in AGE_BUCKETS])
     for currency, index, count, owed_amount in rows:
         by_currency[currency][index][0] += count
