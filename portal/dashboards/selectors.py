@@ -50,7 +50,7 @@ from metering.models import (
     UnattributedUsage,
 )
 from metering.pricing import UnknownCurrencyError, format_amount, quantize_amount
-from metering.selectors import ADDITIVE, whole_period_figures
+from metering.selectors import ADDITIVE, start_whole_period_figures
 from metering.selectors.revenue import add_months, month_start
 from portal.dashboards.charts import OTHER_COLOUR, Chart, Series
 from tenants.models import Aggregation, DeliveryStatus, EmailDelivery, Metric, Tenant
@@ -166,6 +166,20 @@ def usage_by_metric(*, start: date, end: date, tenant: Tenant | None = None,
     # ranking: each metric's first TOP_TABLE (tenant id, raw figure), largest first (ties: lower id).
     ranking: dict[int, list[tuple[int, Decimal]]] = defaultdict(list)
     totals: dict[int, Decimal] = {}
+    # Range figures read from whole_period_figures: distinct counts (the lake for a range that is no
+    # whole day or month) and last values (the last hour's row): every tenant's, ranked here. The lake's
+    # query is started first, in a thread of its own, and waited for after the ranking's queries.
+    unique = [m for m in metrics if m.aggregation in (Aggregation.UNIQUE_COUNT, Aggregation.LATEST)]
+    unavailable = False
+    pending = None
+    if unique:
+        start_dt, end_dt = day_bounds(start, end)
+        try:
+            pending = start_whole_period_figures(metrics=unique, start=start_dt, end=end_dt,
+                                                 tenants=None if tenant is None else [tenant])
+        except LakeError:
+            logger.exception("dashboard: the lake did not answer for the distinct counts of %s to %s", start, end)
+            unavailable = True
     if in_db:
         ranked, done = _ranked_from_rollups(start=start, end=end, tenant=tenant, peaks=peak_ids,
                                             additive=[m.pk for m in metrics if m.aggregation in ADDITIVE])
@@ -183,17 +197,11 @@ def usage_by_metric(*, start: date, end: date, tenant: Tenant | None = None,
                                .filter(rank__lte=TOP_TABLE))]
         for metric_id, tenant_id, value, _ in sorted(ranked, key=lambda row: (row[0], row[3])):
             ranking[metric_id].append((tenant_id, value))
-    # Range figures read from whole_period_figures: distinct counts (the lake for a range that is no
-    # whole day or month) and last values (the last hour's row): every tenant's, ranked here.
-    unique = [m for m in metrics if m.aggregation in (Aggregation.UNIQUE_COUNT, Aggregation.LATEST)]
-    unavailable = False
     by_tenant: dict[int, dict[int, Decimal]] = defaultdict(dict)  # figures of the named tenants, by metric
     figures: dict[int, dict[int, Decimal]] = {}
     if unique:
-        start_dt, end_dt = day_bounds(start, end)
         try:
-            figures = whole_period_figures(metrics=unique, start=start_dt, end=end_dt,
-                                           tenants=None if tenant is None else [tenant])
+            figures = pending() if pending is not None else {}
         except LakeError:
             logger.exception("dashboard: the lake did not answer for the distinct counts of %s to %s", start, end)
             figures, unavailable = {}, True
