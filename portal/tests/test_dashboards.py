@@ -290,7 +290,7 @@ def test_tenants_beyond_the_top_five_stack_as_other_tenants(staff_client, plans)
 
 
 def test_the_top_tenants_are_those_of_a_ranking_of_every_tenant(staff_client, db):
-    """The top tenants are ranked in the database (a window per metric, the first ten kept): the page shows
+    """The top tenants are ranked in the database (each metric's first ten by a top-N sort): the page shows
     what ranking every tenant's figure would, ties broken by the older tenant, for a metric that adds up,
     a largest value and a last value, with each named tenant's figure in every metric."""
     from portal.dashboards.selectors import display_quantity
