@@ -345,6 +345,8 @@ def test_the_top_tenants_are_those_of_a_ranking_of_every_tenant(staff_client, db
     ("2025-01-10", "2025-01-20"),  # inside a month: the days themselves
     ("2025-02-01", "2025-02-28"),  # a whole month: its monthly rows
     ("2025-01-31", "2025-02-01"),  # a day of each
+    ("2025-01-15", "2025-01-15"),  # one day: its rows as they are, ranked with no grouping
+    ("2025-01-31", "2025-02-28"),  # a day and a whole month: the day's rows and the month's, grouped
 ])
 def test_the_ranking_from_the_monthly_rollup_is_that_of_the_days(db, start, end):
     """The top tenants of a range are ranked from the monthly rollup less the days out of the range where that
