@@ -16,6 +16,7 @@ from metering.selectors.usage import (
     hour_bounds,
     period_quantities,
     period_quantities_many,
+    start_whole_period_figures,
     usage_version,
     whole_bucket,
     whole_period_figures,
@@ -32,5 +33,6 @@ __all__ = [
     "period_quantities_many",
     "usage_version",
     "whole_bucket",
+    "start_whole_period_figures",
     "whole_period_figures",
 ]
