@@ -171,9 +171,6 @@ class EventsView(TenantScopedView, ListAPIView):
         api_key = api_key_authenticate(token)
         if api_key is None or not set(self.required_scopes).issubset(api_key.scopes):
             return None
-        caller = _KeyCaller(api_key)
-        if not TokenThrottle().allow_request(caller, self):
-            return None  # DRF checks again (a refusal records nothing) and answers 429 with the wait
         try:
             body = json.loads(request.body.decode(), parse_constant=strict_constant if api_settings.STRICT_JSON else None)
         except (ValueError, RecursionError):
@@ -181,14 +178,19 @@ class EventsView(TenantScopedView, ListAPIView):
         if (type(body) is not dict or len(body) != 1 or type(body.get("events")) is not list
                 or not 1 <= len(body["events"]) <= settings.EVENTS_MAX_BATCH):
             return None
+        # The throttle last, as DRF's checks come before the body is read: a request left to DRF is counted once.
+        caller = _KeyCaller(api_key)
+        if not TokenThrottle().allow_request(caller, self):
+            return None  # DRF checks again (a refusal records nothing) and answers 429 with the wait
         request.user, request.auth = caller.user, api_key  # as DRF's Request sets them on Django's request
         self.tenant = api_key.tenant
         try:
             # The body nests 2 levels above its events: only an event that is not flat can make it too deep.
             result = events_ingest(tenant_for=self._tenant_for, events=body["events"], received_at=timezone.now(),
                                    screen=_no_deeper_than_the_parser_takes)
-        except _TooDeep:
-            return None  # DRF's parser answers 400
+        except _TooDeep:  # what EventBatchParser answers
+            return self._lean_response({"detail": f"JSON parse error - nested more than {MAX_JSON_DEPTH} levels deep"},
+                                       status.HTTP_400_BAD_REQUEST)
         except EventDeliveryError as exc:
             logger.error("events: %s", exc.message)
             return self._lean_response({"detail": DELIVERY_FAILED}, status.HTTP_503_SERVICE_UNAVAILABLE,

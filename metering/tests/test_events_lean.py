@@ -129,6 +129,12 @@ NESTED_PROPERTY = {"data": json.dumps({"events": [{"transaction_id": "n", "code"
                                                   "properties": {"deep": [[[1]]]}}]}),
                    "content_type": "application/json"}
 
+EVENT_TOO_DEEP = {"data": json.dumps({"events": [{"p": json.loads("[" * 33 + "1" + "]" * 33)}]}),
+                  "content_type": "application/json"}
+THIRD_TOO_DEEP = {"data": json.dumps({"events": [event("ok"), "x", {"p": json.loads("[" * 31 + "]" * 31)}]}),
+                  "content_type": "application/json"}
+LEAN_TAKES = (NESTED_PROPERTY, EVENT_TOO_DEEP, THIRD_TOO_DEEP)
+
 
 @pytest.mark.parametrize("request_kwargs", [
     {"data": "{not json", "content_type": "application/json"},
@@ -137,10 +143,9 @@ NESTED_PROPERTY = {"data": json.dumps({"events": [{"transaction_id": "n", "code"
     {"data": json.dumps({"events": [{"transaction_id": "x"}], "more": 1}), "content_type": "application/json"},
     {"data": json.dumps([1, 2]), "content_type": "application/json"},
     {"data": "{" * 40 + "}" * 40, "content_type": "application/json"},
-    {"data": json.dumps({"events": [{"p": json.loads("[" * 33 + "1" + "]" * 33)}]}), "content_type": "application/json"},
+    EVENT_TOO_DEEP,
     NESTED_PROPERTY,
-    {"data": json.dumps({"events": [event("ok"), "x", {"p": json.loads("[" * 31 + "]" * 31)}]}),
-     "content_type": "application/json"},
+    THIRD_TOO_DEEP,
     {"data": b'{"events": [{"transaction_id": "\xff"}]}', "content_type": "application/json"},
     {"data": '{"events": [{"transaction_id": NaN}]}', "content_type": "application/json"},
     {"data": "", "content_type": "application/json"},
@@ -155,8 +160,9 @@ def test_what_the_lean_path_does_not_take_drf_answers_as_before(world, keys, drf
     kwargs = dict(request_kwargs)
     path = kwargs.pop("path", URL)
     first = key_client(keys["acme"]).post(path, **kwargs)
-    # Nested properties are the events' rejections, not too deep for the parser: the lean path takes them.
-    assert drf_calls == ([] if request_kwargs is NESTED_PROPERTY else ["POST"])
+    # Nested properties are the events' rejections, and an event too deep the parser's 400: the lean path
+    # answers both (it walks only the events that are not flat).
+    assert drf_calls == ([] if request_kwargs in LEAN_TAKES else ["POST"])
     if first.status_code != 202:
         assert not EventReceipt.objects.exists() and not EventRejection.objects.exists()
     drf_only(monkeypatch)
@@ -206,3 +212,12 @@ def test_when_the_sink_fails_the_lean_path_answers_drfs_503(world, keys, drf_cal
     assert lean == drf
     assert lean[0] == 503 and lean[2]["Retry-After"] == "30"
     assert not EventReceipt.objects.exists()
+
+
+def test_a_request_left_to_drf_counts_once_against_the_throttle(world, keys, drf_calls, settings):
+    settings.API_THROTTLE_RATE = "2/minute"
+    sender = key_client(keys["acme"])
+    assert sender.post(URL, "{not json", content_type="application/json").status_code == 400  # DRF's: counted
+    assert sender.post(URL, json.dumps({"events": [event("c-1")]}), content_type="application/json").status_code == 202
+    assert drf_calls == ["POST"]
+    assert sender.post(URL, json.dumps({"events": [event("c-2")]}), content_type="application/json").status_code == 429
