@@ -375,9 +375,12 @@ def _work_chunk(run: BillingRun, chunk: BillingRunChunk, result: WorkResult, *, 
     if chunk.last_subscription_id is not None:
         candidates = candidates.filter(pk__lte=chunk.last_subscription_id)
     just_priced: set[int] = set()
+    # The subscriptions billed above, with their tenants and plan versions, for the finalizing below (the chunk's
+    # 500 at most): its drafts are not read again with them.
+    subscriptions: dict[int, Subscription] = {}
     for batch in _batches(list(candidates.values_list("pk", flat=True))):
         created = _bill_batch(batch, as_of=run.as_of, month=month, run=run, chunk=chunk, catalog=catalog,
-                              errors=errors)
+                              errors=errors, loaded=subscriptions)
         just_priced.update(invoice.pk for invoice in created)
         if collect:
             result.created.extend(created)
@@ -392,7 +395,8 @@ def _work_chunk(run: BillingRun, chunk: BillingRunChunk, result: WorkResult, *, 
         ).order_by("pk").values_list("pk", "period_start", "tenant__time_zone")
             if starts_in_month(start, zone_named(name), month)]
     for batch in _batches(due_pks):
-        finalized = _finalize_batch(batch, at=run.as_of, just_priced=just_priced, catalog=catalog, chunk=chunk)
+        finalized = _finalize_batch(batch, at=run.as_of, just_priced=just_priced, catalog=catalog, chunk=chunk,
+                                    subscriptions=subscriptions)
         if collect:
             result.finalized.extend(finalized)
         beat()
@@ -405,7 +409,7 @@ def _batches(pks: list[int]):
 
 
 def _bill_batch(pks: list[int], *, as_of: datetime, month, run: BillingRun, chunk: BillingRunChunk,
-                catalog: Catalog, errors: list[str]) -> list[Invoice]:
+                catalog: Catalog, errors: list[str], loaded: dict[int, Subscription]) -> list[Invoice]:
     with transaction.atomic():
         # Locked in primary-key order, waiting for a concurrent run that holds some: it bills them, and this
         # batch then finds their invoices (skipping them instead could leave them to a worker that then died).
@@ -453,6 +457,7 @@ def _bill_batch(pks: list[int], *, as_of: datetime, month, run: BillingRun, chun
                                                          sent=sent)
         errors.extend(failed)
         _count(chunk, created=len(created))
+    loaded.update((subscription.pk, subscription) for subscription in subscriptions)
     return created
 
 
@@ -471,14 +476,21 @@ def _included_credit_periods(subscriptions, todo, as_of: datetime, catalog: Cata
 
 
 def _finalize_batch(pks: list[int], *, at: datetime, just_priced: set[int], catalog: Catalog,
-                    chunk: BillingRunChunk) -> list[Invoice]:
+                    chunk: BillingRunChunk, subscriptions: dict[int, Subscription]) -> list[Invoice]:
     with transaction.atomic():
         drafts = list(
             Invoice.objects.select_for_update(skip_locked=True, of=("self",))
-            .select_related("subscription__tenant__tax_rate", "subscription__plan_version")
             .filter(pk__in=pks, status=InvoiceStatus.DRAFT)
             .order_by("pk")
         )
+        # Their subscriptions (with tenant, tax rate and plan version) as the chunk's billing read them moments
+        # ago; those of drafts from earlier runs are read here, in one query.
+        missing = {invoice.subscription_id for invoice in drafts} - subscriptions.keys()
+        if missing:
+            subscriptions.update((subscription.pk, subscription) for subscription in Subscription.objects.select_related(
+                "tenant__tax_rate", "plan_version").filter(pk__in=missing))
+        for invoice in drafts:
+            invoice.subscription = subscriptions[invoice.subscription_id]
         catalog.coupons.load(invoice.subscription_id for invoice in drafts)
         with endpoints_read_once():
             for invoice in drafts:
