@@ -97,7 +97,7 @@ from metering.services.billing.periods import (
     subscription_period,
     version_at,
 )
-from tenants.models import Subscription, SubscriptionStatus, zone_named
+from tenants.models import PlanVersion, Subscription, SubscriptionStatus, zone_named
 from tenants.webhooks.events import endpoints_read_once
 
 logger = logging.getLogger(__name__)
@@ -415,10 +415,16 @@ def _bill_batch(pks: list[int], *, as_of: datetime, month, run: BillingRun, chun
         # batch then finds their invoices (skipping them instead could leave them to a worker that then died).
         subscriptions = list(
             Subscription.objects.select_for_update(of=("self",))
-            .select_related("tenant__tax_rate", "plan_version__plan")
+            .select_related("tenant__tax_rate")
             .filter(pk__in=pks)
             .order_by("pk")
         )
+        # Their plan versions (and plans) once each, shared: not a copy of the same row, its document parsed
+        # again, per subscription.
+        versions = PlanVersion.objects.select_related("plan").in_bulk(
+            {subscription.plan_version_id for subscription in subscriptions})
+        for subscription in subscriptions:
+            subscription.plan_version = versions[subscription.plan_version_id]
         load_timelines(subscriptions)  # their plan changes in two queries
         # Unordered: the model's ordering would join every invoice to its tenant and sort them all, a cost that
         # grew with the invoices billed so far (per batch).
