@@ -208,16 +208,3 @@ def test_the_collector_runs_less_often_during_a_run_and_as_before_after_it(subs,
     assert gc.get_threshold() == before, "restored after the run"
     assert Invoice.objects.filter(status=InvoiceStatus.FINALIZED).count() == 7
 
-
-def test_a_worker_once_up_has_its_urls_loaded_and_its_start_up_heap_frozen():
-    import gc
-    import sys
-
-    from portal.celery import settle_worker
-
-    try:
-        settle_worker(sender=None)
-        assert gc.get_freeze_count() > 0
-        assert "portal.urls" in sys.modules
-    finally:
-        gc.unfreeze()
