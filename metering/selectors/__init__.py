@@ -17,6 +17,7 @@ from metering.selectors.usage import (
     period_quantities,
     period_quantities_many,
     usage_version,
+    usage_version_and_backfill,
     whole_bucket,
     whole_period_figures,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "period_quantities",
     "period_quantities_many",
     "usage_version",
+    "usage_version_and_backfill",
     "whole_bucket",
     "whole_period_figures",
 ]
