@@ -9,49 +9,65 @@ is still followed; what a query returns is checked against the ORM by the tests.
 
 from __future__ import annotations
 
-import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
-from django.db import connection as default_connection
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import Field, Max, Model, Sum
 
 _AGGREGATES = {"SUM": Sum, "MAX": Max}
-_converters: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # a connection's ops -> {field: converters}
+# (alias, vendor, field, aggregate) -> ((converter, expression), ...): what the ORM's compiler applies to the column.
+_pairs: dict[tuple, tuple] = {}
 
 
-def quote(name: str, connection=None) -> str:
-    return (connection or default_connection).ops.quote_name(name)
+def current():
+    """The default database's connection of this thread (resolved once: the ``connection`` proxy looks it up on
+    every attribute)."""
+    return connections[DEFAULT_DB_ALIAS]
 
 
-def field_converters(field: Field, connection=None, aggregate: str | None = None) -> tuple:
-    """(converter, expression) pairs that turn the database's value of ``field``'s column, or of its ``aggregate``
-    ("SUM" or "MAX" of the column), into the ORM's value: the converters the ORM's compiler applies to the column
-    (or to ``Sum(field)``, ``Max(field)``)."""
-    connection = connection or default_connection
-    known = _converters.setdefault(connection.ops, {})
-    found = known.get((field, aggregate))
+def quote(name: str) -> str:
+    return current().ops.quote_name(name)
+
+
+def _converter_pairs(field: Field, aggregate: str | None, connection) -> tuple:
+    key = (connection.alias, connection.vendor, field, aggregate)
+    found = _pairs.get(key)
     if found is None:
         expression = field.get_col(field.model._meta.db_table)
         if aggregate is not None:
             expression = _AGGREGATES[aggregate](expression)
-        found = known[(field, aggregate)] = tuple(
+        found = _pairs[key] = tuple(
             (converter, expression)
             for converter in [*connection.ops.get_db_converters(expression), *expression.get_db_converters(connection)])
     return found
 
 
-def convert(value, field: Field, connection=None, aggregate: str | None = None):
-    """A value read by raw SQL as the ORM would give it for ``field`` (or its ``aggregate``)."""
-    connection = connection or default_connection
-    for converter, expression in field_converters(field, connection, aggregate):
-        value = converter(value, expression, connection)
-    return value
+def converter(field: Field, aggregate: str | None = None, connection=None) -> Callable | None:
+    """A function that turns the database's value of ``field``'s column, or of its ``aggregate`` ("SUM" or "MAX" of
+    the column), into the ORM's value (the converters the ORM applies to the column, or to ``Sum(field)``,
+    ``Max(field)``); None when the ORM takes the driver's value as it is (most columns on PostgreSQL)."""
+    connection = connection or current()
+    pairs = _converter_pairs(field, aggregate, connection)
+    if not pairs:
+        return None
+
+    def convert(value):
+        for function, expression in pairs:
+            value = function(value, expression, connection)
+        return value
+
+    return convert
+
+
+def convert(value, field: Field, aggregate: str | None = None, connection=None):
+    """One value read by raw SQL as the ORM would give it for ``field`` (or its ``aggregate``)."""
+    function = converter(field, aggregate, connection)
+    return value if function is None else function(value)
 
 
 def adapt(value, field: Field, connection=None):
     """A parameter for ``field``'s column as the ORM would send it (SQLite: aware datetimes as naive UTC)."""
-    connection = connection or default_connection
-    return field.get_db_prep_value(value, connection, prepared=False)
+    return field.get_db_prep_value(value, connection or current(), prepared=False)
 
 
 class ModelRows:
@@ -64,22 +80,36 @@ class ModelRows:
         self.model = model
         self.fields: Sequence[Field] = model._meta.concrete_fields
         self.attnames = [f.attname for f in self.fields]
+        self._cache: dict[tuple, list] = {}
 
     def __len__(self) -> int:
         return len(self.fields)
 
-    def columns(self, alias: str, connection=None) -> str:
-        return ", ".join(f"{quote(alias, connection)}.{quote(f.column, connection)}" for f in self.fields)
+    def columns(self, alias: str) -> str:
+        return ", ".join(f"{quote(alias)}.{quote(f.column)}" for f in self.fields)
+
+    def _converters(self, connection) -> list[tuple[int, tuple]]:
+        key = (connection.alias, connection.vendor)
+        found = self._cache.get(key)
+        if found is None:
+            found = self._cache[key] = [(i, pairs) for i, field in enumerate(self.fields)
+                                        if (pairs := _converter_pairs(field, None, connection))]
+        return found
 
     def build(self, row: Sequence, offset: int = 0, connection=None):
-        connection = connection or default_connection
-        values = []
-        for i, field in enumerate(self.fields):
-            value = row[offset + i]
-            for converter, col in field_converters(field, connection):
-                value = converter(value, col, connection)
-            values.append(value)
+        connection = connection or current()
+        return self._build(row, offset, self._converters(connection), connection)
+
+    def _build(self, row: Sequence, offset: int, converters, connection):
+        values = list(row[offset:offset + len(self.fields)])
+        for i, pairs in converters:
+            value = values[i]
+            for function, expression in pairs:
+                value = function(value, expression, connection)
+            values[i] = value
         return self.model.from_db(connection.alias, self.attnames, values)
 
     def build_all(self, rows: Iterable[Sequence], connection=None) -> list:
-        return [self.build(row, 0, connection) for row in rows]
+        connection = connection or current()
+        converters = self._converters(connection)
+        return [self._build(row, 0, converters, connection) for row in rows]

@@ -5,9 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
-from django.db import connection
 from django.db.models import Sum
-from django.utils import timezone
 
 from metering.models import DailyUsage, HourlyUsage, MonthlyUsage
 from metering.selectors import ADDITIVE, bucket_start, hour_bounds, whole_period_figures
@@ -55,6 +53,7 @@ def _in(values: list) -> str:
 
 def _hourly_buckets(tenant_id: int, metric_ids: list[int], start: datetime, end: datetime, granularity: str,
                     figure: str) -> list[dict]:
+    connection = raw.current()
     meta = HourlyUsage._meta
     hour, value = meta.get_field("hour"), meta.get_field("value")
     col = {name: f"h.{raw.quote(meta.get_field(name).column)}" for name in ("tenant", "metric", "hour", "value")}
@@ -63,20 +62,24 @@ def _hourly_buckets(tenant_id: int, metric_ids: list[int], start: datetime, end:
     sql = (f"SELECT {col['metric']}, {trunc}, {figure}({col['value']}) FROM {raw.quote(meta.db_table)} h "
            f"WHERE {col['tenant']} = %s AND {col['metric']} IN ({_in(metric_ids)}) "
            f"AND {col['hour']} >= %s AND {col['hour']} < %s GROUP BY 1, 2")
-    params = [*trunc_params, tenant_id, *metric_ids, raw.adapt(start, hour), raw.adapt(end, hour)]
+    params = [*trunc_params, tenant_id, *metric_ids, raw.adapt(start, hour, connection), raw.adapt(end, hour, connection)]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         found = cursor.fetchall()
+    as_bucket, as_figure = raw.converter(hour, connection=connection), raw.converter(value, figure, connection)
     rows = []
     for metric_id, bucket, figure_value in found:
-        bucket = raw.convert(bucket, hour)
-        if timezone.is_naive(bucket):  # as TruncBase.convert_value: the bucket is a UTC time
-            bucket = timezone.make_aware(bucket, UTC)
-        rows.append({"metric_id": metric_id, "bucket": bucket, "raw": raw.convert(figure_value, value, aggregate=figure)})
+        if as_bucket is not None:
+            bucket = as_bucket(bucket)
+        if bucket.tzinfo is None:  # as TruncBase.convert_value: the bucket is a UTC time
+            bucket = bucket.replace(tzinfo=UTC)
+        rows.append({"metric_id": metric_id, "bucket": bucket,
+                     "raw": figure_value if as_figure is None else as_figure(figure_value)})
     return rows
 
 
 def _rollup_rows(model, field: str, tenant_id: int, metric_ids: list[int], first: date, last: date) -> list[tuple]:
+    connection = raw.current()
     meta = model._meta
     period, value = meta.get_field(field), meta.get_field("value")
     col = {name: raw.quote(meta.get_field(name).column) for name in ("tenant", "metric", field, "value")}
@@ -84,9 +87,14 @@ def _rollup_rows(model, field: str, tenant_id: int, metric_ids: list[int], first
            f"WHERE {col['tenant']} = %s AND {col['metric']} IN ({_in(metric_ids)}) "
            f"AND {col[field]} >= %s AND {col[field]} <= %s")
     with connection.cursor() as cursor:
-        cursor.execute(sql, [tenant_id, *metric_ids, raw.adapt(first, period), raw.adapt(last, period)])
-        return [(metric_id, raw.convert(day, period), raw.convert(figure, value))
-                for metric_id, day, figure in cursor.fetchall()]
+        cursor.execute(sql, [tenant_id, *metric_ids, raw.adapt(first, period, connection),
+                             raw.adapt(last, period, connection)])
+        found = cursor.fetchall()
+    as_day, as_value = raw.converter(period, connection=connection), raw.converter(value, connection=connection)
+    if as_day is None and as_value is None:
+        return found
+    return [(metric_id, day if as_day is None else as_day(day), figure if as_value is None else as_value(figure))
+            for metric_id, day, figure in found]
 
 
 def top_tenants(*, metric: Metric, start: datetime, end: datetime) -> list[dict]:

@@ -15,7 +15,6 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, localcontext
 
-from django.db import connection
 from django.db.models import Exists, Max, OuterRef, Sum
 from django.utils import timezone
 
@@ -45,11 +44,11 @@ def usage_version_and_backfill(start: datetime, end: datetime) -> tuple[str, boo
     updated_at, month = cursors.get_field("updated_at"), backfills.get_field("month")
     sql = (f"SELECT (SELECT MAX({q(updated_at.column)}) FROM {q(cursors.db_table)}), "
            f"EXISTS(SELECT 1 FROM {q(backfills.db_table)} WHERE {q(month.column)} >= %s AND {q(month.column)} < %s)")
-    with connection.cursor() as cursor:
+    with raw.current().cursor() as cursor:
         cursor.execute(sql, [raw.adapt(bucket_start(start, "month").date(), month),
                              raw.adapt(end.astimezone(UTC).date(), month)])
         latest, pending = cursor.fetchone()
-    latest = raw.convert(latest, updated_at, aggregate="MAX")
+    latest = raw.convert(latest, updated_at, "MAX")
     return (latest.isoformat() if latest else "none"), bool(pending)
 
 
