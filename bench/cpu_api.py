@@ -127,7 +127,7 @@ def main() -> int:
         profiler.enable()
         round_()
         profiler.disable()
-        pstats.Stats(profiler).sort_stats("cumulative").print_stats(int(os.environ.get("PROFILE_LINES", "60")))
+        pstats.Stats(profiler).sort_stats(os.environ.get("PROFILE_SORT", "cumulative")).print_stats(int(os.environ.get("PROFILE_LINES", "60")))
     figures = [round_() for _ in range(args.rounds)]
     print(f"GET {path.split('?')[0]} granularity=day{' (If-None-Match: 304)' if args.etag else ''}: "
           f"CPU ms/request median {statistics.median(figures):.2f}  "
