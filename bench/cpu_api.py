@@ -5,7 +5,7 @@ the database server's work is not in it), so the figure holds on a busy machine 
 Run as ``python bench/cpu_api.py [--database bench_api] [--requests 500] [--etag] [--profile]`` on PostgreSQL
 (DATABASE_URL's server). The database is bench_api.py's (seeded by it: ``--database`` names another one seeded the
 same way, e.g. for a second checkout), or ``--tenants 10000 --months 3`` for the large data set of bench/_scale.py.
-Prints the CPU ms per request (median of 5 rounds) and a hash of the answers (the same before and after a change
+Prints the CPU ms per request (median of 5 rounds; and the PostgreSQL backend's, from /proc) and a hash of the answers (the same before and after a change
 that must not change them).
 """
 
@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _load import ROOT, bench_database_url, ensure_database, setup_django  # noqa: E402
+from _load import ROOT, bench_database_url, cpu_seconds, ensure_database, setup_django  # noqa: E402
 
 sys.path.insert(0, str(ROOT))
 
@@ -110,13 +110,21 @@ def main() -> int:
     expected = "304" if args.etag else "200"
     plan = [(token, etags[token] if args.etag else None) for _, token in callers]
 
+    from django.db import connection
+
+    with connection.cursor() as cursor:  # the PostgreSQL backend serving this process (the same connection throughout)
+        cursor.execute("SELECT pg_backend_pid()")
+        backend = cursor.fetchone()[0]
+    server = []
+
     def round_() -> float:
-        began = time.process_time()
+        began, began_server = time.process_time(), cpu_seconds([backend])
         for i in range(args.requests):
             token, etag = plan[i % len(plan)]
             status, _, _ = call(application, path, token, etag)
             if not status.startswith(expected):
                 raise SystemExit(f"answered {status}")
+        server.append((cpu_seconds([backend]) - began_server) * 1000 / args.requests)
         return (time.process_time() - began) * 1000 / args.requests
 
     if args.profile:
@@ -131,7 +139,8 @@ def main() -> int:
     figures = [round_() for _ in range(args.rounds)]
     print(f"GET {path.split('?')[0]} granularity=day{' (If-None-Match: 304)' if args.etag else ''}: "
           f"CPU ms/request median {statistics.median(figures):.2f}  "
-          f"(rounds: {', '.join(f'{f:.2f}' for f in figures)})")
+          f"(rounds: {', '.join(f'{f:.2f}' for f in figures)}); the database server's CPU ms/request "
+          f"{statistics.median(server[-len(figures):]):.2f}")
     return 0
 
 

@@ -25,6 +25,11 @@ def current():
     return connections[DEFAULT_DB_ALIAS]
 
 
+def cursor():
+    """A cursor of the default database (Django's: its errors, its logging of queries, which tests count)."""
+    return current().cursor()
+
+
 def quote(name: str) -> str:
     return current().ops.quote_name(name)
 

@@ -85,7 +85,7 @@ def tenant_user_with_login(*, username: str) -> TenantUser | None:
     when it has none) loaded, or None. Every request with an ID token asks it, so it is one raw query (tenants.raw)
     for the rows of ``TenantUser.objects.select_related("tenant", "user").filter(username=username).first()``."""
     sql, tenant_users, tenants, users, tenant_field, user_field = _tenant_user_sql()
-    with raw.current().cursor() as cursor:
+    with raw.cursor() as cursor:
         cursor.execute(sql, [username])
         row = cursor.fetchone()
     if row is None:
@@ -123,7 +123,7 @@ def metrics_by_code(*, codes: Iterable[str] | None = None) -> dict[str, Metric]:
         if not params:
             return {}
         select = f"{select} WHERE {code} IN ({', '.join(['%s'] * len(params))})"
-    with raw.current().cursor() as cursor:
+    with raw.cursor() as cursor:
         cursor.execute(f"{select} ORDER BY {code}", params)
         return {metric.code: metric for metric in rows.build_all(cursor.fetchall())}
 

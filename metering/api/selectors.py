@@ -63,7 +63,7 @@ def _hourly_buckets(tenant_id: int, metric_ids: list[int], start: datetime, end:
            f"WHERE {col['tenant']} = %s AND {col['metric']} IN ({_in(metric_ids)}) "
            f"AND {col['hour']} >= %s AND {col['hour']} < %s GROUP BY 1, 2")
     params = [*trunc_params, tenant_id, *metric_ids, raw.adapt(start, hour, connection), raw.adapt(end, hour, connection)]
-    with connection.cursor() as cursor:
+    with raw.cursor() as cursor:
         cursor.execute(sql, params)
         found = cursor.fetchall()
     as_bucket, as_figure = raw.converter(hour, connection=connection), raw.converter(value, figure, connection)
@@ -86,7 +86,7 @@ def _rollup_rows(model, field: str, tenant_id: int, metric_ids: list[int], first
     sql = (f"SELECT {col['metric']}, {col[field]}, {col['value']} FROM {raw.quote(meta.db_table)} "
            f"WHERE {col['tenant']} = %s AND {col['metric']} IN ({_in(metric_ids)}) "
            f"AND {col[field]} >= %s AND {col[field]} <= %s")
-    with connection.cursor() as cursor:
+    with raw.cursor() as cursor:
         cursor.execute(sql, [tenant_id, *metric_ids, raw.adapt(first, period, connection),
                              raw.adapt(last, period, connection)])
         found = cursor.fetchall()

@@ -44,7 +44,7 @@ def usage_version_and_backfill(start: datetime, end: datetime) -> tuple[str, boo
     updated_at, month = cursors.get_field("updated_at"), backfills.get_field("month")
     sql = (f"SELECT (SELECT MAX({q(updated_at.column)}) FROM {q(cursors.db_table)}), "
            f"EXISTS(SELECT 1 FROM {q(backfills.db_table)} WHERE {q(month.column)} >= %s AND {q(month.column)} < %s)")
-    with raw.current().cursor() as cursor:
+    with raw.cursor() as cursor:
         cursor.execute(sql, [raw.adapt(bucket_start(start, "month").date(), month),
                              raw.adapt(end.astimezone(UTC).date(), month)])
         latest, pending = cursor.fetchone()
