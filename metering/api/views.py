@@ -105,12 +105,13 @@ class UsageView(TenantScopedView):
         page = self.paginate_queryset(rows)
         # Built by hand rather than by UsageBucketSerializer (which documents it): this is the hot path,
         # and a serializer per bucket costs more than the query.
+        starts: dict = {}  # a bucket's time is printed once for all its metrics
         data = [
             {
-                "metric": metrics[row["metric_id"]].code,
-                "unit": metrics[row["metric_id"]].unit,
-                "start": utc_iso(row["bucket"]),
-                "value": format(scaled(row["raw"], metrics[row["metric_id"]]), "f"),
+                "metric": (metric := metrics[row["metric_id"]]).code,
+                "unit": metric.unit,
+                "start": starts.get(row["bucket"]) or starts.setdefault(row["bucket"], utc_iso(row["bucket"])),
+                "value": format(scaled(row["raw"], metric), "f"),
             }
             for row in page
         ]
