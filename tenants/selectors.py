@@ -85,8 +85,8 @@ def tenant_user_with_login(*, username: str) -> TenantUser | None:
     when it has none) loaded, or None. Every request with an ID token asks it, so it is one raw query (tenants.raw)
     for the rows of ``TenantUser.objects.select_related("tenant", "user").filter(username=username).first()``."""
     sql, tenant_users, tenants, users, tenant_field, user_field = _tenant_user_sql()
-    with raw.cursor() as cursor:
-        cursor.execute(sql, [username])
+    with raw.cursor() as cursor:  # the claim as the ORM would compare it (a CharField's: a string)
+        cursor.execute(sql, [raw.adapt(username, TenantUser._meta.get_field("username"))])
         row = cursor.fetchone()
     if row is None:
         return None

@@ -108,6 +108,7 @@ def test_the_tenant_user_is_the_orms(world, django_user_model):
     TenantUser.objects.filter(pk=without_login.pk).update(user=None)
     assert tenant_user_with_login(username=without_login.username).user is None
     assert tenant_user_with_login(username="nobody") is None
+    assert tenant_user_with_login(username=12345) is None  # a claim that is not a string: compared as one
 
 
 def test_the_metrics_are_the_orms(world, metrics):
