@@ -16,6 +16,7 @@ from metering.selectors.usage import (
     hour_bounds,
     period_quantities,
     period_quantities_many,
+    start_whole_period_figures,
     usage_version,
     usage_version_and_backfill,
     whole_bucket,
@@ -34,5 +35,6 @@ __all__ = [
     "usage_version",
     "usage_version_and_backfill",
     "whole_bucket",
+    "start_whole_period_figures",
     "whole_period_figures",
 ]
