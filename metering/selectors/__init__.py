@@ -16,7 +16,9 @@ from metering.selectors.usage import (
     hour_bounds,
     period_quantities,
     period_quantities_many,
+    start_whole_period_figures,
     usage_version,
+    usage_version_and_backfill,
     whole_bucket,
     whole_period_figures,
 )
@@ -31,6 +33,8 @@ __all__ = [
     "period_quantities",
     "period_quantities_many",
     "usage_version",
+    "usage_version_and_backfill",
     "whole_bucket",
+    "start_whole_period_figures",
     "whole_period_figures",
 ]

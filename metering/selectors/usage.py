@@ -10,8 +10,9 @@ is one whole hour, UTC day or calendar month, else asked of the lake over the pe
 
 from __future__ import annotations
 
+import threading
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, localcontext
 
@@ -20,6 +21,7 @@ from django.utils import timezone
 
 from metering.models import DailyUsage, HourlyUsage, MonthlyUsage, RollupBackfill, SyncCursor
 from metering.services.sync import HOUR, ceil_hour
+from tenants import raw
 from tenants.models import Aggregation, Metric
 
 # Aggregations whose period value is the sum of the hourly values; the others (max, unique_count)
@@ -33,6 +35,22 @@ def usage_version() -> str:
     rows (metering.services.sync.usage_changed). One read of a table of one row per lake backend."""
     latest = SyncCursor.objects.aggregate(latest=Max("updated_at"))["latest"]
     return latest.isoformat() if latest else "none"
+
+
+def usage_version_and_backfill(start: datetime, end: datetime) -> tuple[str, bool]:
+    """``(usage_version(), backfill_pending(start, end))`` in one raw query (tenants.raw): what every usage API
+    request asks before it reads usage (or answers 304)."""
+    q = raw.quote
+    cursors, backfills = SyncCursor._meta, RollupBackfill._meta
+    updated_at, month = cursors.get_field("updated_at"), backfills.get_field("month")
+    sql = (f"SELECT (SELECT MAX({q(updated_at.column)}) FROM {q(cursors.db_table)}), "
+           f"EXISTS(SELECT 1 FROM {q(backfills.db_table)} WHERE {q(month.column)} >= %s AND {q(month.column)} < %s)")
+    with raw.cursor() as cursor:
+        cursor.execute(sql, [raw.adapt(bucket_start(start, "month").date(), month),
+                             raw.adapt(end.astimezone(UTC).date(), month)])
+        latest, pending = cursor.fetchone()
+    latest = raw.convert(latest, updated_at, "MAX")
+    return (latest.isoformat() if latest else "none"), bool(pending)
 
 
 def hour_bounds(start: datetime, end: datetime) -> tuple[datetime, datetime]:
@@ -175,11 +193,24 @@ def whole_period_figures(*, metrics: Iterable[Metric], start: datetime, end: dat
       over the window for all the tenants at once, attributed as the sync attributes. Raises LakeError
       when the lake cannot answer.
     """
+    return start_whole_period_figures(metrics=metrics, start=start, end=end, tenants=tenants, lake=lake,
+                                      background=False)()
+
+
+def start_whole_period_figures(*, metrics: Iterable[Metric], start: datetime, end: datetime,
+                               tenants: Iterable | None = None, lake=None,
+                               background: bool = True) -> Callable[[], dict[int, dict[int, Decimal]]]:
+    """whole_period_figures begun: its database reads done now (in the caller's thread: its connection
+    and transaction), and the lake's query, when the window needs one, started in a thread of its own
+    (with ``background``; else run by the function returned). The function returned waits for the
+    query and gives whole_period_figures' answer, raising its LakeError. Meanwhile the caller can ask
+    its own queries: the lake's seconds (Athena) or tens of milliseconds (DuckDB, which leaves the
+    GIL to the caller) overlap them rather than add up."""
     metrics = list(metrics)
     start, end = hour_bounds(start, end)
     found: dict[int, dict[int, Decimal]] = defaultdict(dict)
     if end <= start:
-        return found
+        return lambda: found
     tenant_ids = None if tenants is None else [getattr(t, "pk", t) for t in tenants]
 
     def scoped(queryset):
@@ -205,7 +236,7 @@ def whole_period_figures(*, metrics: Iterable[Metric], start: datetime, end: dat
             found[tenant_id][metric_id] = value
     unique = [m for m in metrics if m.aggregation == Aggregation.UNIQUE_COUNT]
     if not unique:
-        return found
+        return lambda: found
     bucket = whole_bucket(start, end)
     if bucket is not None and (bucket[0] == "hour" or not backfill_pending(start, end)):
         unit, first = bucket
@@ -218,27 +249,41 @@ def whole_period_figures(*, metrics: Iterable[Metric], start: datetime, end: dat
         for tenant_id, metric_id, value in (scoped(rows.filter(metric__in=unique)).order_by()
                                             .values_list("tenant_id", "metric_id", "value")):
             found[tenant_id][metric_id] = value
+        return lambda: found
+    in_lake = _start_lake_figures(metrics=unique, start=start, end=end, tenant_ids=tenant_ids, lake=lake,
+                                  background=background)
+
+    def figures() -> dict[int, dict[int, Decimal]]:
+        for tenant_id, values in in_lake().items():
+            found[tenant_id].update(values)
         return found
-    found_in_lake = _lake_figures(metrics=unique, start=start, end=end, tenant_ids=tenant_ids, lake=lake)
-    for tenant_id, values in found_in_lake.items():
-        found[tenant_id].update(values)
-    return found
+
+    return figures
 
 
-def _lake_figures(*, metrics: list[Metric], start: datetime, end: datetime, tenant_ids: list[int] | None,
-                  lake=None) -> dict[int, dict[int, Decimal]]:
+def _start_lake_figures(*, metrics: list[Metric], start: datetime, end: datetime, tenant_ids: list[int] | None,
+                        lake=None, background: bool) -> Callable[[], dict[int, dict[int, Decimal]]]:
+    """The tenants and users read now; the lake asked in a thread (``background``) or when called."""
     from metering.lake import get_lake
     from tenants.models import Tenant, TenantUser
 
     tenants = Tenant.objects.all() if tenant_ids is None else Tenant.objects.filter(pk__in=tenant_ids)
     by_slug = dict(tenants.values_list("slug", "pk"))
     if not by_slug:
-        return {}
+        return dict
     users = TenantUser.objects.all() if tenant_ids is None else TenantUser.objects.filter(tenant_id__in=tenant_ids)
-    lake = lake or get_lake()
-    rows = lake.whole_period(metrics=metrics, parts=[(None, start, end)],
-                             user_tenants=dict(users.values_list("username", "tenant__slug")),
-                             tenants=None if tenant_ids is None else list(by_slug))
+    lake = lake or get_lake()  # here: settings a deployment keeps in the database are read in this thread
+    user_tenants = dict(users.values_list("username", "tenant__slug"))
+
+    def ask():
+        return lake.whole_period(metrics=metrics, parts=[(None, start, end)], user_tenants=user_tenants,
+                                 tenants=None if tenant_ids is None else list(by_slug))
+
+    asked = _InThread(ask) if background else None
+    return lambda: _attributed(asked.result() if asked is not None else ask(), metrics=metrics, by_slug=by_slug)
+
+
+def _attributed(rows, *, metrics: list[Metric], by_slug: dict[str, int]) -> dict[int, dict[int, Decimal]]:
     found: dict[int, dict[int, Decimal]] = defaultdict(dict)
     for row in rows:
         tenant_id = by_slug.get(row.tenant_id)
@@ -248,3 +293,29 @@ def _lake_figures(*, metrics: list[Metric], start: datetime, end: datetime, tena
             if value:
                 found[tenant_id][metric.pk] = value
     return found
+
+
+class _InThread:
+    """A call run in a thread of its own; result() waits for it and returns its value or raises its error.
+    The thread touches no database (Django's connections are per thread: a query there would open a
+    connection outside the caller's transaction), and starts with empty context variables (no run's
+    heartbeat is written from it)."""
+
+    def __init__(self, call: Callable[[], object]):
+        self._call = call
+        self._value = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="lake-query", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._value = self._call()
+        except BaseException as exc:  # handed to the caller by result()
+            self._error = exc
+
+    def result(self):
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value

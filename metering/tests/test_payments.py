@@ -114,3 +114,22 @@ def test_the_provider_dashboard_shows_receivables_by_age(invoice, staff):
              else "61–90 days late" if late <= 90 else "Over 90 days late")
     row = section[section.index(label):]
     assert row[:row.index("</tr>")].endswith('<td class="num">1</td><td class="num">74.50</td>')
+
+
+def test_the_receivables_add_up_every_payment_and_follow_the_tenant_filter(invoice, staff):
+    """The payments of an invoice are summed once (grouped and joined, not asked per invoice), and the
+    tenant filter keeps that tenant's invoices only."""
+    assert pay(staff, invoice, "25.50").status_code == 302
+    assert pay(staff, invoice, "10.25", reference="bank 2").status_code == 302
+    other = TenantFactory(slug="other", name="Other Ltd")
+
+    def section(params):
+        page = staff.get("/admin/dashboard/", params).content.decode()
+        part = page[page.index('id="receivables"'):]
+        return part[:part.index("</section>")]
+
+    assert "USD: 64.25 on 1 invoice" in section({})
+    assert "USD: 64.25 on 1 invoice" in section({"tenant": "acme"})
+    assert "Nothing is owed." in section({"tenant": other.slug})
+    assert pay(staff, invoice, "64.25", reference="bank 3").status_code == 302  # the rest: paid
+    assert "Nothing is owed." in section({})

@@ -290,7 +290,7 @@ def test_tenants_beyond_the_top_five_stack_as_other_tenants(staff_client, plans)
 
 
 def test_the_top_tenants_are_those_of_a_ranking_of_every_tenant(staff_client, db):
-    """The top tenants are ranked in the database (a window per metric, the first ten kept): the page shows
+    """The top tenants are ranked in the database (each metric's first ten by a top-N sort): the page shows
     what ranking every tenant's figure would, ties broken by the older tenant, for a metric that adds up,
     a largest value and a last value, with each named tenant's figure in every metric."""
     from portal.dashboards.selectors import display_quantity
@@ -345,6 +345,8 @@ def test_the_top_tenants_are_those_of_a_ranking_of_every_tenant(staff_client, db
     ("2025-01-10", "2025-01-20"),  # inside a month: the days themselves
     ("2025-02-01", "2025-02-28"),  # a whole month: its monthly rows
     ("2025-01-31", "2025-02-01"),  # a day of each
+    ("2025-01-15", "2025-01-15"),  # one day: its rows as they are, ranked with no grouping
+    ("2025-01-31", "2025-02-28"),  # a day and a whole month: the day's rows and the month's, grouped
 ])
 def test_the_ranking_from_the_monthly_rollup_is_that_of_the_days(db, start, end):
     """The top tenants of a range are ranked from the monthly rollup less the days out of the range where that
@@ -382,3 +384,57 @@ def test_the_ranking_from_the_monthly_rollup_is_that_of_the_days(db, start, end)
                                   else max(figures.get(tenant_id, value), value))
         expected = sorted(figures.items(), key=lambda item: (-item[1], item[0]))[:TOP_TABLE]
         assert [(t.pk, v) for t, v in usage[metric.code].top] == expected, metric.code
+
+
+def ips_total(html) -> str:
+    card = html[html.index('id="usage-active_ips"'):]
+    return re.search(r"Distinct values in range[^:]*: <strong>([^<]*)</strong>", card).group(1)
+
+
+def test_a_range_of_days_asks_the_lake_beside_the_other_queries(staff_client, plans, monkeypatch):
+    """A range that is no calendar month asks the lake for its distinct counts, in a thread of its own while
+    the page's queries run: the total is every tenant's distinct count over the range, as billing counts it."""
+    import threading
+
+    from metering.lake.local import LocalLake
+    from metering.selectors import whole_period_figures
+    from portal.dashboards.selectors import day_bounds
+
+    tenants, _ = seeded(plans, 3, days=4)
+    today = timezone.now().date()
+    start, end = today - timedelta(days=3), today - timedelta(days=1)
+    ips = Metric.objects.get(code="active_ips")
+    expected = sum(values.get(ips.pk, Decimal(0)) for values in whole_period_figures(
+        metrics=[ips], start=day_bounds(start, end)[0], end=day_bounds(start, end)[1]).values())
+    assert expected > 0
+    asked_in = []
+    whole_period = LocalLake.whole_period
+
+    def recorded(self, **kwargs):
+        asked_in.append(threading.current_thread() is threading.main_thread())
+        return whole_period(self, **kwargs)
+
+    monkeypatch.setattr(LocalLake, "whole_period", recorded)
+    html = staff_client.get(URL, {"start": start.isoformat(), "end": end.isoformat()}).content.decode()
+    assert asked_in == [False]  # asked once, not in the request's thread
+    assert Decimal(ips_total(html)) == expected
+
+
+def test_a_lake_that_does_not_answer_leaves_the_distinct_counts_unavailable(staff_client, plans, monkeypatch):
+    from metering.lake import LakeError
+    from metering.lake.local import LocalLake
+
+    seeded(plans, 2, days=2)
+
+    def fails(self, **kwargs):
+        raise LakeError("the lake did not answer")
+
+    monkeypatch.setattr(LocalLake, "whole_period", fails)
+    today = timezone.now().date()
+    response = staff_client.get(URL, {"start": (today - timedelta(days=2)).isoformat(),
+                                      "end": (today - timedelta(days=1)).isoformat()})
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert ips_total(html) == "unavailable"
+    assert "The lake did not answer for this range's distinct counts" in html
+    assert chart_data(html, "usage-api_calls")["series"]  # the rest of the page is there
