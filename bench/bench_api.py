@@ -32,6 +32,8 @@ from urllib.parse import urlencode
 from _load import (
     ROOT,
     bench_database_url,
+    child_pids,
+    cpu_seconds,
     ensure_database,
     free_port,
     load,
@@ -137,6 +139,16 @@ def tokens(prefix: str = "bench-", step: int = 1) -> list[tuple[str, str]]:
     return result
 
 
+def workers_backends(since: datetime) -> list[int]:
+    """The PostgreSQL server processes of the bench's database that started since ``since`` (the workers')."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                       "AND pid <> pg_backend_pid() AND backend_start >= %s", [since])
+        return [pid for (pid,) in cursor.fetchall()]
+
+
 def one_request(port: int, path: str, token: str, etag: str | None = None) -> int:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
@@ -206,6 +218,7 @@ def main() -> int:
 
     port = free_port()
     log = var_dir / "gunicorn.log"
+    server_started = datetime.now(UTC)
     server = start_gunicorn(db_url, var_dir, port, args.workers, log)
     try:
         for path, token in paths_tokens:  # warm up every worker's connection and caches
@@ -215,8 +228,16 @@ def main() -> int:
                     raise SystemExit(f"warm-up request answered {status}; see {log}")
         if args.etag:  # each caller's copy and its tag, as a client keeps them
             paths_tokens = [(path, token, etag_of(port, path, token)) for path, token in paths_tokens]
+        # CPU of the load alone: the gunicorn workers, their PostgreSQL backends (those of the bench's database
+        # that started with them: another client of that database at the same time would count too) and this
+        # process (the load generator). Beside a busy machine's p99, what a request costs.
+        web = [server.pid, *child_pids(server.pid)]
+        db_backends = workers_backends(server_started)
+        cpu_before = (cpu_seconds(web), cpu_seconds(db_backends), time.process_time())
+        load_before = os.getloadavg()[0]
         latencies, failures, wall = load(lambda i: one_request(port, *paths_tokens[i % len(paths_tokens)]),
                                          args.rate, args.seconds, args.threads)
+        cpu_after = (cpu_seconds(web), cpu_seconds(db_backends), time.process_time())
     finally:
         stop_gunicorn(server)
 
@@ -229,6 +250,11 @@ def main() -> int:
     print(f"latency ms  p50 {p50:.1f}  p90 {p90:.1f}  p99 {p99:.1f}  max {max(ms):.1f}  mean {statistics.mean(ms):.1f}")
     if failures:
         print(f"failures (first 5): {failures[:5]}")
+    cpu = [after - before for before, after in zip(cpu_before, cpu_after, strict=True)]
+    if ms:
+        print(f"CPU ms/request: gunicorn {cpu[0] / len(ms) * 1000:.1f}, PostgreSQL {cpu[1] / len(ms) * 1000:.1f}, "
+              f"load generator {cpu[2] / len(ms) * 1000:.1f} ({os.cpu_count()} cores; load average "
+              f"{load_before:.1f} before the load)")
     ok = p99 < 50 and not failures
     print("target p99 < 50 ms:", "met" if ok else "NOT met")
     return 0 if ok or not args.check else 1

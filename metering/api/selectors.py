@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
-from django.db.models import Max, Sum
-from django.db.models.functions import TruncDay, TruncHour, TruncMonth
+from django.db.models import Sum
 
 from metering.models import DailyUsage, HourlyUsage, MonthlyUsage
 from metering.selectors import ADDITIVE, bucket_start, hour_bounds, whole_period_figures
 from metering.services.sync import HOUR
+from tenants import raw
 from tenants.models import Aggregation, Metric, Tenant
-
-TRUNC = {"hour": TruncHour, "day": TruncDay, "month": TruncMonth}
 
 
 def usage_buckets(*, tenant, metrics: list[Metric], start: datetime, end: datetime, granularity: str) -> list[dict]:
@@ -25,28 +23,78 @@ def usage_buckets(*, tenant, metrics: list[Metric], start: datetime, end: dateti
     metric's, its last value): the
     hourly row, or the day's or month's rollup (the caller checks that the range cuts no bucket of
     such a metric: filters.UsageQuerySerializer).
+
+    Every usage API request asks it: raw SQL (tenants.raw), the rows and values of
+    ``HourlyUsage.objects.filter(...).annotate(bucket=Trunc...("hour", tzinfo=UTC)).values("metric_id", "bucket")
+    .annotate(raw=Sum("value") or Max("value"))`` and of the rollup's ``values_list``.
     """
     rows: list[dict] = []
-    hourly = HourlyUsage.objects.filter(tenant=tenant, hour__gte=start, hour__lt=end)
     # Figures that are not a sum or a maximum of hours: a distinct count, a last value (latest).
     unique = [m for m in metrics if m.aggregation in (Aggregation.UNIQUE_COUNT, Aggregation.LATEST)]
     by_hour = [m for m in metrics if m.aggregation == Aggregation.MAX or (m in unique and granularity == "hour")]
-    for chosen, figure in (([m for m in metrics if m.aggregation in ADDITIVE], Sum("value")), (by_hour, Max("value"))):
+    for chosen, figure in (([m for m in metrics if m.aggregation in ADDITIVE], "SUM"), (by_hour, "MAX")):
         if chosen:
-            rows.extend(hourly.filter(metric__in=chosen).annotate(bucket=TRUNC[granularity]("hour", tzinfo=UTC))
-                        .values("metric_id", "bucket").annotate(raw=figure).order_by())
+            rows.extend(_hourly_buckets(tenant.pk, [m.pk for m in chosen], start, end, granularity, figure))
     if unique and granularity != "hour":
         first, last = hour_bounds(start, end)
         if last > first:
             first, last = bucket_start(first, granularity).date(), bucket_start(last - HOUR, granularity).date()
             rollup, field = (DailyUsage, "day") if granularity == "day" else (MonthlyUsage, "month")
-            for metric_id, day, value in (rollup.objects.filter(tenant=tenant, metric__in=unique,
-                                                                **{f"{field}__gte": first, f"{field}__lte": last})
-                                          .order_by().values_list("metric_id", field, "value")):
+            for metric_id, day, value in _rollup_rows(rollup, field, tenant.pk, [m.pk for m in unique], first, last):
                 rows.append({"metric_id": metric_id, "raw": value,
                              "bucket": datetime(day.year, day.month, day.day, tzinfo=UTC)})
     rows.sort(key=lambda row: (row["bucket"], row["metric_id"]))
     return rows
+
+
+def _in(values: list) -> str:
+    return ", ".join(["%s"] * len(values))
+
+
+def _hourly_buckets(tenant_id: int, metric_ids: list[int], start: datetime, end: datetime, granularity: str,
+                    figure: str) -> list[dict]:
+    connection = raw.current()
+    meta = HourlyUsage._meta
+    hour, value = meta.get_field("hour"), meta.get_field("value")
+    col = {name: f"h.{raw.quote(meta.get_field(name).column)}" for name in ("tenant", "metric", "hour", "value")}
+    # The bucket as the ORM's Trunc<granularity>("hour", tzinfo=UTC) writes it for this database.
+    trunc, trunc_params = connection.ops.datetime_trunc_sql(granularity, col["hour"], (), "UTC")
+    sql = (f"SELECT {col['metric']}, {trunc}, {figure}({col['value']}) FROM {raw.quote(meta.db_table)} h "
+           f"WHERE {col['tenant']} = %s AND {col['metric']} IN ({_in(metric_ids)}) "
+           f"AND {col['hour']} >= %s AND {col['hour']} < %s GROUP BY 1, 2")
+    params = [*trunc_params, tenant_id, *metric_ids, raw.adapt(start, hour, connection), raw.adapt(end, hour, connection)]
+    with raw.cursor() as cursor:
+        cursor.execute(sql, params)
+        found = cursor.fetchall()
+    as_bucket, as_figure = raw.converter(hour, connection=connection), raw.converter(value, figure, connection)
+    rows = []
+    for metric_id, bucket, figure_value in found:
+        if as_bucket is not None:
+            bucket = as_bucket(bucket)
+        if bucket.tzinfo is None:  # as TruncBase.convert_value: the bucket is a UTC time
+            bucket = bucket.replace(tzinfo=UTC)
+        rows.append({"metric_id": metric_id, "bucket": bucket,
+                     "raw": figure_value if as_figure is None else as_figure(figure_value)})
+    return rows
+
+
+def _rollup_rows(model, field: str, tenant_id: int, metric_ids: list[int], first: date, last: date) -> list[tuple]:
+    connection = raw.current()
+    meta = model._meta
+    period, value = meta.get_field(field), meta.get_field("value")
+    col = {name: raw.quote(meta.get_field(name).column) for name in ("tenant", "metric", field, "value")}
+    sql = (f"SELECT {col['metric']}, {col[field]}, {col['value']} FROM {raw.quote(meta.db_table)} "
+           f"WHERE {col['tenant']} = %s AND {col['metric']} IN ({_in(metric_ids)}) "
+           f"AND {col[field]} >= %s AND {col[field]} <= %s")
+    with raw.cursor() as cursor:
+        cursor.execute(sql, [tenant_id, *metric_ids, raw.adapt(first, period, connection),
+                             raw.adapt(last, period, connection)])
+        found = cursor.fetchall()
+    as_day, as_value = raw.converter(period, connection=connection), raw.converter(value, connection=connection)
+    if as_day is None and as_value is None:
+        return found
+    return [(metric_id, day if as_day is None else as_day(day), figure if as_value is None else as_value(figure))
+            for metric_id, day, figure in found]
 
 
 def top_tenants(*, metric: Metric, start: datetime, end: datetime) -> list[dict]:

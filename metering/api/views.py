@@ -31,7 +31,7 @@ from metering.pricing import (
     tier_breakdown,
     tiers_document,
 )
-from metering.selectors import backfill_pending, period_quantities, usage_version
+from metering.selectors import period_quantities, usage_version, usage_version_and_backfill
 from metering.selectors.billing import projected_bill
 from metering.services.billing.periods import subscription_period
 from metering.services.sync import floor_hour
@@ -85,12 +85,13 @@ class UsageView(TenantScopedView):
                                                     "answer whose ETag was sent in If-None-Match.")},
     )
     def get(self, request, *args, **kwargs):
-        params = filters.validated(filters.UsageQuerySerializer, request)
+        params = filters.usage_query(request)
         metrics = {metric.pk: metric for metric in params["metric"]}
+        version, pending = usage_version_and_backfill(params["start"], params["end"])
         if (params["granularity"] != "hour" and any(m.aggregation == "unique_count" for m in metrics.values())
-                and backfill_pending(params["start"], params["end"])):
+                and pending):
             raise FiguresPending()
-        etag = usage_etag(request, tenant=self.tenant, metrics=metrics.values())
+        etag = usage_etag(request, tenant=self.tenant, metrics=metrics.values(), version=version)
         headers = {"ETag": etag, "Cache-Control": "private, no-cache"}
         # If-None-Match compares weakly (RFC 9110 13.1.2): W/"x" matches "x"; "*" matches any answer.
         sent = {tag.removeprefix("W/") for tag in parse_etags(request.headers.get("If-None-Match", ""))}
@@ -104,12 +105,13 @@ class UsageView(TenantScopedView):
         page = self.paginate_queryset(rows)
         # Built by hand rather than by UsageBucketSerializer (which documents it): this is the hot path,
         # and a serializer per bucket costs more than the query.
+        starts: dict = {}  # a bucket's time is printed once for all its metrics
         data = [
             {
-                "metric": metrics[row["metric_id"]].code,
-                "unit": metrics[row["metric_id"]].unit,
-                "start": utc_iso(row["bucket"]),
-                "value": format(scaled(row["raw"], metrics[row["metric_id"]]), "f"),
+                "metric": (metric := metrics[row["metric_id"]]).code,
+                "unit": metric.unit,
+                "start": starts.get(row["bucket"]) or starts.setdefault(row["bucket"], utc_iso(row["bucket"])),
+                "value": format(scaled(row["raw"], metric), "f"),
             }
             for row in page
         ]
@@ -119,13 +121,13 @@ class UsageView(TenantScopedView):
         return response
 
 
-def usage_etag(request, *, tenant, metrics) -> str:
+def usage_etag(request, *, tenant, metrics, version: str | None = None) -> str:
     """The usage answer's entity tag: the usage's version (it changes in the transaction of every sync
     that writes usage), the tenant, the request's query string and the representation asked for (JSON or
     CSV), and the metrics' codes, units and divisors (what the values are scaled by). A client that
     sends it back in If-None-Match gets 304 until one of those changes."""
     negotiated = getattr(request, "accepted_media_type", "") or ""
-    parts = (usage_version(), tenant.pk, request.get_full_path(), negotiated,
+    parts = (usage_version() if version is None else version, tenant.pk, request.get_full_path(), negotiated,
              sorted((m.code, m.unit, str(m.divisor)) for m in metrics))
     return quote_etag(hashlib.sha256(repr(parts).encode()).hexdigest()[:32])
 

@@ -33,6 +33,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta, tzinfo
 from decimal import ROUND_HALF_UP, Decimal, localcontext
+from functools import lru_cache
 
 from .currency import ARITHMETIC_CONTEXT, format_amount, format_unit_amount, quantum
 from .documents import ChargeSpec, PlanSpec
@@ -416,9 +417,13 @@ def _walk(boundary, guess: int, at: datetime) -> tuple[datetime, datetime]:
     return start, end
 
 
+@lru_cache(maxsize=4096)
 def calendar_period(at: datetime, interval: str = "month", zone: tzinfo = UTC) -> tuple[datetime, datetime]:
     """The calendar month (or year) containing ``at``, [start, end) in UTC: each starts at midnight on
-    the 1st (of January, for a year) in ``zone`` (``local_to_utc`` reads a midnight the clocks skip)."""
+    the 1st (of January, for a year) in ``zone`` (``local_to_utc`` reads a midnight the clocks skip).
+
+    Remembered (a function of the instant, the interval and the zone only): a billing run asks it for the
+    same few months of every subscription on the calendar cycle, three times each."""
     at = _utc("at", at)
     months = _interval_months(interval)
     local = at.astimezone(zone)

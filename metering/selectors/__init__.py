@@ -18,6 +18,7 @@ from metering.selectors.usage import (
     period_quantities_many,
     start_whole_period_figures,
     usage_version,
+    usage_version_and_backfill,
     whole_bucket,
     whole_period_figures,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "period_quantities",
     "period_quantities_many",
     "usage_version",
+    "usage_version_and_backfill",
     "whole_bucket",
     "start_whole_period_figures",
     "whole_period_figures",

@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from metering.models import DailyUsage, HourlyUsage, MonthlyUsage, RollupBackfill, SyncCursor
 from metering.services.sync import HOUR, ceil_hour
+from tenants import raw
 from tenants.models import Aggregation, Metric
 
 # Aggregations whose period value is the sum of the hourly values; the others (max, unique_count)
@@ -34,6 +35,22 @@ def usage_version() -> str:
     rows (metering.services.sync.usage_changed). One read of a table of one row per lake backend."""
     latest = SyncCursor.objects.aggregate(latest=Max("updated_at"))["latest"]
     return latest.isoformat() if latest else "none"
+
+
+def usage_version_and_backfill(start: datetime, end: datetime) -> tuple[str, bool]:
+    """``(usage_version(), backfill_pending(start, end))`` in one raw query (tenants.raw): what every usage API
+    request asks before it reads usage (or answers 304)."""
+    q = raw.quote
+    cursors, backfills = SyncCursor._meta, RollupBackfill._meta
+    updated_at, month = cursors.get_field("updated_at"), backfills.get_field("month")
+    sql = (f"SELECT (SELECT MAX({q(updated_at.column)}) FROM {q(cursors.db_table)}), "
+           f"EXISTS(SELECT 1 FROM {q(backfills.db_table)} WHERE {q(month.column)} >= %s AND {q(month.column)} < %s)")
+    with raw.cursor() as cursor:
+        cursor.execute(sql, [raw.adapt(bucket_start(start, "month").date(), month),
+                             raw.adapt(end.astimezone(UTC).date(), month)])
+        latest, pending = cursor.fetchone()
+    latest = raw.convert(latest, updated_at, "MAX")
+    return (latest.isoformat() if latest else "none"), bool(pending)
 
 
 def hour_bounds(start: datetime, end: datetime) -> tuple[datetime, datetime]:

@@ -2,6 +2,7 @@
 one, takes again one whose worker died, gives up on one that killed its workers, and stops when its chunk was
 taken from it; and the run's progress in the admin. Real workers on Redis: test_billing_workers.py."""
 
+import io
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -186,3 +187,24 @@ def test_the_admin_shows_a_runs_progress_and_its_chunks(subs, staff_client, sett
     assert "0 of 3 chunks done, 1 running" in page
     detail = staff_client.get(reverse("admin:metering_billingrun_change", args=[running.pk])).content.decode()
     assert "gone:1" in detail and "alive (heartbeat" in detail and "and above" in detail
+
+
+def test_the_collector_runs_less_often_during_a_run_and_as_before_after_it(subs, monkeypatch):
+    import gc
+
+    from django.core.management import call_command
+
+    seen = []
+    work_chunk = run_module._work_chunk
+
+    def spying(*args, **kwargs):
+        seen.append(gc.get_threshold())
+        return work_chunk(*args, **kwargs)
+
+    monkeypatch.setattr(run_module, "_work_chunk", spying)
+    before = gc.get_threshold()
+    call_command("run_billing", "--as-of", AS_OF.isoformat(), "--finalize-now", "--no-sync", stdout=io.StringIO())
+    assert seen == [(run_module.GC_YOUNG_THRESHOLD, *before[1:])] * 3, "every chunk billed with the raised threshold"
+    assert gc.get_threshold() == before, "restored after the run"
+    assert Invoice.objects.filter(status=InvoiceStatus.FINALIZED).count() == 7
+

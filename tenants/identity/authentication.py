@@ -51,7 +51,8 @@ class TokenAuthentication(BaseAuthentication):
         return self.authenticate_token(token)
 
     def authenticate_token(self, token: str):
-        from tenants.models import USABLE_TENANT_STATUSES, TenantUser
+        from tenants.models import USABLE_TENANT_STATUSES
+        from tenants.selectors import tenant_user_with_login
 
         try:
             config = get_identity_backend().verifier_config()
@@ -59,9 +60,7 @@ class TokenAuthentication(BaseAuthentication):
         except TokenError as exc:
             raise _refuse(str(exc)) from None
         username = claims.get("cognito:username") or claims.get("username")
-        tenant_user = (
-            TenantUser.objects.select_related("tenant", "user").filter(username=username).first() if username else None
-        )
+        tenant_user = tenant_user_with_login(username=username) if username else None
         if tenant_user is None:
             raise _refuse(f"no tenant user {username!r}")
         if not tenant_user.is_active or tenant_user.user is None or not tenant_user.user.is_active:

@@ -67,6 +67,7 @@ class CouponBook:
             for redemption_id, period_start in (
                 InvoiceDiscount.objects.filter(subscription_coupon_id__in=[redemption.pk for redemption in redemptions])
                 .exclude(invoice__status=InvoiceStatus.VOID)
+                .order_by()  # a set: not sorted by the model's ordering
                 .values_list("subscription_coupon_id", "invoice__period_start")
             ):
                 self._used[redemption_id].add(period_start)

@@ -29,7 +29,7 @@ from metering.pricing import PricedPeriod, Segment, anniversary_period, calendar
 from metering.services.billing.catalog import Catalog
 from metering.services.sync import ceil_hour, floor_hour
 from portal.kernel import ApplicationError
-from tenants.models import BillingCycle, PlanVersion, Subscription
+from tenants.models import BillingCycle, PlanVersion, Subscription, SubscriptionChange
 
 # --- the calendar ----------------------------------------------------------------------------------
 
@@ -93,6 +93,27 @@ def _versions_timeline(subscription: Subscription) -> list[tuple[datetime, PlanV
     timeline.extend((change.changed_at, change.to_version) for change in changes)
     subscription._timeline = timeline
     return timeline
+
+
+def load_timelines(subscriptions: list[Subscription]) -> None:
+    """Read the plan changes of many subscriptions at once and memoize each one's timeline (a billing batch).
+
+    One query for the changes and one for the versions they name, instead of prefetch_related, which builds a
+    queryset per subscription (a third of the CPU of a billing run that finds nothing to bill)."""
+    changes: dict[int, list[tuple]] = {subscription.pk: [] for subscription in subscriptions}
+    if not changes:
+        return
+    # The order prefetch_related("changes") read them in (the model's ordering), then sorted by changed_at.
+    for row in SubscriptionChange.objects.filter(subscription_id__in=list(changes)).order_by(
+            "subscription", "changed_at").values_list("subscription_id", "changed_at", "from_version_id", "to_version_id"):
+        changes[row[0]].append(row)
+    wanted = {pk for rows in changes.values() for _sub, _at, *pks in rows for pk in pks}
+    versions = {version.pk: version for version in PlanVersion.objects.filter(pk__in=wanted)} if wanted else {}
+    for subscription in subscriptions:
+        rows = sorted(changes[subscription.pk], key=lambda row: row[1])
+        first = versions[rows[0][2]] if rows else subscription.plan_version
+        subscription._timeline = [(subscription.started_at, first)] + [
+            (changed_at, versions[to_id]) for _sub, changed_at, _from_id, to_id in rows]
 
 
 def version_at(subscription: Subscription, at: datetime) -> PlanVersion:
