@@ -92,11 +92,12 @@ def stop_gunicorn(proc: subprocess.Popen) -> None:
 
 
 def load(send: Callable[[int], int | str], rate: float, seconds: float, threads: int, expected: int = 200,
-         give_up: float | None = None):
+         give_up: float | None = None, timeline: list[tuple[float, float]] | None = None):
     """Open loop: request i (``send(i)`` returns its status) is due at t0 + i/rate whatever happened before;
     latency counts from then. Returns (latencies in seconds, the statuses other than ``expected``, wall time).
     A request not yet sent ``give_up`` seconds after it was due is not sent: a failure, so that a server far
-    behind ends the run soon after ``seconds`` rather than a long queue later."""
+    behind ends the run soon after ``seconds`` rather than a long queue later. ``timeline``, when given, receives
+    (when the request was due, in seconds from the start; its latency) for each request."""
     total = int(rate * seconds)
     latencies: list[float] = []
     failures: list[str] = []
@@ -113,6 +114,8 @@ def load(send: Callable[[int], int | str], rate: float, seconds: float, threads:
         elapsed = time.perf_counter() - due
         with lock:
             latencies.append(elapsed)
+            if timeline is not None:
+                timeline.append((due - t0, elapsed))
             if status != expected:
                 failures.append(str(status))
 

@@ -135,6 +135,18 @@ def spooled(spool_dir: Path) -> int:
                for line in path.open(encoding="utf-8") if line.strip())
 
 
+def print_slowest_seconds(timeline: list[tuple[float, float]], started: float, every: float, shown: int = 3) -> None:
+    """Where the tail comes from: the seconds of the run whose requests waited longest, with the wall clock's
+    position in the appenders' EVENTS_APPEND_SECONDS cycle (they close segments at 0, append 0.5 s later)."""
+    seconds: dict[int, list[float]] = {}
+    for due, latency in timeline:
+        seconds.setdefault(int(due), []).append(latency * 1000)
+    worst = sorted(seconds.items(), key=lambda item: max(item[1]), reverse=True)[:shown]
+    print("slowest seconds (by when the requests were due): " + "; ".join(
+        f"{second}-{second + 1} s (append cycle {(started + second) % every:.1f} s): {len(ms)} requests, "
+        f"median {statistics.median(ms):.0f} ms, max {max(ms):.0f} ms" for second, ms in worst))
+
+
 def default_workers() -> int:
     return 2 * (os.cpu_count() or 1) + 1
 
@@ -187,8 +199,11 @@ def main() -> int:
         web = [server.pid, *child_pids(server.pid)]
         db_backends = database_backends(args.database)
         cpu_before = (cpu_seconds(web), cpu_seconds(db_backends), time.process_time())
+        timeline: list[tuple[float, float]] = []
+        started = time.time() + 0.1  # the load generator's first request is due 0.1 s after it starts
         latencies, failures, wall = load(lambda i: post(port, payloads[i], keys[i % len(keys)], args.batch),
-                                         req_rate, args.seconds, args.threads, expected=202, give_up=10)
+                                         req_rate, args.seconds, args.threads, expected=202, give_up=10,
+                                         timeline=timeline)
         cpu_after = (cpu_seconds(web), cpu_seconds(db_backends), time.process_time())
     finally:
         stop_gunicorn(server)
@@ -207,6 +222,7 @@ def main() -> int:
     print(f"latency ms  p50 {p50:.1f}  p90 {p90:.1f}  p99 {p99:.1f}  max {max(ms):.1f}  mean {statistics.mean(ms):.1f}")
     if failures:
         print(f"failures (first 5): {failures[:5]}")
+    print_slowest_seconds(timeline, started, settings.EVENTS_APPEND_SECONDS)
     cpu = [after - before for before, after in zip(cpu_before, cpu_after, strict=True)]
     if sum(cpu) and ms:
         per_request = sum(cpu) / len(ms) * 1000
