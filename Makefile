@@ -58,7 +58,8 @@ cdk: install $(CDK_BIN)
 	$(CDK_BIN) --version
 
 bench: install
-	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	@failed=""; for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || failed="$$failed $$b"; done; \
+	if [ -n "$$failed" ]; then echo "these benches did not finish:$$failed"; exit 1; fi
 
 clean:
 	rm -rf var artifacts .pytest_cache

@@ -32,7 +32,12 @@ def ensure_database(base_url: str, name: str) -> None:
 
     parts = urlsplit(base_url)
     admin_url = urlunsplit(("postgresql", parts.netloc, "/postgres", "", ""))
-    with psycopg.connect(admin_url, autocommit=True) as conn:
+    try:
+        conn = psycopg.connect(admin_url, autocommit=True)
+    except psycopg.OperationalError as exc:
+        sys.exit(f"{Path(sys.argv[0]).name} needs a PostgreSQL server (DATABASE_URL, default "
+                 f"postgres://postgres@127.0.0.1:5432/postgres): {str(exc).strip()}")
+    with conn:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
             conn.execute(f'CREATE DATABASE "{name}"')
 
