@@ -1,4 +1,5 @@
-"""The provider dashboard's filters: a date range and a tenant, from the query string."""
+"""The dashboards' filters from the query string: the provider dashboard's date range and tenant, and the
+tenant Events page's code, transaction id and days."""
 
 from datetime import date, timedelta
 
@@ -70,3 +71,29 @@ class DashboardFilterForm(forms.Form):
             return self.cleaned_data["start"], self.cleaned_data["end"], self.cleaned_data["tenant"]
         start, end = default_range()
         return start, end, None
+
+
+class EventsFilterForm(forms.Form):
+    """The tenant Events page's filters: code, transaction id, and the days the events happened (their
+    timestamp, UTC; From and To both included). What is not valid is said and left out of the filter."""
+
+    code = forms.CharField(required=False, max_length=100, label="Code")
+    transaction_id = forms.CharField(required=False, max_length=255, label="Transaction id")
+    since = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}), label="From",
+                            validators=_DATE_BOUNDS,
+                            error_messages={"invalid": "“From” is not a date (YYYY-MM-DD); it was left out of the filter."})
+    until = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}), label="To",
+                            validators=_DATE_BOUNDS,
+                            error_messages={"invalid": "“To” is not a date (YYYY-MM-DD); it was left out of the filter."})
+
+    def clean(self):
+        cleaned = super().clean()
+        since, until = cleaned.get("since"), cleaned.get("until")
+        if since and until and until < since:
+            raise forms.ValidationError("“To” is before “From”: no day is in between.")
+        return cleaned
+
+    def filters(self) -> dict:
+        """The filters that are valid (all of them when the form is), by name; empty ones left out."""
+        self.is_valid()
+        return {name: value for name, value in self.cleaned_data.items() if value}

@@ -93,6 +93,12 @@ def test_the_page_filters_by_the_days_the_events_happened(client, tenants):
     assert {n for n in days if f"day-{n}<" in html} == {1, 3, 5}
     shown, html = listed(since=until, until=since)
     assert "“To” is before “From”" in html and shown == set()
+    # The ends of the calendar, a NUL, an overlong code: each said, none a server error.
+    for params, said in (({"until": "9999-12-31"}, "Enter a date between"), ({"since": "0001-01-01"}, "Enter a date between"),
+                         ({"transaction_id": "a\x00b"}, "Null characters are not allowed"),
+                         ({"code": "x" * 101}, "at most 100 characters")):
+        response = client.get(URL, params)
+        assert response.status_code == 200 and said in response.content.decode(), params
 
 
 def test_the_page_goes_back_fifty_events_at_a_time(client, tenants):
