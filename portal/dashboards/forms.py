@@ -79,11 +79,10 @@ class EventsFilterForm(forms.Form):
 
     code = forms.CharField(required=False, max_length=100, label="Code")
     transaction_id = forms.CharField(required=False, max_length=255, label="Transaction id")
-    since = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}), label="From",
-                            validators=_DATE_BOUNDS,
+    # The page writes its own inputs (type="date"): no widget is declared here.
+    since = forms.DateField(required=False, label="From", validators=_DATE_BOUNDS,
                             error_messages={"invalid": "“From” is not a date (YYYY-MM-DD); it was left out of the filter."})
-    until = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}), label="To",
-                            validators=_DATE_BOUNDS,
+    until = forms.DateField(required=False, label="To", validators=_DATE_BOUNDS,
                             error_messages={"invalid": "“To” is not a date (YYYY-MM-DD); it was left out of the filter."})
 
     def clean(self):
